@@ -1,0 +1,5 @@
+import sys
+
+from heaptrail.cli import main
+
+sys.exit(main())

@@ -1,0 +1,205 @@
+/* codec.c - byte buffers and LEB128 varints. */
+#include "codec.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void
+ht_buf_init(ht_buf *b)
+{
+    memset(b, 0, sizeof(*b));
+}
+
+void
+ht_buf_free(ht_buf *b)
+{
+    free(b->data);
+    memset(b, 0, sizeof(*b));
+}
+
+int
+ht_buf_reserve(ht_buf *b, size_t n)
+{
+    if (b->error)
+        return -1;
+    if (b->cap - b->len >= n)
+        return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap - b->len < n) {
+        if (cap > SIZE_MAX / 2) {
+            b->error = 1;
+            return -1;
+        }
+        cap *= 2;
+    }
+    uint8_t *d = realloc(b->data, cap);
+    if (d == NULL) {
+        b->error = 1;
+        return -1;
+    }
+    b->data = d;
+    b->cap = cap;
+    return 0;
+}
+
+void
+ht_buf_put(ht_buf *b, const void *p, size_t n)
+{
+    if (n == 0 || ht_buf_reserve(b, n) < 0)
+        return;
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+}
+
+void
+ht_buf_u8(ht_buf *b, uint8_t v)
+{
+    ht_buf_put(b, &v, 1);
+}
+
+void
+ht_buf_u32(ht_buf *b, uint32_t v)
+{
+    uint8_t x[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+    ht_buf_put(b, x, 4);
+}
+
+void
+ht_buf_u64(ht_buf *b, uint64_t v)
+{
+    ht_buf_u32(b, (uint32_t)v);
+    ht_buf_u32(b, (uint32_t)(v >> 32));
+}
+
+size_t
+ht_varint_encode(uint8_t *out, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        out[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    out[n++] = (uint8_t)v;
+    return n;
+}
+
+void
+ht_buf_varint(ht_buf *b, uint64_t v)
+{
+    if (ht_buf_reserve(b, 10) < 0)
+        return;
+    b->len += ht_varint_encode(b->data + b->len, v);
+}
+
+void
+ht_buf_svarint(ht_buf *b, int64_t v)
+{
+    ht_buf_varint(b, ht_zigzag(v));
+}
+
+void
+ht_buf_blob(ht_buf *b, const void *p, size_t n)
+{
+    ht_buf_varint(b, n);
+    ht_buf_put(b, p, n);
+}
+
+/* ---- reading ------------------------------------------------------------ */
+
+const uint8_t *
+ht_rd_bytes(ht_rd *r, size_t n)
+{
+    if (r->error)
+        return NULL;
+    if (ht_rd_left(r) < n) {
+        r->error = "truncated";
+        return NULL;
+    }
+    const uint8_t *p = r->p;
+    r->p += n;
+    return p;
+}
+
+uint8_t
+ht_rd_u8(ht_rd *r)
+{
+    const uint8_t *p = ht_rd_bytes(r, 1);
+    return p ? p[0] : 0;
+}
+
+uint32_t
+ht_rd_u32(ht_rd *r)
+{
+    const uint8_t *p = ht_rd_bytes(r, 4);
+    if (p == NULL)
+        return 0;
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+uint64_t
+ht_rd_u64(ht_rd *r)
+{
+    uint64_t lo = ht_rd_u32(r);
+    uint64_t hi = ht_rd_u32(r);
+    return lo | hi << 32;
+}
+
+uint64_t
+ht_rd_varint(ht_rd *r)
+{
+    uint64_t v = 0;
+    if (r->error)
+        return 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (r->p >= r->end) {
+            r->error = "truncated";
+            return 0;
+        }
+        uint8_t byte = *r->p++;
+        if (shift == 63 && byte > 1) {
+            r->error = "varint overflows 64 bits";
+            return 0;
+        }
+        v |= (uint64_t)(byte & 0x7f) << shift;
+        if (!(byte & 0x80))
+            return v;
+    }
+    r->error = "varint longer than 10 bytes";
+    return 0;
+}
+
+int64_t
+ht_rd_svarint(ht_rd *r)
+{
+    return ht_unzigzag(ht_rd_varint(r));
+}
+
+const uint8_t *
+ht_rd_blob(ht_rd *r, size_t *n)
+{
+    uint64_t len = ht_rd_varint(r);
+    *n = 0;
+    if (r->error)
+        return NULL;
+    if (len > ht_rd_left(r)) {
+        r->error = "length past the end of the data";
+        return NULL;
+    }
+    *n = (size_t)len;
+    return ht_rd_bytes(r, (size_t)len);
+}
+
+uint64_t
+ht_rd_count(ht_rd *r, size_t min_item_bytes)
+{
+    uint64_t n = ht_rd_varint(r);
+    if (r->error)
+        return 0;
+    if (min_item_bytes == 0)
+        min_item_bytes = 1;
+    if (n > ht_rd_left(r) / min_item_bytes) {
+        r->error = "count larger than the data could hold";
+        return 0;
+    }
+    return n;
+}

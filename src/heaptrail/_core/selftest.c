@@ -1,0 +1,167 @@
+/* selftest.c - C-level tests of the shared pieces (hash table, varint codec),
+ * driven from tests/test_core.py. Underscore names: not public API. */
+#include "common.h"
+#include "codec.h"
+#include "hashtable.h"
+
+#include <stdlib.h>
+
+/* _hashtable_check(n, with_values) -> int: inserts n pseudo-random keys,
+ * removes every third, re-inserts some, and compares each step with a plain
+ * array. Returns the number of disagreements found (0 when correct). */
+static PyObject *
+st_hashtable_check(PyObject *self, PyObject *args)
+{
+    Py_ssize_t n;
+    int with_values;
+    if (!PyArg_ParseTuple(args, "np:_hashtable_check", &n, &with_values))
+        return NULL;
+    if (n <= 0)
+        return PyLong_FromLong(0);
+    uint64_t *keys = malloc((size_t)n * sizeof(uint64_t));
+    unsigned char *present = calloc((size_t)n, 1);
+    ht_table t;
+    if (keys == NULL || present == NULL || ht_table_init(&t, 4, with_values) < 0) {
+        free(keys);
+        free(present);
+        return PyErr_NoMemory();
+    }
+    long bad = 0;
+    /* distinct keys (an odd multiplier is a bijection mod 2^24), aligned like
+     * addresses and clustered, to stress probing */
+    if (n > (1 << 24))
+        n = 1 << 24;
+    for (Py_ssize_t i = 0; i < n; i++)
+        keys[i] = ((((uint64_t)i * 0x9e3779b1ULL) & 0xffffff) << 4) | 0x10;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int r = with_values ? ht_table_put(&t, keys[i], (uint64_t)i) : ht_table_add(&t, keys[i]);
+        if (r < 0) { bad = -1; goto done; }
+        present[i] = 1;
+    }
+    for (Py_ssize_t i = 0; i < n; i += 3) {
+        uint64_t old = 0;
+        if (ht_table_remove(&t, keys[i], &old) != 1 || (with_values && old != (uint64_t)i))
+            bad++;
+        present[i] = 0;
+        if (ht_table_remove(&t, keys[i], &old) != 0)
+            bad++;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int in = ht_table_contains(&t, keys[i]);
+        if (in != present[i])
+            bad++;
+        if (in && with_values) {
+            uint64_t v = *ht_table_find(&t, keys[i]);
+            if (v != (uint64_t)i)
+                bad++;
+        }
+    }
+    size_t count = 0;
+    for (size_t i = 0; i <= t.mask; i++)
+        count += t.keys[i] != 0;
+    if (count != t.count)
+        bad++;
+done:
+    ht_table_free(&t);
+    free(keys);
+    free(present);
+    if (bad < 0)
+        return PyErr_NoMemory();
+    return PyLong_FromLong(bad);
+}
+
+/* _varint_encode(list of int, signed) -> bytes */
+static PyObject *
+st_varint_encode(PyObject *self, PyObject *args)
+{
+    PyObject *seq;
+    int is_signed;
+    if (!PyArg_ParseTuple(args, "Op:_varint_encode", &seq, &is_signed))
+        return NULL;
+    PyObject *fast = PySequence_Fast(seq, "expected a sequence of ints");
+    if (fast == NULL)
+        return NULL;
+    ht_buf b;
+    ht_buf_init(&b);
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(fast); i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(fast, i);
+        if (is_signed) {
+            long long v = PyLong_AsLongLong(item);
+            if (v == -1 && PyErr_Occurred())
+                goto fail;
+            ht_buf_svarint(&b, v);
+        } else {
+            unsigned long long v = PyLong_AsUnsignedLongLong(item);
+            if (v == (unsigned long long)-1 && PyErr_Occurred())
+                goto fail;
+            ht_buf_varint(&b, v);
+        }
+    }
+    Py_DECREF(fast);
+    if (b.error) {
+        ht_buf_free(&b);
+        return PyErr_NoMemory();
+    }
+    PyObject *out = PyBytes_FromStringAndSize((const char *)b.data, (Py_ssize_t)b.len);
+    ht_buf_free(&b);
+    return out;
+fail:
+    Py_DECREF(fast);
+    ht_buf_free(&b);
+    return NULL;
+}
+
+/* _varint_decode(bytes, signed) -> list of int; heaptrail.Error on bad input */
+static PyObject *
+st_varint_decode(PyObject *self, PyObject *args)
+{
+    Py_buffer view;
+    int is_signed;
+    if (!PyArg_ParseTuple(args, "y*p:_varint_decode", &view, &is_signed))
+        return NULL;
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        goto done;
+    ht_rd r;
+    ht_rd_init(&r, view.buf, (size_t)view.len);
+    while (ht_rd_left(&r) > 0) {
+        PyObject *v;
+        if (is_signed) {
+            int64_t x = ht_rd_svarint(&r);
+            if (r.error)
+                break;
+            v = PyLong_FromLongLong(x);
+        } else {
+            uint64_t x = ht_rd_varint(&r);
+            if (r.error)
+                break;
+            v = PyLong_FromUnsignedLongLong(x);
+        }
+        if (v == NULL || PyList_Append(out, v) < 0) {
+            Py_XDECREF(v);
+            Py_CLEAR(out);
+            goto done;
+        }
+        Py_DECREF(v);
+    }
+    if (r.error) {
+        Py_CLEAR(out);
+        ht_error("bad varint data: %s", r.error);
+    }
+done:
+    PyBuffer_Release(&view);
+    return out;
+}
+
+static PyMethodDef st_methods[] = {
+    {"_hashtable_check", st_hashtable_check, METH_VARARGS, NULL},
+    {"_varint_encode", st_varint_encode, METH_VARARGS, NULL},
+    {"_varint_decode", st_varint_decode, METH_VARARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+int
+ht_selftest_init(PyObject *m)
+{
+    return PyModule_AddFunctions(m, st_methods);
+}

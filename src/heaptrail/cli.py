@@ -1,0 +1,82 @@
+"""heaptrail's command line: a list of command classes and main(argv) -> int.
+
+Each command lives in heaptrail/commands/<name>.py and defines one class with
+`name`, `help`, `prepare_parser(parser)` and `run(args) -> int`. Errors that
+are the user's to fix (HeaptrailError, OSError, ValueError from our own
+validation) become one line on stderr and a non-zero exit, never a traceback.
+"""
+import argparse
+import importlib
+import sys
+
+import heaptrail
+from heaptrail.commands import COMMAND_MODULES
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+class CommandError(Exception):
+    """A command's own failure: printed as one line, exit code `code`."""
+
+    def __init__(self, message, code=EXIT_ERROR):
+        super().__init__(message)
+        self.code = code
+
+
+def _commands():
+    for mod in COMMAND_MODULES:
+        yield importlib.import_module("heaptrail.commands." + mod).COMMAND
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="heaptrail",
+        description="Memory profiler and leak hunter for Python.",
+    )
+    parser.add_argument("--version", action="version", version="heaptrail " + heaptrail.__version__)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for cls in _commands():
+        cmd = cls()
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        cmd.prepare_parser(p)
+        p.set_defaults(_command=cmd)
+    return parser
+
+
+def _fail(message, code):
+    print(f"heaptrail: error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv=None):
+    """Runs the command line; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse has printed usage or help
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
+    if getattr(args, "_command", None) is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(args._command.run(args) or 0)
+    except CommandError as e:
+        return _fail(str(e), e.code)
+    except heaptrail.HeaptrailError as e:
+        return _fail(str(e), EXIT_ERROR)
+    except (OSError, ValueError) as e:
+        return _fail(_os_message(e), EXIT_ERROR)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    finally:
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:  # `heaptrail ... | head`
+            sys.stdout = None
+
+
+def _os_message(e):
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        return f"{e.filename}: {e.strerror}"
+    return str(e)
