@@ -24,7 +24,7 @@ $(VENV)/.stamp: $(SRC)
 venv: $(VENV)/.stamp
 
 demo: $(VENV)/.stamp
-	@$(VENV)/bin/heaptrail demo
+	@$(VPY) examples/demo.py
 
 # The whole suite on every CPython >= 3.11 this machine has.
 test:
