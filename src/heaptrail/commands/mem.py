@@ -197,8 +197,14 @@ def _render_malloc(m):
 def _render_gc(g):
     gens = ", ".join(f"gen{x['generation']} {x['collections']} ({x['collected']} freed)"
                      for x in g["generations"])
-    return (f"gc: {'enabled' if g['enabled'] else 'disabled'}, thresholds "
+    text = (f"gc: {'enabled' if g['enabled'] else 'disabled'}, thresholds "
             f"{tuple(g['thresholds'])}, counts {tuple(g['counts'])}; collections {gens}")
+    pauses = sum(x["pauses"] for x in g["generations"])
+    if pauses:   # only once heaptrail.process.track_gc_pauses() has run
+        total = sum(x["pause_total"] for x in g["generations"])
+        longest = max(x["pause_max"] for x in g["generations"])
+        text += f"\n  gc pauses: {pauses}, total {total * 1e3:.2f} ms, longest {longest * 1e3:.2f} ms"
+    return text
 
 
 COMMAND = MemCommand
