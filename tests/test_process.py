@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -143,6 +144,25 @@ def test_memory_of_dead_pid_is_clear_error():
         process.maps(pid)
 
 
+def test_memory_of_zombie_has_no_address_space(cli):
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        for _ in range(1000):   # wait, without reaping it, until it is a zombie
+            with open(f"/proc/{p.pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    break
+            time.sleep(0.005)
+        else:
+            pytest.fail("child never became a zombie")
+        m = process.memory(p.pid)
+        assert (m.pid, m.rss, m.vms, m.pss, m.uss) == (p.pid, 0, 0, None, None)
+        assert process.maps(p.pid) == []
+        code, out, err = cli("mem", str(p.pid))
+        assert code == 0 and "the kernel gives no smaps" in out
+    finally:
+        p.wait()
+
+
 @pytest.mark.parametrize("bad", [0, -1, 2**70, "1", 1.0, True])
 def test_bad_pid_argument(bad):
     with pytest.raises(heaptrail.HeaptrailError, match="pid must be"):
@@ -167,7 +187,7 @@ def test_unreadable_smaps_gives_none_and_clear_error(child, cli):
                        match=f"^permission denied reading /proc/{c.pid}/smaps "):
         process.maps(c.pid)
     code, out, err = cli("mem", str(c.pid))
-    assert code == 0 and "PSS -" in out and "the kernel refuses smaps" in out
+    assert code == 0 and "PSS -" in out and "the kernel gives no smaps" in out
 
 
 # ---- maps() ----------------------------------------------------------------

@@ -614,8 +614,7 @@ ht_proc_rollup_from_smaps(long pid, ht_proc_mem *m)
 }
 
 /* Reads every figure of Memory. Runs without the GIL. Returns 0, or an errno
- * value with *failed naming the file that failed. A refused smaps_rollup
- * (another user's process) is not an error: pss and uss stay unknown. */
+ * value with *failed naming the file that failed. */
 static int
 ht_proc_read_memory(long pid, ht_proc_mem *m, const char **failed)
 {
@@ -633,7 +632,10 @@ ht_proc_read_memory(long pid, ht_proc_mem *m, const char **failed)
     e = ht_proc_read_rollup(pid, m);
     if (e == ENOENT && access("/proc/self/smaps_rollup", F_OK) != 0)
         e = ht_proc_rollup_from_smaps(pid, m);
-    if (e == EACCES || e == EPERM)
+    /* Refused (another user's process) or no address space (a zombie, a
+     * kernel thread: ESRCH, while status was there a moment ago): pss and
+     * uss stay unknown rather than failing the whole record. */
+    if (e == EACCES || e == EPERM || e == ESRCH)
         e = 0;
     return e;
 }
@@ -760,22 +762,27 @@ cleanup:
 
 #else /* not Linux */
 
+/* Checks the pid argument as on Linux, then says why there is no answer. */
 static PyObject *
-ht_proc_not_linux(void)
+ht_proc_not_linux(PyObject *args)
 {
+    PyObject *arg = Py_None;
+    long pid;
+    if (!PyArg_ParseTuple(args, "|O", &arg) || ht_proc_pid_arg(arg, &pid) < 0)
+        return NULL;
     return ht_error("process memory needs Linux's /proc (this platform has none)");
 }
 
 static PyObject *
 ht_proc_memory(PyObject *self, PyObject *args)
 {
-    return ht_proc_not_linux();
+    return ht_proc_not_linux(args);
 }
 
 static PyObject *
 ht_proc_maps(PyObject *self, PyObject *args)
 {
-    return ht_proc_not_linux();
+    return ht_proc_not_linux(args);
 }
 
 #endif /* __linux__ */

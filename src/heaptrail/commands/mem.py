@@ -146,7 +146,8 @@ def _render(rep, note_self):
     lines.append(f"data {_opt_bytes(m['data'])}  stack {_opt_bytes(m['stack'])}  "
                  f"threads {m['threads'] if m['threads'] is not None else '-'}")
     if m["pss"] is None:
-        lines.append("(PSS/USS and mappings: the kernel refuses smaps of this process to us)")
+        lines.append("(no PSS/USS or mappings: the kernel gives no smaps for this process; "
+                     "another user's, a zombie or a kernel thread)")
     if rep["kinds"]:
         lines += ["", "mappings by kind"]
         lines.append(table(
