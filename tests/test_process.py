@@ -498,3 +498,23 @@ def test_repeated_reads_do_not_grow_rss():
             process.maps(999999)
     # a 64 KiB line buffer or a path arena lost per call would be 19 MB here
     assert process.memory().rss - before < 4 * MB
+
+
+@pytest.mark.parametrize("lines, trailing_newline", [
+    ([b"a", b"", b"bc"], True),
+    ([b"a", b"bc"], False),
+    ([b"x" * 65534, b"y" * 65535, b"z" * 200_000, b"after"], True),
+    ([b"k" * 131_072], False),
+])
+def test_line_reader_keeps_memory_bounded(tmp_path, lines, trailing_newline):
+    # the reader behind every /proc parse: lines longer than its 64 KiB buffer
+    # are cut to 65535 bytes, the rest skipped, the next line intact
+    path = tmp_path / "lines"
+    path.write_bytes(b"\n".join(lines) + (b"\n" if trailing_newline else b""))
+    got = heaptrail._core._proc_read_lines(str(path))
+    assert got == [line[:65535] for line in lines]
+
+
+def test_line_reader_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        heaptrail._core._proc_read_lines(str(tmp_path / "none"))

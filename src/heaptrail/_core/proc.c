@@ -170,12 +170,15 @@ ht_proc_pid_arg(PyObject *arg, long *pid)
     return 0;
 }
 
+/* True when s begins with prefix. */
 static int
 ht_proc_starts(const char *s, const char *prefix)
 {
     return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
+/* Sets field i of a record to v, or to None when v < 0 ("unknown"). A failed
+ * int leaves the field NULL: callers check every field once at the end. */
 static void
 ht_proc_set_opt(PyObject *rec, Py_ssize_t i, int64_t v)
 {
@@ -298,6 +301,37 @@ ht_proc_lines_next(ht_proc_lines *lr)
         if (ht_proc_lines_fill(lr) < 0)
             return NULL;
     }
+}
+
+/* _proc_read_lines(path) -> [bytes]: every line as the reader hands it out
+ * (over-long ones cut to the buffer). For tests of the reader only. */
+static PyObject *
+ht_proc_read_lines_py(PyObject *self, PyObject *args)
+{
+    const char *path;
+    if (!PyArg_ParseTuple(args, "s:_proc_read_lines", &path))
+        return NULL;
+    ht_proc_lines lr;
+    int e = ht_proc_lines_open(&lr, path);
+    if (e) {
+        errno = e;
+        return ht_error_os(path);
+    }
+    PyObject *list = PyList_New(0);
+    char *line;
+    while (list != NULL && (line = ht_proc_lines_next(&lr)) != NULL) {
+        PyObject *b = PyBytes_FromString(line);
+        if (b == NULL || PyList_Append(list, b) < 0)
+            Py_CLEAR(list);
+        Py_XDECREF(b);
+    }
+    if (list != NULL && lr.err) {
+        errno = lr.err;
+        Py_CLEAR(list);
+        ht_error_os(path);
+    }
+    ht_proc_lines_close(&lr);
+    return list;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1214,6 +1248,10 @@ static PyMethodDef ht_proc_methods[] = {
     {"gc_pauses", ht_proc_gc_pauses, METH_NOARGS,
      "gc_pauses() -> per generation (count, total_s, max_s, last_s)."},
     {"gc_pauses_reset", ht_proc_gc_pauses_reset, METH_NOARGS, "Zeroes the gc pause figures."},
+#if defined(__linux__)
+    {"_proc_read_lines", ht_proc_read_lines_py, METH_VARARGS,
+     "_proc_read_lines(path) -> [bytes]: the /proc line reader, for tests."},
+#endif
     {NULL, NULL, 0, NULL},
 };
 
