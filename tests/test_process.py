@@ -518,3 +518,64 @@ def test_line_reader_keeps_memory_bounded(tmp_path, lines, trailing_newline):
 def test_line_reader_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError):
         heaptrail._core._proc_read_lines(str(tmp_path / "none"))
+
+
+# the shape of sys._debugmallocstats() on 3.11-3.13 (numbers made small)
+MALLOCSTATS_SAMPLE = """\
+Small block threshold = 512, in 32 size classes.
+
+class   size   num pools   blocks in use  avail blocks
+-----   ----   ---------   -------------  ------------
+    0     16           1             106           915
+    3     64          50           12593           157
+   31    512           2              50            12
+
+# arenas allocated total           =                    5
+# arenas reclaimed                 =                    1
+# arenas highwater mark            =                    4
+# arenas allocated current         =                    4
+4 arenas * 1048576 bytes/arena     =            4,194,304
+
+# bytes in allocated blocks        =              833,248
+# bytes in available blocks        =               30,776
+18 unused pools * 16384 bytes      =              294,912
+# bytes lost to pool headers       =               11,280
+# bytes lost to quantization       =               16,480
+# bytes lost to arena alignment    =               49,152
+Total                              =            4,194,304
+
+arena map counts
+# bytes lost to arena map root     =              262,144
+
+            8 free PyDictObjects * 48 bytes each =                  384
+"""
+
+
+def test_pymalloc_parser_reads_every_figure():
+    p = heaptrail._core._pymalloc_parse(MALLOCSTATS_SAMPLE)
+    assert (p.in_use, p.allocator) == (True, "pymalloc")
+    assert (p.arena_size, p.pool_size) == (1048576, 16384)
+    assert (p.arenas, p.arenas_total, p.arenas_reclaimed, p.arenas_highwater) == (4, 5, 1, 4)
+    assert len(p.classes) == 32 and [c.block_size for c in p.classes[:3]] == [16, 32, 48]
+    assert [(c.index, c.pools, c.blocks_used, c.blocks_free) for c in p.classes if c.pools] == \
+        [(0, 1, 106, 915), (3, 50, 12593, 157), (31, 2, 50, 12)]
+    assert (p.pools_used, p.blocks_used, p.blocks_free) == (53, 12749, 1084)
+    assert (p.bytes_used, p.bytes_free) == (833_248, 30_776)
+    assert (p.pools_unused, p.bytes_unused_pools) == (18, 294_912)
+    assert p.bytes_overhead == 11_280 + 16_480 + 49_152
+    assert p.fragmentation == pytest.approx(30_776 / (833_248 + 30_776))
+
+
+def test_pymalloc_parser_survives_damaged_text():
+    for cut in range(0, len(MALLOCSTATS_SAMPLE), 37):
+        p = heaptrail._core._pymalloc_parse(MALLOCSTATS_SAMPLE[:cut])
+        assert p.in_use in (True, False)
+    for junk in ["", "\n\n", "Small block threshold = 512, in 999999 size classes.\n"
+                 "class   size   num pools\n 999999 16 1 1 1\n 5 16 -1 -1 -1\n",
+                 "Small block threshold = 0, in 0 size classes.\nclass num pools\n 0 0 0 0 0\n",
+                 "x" * 100_000]:
+        p = heaptrail._core._pymalloc_parse(junk)
+        assert isinstance(p, process.Pymalloc)
+    mimalloc = "Small block threshold = 16384, in 73 size classes.\nMedium block threshold = 131072\n"
+    p = heaptrail._core._pymalloc_parse(mimalloc)
+    assert (p.in_use, p.allocator, p.classes) == (False, "mimalloc", None)

@@ -1116,6 +1116,32 @@ cleanup:
     return result;
 }
 
+/* _pymalloc_parse(text) -> Pymalloc: the parser alone, so tests can feed it
+ * other Pythons' output and damaged text. */
+static PyObject *
+ht_proc_pymalloc_parse_py(PyObject *self, PyObject *args)
+{
+    const char *text;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "s#:_pymalloc_parse", &text, &n))
+        return NULL;
+    PyObject *result = NULL;
+    ht_pym *s = calloc(1, sizeof(ht_pym));
+    char *copy = malloc((size_t)n + 1);   /* the parser cuts lines in place */
+    if (s == NULL || copy == NULL) {
+        PyErr_NoMemory();
+        goto cleanup;
+    }
+    memcpy(copy, text, (size_t)n);
+    copy[n] = '\0';
+    ht_pym_parse(s, copy);
+    result = ht_pym_record(s);
+cleanup:
+    free(copy);
+    free(s);
+    return result;
+}
+
 /* ---------------------------------------------------------------------- */
 /* glibc malloc                                                            */
 
@@ -1248,6 +1274,8 @@ static PyMethodDef ht_proc_methods[] = {
     {"gc_pauses", ht_proc_gc_pauses, METH_NOARGS,
      "gc_pauses() -> per generation (count, total_s, max_s, last_s)."},
     {"gc_pauses_reset", ht_proc_gc_pauses_reset, METH_NOARGS, "Zeroes the gc pause figures."},
+    {"_pymalloc_parse", ht_proc_pymalloc_parse_py, METH_VARARGS,
+     "_pymalloc_parse(text) -> Pymalloc: the _debugmallocstats parser, for tests."},
 #if defined(__linux__)
     {"_proc_read_lines", ht_proc_read_lines_py, METH_VARARGS,
      "_proc_read_lines(path) -> [bytes]: the /proc line reader, for tests."},
