@@ -1,0 +1,685 @@
+/* capture.c - the capture file writer: per-thread buffers flushed as
+ * checksummed blocks (format in capture.h), and its test driver. */
+#include "capture.h"
+#include "codec.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CAP_BLOCK_HEAD 8u    /* body_len:u32 checksum:u32 */
+#define CAP_BODY_HEAD 12u    /* thread:u32 time_ns:u64 */
+/* A buffer's capacity: a block's worth plus the largest record (a FRAME
+ * with two cut strings), so a record appended below the threshold fits. */
+#define CAP_BUF_CAP (HT_CAP_BLOCK_BYTES + 2u * HT_CAP_MAX_STR + 256u)
+
+uint32_t
+ht_cap_checksum(const uint8_t *p, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 16777619u;
+    }
+    return h;
+}
+
+/* ---- state ---------------------------------------------------------------- */
+
+typedef struct cap_tbuf {
+    ht_buf buf;              /* the block being filled, its heads reserved */
+    uint32_t thread;
+    uint64_t prev_addr;      /* delta state, restarted with each block */
+    uint32_t prev_stack;
+    struct cap_tbuf *next;   /* registry link: protected by cap.lock */
+} cap_tbuf;
+
+static struct {
+    pthread_mutex_t lock;    /* protects fd writes, error, threads, next_thread */
+    int fd;
+    int error;               /* first errno seen; later blocks are dropped */
+    cap_tbuf *threads;       /* every live buffer, so close can flush them */
+    uint32_t next_thread;
+    uint64_t t0;             /* CLOCK_MONOTONIC ns at open; set before active */
+    atomic_int active;
+    atomic_uint gen;         /* bumped at open and close: stale TLS detection */
+} cap = {PTHREAD_MUTEX_INITIALIZER, -1, 0, NULL, 0, 0, 0, 0};
+
+/* The calling thread's buffer, valid only while cap_tls_gen == cap.gen:
+ * close frees every buffer without touching other threads' TLS. */
+static _Thread_local cap_tbuf *cap_tls;
+static _Thread_local unsigned cap_tls_gen;
+static pthread_key_t cap_key;        /* only for its destructor (thread exit) */
+static pthread_once_t cap_key_once = PTHREAD_ONCE_INIT;
+
+static uint64_t
+cap_clock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t
+ht_cap_now(void)
+{
+    return cap_clock() - cap.t0;
+}
+
+int
+ht_cap_active(void)
+{
+    return atomic_load_explicit(&cap.active, memory_order_relaxed);
+}
+
+/* ---- blocks --------------------------------------------------------------- */
+
+static void
+cap_put_u32_at(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
+}
+
+static void
+cap_block_begin(ht_buf *b, uint32_t thread)
+{
+    b->len = 0;
+    ht_buf_u64(b, 0);        /* body_len, checksum: filled by cap_block_seal */
+    ht_buf_u32(b, thread);
+    ht_buf_u64(b, 0);        /* time_ns: filled by cap_block_seal */
+}
+
+static void
+cap_block_seal(ht_buf *b)
+{
+    uint64_t t = ht_cap_now();
+    cap_put_u32_at(b->data + 12, (uint32_t)t);
+    cap_put_u32_at(b->data + 16, (uint32_t)(t >> 32));
+    cap_put_u32_at(b->data, (uint32_t)(b->len - CAP_BLOCK_HEAD));
+    cap_put_u32_at(b->data + 4, ht_cap_checksum(b->data + CAP_BLOCK_HEAD, b->len - CAP_BLOCK_HEAD));
+}
+
+static int
+cap_write_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Writes a sealed block. Caller holds cap.lock. */
+static void
+cap_write_unlocked(const ht_buf *b)
+{
+    if (cap.error || cap.fd < 0)
+        return;
+    if (cap_write_all(cap.fd, b->data, b->len) < 0)
+        cap.error = errno ? errno : EIO;
+}
+
+static void
+cap_flush_tbuf(cap_tbuf *tb, int locked)
+{
+    if (tb->buf.error) {            /* a record was cut by a failed grow */
+        if (!locked)
+            pthread_mutex_lock(&cap.lock);
+        if (!cap.error)
+            cap.error = ENOMEM;
+        if (!locked)
+            pthread_mutex_unlock(&cap.lock);
+        return;
+    }
+    if (tb->buf.len <= CAP_BLOCK_HEAD + CAP_BODY_HEAD)
+        return;
+    cap_block_seal(&tb->buf);
+    if (!locked)
+        pthread_mutex_lock(&cap.lock);
+    cap_write_unlocked(&tb->buf);
+    if (!locked)
+        pthread_mutex_unlock(&cap.lock);
+    cap_block_begin(&tb->buf, tb->thread);
+    tb->prev_addr = 0;
+    tb->prev_stack = 0;
+}
+
+/* ---- per-thread buffers ---------------------------------------------------- */
+
+static void
+cap_unlink_unlocked(cap_tbuf *tb)
+{
+    for (cap_tbuf **pp = &cap.threads; *pp; pp = &(*pp)->next)
+        if (*pp == tb) {
+            *pp = tb->next;
+            return;
+        }
+}
+
+/* Thread exit: flush this thread's events so they are not lost. Runs while
+ * the thread's TLS is still readable. */
+static void
+cap_thread_exit(void *marker)
+{
+    HT_UNUSED(marker);
+    pthread_mutex_lock(&cap.lock);
+    if (cap_tls != NULL && cap_tls_gen == atomic_load(&cap.gen) && atomic_load(&cap.active)) {
+        cap_tbuf *tb = cap_tls;
+        cap_flush_tbuf(tb, 1);
+        cap_unlink_unlocked(tb);
+        ht_buf_free(&tb->buf);
+        free(tb);
+    }
+    cap_tls = NULL;
+    pthread_mutex_unlock(&cap.lock);
+}
+
+static void
+cap_make_key(void)
+{
+    if (pthread_key_create(&cap_key, cap_thread_exit) != 0)
+        cap_key = 0;
+}
+
+/* The calling thread's buffer, created on first use; NULL when no capture
+ * is open or memory ran out (the event is dropped). */
+static cap_tbuf *
+cap_tbuf_get(void)
+{
+    unsigned gen = atomic_load_explicit(&cap.gen, memory_order_acquire);
+    if (HT_LIKELY(cap_tls != NULL && cap_tls_gen == gen))
+        return cap_tls;
+    cap_tbuf *tb = calloc(1, sizeof(*tb));
+    if (tb == NULL)
+        return NULL;
+    ht_buf_init(&tb->buf);
+    if (ht_buf_reserve(&tb->buf, CAP_BUF_CAP) < 0) {
+        free(tb);
+        return NULL;
+    }
+    pthread_once(&cap_key_once, cap_make_key);
+    pthread_mutex_lock(&cap.lock);
+    if (!atomic_load(&cap.active) || atomic_load(&cap.gen) != gen) {
+        pthread_mutex_unlock(&cap.lock);
+        ht_buf_free(&tb->buf);
+        free(tb);
+        return NULL;
+    }
+    tb->thread = ++cap.next_thread;
+    tb->next = cap.threads;
+    cap.threads = tb;
+    pthread_mutex_unlock(&cap.lock);
+    cap_block_begin(&tb->buf, tb->thread);
+    cap_tls = tb;
+    cap_tls_gen = gen;
+    pthread_setspecific(cap_key, (void *)1);
+    return tb;
+}
+
+static inline cap_tbuf *
+cap_event_buf(void)
+{
+    if (!atomic_load_explicit(&cap.active, memory_order_relaxed))
+        return NULL;
+    return cap_tbuf_get();
+}
+
+static inline void
+cap_maybe_flush(cap_tbuf *tb)
+{
+    if (tb->buf.len >= HT_CAP_BLOCK_BYTES || tb->buf.error)
+        cap_flush_tbuf(tb, 0);
+}
+
+static void
+cap_put_str(ht_buf *b, const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    ht_buf_blob(b, s, n > HT_CAP_MAX_STR ? HT_CAP_MAX_STR : n);
+}
+
+/* ---- events --------------------------------------------------------------- */
+
+static inline void
+cap_put_alloc(cap_tbuf *tb, uint64_t addr, uint64_t size, uint32_t stack)
+{
+    ht_buf *b = &tb->buf;
+    ht_buf_u8(b, HT_CAP_ALLOC);
+    ht_buf_svarint(b, (int64_t)(addr - tb->prev_addr));
+    ht_buf_varint(b, size);
+    ht_buf_svarint(b, (int64_t)stack - (int64_t)tb->prev_stack);
+    tb->prev_addr = addr;
+    tb->prev_stack = stack;
+}
+
+static inline void
+cap_put_free(cap_tbuf *tb, uint64_t addr)
+{
+    ht_buf_u8(&tb->buf, HT_CAP_FREE);
+    ht_buf_svarint(&tb->buf, (int64_t)(addr - tb->prev_addr));
+    tb->prev_addr = addr;
+}
+
+void
+ht_cap_alloc(uint64_t addr, uint64_t size, uint32_t stack)
+{
+    cap_tbuf *tb = cap_event_buf();
+    if (tb == NULL)
+        return;
+    cap_put_alloc(tb, addr, size, stack);
+    cap_maybe_flush(tb);
+}
+
+void
+ht_cap_free(uint64_t addr)
+{
+    cap_tbuf *tb = cap_event_buf();
+    if (tb == NULL)
+        return;
+    cap_put_free(tb, addr);
+    cap_maybe_flush(tb);
+}
+
+void
+ht_cap_realloc(uint64_t old_addr, uint64_t new_addr, uint64_t size, uint32_t stack)
+{
+    cap_tbuf *tb = cap_event_buf();
+    if (tb == NULL)
+        return;
+    if (old_addr != 0)
+        cap_put_free(tb, old_addr);
+    cap_put_alloc(tb, new_addr, size, stack);
+    cap_maybe_flush(tb);
+}
+
+void
+ht_cap_stack(uint32_t id, uint32_t parent, uint32_t frame)
+{
+    cap_tbuf *tb = cap_event_buf();
+    if (tb == NULL)
+        return;
+    ht_buf_u8(&tb->buf, HT_CAP_STACK);
+    ht_buf_varint(&tb->buf, id);
+    ht_buf_varint(&tb->buf, parent == HT_CAP_NO_STACK ? 0 : (uint64_t)parent + 1);
+    ht_buf_varint(&tb->buf, frame);
+    cap_maybe_flush(tb);
+}
+
+void
+ht_cap_frame(uint32_t id, const char *filename, const char *function, uint32_t line)
+{
+    cap_tbuf *tb = cap_event_buf();
+    if (tb == NULL)
+        return;
+    ht_buf_u8(&tb->buf, HT_CAP_FRAME);
+    ht_buf_varint(&tb->buf, id);
+    cap_put_str(&tb->buf, filename);
+    cap_put_str(&tb->buf, function);
+    ht_buf_varint(&tb->buf, line);
+    cap_maybe_flush(tb);
+}
+
+void
+ht_cap_thread_name(const char *name)
+{
+    cap_tbuf *tb = cap_event_buf();
+    if (tb == NULL)
+        return;
+    ht_buf_u8(&tb->buf, HT_CAP_THREAD);
+    ht_buf_varint(&tb->buf, tb->thread);
+    cap_put_str(&tb->buf, name);
+    cap_maybe_flush(tb);
+}
+
+void
+ht_cap_sample(uint64_t time_ns, uint64_t rss, uint64_t traced)
+{
+    cap_tbuf *tb = cap_event_buf();
+    if (tb == NULL)
+        return;
+    ht_buf_u8(&tb->buf, HT_CAP_SAMPLE);
+    ht_buf_varint(&tb->buf, time_ns);
+    ht_buf_varint(&tb->buf, rss);
+    ht_buf_varint(&tb->buf, traced);
+    cap_flush_tbuf(tb, 0);
+}
+
+void
+ht_cap_marker(uint64_t time_ns, const char *label)
+{
+    cap_tbuf *tb = cap_event_buf();
+    if (tb == NULL)
+        return;
+    ht_buf_u8(&tb->buf, HT_CAP_MARKER);
+    ht_buf_varint(&tb->buf, time_ns);
+    cap_put_str(&tb->buf, label);
+    cap_flush_tbuf(tb, 0);
+}
+
+void
+ht_cap_flush_thread(void)
+{
+    cap_tbuf *tb = cap_event_buf();
+    if (tb != NULL)
+        cap_flush_tbuf(tb, 0);
+}
+
+/* ---- open / close ------------------------------------------------------------ */
+
+static int
+cap_write_header(int fd, const ht_cap_info *info)
+{
+    ht_buf b;
+    ht_buf_init(&b);
+    ht_buf_put(&b, HT_CAP_MAGIC, HT_CAP_MAGIC_LEN);
+    ht_buf_u32(&b, HT_CAP_VERSION);
+    size_t block = b.len;
+    ht_buf_u64(&b, 0);
+    ht_buf_u32(&b, 0);
+    ht_buf_u64(&b, 0);
+    ht_buf_u8(&b, HT_CAP_HEADER);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ht_buf_varint(&b, info->pid);
+    ht_buf_varint(&b, (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec);
+    ht_buf_varint(&b, info->sample_bytes);
+    ht_buf_varint(&b, info->interval_ns);
+    ht_buf_blob(&b, info->cmdline, info->cmdline ? info->cmdline_len : 0);
+    int rc = -1;
+    if (b.error) {
+        errno = ENOMEM;
+        goto done;
+    }
+    cap_put_u32_at(b.data + block, (uint32_t)(b.len - block - CAP_BLOCK_HEAD));
+    cap_put_u32_at(b.data + block + 4, ht_cap_checksum(b.data + block + CAP_BLOCK_HEAD,
+                                                       b.len - block - CAP_BLOCK_HEAD));
+    rc = cap_write_all(fd, b.data, b.len);
+done:
+    ht_buf_free(&b);
+    return rc;
+}
+
+int
+ht_cap_open(const char *path, const ht_cap_info *info)
+{
+    pthread_mutex_lock(&cap.lock);
+    int rc = -1;
+    if (atomic_load(&cap.active)) {
+        errno = EBUSY;
+        goto done;
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        goto done;
+    if (cap_write_header(fd, info) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        goto done;
+    }
+    cap.fd = fd;
+    cap.error = 0;
+    cap.next_thread = 0;
+    cap.t0 = cap_clock();
+    atomic_fetch_add(&cap.gen, 1);
+    atomic_store(&cap.active, 1);
+    rc = 0;
+done:
+    pthread_mutex_unlock(&cap.lock);
+    return rc;
+}
+
+/* Frees every buffer; `flush` writes them first. Caller holds cap.lock. */
+static void
+cap_release_unlocked(int flush)
+{
+    cap_tbuf *tb = cap.threads;
+    while (tb != NULL) {
+        cap_tbuf *next = tb->next;
+        if (flush)
+            cap_flush_tbuf(tb, 1);
+        ht_buf_free(&tb->buf);
+        free(tb);
+        tb = next;
+    }
+    cap.threads = NULL;
+    atomic_store(&cap.active, 0);
+    atomic_fetch_add(&cap.gen, 1);
+}
+
+int
+ht_cap_close(void)
+{
+    pthread_mutex_lock(&cap.lock);
+    if (!atomic_load(&cap.active)) {
+        pthread_mutex_unlock(&cap.lock);
+        errno = EINVAL;
+        return -1;
+    }
+    cap_release_unlocked(1);
+    ht_buf b;
+    ht_buf_init(&b);
+    cap_block_begin(&b, 0);
+    ht_buf_u8(&b, HT_CAP_END);
+    ht_buf_varint(&b, ht_cap_now());
+    if (b.error) {
+        if (!cap.error)
+            cap.error = ENOMEM;
+    } else {
+        cap_block_seal(&b);
+        cap_write_unlocked(&b);
+    }
+    ht_buf_free(&b);
+    if (close(cap.fd) < 0 && !cap.error)
+        cap.error = errno;
+    cap.fd = -1;
+    int err = cap.error;
+    pthread_mutex_unlock(&cap.lock);
+    if (err) {
+        errno = err;
+        return -1;
+    }
+    return 0;
+}
+
+void
+ht_cap_after_fork_child(void)
+{
+    /* Only this thread exists in the child: no one else holds the lock's
+     * state we reset, and the other threads' buffers are plain memory. */
+    pthread_mutex_init(&cap.lock, NULL);
+    if (cap.fd >= 0)
+        close(cap.fd);
+    cap.fd = -1;
+    cap_release_unlocked(0);
+}
+
+/* ==== test driver ========================================================== */
+
+/* Simulates a program killed in the middle of a write: the first `n` bytes
+ * of the calling thread's pending block reach the file, nothing else does. */
+static void
+cap_torn_write(size_t n)
+{
+    cap_tbuf *tb = cap_event_buf();
+    if (tb == NULL)
+        return;
+    cap_block_seal(&tb->buf);
+    pthread_mutex_lock(&cap.lock);
+    if (cap.fd >= 0 && cap_write_all(cap.fd, tb->buf.data, n < tb->buf.len ? n : tb->buf.len) < 0)
+        cap.error = errno;
+    pthread_mutex_unlock(&cap.lock);
+    ht_cap_after_fork_child();
+}
+
+static uint64_t
+cap_u64_item(PyObject *t, Py_ssize_t i)
+{
+    return PyLong_AsUnsignedLongLongMask(PyTuple_GET_ITEM(t, i));
+}
+
+#define CAP_VTHREADS 16
+
+/* Runs one event tuple; 0, or -1 with an exception. `vt` holds the virtual
+ * threads' buffers (each one a distinct thread id in the file). */
+typedef struct cap_driver {
+    cap_tbuf *vt[CAP_VTHREADS];
+    int cur;
+} cap_driver;
+
+static int
+cap_drive_one(PyObject *ev, cap_driver *d)
+{
+    if (!PyTuple_Check(ev) || PyTuple_GET_SIZE(ev) < 1 || !PyUnicode_Check(PyTuple_GET_ITEM(ev, 0))) {
+        PyErr_SetString(PyExc_TypeError, "an event is a tuple starting with its kind");
+        return -1;
+    }
+    const char *kind = PyUnicode_AsUTF8(PyTuple_GET_ITEM(ev, 0));
+    Py_ssize_t n = PyTuple_GET_SIZE(ev);
+    const char *s1 = NULL, *s2 = NULL;
+#define NEED(k) do { if (n != (k)) { PyErr_Format(PyExc_TypeError, "%s takes %d fields", kind, (k) - 1); return -1; } } while (0)
+    if (strcmp(kind, "alloc") == 0) {
+        NEED(4);
+        PyObject *st = PyTuple_GET_ITEM(ev, 3);
+        ht_cap_alloc(cap_u64_item(ev, 1), cap_u64_item(ev, 2),
+                     st == Py_None ? HT_CAP_NO_STACK : (uint32_t)PyLong_AsUnsignedLongMask(st));
+    } else if (strcmp(kind, "free") == 0) {
+        NEED(2);
+        ht_cap_free(cap_u64_item(ev, 1));
+    } else if (strcmp(kind, "realloc") == 0) {
+        NEED(5);
+        ht_cap_realloc(cap_u64_item(ev, 1), cap_u64_item(ev, 2), cap_u64_item(ev, 3),
+                       (uint32_t)cap_u64_item(ev, 4));
+    } else if (strcmp(kind, "stack") == 0) {
+        NEED(4);
+        PyObject *parent = PyTuple_GET_ITEM(ev, 2);
+        ht_cap_stack((uint32_t)cap_u64_item(ev, 1),
+                     parent == Py_None ? HT_CAP_NO_STACK : (uint32_t)PyLong_AsUnsignedLongMask(parent),
+                     (uint32_t)cap_u64_item(ev, 3));
+    } else if (strcmp(kind, "frame") == 0) {
+        NEED(5);
+        if ((s1 = PyUnicode_AsUTF8(PyTuple_GET_ITEM(ev, 2))) == NULL ||
+            (s2 = PyUnicode_AsUTF8(PyTuple_GET_ITEM(ev, 3))) == NULL)
+            return -1;
+        ht_cap_frame((uint32_t)cap_u64_item(ev, 1), s1, s2, (uint32_t)cap_u64_item(ev, 4));
+    } else if (strcmp(kind, "thread") == 0) {
+        NEED(2);
+        if ((s1 = PyUnicode_AsUTF8(PyTuple_GET_ITEM(ev, 1))) == NULL)
+            return -1;
+        ht_cap_thread_name(s1);
+    } else if (strcmp(kind, "sample") == 0) {
+        NEED(4);
+        ht_cap_sample(cap_u64_item(ev, 1), cap_u64_item(ev, 2), cap_u64_item(ev, 3));
+    } else if (strcmp(kind, "marker") == 0) {
+        NEED(3);
+        if ((s1 = PyUnicode_AsUTF8(PyTuple_GET_ITEM(ev, 2))) == NULL)
+            return -1;
+        ht_cap_marker(cap_u64_item(ev, 1), s1);
+    } else if (strcmp(kind, "flush") == 0) {
+        NEED(1);
+        ht_cap_flush_thread();
+    } else if (strcmp(kind, "switch") == 0) {
+        /* become virtual thread k: its own buffer, as a real thread has */
+        NEED(2);
+        uint64_t k = cap_u64_item(ev, 1);
+        if (k >= CAP_VTHREADS) {
+            PyErr_SetString(PyExc_ValueError, "virtual thread out of range");
+            return -1;
+        }
+        unsigned gen = atomic_load(&cap.gen);
+        d->vt[d->cur] = (cap_tls != NULL && cap_tls_gen == gen) ? cap_tls : NULL;
+        cap_tls = d->vt[k];   /* NULL: the next event creates its buffer */
+        cap_tls_gen = cap_tls ? gen : 0;
+        d->cur = (int)k;
+    } else if (strcmp(kind, "torn") == 0) {
+        NEED(2);
+        cap_torn_write((size_t)cap_u64_item(ev, 1));
+    } else {
+        PyErr_Format(PyExc_ValueError, "unknown event kind %s", kind);
+        return -1;
+    }
+#undef NEED
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* _capture_write(path, events, close=True, pid=0, cmdline=b"", sample_bytes=0,
+ * interval_ns=0) -> None. Test driver: runs the writer API over a list of
+ * event tuples. close=False leaves the capture open with events still in
+ * the buffers (then os.kill(SIGKILL) or _capture_abandon()). */
+static PyObject *
+cap_py_write(PyObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"path", "events", "close", "pid", "cmdline", "sample_bytes",
+                             "interval_ns", NULL};
+    PyObject *path_obj, *events;
+    int do_close = 1;
+    unsigned long long pid = 0, sample_bytes = 0, interval_ns = 0;
+    const char *cmdline = "";
+    Py_ssize_t cmdline_len = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&O|pKy#KK:_capture_write", kwlist,
+                                     PyUnicode_FSConverter, &path_obj, &events, &do_close, &pid,
+                                     &cmdline, &cmdline_len, &sample_bytes, &interval_ns))
+        return NULL;
+    PyObject *seq = PySequence_Fast(events, "events must be a sequence");
+    if (seq == NULL) {
+        Py_DECREF(path_obj);
+        return NULL;
+    }
+    ht_cap_info info = {pid, sample_bytes, interval_ns, cmdline, (size_t)cmdline_len};
+    PyObject *result = NULL;
+    if (ht_cap_open(PyBytes_AS_STRING(path_obj), &info) < 0) {
+        ht_error_os(PyBytes_AS_STRING(path_obj));
+        goto cleanup;
+    }
+    cap_driver d = {{0}, 0};
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++)
+        if (cap_drive_one(PySequence_Fast_GET_ITEM(seq, i), &d) < 0) {
+            if (ht_cap_active())
+                ht_cap_close();
+            goto cleanup;
+        }
+    if (do_close && ht_cap_active() && ht_cap_close() < 0) {
+        ht_error_os(PyBytes_AS_STRING(path_obj));
+        goto cleanup;
+    }
+    result = Py_NewRef(Py_None);
+cleanup:
+    Py_DECREF(seq);
+    Py_DECREF(path_obj);
+    return result;
+}
+
+/* _capture_abandon(): drop an open capture as a killed program would (the
+ * buffered events are lost, END is never written). */
+static PyObject *
+cap_py_abandon(PyObject *self, PyObject *unused)
+{
+    if (ht_cap_active())
+        ht_cap_after_fork_child();
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef cap_methods[] = {
+    {"_capture_write", (PyCFunction)(void (*)(void))cap_py_write, METH_VARARGS | METH_KEYWORDS,
+     "Test driver: writes a capture from a list of event tuples."},
+    {"_capture_abandon", cap_py_abandon, METH_NOARGS,
+     "Test driver: drops the open capture without flushing (a killed program)."},
+    {NULL, NULL, 0, NULL},
+};
+
+int
+ht_capture_init(PyObject *m)
+{
+    return PyModule_AddFunctions(m, cap_methods);
+}
