@@ -5,4 +5,7 @@ Add a module's name here to expose its command; order is the order of
 """
 COMMAND_MODULES = [
     "mem",
+    "table",
+    "tree",
+    "stats",
 ]

@@ -1,0 +1,69 @@
+"""heaptrail tree FILE: the call tree of the memory live at the peak (or at exit,
+or allocated in total), indented, with sizes and percents."""
+from heaptrail import capture
+from heaptrail._format import human_bytes
+
+
+def _percent(text):
+    value = float(text)
+    if not 0 <= value <= 100:
+        raise ValueError(f"must be between 0 and 100: {text!r}")
+    return value
+
+
+_percent.__name__ = "percent"
+
+
+class TreeCommand:
+    name = "tree"
+    help = "call tree of a capture's memory at the peak, with sizes and percents"
+
+    def prepare_parser(self, parser):
+        capture.add_file_argument(parser)
+        parser.add_argument("--min-percent", type=_percent, default=1.0,
+                            help="hide branches below this share of the total (default 1)")
+        parser.add_argument("--depth", type=int, default=0, help="deepest level shown (0: all)")
+
+    def run(self, args):
+        cap = capture.load_for_command(args.file)
+        print(tree_text(cap, args.report, args.min_percent, args.depth))
+        return 0
+
+
+def tree_text(cap, report="peak", min_percent=1.0, depth=0):
+    nodes = cap.tree(report)
+    children = {}
+    for t in nodes:
+        children.setdefault(t.parent, []).append(t)
+    total = nodes[0].bytes if nodes else 0
+    lines = [f"{human_bytes(total)} {report} of {cap.path}"]
+    limit = total * min_percent / 100
+
+    def walk(t, level):
+        kids = sorted(children.get(t.node, ()), key=lambda k: (-k.bytes, k.node))
+        hidden = 0
+        for k in kids:
+            if k.bytes < limit or (depth and level >= depth):
+                hidden += k.bytes
+                continue
+            pct = 100 * k.bytes / (total or 1)
+            lines.append(f"{human_bytes(k.bytes):>10} {pct:5.1f}%  {'  ' * level}"
+                         f"{capture.frame_text(k.function, k.file, k.line)}")
+            walk(k, level + 1)
+        if hidden:
+            lines.append(f"{human_bytes(hidden):>10} {100 * hidden / (total or 1):5.1f}%  "
+                         f"{'  ' * level}(smaller branches)")
+        if t.self_bytes and kids and level > 0:
+            lines.append(f"{human_bytes(t.self_bytes):>10} {100 * t.self_bytes / (total or 1):5.1f}%  "
+                         f"{'  ' * level}(in {t.function} itself)")
+
+    if nodes:
+        root = nodes[0]
+        if root.self_bytes:
+            lines.append(f"{human_bytes(root.self_bytes):>10} {100 * root.self_bytes / (total or 1):5.1f}%  "
+                         "<no Python frame>")
+        walk(root, 0)
+    return "\n".join(lines)
+
+
+COMMAND = TreeCommand

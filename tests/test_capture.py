@@ -1,0 +1,360 @@
+"""Capture files: the C writer (driven by _core._capture_write), the streaming
+reader's numbers (peak, leaks, totals by line/function/file/stack), thread
+buffers, truncation (killed programs) and the reporters' tables."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import heaptrail
+from heaptrail import _core, capture
+
+# A program with known allocations at known lines:
+#   main (prog.py:5) -> load (prog.py:12) -> parse (lib.py:30)
+#   main (prog.py:5) -> cache (lib.py:44)
+FRAMES = [
+    ("frame", 1, "prog.py", "main", 5),
+    ("frame", 2, "prog.py", "load", 12),
+    ("frame", 3, "lib.py", "parse", 30),
+    ("frame", 4, "lib.py", "cache", 44),
+    ("stack", 0, None, 1),
+    ("stack", 1, 0, 2),
+    ("stack", 2, 1, 3),
+    ("stack", 3, 0, 4),
+]
+EVENTS = FRAMES + [
+    ("sample", 1_000_000, 10_000_000, 0),
+    ("alloc", 0x10000, 1000, 2),       # parse
+    ("alloc", 0x20000, 2000, 2),       # parse
+    ("alloc", 0x30000, 500, 1),        # load
+    ("marker", 2_000_000, "loaded"),
+    ("alloc", 0x40000, 4000, 3),       # cache: 7500 live = the peak
+    ("sample", 3_000_000, 12_000_000, 7500),
+    ("free", 0x20000),
+    ("free", 0x40000),
+    ("alloc", 0x50000, 300, 3),        # cache
+    ("marker", 4_000_000, "cached"),
+    ("alloc", 0x60000, 100, 0),        # main
+    ("free", 0x10000),                 # 900 left: 500 load + 300 cache + 100 main
+    ("sample", 5_000_000, 11_000_000, 900),
+]
+
+
+@pytest.fixture
+def known(tmp_path):
+    path = tmp_path / "known.htcap"
+    _core._capture_write(str(path), EVENTS, pid=4242, cmdline=b"prog.py\0--fast")
+    return str(path)
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def by_location(rows):
+    return {(r.function, r.file, r.line): (r.bytes, r.count) for r in rows}
+
+
+def test_header_and_totals(known):
+    cap = capture.open(known)
+    assert cap.pid == 4242
+    assert cap.command == "prog.py --fast"
+    assert cap.truncated is None
+    assert cap.allocations == 6 and cap.frees == 3 and cap.unmatched_frees == 0
+    assert cap.total_bytes == 7900
+    assert (cap.peak_bytes, cap.peak_count) == (7500, 4)
+    assert (cap.leaked_bytes, cap.leaked_count) == (900, 3)
+    assert cap.max_rss == 12_000_000
+    assert capture.is_capture_file(known)
+
+
+def test_peak_by_line(known):
+    rows = capture.open(known).rows("peak", by="line")
+    assert by_location(rows) == {
+        ("cache", "lib.py", 44): (4000, 1),
+        ("parse", "lib.py", 30): (3000, 2),
+        ("load", "prog.py", 12): (500, 1),
+    }
+    assert [r.function for r in rows] == ["cache", "parse", "load"]   # largest first
+
+
+def test_leaks_total_and_groupings(known):
+    cap = capture.open(known)
+    assert by_location(cap.rows("leaks", by="line")) == {
+        ("load", "prog.py", 12): (500, 1),
+        ("cache", "lib.py", 44): (300, 1),
+        ("main", "prog.py", 5): (100, 1),
+    }
+    assert by_location(cap.rows("total", by="function")) == {
+        ("cache", "lib.py", None): (4300, 2),
+        ("parse", "lib.py", None): (3000, 2),
+        ("load", "prog.py", None): (500, 1),
+        ("main", "prog.py", None): (100, 1),
+    }
+    assert by_location(cap.rows("peak", by="file")) == {
+        (None, "lib.py", None): (7000, 3),
+        (None, "prog.py", None): (500, 1),
+    }
+    # sort by count, top 1
+    top = cap.rows("total", by="line", sort="count", top=1)
+    assert [(r.function, r.count, r.bytes) for r in top] == [("cache", 2, 4300)]
+
+
+def test_stacks_and_tree(known):
+    cap = capture.open(known)
+    rows = cap.rows("peak", by="stack")
+    parse = next(r for r in rows if r.function == "parse")
+    assert cap.stack(parse.node) == [("parse", "lib.py", 30), ("load", "prog.py", 12), ("main", "prog.py", 5)]
+    tree = {t.function: t for t in cap.tree("peak")}
+    assert tree[None].bytes == 7500                      # the root
+    assert (tree["main"].bytes, tree["main"].self_bytes) == (7500, 0)
+    assert (tree["load"].bytes, tree["load"].self_bytes) == (3500, 500)
+    assert tree["parse"].bytes == 3000 and tree["cache"].bytes == 4000
+    assert tree["load"].parent == tree["main"].node
+
+
+def test_samples_markers_threads_histogram(known):
+    cap = capture.open(known)
+    assert cap.samples() == [(1_000_000, 10_000_000, 0), (3_000_000, 12_000_000, 7500),
+                             (5_000_000, 11_000_000, 900)]
+    assert cap.markers() == [(2_000_000, "loaded"), (4_000_000, "cached")]
+    assert [(t.allocations, t.bytes) for t in cap.threads()] == [(6, 7900)]
+    hist = {(b.low, b.high): (b.count, b.bytes) for b in cap.histogram()}
+    assert hist == {(64, 127): (1, 100), (256, 511): (2, 800), (512, 1023): (1, 1000),
+                    (1024, 2047): (1, 2000), (2048, 4095): (1, 4000)}
+    sizes = [s for s, _ in cap.largest()]
+    assert sizes == [4000, 2000, 1000, 500, 300, 100]
+    assert cap.stack(cap.largest()[0][1])[0].function == "cache"
+
+
+def test_realloc_is_free_then_alloc(tmp_path):
+    path = str(tmp_path / "r.htcap")
+    _core._capture_write(path, FRAMES + [
+        ("alloc", 0x1000, 64, 2),
+        ("realloc", 0x1000, 0x2000, 256, 3),
+        ("realloc", 0x2000, 0x2000, 128, 3),
+    ])
+    cap = capture.open(path)
+    assert (cap.total_bytes, cap.peak_bytes, cap.leaked_bytes) == (448, 256, 128)
+    assert by_location(cap.rows("leaks")) == {("cache", "lib.py", 44): (128, 1)}
+
+
+def test_threads_have_their_own_buffers_and_names(tmp_path):
+    path = str(tmp_path / "t.htcap")
+    _core._capture_write(path, FRAMES + [
+        ("alloc", 0x1000, 10, 0),
+        ("switch", 1), ("thread", "worker-1"), ("alloc", 0x2000, 20, 2), ("alloc", 0x3000, 30, 2),
+        ("switch", 2), ("thread", "worker-2"), ("free", 0x1000),  # freed by another thread
+        ("switch", 0), ("alloc", 0x4000, 40, 3),
+    ])
+    cap = capture.open(path)
+    threads = {t.name: (t.allocations, t.bytes) for t in cap.threads()}
+    assert threads == {None: (2, 50), "worker-1": (2, 50), "worker-2": (0, 0)}
+    assert cap.total_bytes == 100
+    # the free's block may come before the alloc's: either it matched or it is counted
+    assert (cap.leaked_bytes, cap.unmatched_frees) in ((90, 0), (100, 1))
+
+
+def test_many_blocks_and_compact_encoding(tmp_path):
+    path = str(tmp_path / "big.htcap")
+    n = 40_000
+    events = list(FRAMES)
+    for i in range(n):   # addresses 32 bytes apart, the same stack: the common case
+        events.append(("alloc", 0x7f0000000000 + 32 * i, 24 + i % 8, 2))
+    for i in range(0, n, 2):
+        events.append(("free", 0x7f0000000000 + 32 * i))
+    _core._capture_write(path, events)
+    cap = capture.open(path)
+    sizes = [24 + i % 8 for i in range(n)]
+    assert cap.allocations == n and cap.total_bytes == sum(sizes)
+    assert cap.peak_bytes == sum(sizes)
+    assert cap.leaked_bytes == sum(sizes[1::2])
+    size = os.path.getsize(path)
+    assert size > 65536 * 2                     # several blocks were written
+    assert size / (n * 1.5) < 5                 # about 4 bytes an alloc, 2 a free
+
+
+def test_undefined_stack_is_unknown_frame(tmp_path):
+    path = str(tmp_path / "u.htcap")
+    _core._capture_write(path, [("alloc", 0x1000, 10, 77), ("alloc", 0x2000, 5, None)])
+    cap = capture.open(path)
+    assert by_location(cap.rows("peak")) == {("?", "?", 0): (10, 1), (None, None, None): (5, 1)}
+
+
+def test_truncated_when_abandoned(tmp_path):
+    """A capture never closed (os._exit) reads up to its last flushed block."""
+    path = str(tmp_path / "a.htcap")
+    _core._capture_write(path, FRAMES + [("alloc", 0x1000, 10, 2), ("flush",),
+                                         ("alloc", 0x2000, 20, 2)], close=False)
+    _core._capture_abandon()
+    cap = capture.open(path)
+    assert "no end record" in cap.truncated
+    assert (cap.allocations, cap.total_bytes) == (1, 10)
+
+
+@pytest.mark.parametrize("cut", [1, 7, 8, 20, 25])
+def test_torn_last_block(tmp_path, cut):
+    path = str(tmp_path / "torn.htcap")
+    _core._capture_write(path, FRAMES + [("alloc", 0x1000, 10, 2), ("flush",),
+                                         ("alloc", 0x2000, 20, 2), ("alloc", 0x3000, 40, 2),
+                                         ("torn", cut)], close=False)
+    cap = capture.open(path)
+    assert "last block is incomplete" in cap.truncated
+    assert (cap.allocations, cap.total_bytes) == (1, 10)
+
+
+def test_sigkilled_writer_leaves_a_readable_capture(tmp_path):
+    path = str(tmp_path / "killed.htcap")
+    code = f"""
+        import os, signal
+        from heaptrail import _core
+        frames = {FRAMES!r}
+        events = frames + [("alloc", 0x100000 + 64 * i, i + 1, 2) for i in range(60000)]
+        _core._capture_write({path!r}, events, close=False)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert proc.returncode == -signal.SIGKILL
+    cap = capture.open(path)
+    assert cap.truncated is not None
+    k = cap.allocations
+    assert 0 < k < 60000                          # some blocks made it, the last did not
+    assert cap.total_bytes == k * (k + 1) // 2    # exactly the first k events, in order
+    assert cap.peak_bytes == cap.total_bytes
+
+
+def test_newer_version_and_foreign_files(tmp_path, known):
+    data = bytearray(_read(known))
+    data[8] = 2
+    newer = tmp_path / "newer.htcap"
+    newer.write_bytes(bytes(data))
+    with pytest.raises(heaptrail.HeaptrailError, match="written by a newer heaptrail"):
+        capture.open(str(newer))
+    foreign = tmp_path / "foreign.txt"
+    foreign.write_text("hello, not a capture\n")
+    with pytest.raises(heaptrail.HeaptrailError, match="not a heaptrail capture"):
+        capture.open(str(foreign))
+    assert not capture.is_capture_file(str(foreign))
+    assert not capture.is_capture_file(str(tmp_path / "missing"))
+    with pytest.raises(OSError):
+        capture.open(str(tmp_path / "missing"))
+    with pytest.raises(heaptrail.HeaptrailError, match="not a regular file"):
+        capture.open(str(tmp_path))
+
+
+def test_every_truncation_point(tmp_path, known):
+    data = _read(known)
+    path = tmp_path / "cut.htcap"
+    full = capture.open(known)
+    for n in range(len(data)):
+        path.write_bytes(data[:n])
+        try:
+            cap = capture.open(str(path))
+        except heaptrail.HeaptrailError as e:
+            assert n < 12 + 8 + 40, (n, e)      # only a cut inside magic/version/header block fails
+            continue
+        assert cap.truncated, n
+        assert cap.total_bytes <= full.total_bytes
+        assert cap.peak_bytes <= full.peak_bytes
+
+
+def test_byte_flips_never_crash(tmp_path, known):
+    import random
+
+    rnd = random.Random(5)
+    data = _read(known)
+    path = tmp_path / "flip.htcap"
+    outcomes = set()
+    for _ in range(400):
+        b = bytearray(data)
+        for _ in range(rnd.choice((1, 1, 2, 4))):
+            b[rnd.randrange(len(b))] ^= 1 << rnd.randrange(8)
+        path.write_bytes(bytes(b))
+        try:
+            cap = capture.open(str(path))
+            cap.rows("peak", "stack"), cap.tree("leaks"), cap.pprof()
+            outcomes.add("read")
+        except heaptrail.HeaptrailError as e:
+            assert "\n" not in str(e)
+            outcomes.add("error")
+    assert outcomes == {"read", "error"} or outcomes == {"error"}
+
+
+# ---- reporters ----------------------------------------------------------------------
+
+
+def test_table_command(cli, known):
+    code, out, err = cli("table", known, "--peak")
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    assert lines[0] == f"peak of {known}: 7.3 KiB"
+    assert "cache (lib.py:44)" in lines[2] and "53.3%" in lines[2]
+    code, out, err = cli("table", known, "--leaks", "--by", "stack", "--json")
+    doc = json.loads(out)
+    assert doc["total_bytes"] == 900
+    first = doc["rows"][0]
+    assert (first["bytes"], first["function"]) == (500, "load")
+    assert [f["function"] for f in first["stack"]] == ["load", "main"]
+    code, out, err = cli("table", known, "--total", "--by", "file", "--sort", "count", "--top", "1", "--json")
+    assert [(r["file"], r["count"], r["bytes"]) for r in json.loads(out)["rows"]] == [("lib.py", 4, 7300)]
+
+
+def test_tree_command(cli, known):
+    code, out, err = cli("tree", known)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == f"7.3 KiB peak of {known}"
+    assert lines[1].split() == ["7.3", "KiB", "100.0%", "main", "(prog.py:5)"]
+    assert lines[2].split() == ["3.9", "KiB", "53.3%", "cache", "(lib.py:44)"]
+    assert lines[3].split() == ["3.4", "KiB", "46.7%", "load", "(prog.py:12)"]
+    assert lines[4].split() == ["2.9", "KiB", "40.0%", "parse", "(lib.py:30)"]
+    assert "(in load itself)" in lines[5] and "500 B" in lines[5]
+
+
+def test_stats_command(cli, known):
+    code, out, err = cli("stats", known, "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["allocations"] == 6 and doc["total_bytes"] == 7900
+    assert doc["top_by_count"][0]["function"] == "cache"
+    assert doc["largest"][0] == {"size": 4000, "where": "cache (lib.py:44)"}
+    code, out, err = cli("stats", known)
+    assert "size histogram:" in out and "2048-4095" in out
+
+
+def test_summary_text(known):
+    text = capture.summary_text(known, top=2)
+    lines = text.splitlines()
+    assert lines[1] == "peak traced memory: 7.3 KiB in 4 blocks"
+    assert "cache (lib.py:44)" in lines[2] and "main (prog.py:5)" in lines[2]
+    assert "total allocated: 7.7 KiB in 6 allocations" in text
+    assert "still allocated at exit (leaks): 900 B in 3 blocks" in text
+    assert "RSS peak: 11.4 MiB" in text
+    spark = next(l for l in lines if l.startswith("traced over time"))
+    assert spark.split("|")[1] == " █▁"
+
+
+@pytest.mark.parametrize("command", ["table", "tree", "stats"])
+def test_reporters_bad_files(cli, tmp_path, known, command):
+    foreign = tmp_path / "f.bin"
+    foreign.write_bytes(b"\x00" * 100)
+    for path, message in [(str(tmp_path / "nope"), "No such file"), (str(foreign), "not a heaptrail capture")]:
+        code, out, err = cli(command, path)
+        assert code == 1
+        assert err.count("\n") == 1 and message in err and "Traceback" not in err
+    data = bytearray(_read(known))
+    data[60] ^= 0xFF
+    bad = tmp_path / "bad.htcap"
+    bad.write_bytes(bytes(data))
+    code, out, err = cli(command, str(bad))
+    assert code == 1 and "corrupted capture" in err and err.count("\n") == 1
+    cut = tmp_path / "cut.htcap"
+    cut.write_bytes(_read(known)[:-5])
+    code, out, err = cli(command, str(cut))
+    assert code == 0 and err.count("\n") == 1 and "is truncated" in err
