@@ -8,4 +8,5 @@ COMMAND_MODULES = [
     "table",
     "tree",
     "stats",
+    "export",
 ]

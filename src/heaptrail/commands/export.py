@@ -1,0 +1,58 @@
+"""heaptrail export FILE --format pprof|speedscope|json|csv -o OUT: a capture in
+another tool's format. pprof: gzip-compressed profile.proto (encoded in C) with
+alloc_objects/alloc_space/inuse_objects/inuse_space, in-use meaning the peak
+(or --leaks: what was still allocated at exit); speedscope: its JSON file
+format, one sampled profile weighted by bytes; json/csv: rows by stack."""
+import csv
+import json
+
+from heaptrail import capture
+from heaptrail.cli import CommandError
+
+FORMATS = ("pprof", "speedscope", "json", "csv")
+
+
+class ExportCommand:
+    name = "export"
+    help = "export a capture as pprof, speedscope, JSON or CSV"
+
+    def prepare_parser(self, parser):
+        capture.add_file_argument(parser)
+        parser.add_argument("--format", choices=FORMATS, required=True)
+        parser.add_argument("-o", "--output", required=True, help="file to write")
+
+    def run(self, args):
+        cap = capture.load_for_command(args.file)
+        if args.format == "pprof":
+            if args.report == "total":
+                raise CommandError("pprof always holds the totals (alloc_*): choose --peak or --leaks for inuse_*")
+            with open(args.output, "wb") as f:
+                f.write(cap.pprof(args.report))
+        elif args.format == "speedscope":
+            with open(args.output, "w") as f:
+                json.dump(capture.speedscope(cap, args.report), f)
+        else:
+            rows = stack_rows(cap, args.report)
+            with open(args.output, "w", newline="") as f:
+                if args.format == "json":
+                    json.dump({"file": cap.path, "report": args.report, "truncated": cap.truncated,
+                               "rows": rows}, f, indent=1)
+                else:
+                    w = csv.writer(f)
+                    w.writerow(["bytes", "count", "function", "file", "line", "stack"])
+                    for r in rows:
+                        w.writerow([r["bytes"], r["count"], r["function"], r["file"], r["line"],
+                                    ";".join(f"{s['function']}@{s['file']}:{s['line']}" for s in r["stack"])])
+        print(f"wrote {args.output} ({args.format}, {args.report})")
+        return 0
+
+
+def stack_rows(cap, report):
+    out = []
+    for r in cap.rows(report, by="stack"):
+        out.append({"bytes": r.bytes, "count": r.count, "function": r.function, "file": r.file,
+                    "line": r.line, "stack": [f._asdict() for f in cap.stack(r.node)]})
+    return out
+
+
+COMMAND = ExportCommand
