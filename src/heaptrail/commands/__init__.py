@@ -8,5 +8,7 @@ COMMAND_MODULES = [
     "table",
     "tree",
     "stats",
+    "flamegraph",
+    "plot",
     "export",
 ]

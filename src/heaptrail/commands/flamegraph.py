@@ -1,0 +1,67 @@
+"""heaptrail flamegraph FILE [--peak|--leaks|--total] [-o out.html]: one
+self-contained HTML file (no network): the memory-over-time chart above an
+interactive flame graph (click to zoom, search, hover for bytes and percent)."""
+import html
+import json
+import os
+import re
+from importlib import resources
+
+from heaptrail import capture
+from heaptrail.commands.plot import memory_svg
+
+
+class FlamegraphCommand:
+    name = "flamegraph"
+    help = "interactive HTML flame graph of a capture (peak, leaks or total)"
+
+    def prepare_parser(self, parser):
+        capture.add_file_argument(parser)
+        parser.add_argument("-o", "--output", default=None,
+                            help="HTML file to write (default: FILE-flamegraph-REPORT.html)")
+
+    def run(self, args):
+        cap = capture.load_for_command(args.file)
+        out = args.output or f"{os.path.splitext(args.file)[0]}-flamegraph-{args.report}.html"
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(flamegraph_html(cap, args.report))
+        print(f"wrote {out}")
+        return 0
+
+
+def flame_tree(cap, report):
+    """The call tree as nested dicts: n name, f file:line, v bytes, c blocks,
+    s self bytes, k children (largest first)."""
+    nodes = {}
+    root = None
+    for t in cap.tree(report):
+        d = {"n": t.function or "all", "v": t.bytes, "c": t.count, "s": t.self_bytes}
+        if t.file is not None:
+            d["f"] = f"{t.file}:{t.line}"
+        nodes[t.node] = d
+        if t.parent is None:
+            root = d
+        else:
+            nodes[t.parent].setdefault("k", []).append(d)
+    if root is None:
+        return {"n": "all", "v": 0, "c": 0, "s": 0}
+    for d in nodes.values():
+        if "k" in d:
+            d["k"].sort(key=lambda k: -k["v"])
+        if d is root and d["s"]:
+            d.setdefault("k", []).append({"n": "<no Python frame>", "v": d["s"], "c": 0, "s": d["s"]})
+    return root
+
+
+def flamegraph_html(cap, report):
+    template = resources.files("heaptrail").joinpath("templates/flamegraph.html").read_text(encoding="utf-8")
+    title = f"{report} of {cap.command or cap.path}"
+    data = json.dumps({"report": report, "tree": flame_tree(cap, report)}, separators=(",", ":"))
+    data = data.replace("<", "\\u003c")          # never closes the <script> it sits in
+    chart = memory_svg(cap, title="memory over time") if cap.samples() else "<p>(no memory samples)</p>"
+    parts = {"__TITLE__": html.escape(title), "__CHART__": chart, "__DATA__": data}
+    # one pass, so a marker label or function name can never inject a placeholder
+    return re.sub("__(TITLE|CHART|DATA)__", lambda m: parts[m.group(0)], template)
+
+
+COMMAND = FlamegraphCommand

@@ -1,0 +1,135 @@
+"""The capture's visual views: the flame graph HTML (its data, its
+self-containment, and its script run under node with a tiny DOM when node is
+installed) and the memory plot (SVG parsed back, PNG through matplotlib)."""
+import json
+import re
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from heaptrail import _core
+from test_capture import EVENTS
+
+
+@pytest.fixture
+def known(tmp_path):
+    path = tmp_path / "known.htcap"
+    _core._capture_write(str(path), EVENTS + [("marker", 4_500_000, "</script><b>x</b>")], pid=7)
+    return str(path)
+
+
+def _data(page):
+    m = re.search(r'<script id="data" type="application/json">(.*?)</script>', page, re.S)
+    return json.loads(m.group(1))
+
+
+def _flat(node, depth=0, out=None):
+    out = [] if out is None else out
+    out.append((depth, node["n"], node["v"]))
+    for k in node.get("k", []):
+        _flat(k, depth + 1, out)
+    return out
+
+
+def test_flamegraph_html(cli, known, tmp_path):
+    out = tmp_path / "f.html"
+    code, stdout, err = cli("flamegraph", known, "-o", str(out))
+    assert code == 0, err
+    page = out.read_text()
+    assert _flat(_data(page)["tree"]) == [(0, "all", 7500), (1, "main", 7500), (2, "cache", 4000),
+                                          (2, "load", 3500), (3, "parse", 3000)]
+    # self-contained: no scripts, styles or images fetched from anywhere
+    assert not re.search(r"<script[^>]+src=|<link|<img|@import|https?://(?!www\.w3\.org/2000/svg)", page)
+    # the marker label is escaped in the chart, never closes a script
+    assert "&lt;/script&gt;&lt;b&gt;x&lt;/b&gt;" in page and page.count("</script>") == 2
+    code, stdout, err = cli("flamegraph", known, "--leaks", "-o", str(out))
+    assert _flat(_data(out.read_text())["tree"])[:2] == [(0, "all", 900), (1, "main", 900)]
+
+
+NODE_DOM = r"""
+const fs = require("fs");
+const page = fs.readFileSync(process.argv[2], "utf8");
+const data = page.match(/<script id="data" type="application\/json">([\s\S]*?)<\/script>/)[1];
+const code = page.match(/<script>\n("use strict";[\s\S]*?)<\/script>/)[1];
+function el(id) {
+  return {id, children: [], style: {}, className: "", textContent: id === "data" ? data : "",
+          value: "", appendChild(c) { this.children.push(c); }, set innerHTML(v) { this.children = []; }};
+}
+const els = {};
+const flame = el("flame");
+global.window = {innerWidth: 1000};
+global.document = {
+  getElementById: (id) => id === "flame" ? flame : (els[id] = els[id] || el(id)),
+  createElement: () => el(""),
+};
+Object.defineProperty(flame, "textContent", {set() { this.children = []; }, get() { return ""; }});
+new Function(code)();
+const show = () => flame.children.map(d => [d.textContent, d.style.width, d.className.trim()]);
+const out = {initial: show()};
+flame.children.find(d => d.textContent === "load").onclick();
+out.zoomed = show();
+els.search.value = "CACHE";
+els.search.oninput();
+out.search = show();
+out.status = els.status.textContent;
+console.log(JSON.stringify(out));
+"""
+
+
+def test_flamegraph_script_runs(cli, known, tmp_path):
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: the flame graph's script is not run")
+    out = tmp_path / "f.html"
+    assert cli("flamegraph", known, "-o", str(out))[0] == 0
+    js = tmp_path / "dom.js"
+    js.write_text(NODE_DOM)
+    proc = subprocess.run([node, str(js), str(out)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout)
+    assert res["initial"] == [["all", "100%", "f"], ["main", "100%", "f"], ["cache", "53.333333333333336%", "f"],
+                              ["load", "46.666666666666664%", "f"], ["parse", "40%", "f"]]
+    # zoomed on load: its ancestors dimmed at full width, load full width, parse 3000/3500
+    assert res["zoomed"] == [["all", "100%", "f dim"], ["main", "100%", "f dim"], ["load", "100%", "f"],
+                             ["parse", "85.71428571428571%", "f"]]
+    assert ["cache", "53.333333333333336%", "f hit"] not in res["search"]   # still zoomed on load
+    assert res["status"] == "matched 3.9 KiB (53.3%)"
+
+
+def test_plot_svg(cli, known, tmp_path):
+    out = tmp_path / "p.svg"
+    code, stdout, err = cli("plot", known, "-o", str(out))
+    assert code == 0, err
+    root = ET.parse(out).getroot()
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    lines = {p.get("class"): p.get("points").split() for p in root.findall("s:polyline", ns)}
+    assert set(lines) == {"rss", "traced"} and len(lines["rss"]) == 3
+    ys = [float(p.split(",")[1]) for p in lines["rss"]]
+    assert ys[0] > ys[2] > ys[1]                         # 10, 12, 11 MB (y grows downwards)
+    ys = [float(p.split(",")[1]) for p in lines["traced"]]
+    assert ys[0] == 280.0 and ys[1] < ys[0]              # 0 sits on the x axis (320 - 40)
+    markers = [(float(l.get("x1")), l.find("s:title", ns).text) for l in root.findall("s:line", ns)
+               if l.get("class") == "marker"]
+    assert [m[1] for m in markers] == ["loaded", "cached", "</script><b>x</b>"]
+    assert markers[0][0] < markers[1][0] < markers[2][0]
+    code, stdout, err = cli("plot", known, "-o", str(tmp_path / "p.html"))
+    assert code == 0 and "<svg" in (tmp_path / "p.html").read_text()
+
+
+def test_plot_png_and_errors(cli, known, tmp_path):
+    png = tmp_path / "p.png"
+    code, out, err = cli("plot", known, "-o", str(png))
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert code == 1 and "needs matplotlib" in err and err.count("\n") == 1
+    else:
+        assert code == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    code, out, err = cli("plot", known, "-o", str(tmp_path / "p.gif"))
+    assert code == 1 and "unknown plot format .gif" in err
+    empty = tmp_path / "e.htcap"
+    _core._capture_write(str(empty), [("alloc", 0x10, 1, None)])
+    code, out, err = cli("plot", str(empty), "-o", str(tmp_path / "e.svg"))
+    assert code == 1 and "no memory samples" in err
