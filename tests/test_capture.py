@@ -358,3 +358,55 @@ def test_reporters_bad_files(cli, tmp_path, known, command):
     cut.write_bytes(_read(known)[:-5])
     code, out, err = cli(command, str(cut))
     assert code == 0 and err.count("\n") == 1 and "is truncated" in err
+
+
+# ---- the format as documented in capture.h, assembled by hand ------------------------
+
+def _fnv1a32(data):
+    h = 2166136261
+    for b in data:
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return h
+
+
+def _block(body):
+    import struct
+
+    return struct.pack("<II", len(body), _fnv1a32(body)) + body
+
+
+def test_documented_worked_example(tmp_path):
+    """The header's worked example, byte for byte, read by the C reader."""
+    import struct
+
+    header = bytes([8, 42, 0, 0, 0, 3]) + b"a\0b"       # HEADER pid 42, times 0, cmdline "a\0b"
+    example = bytes.fromhex("01000000" "e803000000000000" "018040ac0204" "028040")
+    defs = (struct.pack("<IQ", 1, 0) + bytes([4, 2, 4]) + b"m.py" + bytes([1]) + b"f" + bytes([7])
+            + bytes([3, 2, 0, 2]))                       # FRAME 2 m.py f 7; STACK 2 (outermost) frame 2
+    end = struct.pack("<IQ", 0, 0) + bytes([9, 0xD0, 0x0F])   # END at 2000 ns
+    data = b"\x89HTCAP\r\n" + struct.pack("<I", 1) + _block(struct.pack("<IQ", 0, 0) + header)
+    data += _block(example) + _block(defs) + _block(end)
+    path = tmp_path / "hand.htcap"
+    path.write_bytes(data)
+    cap = capture.open(str(path))
+    assert (cap.pid, cap.command, cap.truncated, cap.duration_ns) == (42, "a b", None, 2000)
+    assert (cap.allocations, cap.frees, cap.total_bytes, cap.peak_bytes, cap.leaked_bytes) == (1, 1, 300, 300, 0)
+    assert by_location(cap.rows("total")) == {("f", "m.py", 7): (300, 1)}
+    # a wrong checksum in a block followed by others is corruption
+    bad = bytearray(data)
+    bad[len(data) - len(_block(end)) - 3] ^= 1
+    path.write_bytes(bytes(bad))
+    with pytest.raises(heaptrail.HeaptrailError, match="checksum mismatch"):
+        capture.open(str(path))
+
+
+@pytest.mark.parametrize("command", [["table"], ["tree"], ["stats"], ["table", "--by", "stack", "--json"]])
+def test_cli_every_truncation_point(cli, tmp_path, known, command):
+    data = _read(known)
+    path = tmp_path / "cut.htcap"
+    for n in range(0, len(data), 3):
+        path.write_bytes(data[:n])
+        code, out, err = cli(command[0], str(path), *command[1:])
+        assert (code, err.count("\n")) in ((0, 1), (1, 1)), (n, code, err)
+        assert "Traceback" not in err
+        assert ("is truncated" in err) if code == 0 else err.startswith("heaptrail: error: ")

@@ -4,6 +4,7 @@
 #include "codec.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -34,7 +35,8 @@ ht_cap_checksum(const uint8_t *p, size_t n)
 typedef struct cap_tbuf {
     ht_buf buf;              /* the block being filled, its heads reserved */
     uint32_t thread;
-    uint64_t prev_addr;      /* delta state, restarted with each block */
+    uint64_t prev_addr;      /* delta state, restarted with each block: */
+    uint64_t prev_free;      /* allocations and frees each move through memory */
     uint32_t prev_stack;
     struct cap_tbuf *next;   /* registry link: protected by cap.lock */
 } cap_tbuf;
@@ -152,6 +154,7 @@ cap_flush_tbuf(cap_tbuf *tb, int locked)
         pthread_mutex_unlock(&cap.lock);
     cap_block_begin(&tb->buf, tb->thread);
     tb->prev_addr = 0;
+    tb->prev_free = 0;
     tb->prev_stack = 0;
 }
 
@@ -267,8 +270,8 @@ static inline void
 cap_put_free(cap_tbuf *tb, uint64_t addr)
 {
     ht_buf_u8(&tb->buf, HT_CAP_FREE);
-    ht_buf_svarint(&tb->buf, (int64_t)(addr - tb->prev_addr));
-    tb->prev_addr = addr;
+    ht_buf_svarint(&tb->buf, (int64_t)(addr - tb->prev_free));
+    tb->prev_free = addr;
 }
 
 void
@@ -670,7 +673,54 @@ cap_py_abandon(PyObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* _capture_bench_write(path, n_events, live=1024, stacks=500) -> None.
+ * Benchmark driver: n synthetic events through the writer API without a
+ * Python object per event: `stacks` stack definitions, then allocations of
+ * 16..4111 bytes 48 bytes apart, each freed `live` allocations later. */
+static PyObject *
+cap_py_bench_write(PyObject *self, PyObject *args)
+{
+    PyObject *path_obj;
+    unsigned long long n;
+    unsigned int live = 1024, stacks = 500;
+    if (!PyArg_ParseTuple(args, "O&K|II:_capture_bench_write", PyUnicode_FSConverter, &path_obj, &n,
+                          &live, &stacks))
+        return NULL;
+    if (live == 0 || stacks == 0) {
+        Py_DECREF(path_obj);
+        return ht_error("live and stacks must be positive");
+    }
+    ht_cap_info info = {(uint64_t)getpid(), 0, 0, "bench", 5};
+    int rc = ht_cap_open(PyBytes_AS_STRING(path_obj), &info);
+    if (rc == 0) {
+        Py_BEGIN_ALLOW_THREADS
+        char name[32];
+        for (unsigned i = 0; i < stacks; i++) {
+            snprintf(name, sizeof name, "function_%u", i);
+            ht_cap_frame(i, "/src/bench/module.py", name, 10 + i);
+            ht_cap_stack(i, i == 0 ? HT_CAP_NO_STACK : i / 2, i);
+        }
+        uint64_t base = 0x7f0000000000ULL, x = 88172645463325252ULL;
+        for (uint64_t e = 0, i = 0; e < n; i++) {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;     /* xorshift: sizes and stacks */
+            ht_cap_alloc(base + 48 * i, 16 + (x & 4095), (uint32_t)((x >> 12) % stacks));
+            e++;
+            if (i >= live && e < n) {
+                ht_cap_free(base + 48 * (i - live));
+                e++;
+            }
+        }
+        rc = ht_cap_close();
+        Py_END_ALLOW_THREADS
+    }
+    PyObject *res = rc < 0 ? ht_error_os(PyBytes_AS_STRING(path_obj)) : Py_NewRef(Py_None);
+    Py_DECREF(path_obj);
+    return res;
+}
+
 static PyMethodDef cap_methods[] = {
+    {"_capture_bench_write", cap_py_bench_write, METH_VARARGS,
+     "Benchmark driver: writes n synthetic events through the writer API."},
     {"_capture_write", (PyCFunction)(void (*)(void))cap_py_write, METH_VARARGS | METH_KEYWORDS,
      "Test driver: writes a capture from a list of event tuples."},
     {"_capture_abandon", cap_py_abandon, METH_NOARGS,

@@ -30,7 +30,9 @@
  *   1 ALLOC   s(addr - prev_addr) v(size) s(stack - prev_stack)
  *             prev_addr = addr, prev_stack = stack. stack = innermost stack
  *             node id, or 0xFFFFFFFF (HT_CAP_NO_STACK) when no Python frame.
- *   2 FREE    s(addr - prev_addr)                  prev_addr = addr
+ *   2 FREE    s(addr - prev_free)                  prev_free = addr
+ *             (two bases: allocations and frees each walk memory in small
+ *             steps, while the distance between the two is often large)
  *   3 STACK   v(id) v(parent + 1) v(frame)         parent + 1 = 0: outermost
  *   4 FRAME   v(id) str(filename) str(function) v(line)
  *   5 THREAD  v(thread id) str(name)
@@ -54,13 +56,13 @@
  * block. ht_cap_flush_thread() flushes at a known point (the tracer calls it
  * when another thread takes over, which makes the order exact).
  *
- * Worked example: the 20-byte body of thread 1's block flushed 1000 ns after
+ * Worked example: the 21-byte body of thread 1's block flushed 1000 ns after
  * start, holding ALLOC(addr 0x1000, 300 bytes, stack 2) then FREE(0x1000):
  *
  *   01 00 00 00                      thread 1
  *   e8 03 00 00 00 00 00 00          time_ns 1000
  *   01 80 40 ac 02 04                ALLOC s(0x1000)=80 40, v(300)=ac 02, s(2)=04
- *   02 00                            FREE  s(0x1000 - 0x1000) = 00
+ *   02 80 40                         FREE  s(0x1000 - 0) = 80 40
  *
  * Version rule: a reader reads the versions it knows (1) and refuses a
  * larger one ("written by a newer heaptrail"). Any change that an older

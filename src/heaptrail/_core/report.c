@@ -417,7 +417,7 @@ rep_block(rep_ctx *c, const uint8_t *body, size_t n, int first)
     uint64_t t = ht_rd_u64(&rd);
     if (t > r->duration_ns && c->pass == 1)
         r->duration_ns = t;
-    uint64_t addr = 0;
+    uint64_t addr = 0, freed = 0;
     uint32_t stack = 0;
     int seen_header = 0;
     while (!rd.error && ht_rd_left(&rd) > 0) {
@@ -441,9 +441,9 @@ rep_block(rep_ctx *c, const uint8_t *body, size_t n, int first)
                 return -1;
             }
         } else if (type == HT_CAP_FREE) {
-            addr += (uint64_t)ht_rd_svarint(&rd);
+            freed += (uint64_t)ht_rd_svarint(&rd);
             if (!rd.error)
-                rep_free(c, addr);
+                rep_free(c, freed);
         } else if (type >= HT_CAP_STACK && type <= HT_CAP_MARKER) {
             if (c->pass == 1)
                 rep_rd_definition(c, &rd, type);
