@@ -410,3 +410,46 @@ def test_cli_every_truncation_point(cli, tmp_path, known, command):
         assert (code, err.count("\n")) in ((0, 1), (1, 1)), (n, code, err)
         assert "Traceback" not in err
         assert ("is truncated" in err) if code == 0 else err.startswith("heaptrail: error: ")
+
+
+def _threads_writing(path, n, nthreads):
+    import threading
+
+    _core._capture_write(path, FRAMES, close=False)
+    totals = {}
+
+    def work(k):
+        totals[k] = _core._capture_thread_events(n, 0x100000000 * (k + 1), 4, f"writer-{k}")
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(nthreads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return totals
+
+
+def test_real_threads_write_concurrently(tmp_path):
+    path = str(tmp_path / "threads.htcap")
+    n = 30_000            # more than a block per thread
+    totals = _threads_writing(path, n, 4)
+    _core._capture_close()
+    cap = capture.open(path)
+    assert cap.truncated is None
+    per_thread = {t.name: (t.allocations, t.bytes) for t in cap.threads()}
+    allocs = n - (n - 64) // 2          # alloc, then alloc+free pairs once 64 are live
+    assert per_thread == {f"writer-{k}": (allocs, totals[k]) for k in range(4)}
+    assert cap.unmatched_frees == 0 and cap.replaced == 0
+    assert cap.leaked_count == 4 * 64
+    assert cap.allocations + cap.frees == 4 * n
+
+
+def test_thread_exit_flushes_its_buffer(tmp_path):
+    """A thread's events reach the file when it exits, even if the program
+    is then killed before closing the capture."""
+    path = str(tmp_path / "exit.htcap")
+    totals = _threads_writing(path, 100, 2)      # far less than a block each
+    _core._capture_abandon()
+    cap = capture.open(path)
+    assert "no end record" in cap.truncated
+    assert {t.name: t.bytes for t in cap.threads()} == {"writer-0": totals[0], "writer-1": totals[1]}

@@ -673,10 +673,35 @@ cap_py_abandon(PyObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* Writes n synthetic events: allocations of 16..4111 bytes 48 bytes apart
+ * from `base`, over `stacks` stacks (defined first when `define`), each
+ * freed `live` allocations later. Returns the bytes allocated. */
+static uint64_t
+cap_synthetic(uint64_t n, unsigned live, unsigned stacks, uint64_t base, int define)
+{
+    char name[32];
+    for (unsigned i = 0; define && i < stacks; i++) {
+        snprintf(name, sizeof name, "function_%u", i);
+        ht_cap_frame(i, "/src/bench/module.py", name, 10 + i);
+        ht_cap_stack(i, i == 0 ? HT_CAP_NO_STACK : i / 2, i);
+    }
+    uint64_t x = 88172645463325252ULL ^ base, total = 0;
+    for (uint64_t e = 0, i = 0; e < n; i++) {
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;     /* xorshift: sizes and stacks */
+        ht_cap_alloc(base + 48 * i, 16 + (x & 4095), (uint32_t)((x >> 12) % stacks));
+        total += 16 + (x & 4095);
+        e++;
+        if (i >= live && e < n) {
+            ht_cap_free(base + 48 * (i - live));
+            e++;
+        }
+    }
+    return total;
+}
+
 /* _capture_bench_write(path, n_events, live=1024, stacks=500) -> None.
  * Benchmark driver: n synthetic events through the writer API without a
- * Python object per event: `stacks` stack definitions, then allocations of
- * 16..4111 bytes 48 bytes apart, each freed `live` allocations later. */
+ * Python object per event. */
 static PyObject *
 cap_py_bench_write(PyObject *self, PyObject *args)
 {
@@ -694,22 +719,7 @@ cap_py_bench_write(PyObject *self, PyObject *args)
     int rc = ht_cap_open(PyBytes_AS_STRING(path_obj), &info);
     if (rc == 0) {
         Py_BEGIN_ALLOW_THREADS
-        char name[32];
-        for (unsigned i = 0; i < stacks; i++) {
-            snprintf(name, sizeof name, "function_%u", i);
-            ht_cap_frame(i, "/src/bench/module.py", name, 10 + i);
-            ht_cap_stack(i, i == 0 ? HT_CAP_NO_STACK : i / 2, i);
-        }
-        uint64_t base = 0x7f0000000000ULL, x = 88172645463325252ULL;
-        for (uint64_t e = 0, i = 0; e < n; i++) {
-            x ^= x << 13; x ^= x >> 7; x ^= x << 17;     /* xorshift: sizes and stacks */
-            ht_cap_alloc(base + 48 * i, 16 + (x & 4095), (uint32_t)((x >> 12) % stacks));
-            e++;
-            if (i >= live && e < n) {
-                ht_cap_free(base + 48 * (i - live));
-                e++;
-            }
-        }
+        cap_synthetic(n, live, stacks, 0x7f0000000000ULL, 1);
         rc = ht_cap_close();
         Py_END_ALLOW_THREADS
     }
@@ -718,11 +728,45 @@ cap_py_bench_write(PyObject *self, PyObject *args)
     return res;
 }
 
+/* _capture_thread_events(n, base, stacks, name) -> bytes allocated: from the
+ * calling thread, into the open capture, with the GIL released (several
+ * Python threads at once exercise the writer's per-thread buffers). Stack
+ * ids < stacks must have been defined by the caller. */
+static PyObject *
+cap_py_thread_events(PyObject *self, PyObject *args)
+{
+    unsigned long long n, base;
+    unsigned int stacks;
+    const char *name;
+    if (!PyArg_ParseTuple(args, "KKIs:_capture_thread_events", &n, &base, &stacks, &name))
+        return NULL;
+    if (stacks == 0)
+        return ht_error("stacks must be positive");
+    uint64_t total;
+    Py_BEGIN_ALLOW_THREADS
+    ht_cap_thread_name(name);
+    total = cap_synthetic(n, 64, stacks, base, 0);
+    Py_END_ALLOW_THREADS
+    return PyLong_FromUnsignedLongLong(total);
+}
+
+/* _capture_close() -> None: closes the open capture (flushing every thread). */
+static PyObject *
+cap_py_close(PyObject *self, PyObject *unused)
+{
+    if (ht_cap_close() < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef cap_methods[] = {
     {"_capture_bench_write", cap_py_bench_write, METH_VARARGS,
      "Benchmark driver: writes n synthetic events through the writer API."},
     {"_capture_write", (PyCFunction)(void (*)(void))cap_py_write, METH_VARARGS | METH_KEYWORDS,
      "Test driver: writes a capture from a list of event tuples."},
+    {"_capture_thread_events", cap_py_thread_events, METH_VARARGS,
+     "Test driver: synthetic events from the calling thread, GIL released."},
+    {"_capture_close", cap_py_close, METH_NOARGS, "Test driver: closes the open capture."},
     {"_capture_abandon", cap_py_abandon, METH_NOARGS,
      "Test driver: drops the open capture without flushing (a killed program)."},
     {NULL, NULL, 0, NULL},
