@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -416,9 +417,10 @@ def _threads_writing(path, n, nthreads):
     import threading
 
     _core._capture_write(path, FRAMES, close=False)
-    totals = {}
+    totals, tids = {}, []
 
     def work(k):
+        tids.append(threading.get_native_id())
         totals[k] = _core._capture_thread_events(n, 0x100000000 * (k + 1), 4, f"writer-{k}")
 
     threads = [threading.Thread(target=work, args=(k,)) for k in range(nthreads)]
@@ -426,6 +428,13 @@ def _threads_writing(path, n, nthreads):
         t.start()
     for t in threads:
         t.join()
+    # join() returns before the OS thread runs its exit destructors (which
+    # flush): wait until the kernel has let each thread go
+    for tid in tids:
+        for _ in range(10000):
+            if not os.path.exists(f"/proc/self/task/{tid}"):
+                break
+            time.sleep(0.001)
     return totals
 
 
