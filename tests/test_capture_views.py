@@ -25,11 +25,17 @@ def _data(page):
     return json.loads(m.group(1))
 
 
-def _flat(node, depth=0, out=None):
+def _flat(node, values, depth=0, out=None):
+    """(depth, name, inclusive bytes) of the nodes with bytes, children largest first."""
     out = [] if out is None else out
-    out.append((depth, node["n"], node["v"]))
-    for k in node.get("k", []):
-        _flat(k, depth + 1, out)
+
+    def total(n):
+        return values(n) + sum(total(k) for k in n.get("k", []))
+
+    out.append((depth, node["n"], total(node)))
+    for k in sorted(node.get("k", []), key=lambda k: -total(k)):
+        if total(k):
+            _flat(k, values, depth + 1, out)
     return out
 
 
@@ -38,14 +44,29 @@ def test_flamegraph_html(cli, known, tmp_path):
     code, stdout, err = cli("flamegraph", known, "-o", str(out))
     assert code == 0, err
     page = out.read_text()
-    assert _flat(_data(page)["tree"]) == [(0, "all", 7500), (1, "main", 7500), (2, "cache", 4000),
-                                          (2, "load", 3500), (3, "parse", 3000)]
+    data = _data(page)
+    assert _flat(data["tree"], lambda n: n["s"]) == [(0, "all", 7500), (1, "main", 7500), (2, "cache", 4000),
+                                                     (2, "load", 3500), (3, "parse", 3000)]
+    # the timeline: what was live at 64 moments, by node id
+    t = data["timeline"]
+    assert len(t["t"]) == 64 and t["t"][-1] == 5_000_000
+    at = {ts: live for ts, live in zip(t["t"], t["live"])}
+    names = {}
+
+    def index(n):
+        names[str(n["i"])] = n["n"]
+        for k in n.get("k", []):
+            index(k)
+    index(data["tree"])
+    assert {names[k]: v for k, v in at[2_500_000].items()} == {"load": 500, "parse": 3000}
+    assert {names[k]: v for k, v in at[3_125_000].items()} == {"load": 500, "parse": 3000, "cache": 4000}
+    assert {names[k]: v for k, v in at[5_000_000].items()} == {"main": 100, "load": 500, "cache": 300}
     # self-contained: no scripts, styles or images fetched from anywhere
     assert not re.search(r"<script[^>]+src=|<link|<img|@import|https?://(?!www\.w3\.org/2000/svg)", page)
     # the marker label is escaped in the chart, never closes a script
     assert "&lt;/script&gt;&lt;b&gt;x&lt;/b&gt;" in page and page.count("</script>") == 2
     code, stdout, err = cli("flamegraph", known, "--leaks", "-o", str(out))
-    assert _flat(_data(out.read_text())["tree"])[:2] == [(0, "all", 900), (1, "main", 900)]
+    assert _flat(_data(out.read_text())["tree"], lambda n: n["s"])[:2] == [(0, "all", 900), (1, "main", 900)]
 
 
 NODE_DOM = r"""
@@ -65,7 +86,7 @@ global.document = {
   createElement: () => el(""),
 };
 Object.defineProperty(flame, "textContent", {set() { this.children = []; }, get() { return ""; }});
-new Function(code)();
+const selectTime = new Function(code + "\nreturn selectTime;")();
 const show = () => flame.children.map(d => [d.textContent, d.style.width, d.className.trim()]);
 const out = {initial: show()};
 flame.children.find(d => d.textContent === "load").onclick();
@@ -74,6 +95,9 @@ els.search.value = "CACHE";
 els.search.oninput();
 out.search = show();
 out.status = els.status.textContent;
+selectTime(2.5e6);
+out.time = show();
+out.timeStatus = els.status.textContent;
 console.log(JSON.stringify(out));
 """
 
@@ -95,7 +119,11 @@ def test_flamegraph_script_runs(cli, known, tmp_path):
     assert res["zoomed"] == [["all", "100%", "f dim"], ["main", "100%", "f dim"], ["load", "100%", "f"],
                              ["parse", "85.71428571428571%", "f"]]
     assert ["cache", "53.333333333333336%", "f hit"] not in res["search"]   # still zoomed on load
-    assert res["status"] == "matched 3.9 KiB (53.3%)"
+    assert res["status"] == "peak: 7.3 KiB; matched 3.9 KiB (53.3%)"
+    # picked on the timeline: live at 2.5 ms (parse 3000 + load 500), zoom reset
+    assert res["time"] == [["all", "100%", "f"], ["main", "100%", "f"], ["load", "100%", "f"],
+                           ["parse", "85.71428571428571%", "f"]]
+    assert res["timeStatus"] == "live at 0.003 s: 3.4 KiB; matched 0 B (0.0%)"
 
 
 def test_plot_svg(cli, known, tmp_path):

@@ -80,6 +80,11 @@ class Capture:
     def markers(self):
         return [Marker(*m) for m in self._r.markers()]
 
+    def timeline(self, points=64):
+        """[(time_ns, events, {node: live self bytes})] at `points` evenly
+        spaced moments (re-reads the file; fewer points on huge trees)."""
+        return self._r.timeline(points)
+
     def pprof(self, inuse="peak"):
         """gzip-compressed profile.proto (encoded in C)."""
         return gzip.compress(self._r.pprof(inuse), mtime=0)

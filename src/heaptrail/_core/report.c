@@ -44,6 +44,7 @@ typedef struct { uint64_t t, rss, traced; } rep_sample;
 typedef struct { uint64_t t; uint32_t label; } rep_marker;
 typedef struct { uint64_t size; uint32_t agg; } rep_big;
 typedef struct { uint32_t parent, frame; } rep_node;                /* canonical */
+typedef struct { uint64_t t, events; } rep_tick;                    /* a block's end */
 
 struct ht_rep {
     /* header */
@@ -80,6 +81,10 @@ struct ht_rep {
     unsigned sample_stride, sample_skip;
     rep_marker *markers; size_t nmarkers, cmarkers;
     uint64_t markers_dropped;
+    /* time index: (block time, alloc/free events up to its end), decimated */
+    rep_tick *ticks; size_t nticks, cticks;
+    unsigned tick_stride, tick_skip;
+    char *path;                     /* for replays (timeline) */
     /* canonical tree */
     rep_frame *cframes_; size_t ncframes, ccframes;
     ht_table cframe_index;
@@ -96,6 +101,11 @@ typedef struct {
     uint64_t stop_event;            /* pass 2: replay this many alloc/free events */
     uint32_t thread;                /* the block's thread */
     const char *fault;              /* corruption description */
+    /* timeline replay: fold the live blocks into out[i * nnodes + node]
+     * when the event count reaches cps[i] */
+    const uint64_t *cps;
+    size_t ncp, icp;
+    uint64_t *out;
 } rep_ctx;
 
 /* ---- strings ------------------------------------------------------------------ */
@@ -298,6 +308,41 @@ rep_add_sample(ht_rep *r, uint64_t t, uint64_t rss, uint64_t traced)
     r->sample_skip = r->sample_stride - 1;
 }
 
+static void
+rep_add_tick(ht_rep *r, uint64_t t)
+{
+    if (r->tick_skip > 0) {
+        r->tick_skip--;
+        return;
+    }
+    if (r->nticks == HT_REP_MAX_SAMPLES) {     /* keep every other one from now on */
+        for (size_t i = 0; i < r->nticks / 2; i++)
+            r->ticks[i] = r->ticks[2 * i + 1];
+        r->nticks /= 2;
+        r->tick_stride *= 2;
+    }
+    if (!REP_PUSH(r->ticks, r->nticks, r->cticks))
+        return;                                  /* a coarser timeline */
+    r->ticks[r->nticks++] = (rep_tick){t, r->events};
+    r->tick_skip = r->tick_stride - 1;
+}
+
+/* Timeline replay: the live blocks by node at each checkpoint reached. */
+static void
+rep_checkpoints(rep_ctx *c)
+{
+    ht_rep *r = c->r;
+    while (c->icp < c->ncp && r->events >= c->cps[c->icp]) {
+        uint64_t *out = c->out + c->icp * r->nnodes;
+        for (size_t i = 0; i <= r->live.mask && r->live.keys; i++)
+            if (r->live.keys[i] != 0) {
+                rep_slot *s = &r->slots[r->live.values[i]];
+                out[r->agg_node[s->agg]] += s->size;
+            }
+        c->icp++;
+    }
+}
+
 /* ---- records ---------------------------------------------------------------------- */
 
 static uint32_t
@@ -365,6 +410,7 @@ rep_rd_definition(rep_ctx *c, ht_rd *rd, int type)
         uint64_t t = ht_rd_varint(rd), rss = ht_rd_varint(rd), traced = ht_rd_varint(rd);
         if (!rd->error) {
             rep_add_sample(r, t, rss, traced);
+            rep_add_tick(r, t);             /* written the moment it was taken */
             if (t > r->duration_ns)
                 r->duration_ns = t;
         }
@@ -373,6 +419,7 @@ rep_rd_definition(rep_ctx *c, ht_rd *rd, int type)
         uint32_t label = rep_rd_str(r, rd);
         if (rd->error)
             return;
+        rep_add_tick(r, t);
         if (r->nmarkers < HT_REP_MAX_MARKERS && REP_PUSH(r->markers, r->nmarkers, r->cmarkers))
             r->markers[r->nmarkers++] = (rep_marker){t, label};
         else
@@ -423,6 +470,8 @@ rep_block(rep_ctx *c, const uint8_t *body, size_t n, int first)
     while (!rd.error && ht_rd_left(&rd) > 0) {
         if (c->pass == 2 && r->events >= c->stop_event)
             return 0;
+        if (c->cps != NULL)
+            rep_checkpoints(c);
         int type = ht_rd_u8(&rd);
         if (first && !seen_header && type != HT_CAP_HEADER) {
             c->fault = "the first block has no header";
@@ -468,6 +517,8 @@ rep_block(rep_ctx *c, const uint8_t *body, size_t n, int first)
         c->fault = rd.error;
         return -1;
     }
+    if (c->pass == 1)
+        rep_add_tick(r, t);
     return 1;
 }
 
@@ -741,6 +792,8 @@ ht_rep_free(ht_rep *r)
     free(r->strs); free(r->frames); free(r->raws); free(r->aggs); free(r->slots);
     free(r->threads); free(r->samples); free(r->markers); free(r->cframes_); free(r->nodes);
     free(r->agg_node);
+    free(r->ticks);
+    free(r->path);
     for (int m = 0; m < HT_REP_METRICS; m++) {
         free(r->nbytes[m]);
         free(r->ncount[m]);
@@ -757,6 +810,11 @@ ht_rep_read(const char *path)
     ht_buf_init(&r->arena);
     r->free_slot = REP_NONE;
     r->sample_stride = 1;
+    r->tick_stride = 1;
+    if ((r->path = strdup(path)) == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
     r->cmdline = REP_NONE;
     if (ht_table_init(&r->str_index, 64, 1) < 0 || ht_table_init(&r->frame_index, 64, 1) < 0 ||
         ht_table_init(&r->raw_index, 64, 1) < 0 || ht_table_init(&r->agg_index, 64, 1) < 0 ||
@@ -764,7 +822,7 @@ ht_rep_read(const char *path)
         PyErr_NoMemory();
         goto fail;
     }
-    rep_ctx c = {r, 1, 0, 0, NULL};
+    rep_ctx c = {r, 1, 0, 0, NULL, NULL, 0, 0, NULL};
     if (rep_pass(&c, path) < 0)
         goto fail;
     rep_fold_live(r, HT_REP_LEAKS);
@@ -776,7 +834,7 @@ ht_rep_read(const char *path)
     } else if (r->peak_event > 0) {
         const char *truncated = r->truncated;
         rep_reset_live(r);
-        rep_ctx c2 = {r, 2, r->peak_event, 0, NULL};
+        rep_ctx c2 = {r, 2, r->peak_event, 0, NULL, NULL, 0, 0, NULL};
         if (rep_pass(&c2, path) < 0)
             goto fail;
         if (r->events != r->peak_event) {
@@ -1279,6 +1337,104 @@ rep_py_pprof(RepObject *self, PyObject *args)
     return out;
 }
 
+/* Checkpoint i's event count: the events up to the last block flushed at
+ * or before time t (block times are made non-decreasing first). */
+static uint64_t
+rep_events_at(const ht_rep *r, uint64_t t)
+{
+    uint64_t events = 0, tmax = 0;
+    for (size_t i = 0; i < r->nticks; i++) {
+        tmax = r->ticks[i].t > tmax ? r->ticks[i].t : tmax;
+        if (tmax > t)
+            break;
+        events = r->ticks[i].events;
+    }
+    return events;
+}
+
+/* Replays the file, folding live blocks at each checkpoint. 0 or -1. */
+static int
+rep_replay(ht_rep *r, const uint64_t *cps, size_t ncp, uint64_t *out)
+{
+    const char *truncated = r->truncated;
+    int rc = -1;
+    if (ht_table_init(&r->live, 1024, 1) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    r->slots = NULL;
+    r->cslots = 0;
+    rep_reset_live(r);
+    rep_ctx c = {r, 2, UINT64_MAX, 0, NULL, cps, ncp, 0, out};
+    if (rep_pass(&c, r->path) == 0) {
+        rep_checkpoints(&c);               /* the ones at the very end */
+        rc = 0;
+    }
+    r->truncated = truncated;
+    ht_table_free(&r->live);
+    free(r->slots);
+    r->slots = NULL;
+    return rc;
+}
+
+/* timeline(points) -> [(time_ns, events, {node: live bytes (self)})]: what
+ * was live at `points` evenly spaced times (fewer when the tree is large:
+ * points x nodes stays under 4M). Re-reads the file. */
+static PyObject *
+rep_py_timeline(RepObject *self, PyObject *arg)
+{
+    ht_rep *r = self->rep;
+    long k = PyLong_AsLong(arg);
+    if (k == -1 && PyErr_Occurred())
+        return NULL;
+    if (k < 1 || k > 1024)
+        return ht_error("timeline points must be 1..1024");
+    if ((size_t)k * r->nnodes > (4u << 20))
+        k = (long)((4u << 20) / r->nnodes) > 0 ? (long)((4u << 20) / r->nnodes) : 1;
+    uint64_t *cps = malloc((size_t)k * sizeof(uint64_t));
+    uint64_t *times = malloc((size_t)k * sizeof(uint64_t));
+    uint64_t *out = calloc((size_t)k * r->nnodes, sizeof(uint64_t));
+    PyObject *list = NULL;
+    if (cps == NULL || times == NULL || out == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (long i = 0; i < k; i++) {
+        times[i] = (uint64_t)((double)r->duration_ns * (double)(i + 1) / (double)k);
+        cps[i] = rep_events_at(r, times[i]);
+    }
+    if (rep_replay(r, cps, (size_t)k, out) < 0)
+        goto done;
+    if ((list = PyList_New(0)) == NULL)
+        goto done;
+    for (long i = 0; i < k; i++) {
+        PyObject *d = PyDict_New(), *row = NULL;
+        for (uint32_t n = 0; d != NULL && n < r->nnodes; n++) {
+            uint64_t v = out[(size_t)i * r->nnodes + n];
+            if (v == 0)
+                continue;
+            PyObject *key = PyLong_FromUnsignedLong(n), *val = PyLong_FromUnsignedLongLong(v);
+            if (key == NULL || val == NULL || PyDict_SetItem(d, key, val) < 0)
+                Py_CLEAR(d);
+            Py_XDECREF(key);
+            Py_XDECREF(val);
+        }
+        if (d != NULL)
+            row = Py_BuildValue("(KKN)", (unsigned long long)times[i], (unsigned long long)cps[i], d);
+        if (row == NULL || PyList_Append(list, row) < 0) {
+            Py_XDECREF(row);
+            Py_CLEAR(list);
+            goto done;
+        }
+        Py_DECREF(row);
+    }
+done:
+    free(cps);
+    free(times);
+    free(out);
+    return list;
+}
+
 static void
 rep_dealloc(RepObject *self)
 {
@@ -1299,6 +1455,7 @@ static PyMethodDef rep_obj_methods[] = {
     {"samples", (PyCFunction)rep_py_samples, METH_NOARGS, "(time_ns, rss, traced)"},
     {"markers", (PyCFunction)rep_py_markers, METH_NOARGS, "(time_ns, label)"},
     {"pprof", (PyCFunction)rep_py_pprof, METH_VARARGS, "pprof(inuse): profile.proto bytes"},
+    {"timeline", (PyCFunction)rep_py_timeline, METH_O, "timeline(points): live bytes by node over time"},
     {NULL, NULL, 0, NULL},
 };
 

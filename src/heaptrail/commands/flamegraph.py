@@ -30,12 +30,16 @@ class FlamegraphCommand:
 
 
 def flame_tree(cap, report):
-    """The call tree as nested dicts: n name, f file:line, v bytes, c blocks,
-    s self bytes, k children (largest first)."""
+    """The call tree of everything ever allocated, as nested dicts: i node id,
+    n name, f file:line, s self bytes in the report, sc self blocks, k
+    children. The page computes inclusive values itself, so the same tree
+    serves the report and any moment of the timeline."""
+    in_report = {t.node: t for t in cap.tree(report)}
     nodes = {}
     root = None
-    for t in cap.tree(report):
-        d = {"n": t.function or "all", "v": t.bytes, "c": t.count, "s": t.self_bytes}
+    for t in cap.tree("total"):
+        r = in_report.get(t.node)
+        d = {"i": t.node, "n": t.function or "all", "s": r.self_bytes if r else 0, "sc": r.self_count if r else 0}
         if t.file is not None:
             d["f"] = f"{t.file}:{t.line}"
         nodes[t.node] = d
@@ -44,19 +48,23 @@ def flame_tree(cap, report):
         else:
             nodes[t.parent].setdefault("k", []).append(d)
     if root is None:
-        return {"n": "all", "v": 0, "c": 0, "s": 0}
-    for d in nodes.values():
-        if "k" in d:
-            d["k"].sort(key=lambda k: -k["v"])
-        if d is root and d["s"]:
-            d.setdefault("k", []).append({"n": "<no Python frame>", "v": d["s"], "c": 0, "s": d["s"]})
+        return {"i": 0, "n": "all", "s": 0, "sc": 0}
     return root
+
+
+def timeline(cap, points=64):
+    """Live bytes by node at `points` moments: {"t": [ns], "live": [{node: bytes}]}."""
+    if cap.duration_ns == 0:
+        return {"t": [], "live": []}
+    rows = cap.timeline(points)
+    return {"t": [t for t, _, _ in rows], "live": [{str(k): v for k, v in live.items()} for _, _, live in rows]}
 
 
 def flamegraph_html(cap, report):
     template = resources.files("heaptrail").joinpath("templates/flamegraph.html").read_text(encoding="utf-8")
     title = f"{report} of {cap.command or cap.path}"
-    data = json.dumps({"report": report, "tree": flame_tree(cap, report)}, separators=(",", ":"))
+    data = json.dumps({"report": report, "tree": flame_tree(cap, report), "timeline": timeline(cap)},
+                      separators=(",", ":"))
     data = data.replace("<", "\\u003c")          # never closes the <script> it sits in
     chart = memory_svg(cap, title="memory over time") if cap.samples() else "<p>(no memory samples)</p>"
     parts = {"__TITLE__": html.escape(title), "__CHART__": chart, "__DATA__": data}

@@ -68,8 +68,10 @@ def memory_svg(cap, width=960, height=320, title=""):
     def y(v):
         return top + h - h * v / y_top
 
+    # data-*: the time axis, for the flame graph's range selection
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
+           f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11" '
+           f'data-left="{left}" data-plot-width="{w}" data-time-end="{t_end}">',
            f'<rect width="{width}" height="{height}" fill="white"/>',
            f'<text x="{left}" y="18" font-size="13">{html.escape(title)}</text>']
     for i in range(5):
@@ -89,6 +91,8 @@ def memory_svg(cap, width=960, height=320, title=""):
     for i, (key, label, color) in enumerate(_SERIES):
         out.append(f'<rect x="{left + w - 170}" y="{top + 6 + 16 * i}" width="10" height="10" fill="{color}"/>'
                    f'<text x="{left + w - 155}" y="{top + 15 + 16 * i}">{label}</text>')
+    out.append(f'<rect id="selection" x="{left}" y="{top}" width="0" height="{h}" fill="#7b2ff7" '
+               f'fill-opacity="0.15" visibility="hidden"/>')
     out.append(f'<text x="{left + w / 2}" y="{height - 6}" text-anchor="middle">time</text></svg>')
     return "\n".join(out)
 
