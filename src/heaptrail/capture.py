@@ -168,13 +168,17 @@ def _top_lines(cap, report, top):
 def load_for_command(path):
     """A Capture for a CLI reporter: a truncated capture is reported with one
     warning line on stderr (its data up to the last complete block is good)."""
+    cap = Capture(path)
+    warn_truncated(cap)
+    return cap
+
+
+def warn_truncated(cap):
     import sys
 
-    cap = Capture(path)
     if cap.truncated:
-        print(f"heaptrail: warning: {path} is truncated ({cap.truncated}): "
+        print(f"heaptrail: warning: {cap.path} is truncated ({cap.truncated}): "
               "showing the events up to its last complete block", file=sys.stderr)
-    return cap
 
 
 def add_file_argument(parser, reports=True):

@@ -57,6 +57,7 @@ static struct {
 static _Thread_local cap_tbuf *cap_tls;
 static _Thread_local unsigned cap_tls_gen;
 static pthread_key_t cap_key;        /* only for its destructor (thread exit) */
+static int cap_key_ok;               /* pthread_key_create succeeded */
 static pthread_once_t cap_key_once = PTHREAD_ONCE_INIT;
 
 static uint64_t
@@ -191,8 +192,7 @@ cap_thread_exit(void *marker)
 static void
 cap_make_key(void)
 {
-    if (pthread_key_create(&cap_key, cap_thread_exit) != 0)
-        cap_key = 0;
+    cap_key_ok = pthread_key_create(&cap_key, cap_thread_exit) == 0;
 }
 
 /* The calling thread's buffer, created on first use; NULL when no capture
@@ -226,7 +226,8 @@ cap_tbuf_get(void)
     cap_block_begin(&tb->buf, tb->thread);
     cap_tls = tb;
     cap_tls_gen = gen;
-    pthread_setspecific(cap_key, (void *)1);
+    if (cap_key_ok)   /* else the thread's last events wait for close */
+        pthread_setspecific(cap_key, (void *)1);
     return tb;
 }
 

@@ -315,7 +315,7 @@ rep_add_tick(ht_rep *r, uint64_t t)
         r->tick_skip--;
         return;
     }
-    if (r->nticks == HT_REP_MAX_SAMPLES) {     /* keep every other one from now on */
+    if (r->nticks == HT_REP_MAX_TICKS) {       /* keep every other one from now on */
         for (size_t i = 0; i < r->nticks / 2; i++)
             r->ticks[i] = r->ticks[2 * i + 1];
         r->nticks /= 2;

@@ -23,6 +23,7 @@
 
 #define HT_REP_MAX_SAMPLES (1u << 20)
 #define HT_REP_MAX_MARKERS (1u << 16)
+#define HT_REP_MAX_TICKS (1u << 18)   /* time index entries (timeline), decimated beyond */
 #define HT_REP_LARGEST 16
 
 enum { HT_REP_TOTAL = 0, HT_REP_PEAK = 1, HT_REP_LEAKS = 2, HT_REP_METRICS = 3 };

@@ -24,9 +24,10 @@ class PlotCommand:
         ext = os.path.splitext(args.output)[1].lower()
         if ext not in (".svg", ".html", ".htm", ".png"):
             raise CommandError(f"unknown plot format {ext or '(none)'}: use .svg, .html or .png")
-        cap = capture.load_for_command(args.file)
+        cap = capture.open(args.file)
         if not cap.samples():
             raise CommandError(f"{args.file} holds no memory samples to plot")
+        capture.warn_truncated(cap)
         title = args.title or f"memory of {cap.command or cap.path}"
         if ext == ".png":
             _png(cap, args.output, title)
