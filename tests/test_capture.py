@@ -161,6 +161,22 @@ def test_threads_have_their_own_buffers_and_names(tmp_path):
     assert (cap.leaked_bytes, cap.unmatched_frees) in ((90, 0), (100, 1))
 
 
+def test_serialized_writer_keeps_the_order_across_threads(tmp_path):
+    path = str(tmp_path / "s.htcap")
+    events = FRAMES + [("alloc", 0x1000, 10, 0), ("alloc", 0x5000, 1, 0),
+                       ("switch", 1), ("free", 0x1000), ("alloc", 0x1000, 20, 2),   # reuse by thread 1
+                       ("switch", 0), ("free", 0x5000), ("free", 0x1000),
+                       ("switch", 1), ("alloc", 0x2000, 30, 3)]
+    _core._capture_write(path, events, serialized=True)
+    cap = capture.open(path)
+    assert (cap.unmatched_frees, cap.replaced) == (0, 0)
+    assert (cap.total_bytes, cap.peak_bytes, cap.leaked_bytes) == (61, 30, 30)
+    # without the promise the same events land per thread buffer: out of order
+    _core._capture_write(path, events)
+    cap = capture.open(path)
+    assert cap.unmatched_frees + cap.replaced > 0
+
+
 def test_many_blocks_and_compact_encoding(tmp_path):
     path = str(tmp_path / "big.htcap")
     n = 40_000

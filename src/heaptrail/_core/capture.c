@@ -50,7 +50,11 @@ static struct {
     uint64_t t0;             /* CLOCK_MONOTONIC ns at open; set before active */
     atomic_int active;
     atomic_uint gen;         /* bumped at open and close: stale TLS detection */
-} cap = {PTHREAD_MUTEX_INITIALIZER, -1, 0, NULL, 0, 0, 0, 0};
+    int serialized;          /* the caller serializes every event call (info) */
+    /* serialized mode: the buffer of the last event's thread, flushed when
+     * another thread's event comes. Written under lock; read without it. */
+    _Atomic(cap_tbuf *) last;
+} cap = {PTHREAD_MUTEX_INITIALIZER, -1, 0, NULL, 0, 0, 0, 0, 0, NULL};
 
 /* The calling thread's buffer, valid only while cap_tls_gen == cap.gen:
  * close frees every buffer without touching other threads' TLS. */
@@ -182,6 +186,8 @@ cap_thread_exit(void *marker)
         cap_tbuf *tb = cap_tls;
         cap_flush_tbuf(tb, 1);
         cap_unlink_unlocked(tb);
+        if (atomic_load(&cap.last) == tb)
+            atomic_store(&cap.last, NULL);
         ht_buf_free(&tb->buf);
         free(tb);
     }
@@ -231,12 +237,30 @@ cap_tbuf_get(void)
     return tb;
 }
 
+/* Serialized mode, first event of a thread after another's: the other's
+ * buffered events happened before, so they go to the file first. The caller
+ * serializes event calls, so that buffer is not being appended to; the lock
+ * keeps it from being freed by its thread's exit meanwhile. */
+static void
+cap_switch(cap_tbuf *tb)
+{
+    pthread_mutex_lock(&cap.lock);
+    cap_tbuf *prev = atomic_load(&cap.last);
+    if (prev != NULL && prev != tb)
+        cap_flush_tbuf(prev, 1);
+    atomic_store(&cap.last, tb);
+    pthread_mutex_unlock(&cap.lock);
+}
+
 static inline cap_tbuf *
 cap_event_buf(void)
 {
     if (!atomic_load_explicit(&cap.active, memory_order_relaxed))
         return NULL;
-    return cap_tbuf_get();
+    cap_tbuf *tb = cap_tbuf_get();
+    if (tb != NULL && cap.serialized && atomic_load_explicit(&cap.last, memory_order_relaxed) != tb)
+        cap_switch(tb);
+    return tb;
 }
 
 static inline void
@@ -435,6 +459,8 @@ ht_cap_open(const char *path, const ht_cap_info *info)
     cap.fd = fd;
     cap.error = 0;
     cap.next_thread = 0;
+    cap.serialized = info->serialized;
+    atomic_store(&cap.last, NULL);
     cap.t0 = cap_clock();
     atomic_fetch_add(&cap.gen, 1);
     atomic_store(&cap.active, 1);
@@ -458,6 +484,7 @@ cap_release_unlocked(int flush)
         tb = next;
     }
     cap.threads = NULL;
+    atomic_store(&cap.last, NULL);
     atomic_store(&cap.active, 0);
     atomic_fetch_add(&cap.gen, 1);
 }
@@ -625,22 +652,22 @@ static PyObject *
 cap_py_write(PyObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"path", "events", "close", "pid", "cmdline", "sample_bytes",
-                             "interval_ns", NULL};
+                             "interval_ns", "serialized", NULL};
     PyObject *path_obj, *events;
-    int do_close = 1;
+    int do_close = 1, serialized = 0;
     unsigned long long pid = 0, sample_bytes = 0, interval_ns = 0;
     const char *cmdline = "";
     Py_ssize_t cmdline_len = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&O|pKy#KK:_capture_write", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&O|pKy#KKp:_capture_write", kwlist,
                                      PyUnicode_FSConverter, &path_obj, &events, &do_close, &pid,
-                                     &cmdline, &cmdline_len, &sample_bytes, &interval_ns))
+                                     &cmdline, &cmdline_len, &sample_bytes, &interval_ns, &serialized))
         return NULL;
     PyObject *seq = PySequence_Fast(events, "events must be a sequence");
     if (seq == NULL) {
         Py_DECREF(path_obj);
         return NULL;
     }
-    ht_cap_info info = {pid, sample_bytes, interval_ns, cmdline, (size_t)cmdline_len};
+    ht_cap_info info = {pid, sample_bytes, interval_ns, cmdline, (size_t)cmdline_len, serialized};
     PyObject *result = NULL;
     if (ht_cap_open(PyBytes_AS_STRING(path_obj), &info) < 0) {
         ht_error_os(PyBytes_AS_STRING(path_obj));
@@ -716,7 +743,7 @@ cap_py_bench_write(PyObject *self, PyObject *args)
         Py_DECREF(path_obj);
         return ht_error("live and stacks must be positive");
     }
-    ht_cap_info info = {(uint64_t)getpid(), 0, 0, "bench", 5};
+    ht_cap_info info = {(uint64_t)getpid(), 0, 0, "bench", 5, 0};
     int rc = ht_cap_open(PyBytes_AS_STRING(path_obj), &info);
     if (rc == 0) {
         Py_BEGIN_ALLOW_THREADS

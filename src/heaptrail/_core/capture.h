@@ -49,12 +49,13 @@
  * the whole file, so their order does not matter.
  *
  * Ordering: events of one thread are in the order they happened. Across
- * threads the order is per block (each thread buffers up to
- * HT_CAP_BLOCK_BYTES); a block freed by thread B that thread A allocated and
+ * threads, by default, the order is per block (each thread buffers up to
+ * HT_CAP_BLOCK_BYTES): a block freed by thread B that thread A allocated and
  * A has not flushed yet may be seen FREE-before-ALLOC. Readers count such
  * frees as "unmatched" and an ALLOC of a live address replaces the old
- * block. ht_cap_flush_thread() flushes at a known point (the tracer calls it
- * when another thread takes over, which makes the order exact).
+ * block. A writer whose caller serializes its event calls (info.serialized,
+ * e.g. the tracer calling under its own lock) flushes the previous thread's
+ * buffer when another thread's event comes, which makes the order exact.
  *
  * Worked example: the 21-byte body of thread 1's block flushed 1000 ns after
  * start, holding ALLOC(addr 0x1000, 300 bytes, stack 2) then FREE(0x1000):
@@ -113,6 +114,9 @@ typedef struct ht_cap_info {
     uint64_t interval_ns;    /* memory sample period */
     const char *cmdline;     /* NUL-separated arguments */
     size_t cmdline_len;
+    /* 1: the caller never runs two event calls at once (it holds its own
+     * lock around them): cross-thread order in the file is then exact. */
+    int serialized;
 } ht_cap_info;
 
 /* Creates (truncating) path and writes the magic, version and HEADER block.
