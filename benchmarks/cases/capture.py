@@ -68,7 +68,7 @@ CASES = [
     ),
     Case(
         name="capture-report",
-        description=f"table, flame graph and pprof from a {N_READ:,}-event capture (two streaming passes each)",
+        description=f"table, flame graph and pprof from a {N_READ:,}-event capture (2 streaming passes; flame graph 3: its timeline)",
         make_input=lambda: _write(N_READ),
         tools=[
             Tool("heaptrail", _table, requires=["heaptrail"]),
