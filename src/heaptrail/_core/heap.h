@@ -53,6 +53,11 @@ typedef struct ht_heap {
     uint32_t m;            /* edges */
     ht_strtab strings;     /* values, names, labels: each distinct string once */
     uint64_t total_size;   /* sum of size[] */
+    /* Owned by graph.c (reverse edges, dominators, components, built on
+     * first use): NULL until then. The heap's destructor must call
+     * ht_graph_cache_free(h) (graph.h) before freeing the arrays above. */
+    void *graph_cache;
+    void (*graph_cache_free)(void *);
 } ht_heap;
 
 /* The snapshot handle's heap, or NULL with TypeError set when obj is not a
