@@ -25,8 +25,9 @@
 void ht_graph_cache_free(ht_heap *h);
 
 /* Retained size of object i (flat sizes of everything i dominates, i
- * included), building the dominator tree on first use. Returns 0 and sets an
- * exception (MemoryError) on failure; i must be < h->n. */
+ * included) into *out, building the dominator tree on first use (for heap's
+ * query field `retained`). Returns 0, or -1 with an exception set (out of
+ * memory, corrupt heap, i >= h->n). */
 int ht_graph_retained(ht_heap *h, uint32_t i, uint64_t *out);
 
 #endif

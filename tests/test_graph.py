@@ -1,0 +1,242 @@
+"""Graph algorithms of graph.c on graphs with known answers (EdgeGraph: a heap built from
+explicit edges), then on real snapshots when the heap walk is there."""
+import os
+import shutil
+
+import pytest
+
+from heaptrail import HeaptrailError, _core
+from heaptrail.graph import EdgeGraph, render_dot
+
+ROOT = _core.OBJ_ROOT
+UNREACHABLE = _core.OBJ_UNREACHABLE
+FINALIZER = _core.OBJ_FINALIZER
+
+
+def named_graph(spec, roots, sizes=None, **kw):
+    """'R:A,B C:D' -> EdgeGraph with nodes named by letters, in order of first appearance."""
+    names = []
+    pairs = []
+    for part in spec.split():
+        src, dsts = part.split(":")
+        for name in [src, *dsts.split(",")]:
+            if name not in names:
+                names.append(name)
+        pairs += [(src, d) for d in dsts.split(",")]
+    ix = {c: i for i, c in enumerate(names)}
+    g = EdgeGraph(len(names), [(ix[s], ix[d]) for s, d in pairs], roots=[ix[r] for r in roots],
+                  values=names, sizes=None if sizes is None else [sizes[c] for c in names], **kw)
+    return g, ix, names
+
+
+# The example graph of Lengauer & Tarjan's paper (1979), with its dominators.
+LT_EDGES = "R:A,B,C A:D B:A,D,E C:F,G D:L E:H F:I G:I,J H:E,K I:K J:I K:I,R L:H"
+LT_IDOM = {"A": "R", "B": "R", "C": "R", "D": "R", "E": "R", "F": "C", "G": "C", "H": "R",
+           "I": "R", "J": "G", "K": "R", "L": "D"}
+
+
+def test_dominators_of_the_lengauer_tarjan_example():
+    sizes = {c: 1 << k for k, c in enumerate("RABCDEFGHIJKL")}
+    g, ix, names = named_graph(LT_EDGES, roots="R", sizes=sizes)
+    assert g.dominator(ix["R"]) is None  # the virtual root
+    got = {c: names[g.dominator(ix[c])] for c in LT_IDOM}
+    assert got == LT_IDOM
+    # retained = own size + what it dominates, computed from the known tree
+    assert g.retained_size(ix["C"]) == sizes["C"] + sizes["F"] + sizes["G"] + sizes["J"]
+    assert g.retained_size(ix["G"]) == sizes["G"] + sizes["J"]
+    assert g.retained_size(ix["D"]) == sizes["D"] + sizes["L"]
+    assert g.retained_size(ix["I"]) == sizes["I"]
+    assert g.retained_size(ix["R"]) == sum(sizes.values())
+    assert sorted(names[i] for i in g.dominated(ix["C"])) == ["C", "F", "G", "J"]
+    assert g.dominated(ix["C"])[0] == ix["C"]
+
+
+def test_diamond_shared_child_counts_in_neither_sibling():
+    #   0 -> 1 -> 3,  0 -> 2 -> 3,  1 -> 4 (only 1 holds 4)
+    g = EdgeGraph(5, [(0, 1), (0, 2), (1, 3), (2, 3), (1, 4)], roots=[0],
+                  sizes=[1, 10, 100, 1000, 10000])
+    assert g.retained_size(1) == 10 + 10000
+    assert g.retained_size(2) == 100
+    assert g.retained_size(3) == 1000
+    assert g.dominator(3) == 0
+    assert g.retained_size(0) == 11111
+    assert sorted(g.dominated(1)) == [1, 4]
+    assert g.dominated(2) == [2]
+
+
+def test_two_roots_sharing_an_object_retain_it_in_neither():
+    g = EdgeGraph(3, [(0, 2), (1, 2)], roots=[0, 1], sizes=[1, 2, 4])
+    assert g.dominator(2) is None
+    assert (g.retained_size(0), g.retained_size(1), g.retained_size(2)) == (1, 2, 4)
+
+
+def test_unreachable_objects_hang_from_the_virtual_root():
+    # 0 root -> 1; garbage tree 2 -> 3, 2 -> 4; garbage cycle 5 <-> 6 -> 7; 7 -> 1
+    edges = [(0, 1), (2, 3), (2, 4), (5, 6), (6, 5), (6, 7), (7, 1)]
+    g = EdgeGraph(8, edges, roots=[0], sizes=[1, 2, 4, 8, 16, 32, 64, 128],
+                  flags=[0, 0] + [UNREACHABLE] * 6)
+    assert g.retained_size(2) == 4 + 8 + 16          # nobody refers to 2: it is an entry
+    assert g.dominator(3) == 2
+    assert g.retained_size(5) == 32 + 64 + 128       # lowest index of the cycle is its entry
+    assert g.dominator(6) == 5
+    assert g.dominator(1) is None                    # held by the root and by garbage
+    assert g.retained_size(0) == 1
+    path = g.path_to_root(3)
+    assert not path.reachable and len(path) == 0
+    assert "not reachable from any root" in str(path)
+
+
+def test_long_chain_has_no_recursion():
+    n = 1_000_000
+    h = _core._graph_chain(n)
+    assert _core.graph_retained(h, 0) == n
+    assert _core.graph_retained(h, n // 2) == n - n // 2
+    assert _core.graph_idom(h, n - 1) == n - 2
+    assert _core.graph_cycles(h) == []
+    path = _core.graph_path(h, n - 1)
+    assert len(path) == n and path[0] == (None, 0) and path[-1] == ("[0]", n - 1)
+    assert len(_core.graph_dominated(h, n - 10)) == 10
+
+
+def test_long_cycle_is_one_component():
+    n = 200_000
+    g = EdgeGraph(n, [(i, (i + 1) % n) for i in range(n)], roots=[0])
+    (cycle,) = g.cycles()
+    assert len(cycle) == n and cycle.total_size == n
+    assert g.retained_size(1) == n - 1  # the chain 1 -> 2 -> ... hangs from 1
+
+
+def test_strongly_connected_components():
+    # {0,1,2} a triangle (size 3), {3,4} (size 300, 4 has a finalizer), {5} self-loop garbage,
+    # 6 alone (no cycle), 7 -> 7? no: 7 just points into the triangle
+    edges = [(0, 1), (1, 2), (2, 0), (2, 3), (3, 4), (4, 3), (5, 5), (7, 0)]
+    flags = [0, 0, 0, 0, FINALIZER, UNREACHABLE, 0, 0]
+    g = EdgeGraph(8, edges, roots=[0, 7], sizes=[1, 1, 1, 100, 200, 7, 1000, 1], flags=flags)
+    cycles = g.cycles()
+    assert [sorted(c.indexes) for c in cycles] == [[3, 4], [5], [0, 1, 2]]
+    assert [c.total_size for c in cycles] == [300, 7, 3]
+    assert [c.has_finalizers for c in cycles] == [True, False, False]
+    assert [c.garbage for c in cycles] == [False, True, False]
+    assert [c.uncollectable for c in cycles] == [False, False, False]
+    assert [sorted(c.indexes) for c in g.cycles(garbage=True)] == [[5]]
+    assert str(cycles[0]).startswith("cycle of 2 objects, 300 B [has finalizers]")
+
+
+def test_referrers_and_referents_carry_labels():
+    g = EdgeGraph(4, [(0, 1, "['a']"), (0, 2, ".attr"), (1, 2, 3), (2, 3, None), (3, 2, "type")],
+                  roots=[0])
+    assert g.referents(0) == [("['a']", 1), (".attr", 2)]
+    assert g.referrers(2) == [(".attr", 0), ("[3]", 1), ("type", 3)]
+    assert g.referrers(0) == []
+    assert g.referents(2) == [(None, 3)]
+
+
+def cache_graph(extra_edges=(), extra_roots=()):
+    """module app.cache -> __dict__ -> ['CACHE'] -> ['user:42'] -> [3] -> <Session>"""
+    values = ["app.cache", None, None, None, "Session", "frame", "other"]
+    flags = [_core.OBJ_MODULE, 0, 0, 0, 0, 0, 0]
+    edges = [(0, 1, "__dict__"), (1, 2, "['CACHE']"), (2, 3, "['user:42']"), (3, 4, 3)]
+    edges += list(extra_edges)
+    return EdgeGraph(7, edges, roots=[0, *extra_roots], values=values,
+                     flags=flags)
+
+
+def test_path_to_root_prints_the_access_chain():
+    g = cache_graph()
+    path = g.path_to_root(4)
+    assert [s.index for s in path.steps] == [0, 1, 2, 3, 4]
+    assert [s.label for s in path.steps] == [None, "__dict__", "['CACHE']", "['user:42']", "[3]"]
+    assert str(path) == "<app.cache 0> -> .CACHE -> ['user:42'] -> [3] -> <Session 4>"
+    assert len(path) == 4
+    assert str(g.path_to_root(0)) == "<app.cache 0> (a root)"
+
+
+def test_path_prefers_module_roots_on_ties_and_shorter_paths_first():
+    # a plain root 6 reaching the dict 2 in two hops, as the module does
+    g = cache_graph(extra_edges=[(6, 5, "x"), (5, 2, "['y']")], extra_roots=[6])
+    assert g.path_to_root(4).steps[0].index == 0
+    # a frame root at the same distance loses to the module too, but beats a plain root
+    flags = [_core.OBJ_MODULE] + [0] * 4 + [_core.OBJ_FRAME, 0]
+    g = EdgeGraph(7, [(6, 3, ".a"), (5, 3, ".b"), (3, 4, 0)], roots=[5, 6], flags=flags)
+    assert g.path_to_root(4).steps[0].index == 5
+    # a plain root one hop from the list: shorter, so it wins over the module
+    g = cache_graph(extra_edges=[(6, 3, ".held")], extra_roots=[6])
+    assert str(g.path_to_root(4)) == "<other 6> -> .held -> [3] -> <Session 4>"
+
+
+def test_top_retainers_and_kind_filter():
+    # objects 0,1 are type objects ("dict", "Session"); 2 root dict holds 3 and 4 sessions
+    edges = [(2, 3, "['a']"), (2, 4, "['b']"), (3, 5), (4, 6)]
+    g = EdgeGraph(7, edges, roots=[2], sizes=[0, 0, 50, 10, 20, 300, 1],
+                  types=[None, None, 0, 1, 1, 0, 0], values=["dict", "Session"] + [None] * 5)
+    top = g.top_retainers(3)
+    assert [(r.index, r.kind, r.retained, r.size) for r in top] == [
+        (2, "dict", 381, 50), (3, "Session", 310, 10), (5, "dict", 300, 300)]
+    assert top[0].address == 0x10000 + 16 * 2
+    assert [r.index for r in g.top_retainers(5, kind="Session")] == [3, 4]
+    assert g.top_retainers(5, kind="nothing") == []
+    assert len(g.top_retainers(100)) == 7
+    assert "Retained" in str(top) and "381 B" in str(top)
+    with pytest.raises(HeaptrailError):
+        g.top_retainers(-1)
+
+
+def test_to_dot_refs_and_backrefs():
+    g = EdgeGraph(5, [(0, 1, "['k\"q']"), (1, 2, 0), (2, 3, ".x"), (3, 4, ".y")], roots=[0],
+                  sizes=[10, 20, 30, 40, 50], values=["root", None, None, None, None])
+    dot = g.to_dot(1, depth=2)
+    assert dot.startswith("digraph heaptrail {")
+    assert "o1 -> o2 [label=\"[0]\"];" in dot and "o2 -> o3 [label=\".x\"];" in dot
+    assert "o3 -> o4" not in dot and "o4 [" not in dot  # beyond depth 2
+    assert "o0 [" not in dot                              # refs go forward only
+    assert "20 B" in dot
+    back = g.to_dot(1, direction="backrefs", depth=5)
+    assert "o0 -> o1 [label=\"['k\\\"q']\"];" in back     # quote escaped, edge points forward
+    assert "o2 [" not in back and "rankdir=BT" in back
+    small = g.to_dot(0, depth=10, max_nodes=2)
+    assert small.count("[label=\"?") == 2 and "left out (max_nodes)" in small
+    with pytest.raises(HeaptrailError, match="direction"):
+        g.to_dot(0, direction="sideways")
+    with pytest.raises(HeaptrailError, match="max_nodes"):
+        g.to_dot(0, max_nodes=0)
+
+
+def test_bad_arguments_give_clear_errors():
+    g = EdgeGraph(2, [(0, 1)], roots=[0])
+    with pytest.raises(HeaptrailError, match="out of range"):
+        _core.graph_retained(g._h, 2)
+    with pytest.raises(HeaptrailError):
+        g.path_to_root(5)
+    with pytest.raises(TypeError):
+        _core.graph_referrers(object(), 0)
+    with pytest.raises(ValueError):
+        EdgeGraph(2, [(0, 2)])
+
+
+def test_empty_graph():
+    g = EdgeGraph(0, [])
+    assert g.cycles() == [] and g.top_retainers(5) == []
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz 'dot' is not installed")
+def test_render_svg_and_png(tmp_path):
+    g = EdgeGraph(3, [(0, 1, ".a"), (1, 2, 0)], roots=[0], values=["root", None, None])
+    svg = g.render(0, tmp_path / "g.svg")
+    with open(svg, encoding="utf-8") as f:
+        text = f.read()
+    assert "<svg" in text and ".a" in text
+    png = g.render(0, tmp_path / "g.png")
+    with open(png, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_render_without_graphviz_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no dot on this PATH
+    g = EdgeGraph(2, [(0, 1)], roots=[0])
+    with pytest.raises(HeaptrailError, match="apt-get install graphviz"):
+        g.render(0, tmp_path / "g.svg")
+    assert not (tmp_path / "g.svg").exists()
+    g.render(0, tmp_path / "g.dot")  # text needs no Graphviz
+    assert (tmp_path / "g.dot").read_text().startswith("digraph")
+    with pytest.raises(HeaptrailError, match="file name"):
+        render_dot("digraph {}", tmp_path / "g.jpg")
