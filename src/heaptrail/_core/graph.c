@@ -14,9 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* TEMPORARY until heap.c defines it: lets the extension load meanwhile. */
-#pragma weak ht_heap_from_handle
-
 /* ======================================================================
  * The cache hanging off ht_heap.graph_cache
  * ====================================================================== */
@@ -138,34 +135,16 @@ ht_graph_cache_get(ht_heap *h)
     return c;
 }
 
-/* String `id` of the heap's table (layout documented in heap.h); NULL, 0 for
- * HT_NONE or an id out of range. */
 static const char *
 ht_graph_str(const ht_heap *h, uint32_t id, size_t *len)
 {
-    *len = 0;
-    if (id == HT_NONE || id >= h->strings.count || h->strings.offset == NULL)
-        return NULL;
-    uint64_t a = h->strings.offset[id], b = h->strings.offset[id + 1];
-    if (b < a || b > h->strings.data_len)
-        return NULL;
-    *len = (size_t)(b - a);
-    return h->strings.data + a;
+    return ht_heap_string(h, id, len);
 }
 
-/* The name of i's type ("dict", "Session" ...), or "?" when unknown. */
 static const char *
 ht_graph_type_name(const ht_heap *h, uint32_t i, size_t *len)
 {
-    uint32_t t = h->type ? h->type[i] : HT_NONE;
-    const char *s = NULL;
-    if (t < h->n && h->value != NULL)
-        s = ht_graph_str(h, h->value[t], len);
-    if (s == NULL) {
-        *len = 1;
-        s = "?";
-    }
-    return s;
+    return ht_heap_type_name(h, i, len);
 }
 
 /* ======================================================================
@@ -726,55 +705,11 @@ ht_graph_bfs_back(const ht_heap *h, const ht_graph_cache *c, uint32_t x, uint32_
  * Python functions
  * ====================================================================== */
 
-/* A heap built from explicit edges, for tests of the algorithms before (and
- * besides) a real snapshot: _core._graph_from_edges(...). */
-typedef struct {
-    PyObject_HEAD
-    ht_heap heap;
-} ht_graph_testheap;
-
-static void
-ht_graph_testheap_clear(ht_heap *h)
-{
-    ht_graph_cache_free(h);
-    free(h->addr);
-    free(h->type);
-    free(h->size);
-    free(h->len);
-    free(h->flags);
-    free(h->value);
-    free(h->edge_start);
-    free(h->edge_dst);
-    free(h->edge_label);
-    free(h->strings.offset);
-    free(h->strings.data);
-    memset(h, 0, sizeof(*h));
-}
-
-static void
-ht_graph_testheap_dealloc(PyObject *self)
-{
-    ht_graph_testheap_clear(&((ht_graph_testheap *)self)->heap);
-    Py_TYPE(self)->tp_free(self);
-}
-
-static PyTypeObject ht_graph_testheap_type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "heaptrail._core._GraphHeap",
-    .tp_basicsize = sizeof(ht_graph_testheap),
-    .tp_dealloc = ht_graph_testheap_dealloc,
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "A heap built from explicit edges (tests of the graph algorithms).",
-};
-
-/* The heap behind a handle: a snapshot handle or a test heap. */
+/* The heap behind a snapshot handle (heap.c's, also made by the test
+ * constructors below); NULL with TypeError set for anything else. */
 static ht_heap *
 ht_graph_heap(PyObject *handle)
 {
-    if (Py_IS_TYPE(handle, &ht_graph_testheap_type))
-        return &((ht_graph_testheap *)handle)->heap;
-    if (ht_heap_from_handle == NULL) /* TEMPORARY, see the pragma */
-        return PyErr_SetString(PyExc_TypeError, "not a heap handle"), NULL;
     return ht_heap_from_handle(handle);
 }
 
@@ -1314,7 +1249,7 @@ ht_graph_py_to_dot(PyObject *mod, PyObject *args)
 
 /* ---- the test constructor ----------------------------------------------- */
 
-/* Interns nothing: appends each string as given (tests are small). */
+/* Appends a str to the heap's string table (no interning: tests are small). */
 static int
 ht_graph_test_str(ht_heap *h, PyObject *s, uint32_t *id)
 {
@@ -1322,29 +1257,9 @@ ht_graph_test_str(ht_heap *h, PyObject *s, uint32_t *id)
     const char *p = PyUnicode_AsUTF8AndSize(s, &len);
     if (p == NULL)
         return -1;
-    ht_strtab *t = &h->strings;
-    if (t->count + 2 > t->offset_cap) {
-        size_t cap = t->offset_cap ? t->offset_cap * 2 : 16;
-        uint64_t *o = realloc(t->offset, cap * sizeof(uint64_t));
-        if (o == NULL)
-            return PyErr_NoMemory(), -1;
-        t->offset = o;
-        t->offset_cap = cap;
-        if (t->count == 0)
-            t->offset[0] = 0;
-    }
-    if (t->data_len + (size_t)len > t->data_cap) {
-        size_t cap = (t->data_cap + (size_t)len) * 2 + 16;
-        char *d = realloc(t->data, cap);
-        if (d == NULL)
-            return PyErr_NoMemory(), -1;
-        t->data = d;
-        t->data_cap = cap;
-    }
-    memcpy(t->data + t->data_len, p, (size_t)len);
-    t->data_len += (size_t)len;
-    *id = t->count++;
-    t->offset[t->count] = t->data_len;
+    *id = ht_strtab_append(&h->strings, p, (size_t)len);
+    if (*id == HT_NONE)
+        return PyErr_NoMemory(), -1;
     return 0;
 }
 
@@ -1360,7 +1275,7 @@ ht_graph_test_label(ht_heap *h, PyObject *o, uint32_t *label)
         long v = PyLong_AsLong(o);
         if (v < 0 || v >= (long)HT_LABEL_INDEX) {
             if (!PyErr_Occurred())
-                ht_error("index label out of range: %ld", v);
+                PyErr_Format(PyExc_ValueError, "index label out of range: %ld", v);
             return -1;
         }
         *label = (uint32_t)v | HT_LABEL_INDEX;
@@ -1437,29 +1352,47 @@ ht_graph_conv_value(ht_heap *h, PyObject *o, uint32_t i, void *dst)
     return ht_graph_test_str(h, o, &((uint32_t *)dst)[i]);
 }
 
-/* Edges (src, dst[, label]) sorted into CSR form. */
-static int
-ht_graph_test_edges(ht_heap *h, PyObject *edges)
+/* A heap of n objects and m edges with neutral contents: made-up distinct
+ * addresses, size 1, no type, no value, no edges yet. NULL on failure. */
+static ht_heap *
+ht_graph_test_heap(uint32_t n, uint32_t m)
 {
-    PyObject *fast = PySequence_Fast(edges, "edges must be a sequence");
-    if (fast == NULL)
-        return -1;
-    Py_ssize_t m = PySequence_Fast_GET_SIZE(fast);
+    ht_heap *h = ht_heap_new();
+    if (h == NULL)
+        return NULL;
+    if (ht_heap_alloc(h, n, m) < 0) {
+        ht_heap_free(h);
+        return NULL;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        h->addr[i] = 0x10000 + 16 * (uint64_t)i;
+        h->type[i] = h->value[i] = h->owner[i] = h->module[i] = HT_NONE;
+        h->size[i] = 1;
+        h->len[i] = -1;
+        h->flags[i] = 0;
+    }
+    memset(h->edge_start, 0, ((size_t)n + 1) * sizeof(uint32_t));
+    return h;
+}
+
+/* Edges (src, dst[, label]) from a sequence into CSR form, stable. */
+static int
+ht_graph_test_edges(ht_heap *h, PyObject *fast)
+{
+    uint32_t m = h->m;
+    uint32_t *src = ht_graph_alloc(m, sizeof(uint32_t));
+    uint32_t *dst = ht_graph_alloc(m, sizeof(uint32_t));
+    uint32_t *lab = ht_graph_alloc(m, sizeof(uint32_t));
     int rc = -1;
-    uint32_t *src = ht_graph_alloc((size_t)m, sizeof(uint32_t));
-    h->edge_dst = ht_graph_alloc((size_t)m, sizeof(uint32_t));
-    h->edge_label = ht_graph_alloc((size_t)m, sizeof(uint32_t));
-    uint32_t *dst = ht_graph_alloc((size_t)m, sizeof(uint32_t));
-    uint32_t *lab = ht_graph_alloc((size_t)m, sizeof(uint32_t));
-    if (!src || !h->edge_dst || !h->edge_label || !dst || !lab || m >= (Py_ssize_t)HT_NONE)
+    if (src == NULL || dst == NULL || lab == NULL)
         goto done;
-    for (Py_ssize_t e = 0; e < m; e++) {
+    for (uint32_t e = 0; e < m; e++) {
         PyObject *t = PySequence_Fast_GET_ITEM(fast, e), *lo = Py_None;
         unsigned int s, d;
         if (!PyArg_ParseTuple(t, "II|O", &s, &d, &lo))
             goto done;
         if (s >= h->n || d >= h->n) {
-            PyErr_Format(PyExc_ValueError, "edge (%u, %u) outside 0..%u", s, d, h->n - 1);
+            PyErr_Format(PyExc_ValueError, "edge (%u, %u) outside the %u objects", s, d, h->n);
             goto done;
         }
         src[e] = s;
@@ -1471,7 +1404,7 @@ ht_graph_test_edges(ht_heap *h, PyObject *edges)
     for (uint32_t i = 0; i < h->n; i++)
         h->edge_start[i + 1] += h->edge_start[i];
     /* stable fill: edge_start[i] is i's cursor, then restore the starts */
-    for (Py_ssize_t e = 0; e < m; e++) {
+    for (uint32_t e = 0; e < m; e++) {
         uint32_t at = h->edge_start[src[e]]++;
         h->edge_dst[at] = dst[e];
         h->edge_label[at] = lab[e];
@@ -1479,12 +1412,8 @@ ht_graph_test_edges(ht_heap *h, PyObject *edges)
     for (uint32_t i = h->n; i > 0; i--)
         h->edge_start[i] = h->edge_start[i - 1];
     h->edge_start[0] = 0;
-    h->m = (uint32_t)m;
     rc = 0;
 done:
-    if (rc < 0 && !PyErr_Occurred())
-        PyErr_NoMemory();
-    Py_DECREF(fast);
     free(src);
     free(dst);
     free(lab);
@@ -1492,32 +1421,32 @@ done:
 }
 
 static int
-ht_graph_test_alloc(ht_heap *h, uint32_t n)
+ht_graph_test_roots(ht_heap *h, PyObject *roots)
 {
-    h->n = n;
-    h->addr = ht_graph_alloc(n, sizeof(uint64_t));
-    h->type = ht_graph_alloc(n, sizeof(uint32_t));
-    h->size = calloc((size_t)n + 1, sizeof(uint64_t));
-    h->len = ht_graph_alloc(n, sizeof(int64_t));
-    h->flags = calloc((size_t)n + 1, sizeof(uint32_t));
-    h->value = ht_graph_alloc(n, sizeof(uint32_t));
-    h->edge_start = calloc((size_t)n + 1, sizeof(uint32_t));
-    if (!h->addr || !h->type || !h->size || !h->len || !h->flags || !h->value || !h->edge_start)
-        return PyErr_NoMemory(), -1;
-    for (uint32_t i = 0; i < n; i++) {
-        h->addr[i] = 0x10000 + 16 * (uint64_t)i; /* made-up, distinct addresses */
-        h->type[i] = HT_NONE;
-        h->len[i] = -1;
-        h->value[i] = HT_NONE;
+    if (roots == NULL || roots == Py_None)
+        return 0;
+    PyObject *fast = PySequence_Fast(roots, "roots must be a sequence");
+    if (fast == NULL)
+        return -1;
+    for (Py_ssize_t k = 0; k < PySequence_Fast_GET_SIZE(fast); k++) {
+        Py_ssize_t r = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(fast, k));
+        if (r < 0 || (size_t)r >= h->n) {
+            if (!PyErr_Occurred())
+                PyErr_Format(PyExc_ValueError, "root %zd out of range", r);
+            Py_DECREF(fast);
+            return -1;
+        }
+        h->flags[r] |= HT_OBJ_ROOT;
     }
+    Py_DECREF(fast);
     return 0;
 }
 
 /* _graph_from_edges(n, edges, sizes=None, roots=(), flags=None, types=None,
- * values=None): a heap of n objects for tests. edges: (src, dst[, label]);
- * label None, int (shown "[k]") or str. sizes default to 1 each; roots get
- * HT_OBJ_ROOT; types[i] is the index of i's type object, whose values[] is
- * the type's name. */
+ * values=None): a snapshot handle over n made-up objects, for tests of the
+ * algorithms on graphs with known answers. edges: (src, dst[, label]) with
+ * label None, int (shown "[k]") or str; sizes default to 1; types[i] is the
+ * index of i's type object, whose values[] entry is the type's name. */
 static PyObject *
 ht_graph_py_from_edges(PyObject *mod, PyObject *args, PyObject *kw)
 {
@@ -1529,47 +1458,35 @@ ht_graph_py_from_edges(PyObject *mod, PyObject *args, PyObject *kw)
         return NULL;
     if (n < 0 || n >= (Py_ssize_t)HT_NONE)
         return PyErr_Format(PyExc_ValueError, "n out of range: %zd", n);
-    ht_graph_testheap *self = PyObject_New(ht_graph_testheap, &ht_graph_testheap_type);
-    if (self == NULL)
+    PyObject *fast = PySequence_Fast(edges, "edges must be a sequence");
+    if (fast == NULL)
         return NULL;
-    ht_heap *h = &self->heap;
-    memset(h, 0, sizeof(*h));
-    if (ht_graph_test_alloc(h, (uint32_t)n) < 0)
-        goto fail;
-    for (uint32_t i = 0; i < h->n; i++)
-        h->size[i] = 1;
-    if (ht_graph_test_column(sizes, h->n, "sizes", h, ht_graph_conv_size, h->size) < 0 ||
+    Py_ssize_t m = PySequence_Fast_GET_SIZE(fast);
+    ht_heap *h = m < (Py_ssize_t)HT_NONE ? ht_graph_test_heap((uint32_t)n, (uint32_t)m) : NULL;
+    if (h == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_ValueError, "too many edges: %zd", m);
+        Py_DECREF(fast);
+        return NULL;
+    }
+    int rc = ht_graph_test_edges(h, fast);
+    Py_DECREF(fast);
+    if (rc < 0 ||
+        ht_graph_test_column(sizes, h->n, "sizes", h, ht_graph_conv_size, h->size) < 0 ||
         ht_graph_test_column(flags, h->n, "flags", h, ht_graph_conv_flags, h->flags) < 0 ||
         ht_graph_test_column(types, h->n, "types", h, ht_graph_conv_type, h->type) < 0 ||
         ht_graph_test_column(values, h->n, "values", h, ht_graph_conv_value, h->value) < 0 ||
-        ht_graph_test_edges(h, edges) < 0)
-        goto fail;
-    if (roots != NULL && roots != Py_None) {
-        PyObject *fast = PySequence_Fast(roots, "roots must be a sequence");
-        if (fast == NULL)
-            goto fail;
-        for (Py_ssize_t k = 0; k < PySequence_Fast_GET_SIZE(fast); k++) {
-            Py_ssize_t r = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(fast, k));
-            if (r < 0 || r >= n) {
-                if (!PyErr_Occurred())
-                    PyErr_Format(PyExc_ValueError, "root %zd out of range", r);
-                Py_DECREF(fast);
-                goto fail;
-            }
-            h->flags[r] |= HT_OBJ_ROOT;
-        }
-        Py_DECREF(fast);
+        ht_graph_test_roots(h, roots) < 0) {
+        ht_heap_free(h);
+        return NULL;
     }
     for (uint32_t i = 0; i < h->n; i++)
         h->total_size += h->size[i];
-    return (PyObject *)self;
-fail:
-    Py_DECREF(self);
-    return NULL;
+    return ht_heap_wrap(h);
 }
 
-/* _graph_chain(n): a chain 0 -> 1 -> ... -> n-1 rooted at 0 (sizes 1), built
- * in C so tests of deep graphs do not spend their time in Python. */
+/* _graph_chain(n): a chain 0 -> 1 -> ... -> n-1 rooted at 0 (sizes 1, labels
+ * "[0]"), built in C so tests of deep graphs spend no time in Python. */
 static PyObject *
 ht_graph_py_chain(PyObject *mod, PyObject *args)
 {
@@ -1578,32 +1495,18 @@ ht_graph_py_chain(PyObject *mod, PyObject *args)
         return NULL;
     if (n < 1 || n >= (Py_ssize_t)HT_NONE)
         return PyErr_Format(PyExc_ValueError, "n out of range: %zd", n);
-    ht_graph_testheap *self = PyObject_New(ht_graph_testheap, &ht_graph_testheap_type);
-    if (self == NULL)
+    ht_heap *h = ht_graph_test_heap((uint32_t)n, (uint32_t)n - 1);
+    if (h == NULL)
         return NULL;
-    ht_heap *h = &self->heap;
-    memset(h, 0, sizeof(*h));
-    if (ht_graph_test_alloc(h, (uint32_t)n) < 0)
-        goto fail;
-    h->m = h->n - 1;
-    h->edge_dst = ht_graph_alloc(h->m, sizeof(uint32_t));
-    h->edge_label = ht_graph_alloc(h->m, sizeof(uint32_t));
-    if (h->edge_dst == NULL || h->edge_label == NULL)
-        goto fail;
-    for (uint32_t i = 0; i < h->n; i++) {
-        h->size[i] = 1;
-        h->edge_start[i + 1] = i + 1 < h->n ? i + 1 : h->m;
-        if (i + 1 < h->n) {
-            h->edge_dst[i] = i + 1;
-            h->edge_label[i] = HT_LABEL_INDEX | 0;
-        }
+    for (uint32_t i = 0; i + 1 < h->n; i++) {
+        h->edge_dst[i] = i + 1;
+        h->edge_label[i] = HT_LABEL_INDEX | 0;
+        h->edge_start[i + 1] = i + 1;
     }
+    h->edge_start[h->n] = h->m;
     h->flags[0] |= HT_OBJ_ROOT;
     h->total_size = h->n;
-    return (PyObject *)self;
-fail:
-    Py_DECREF(self);
-    return NULL;
+    return ht_heap_wrap(h);
 }
 
 static PyMethodDef ht_graph_methods[] = {
@@ -1634,8 +1537,6 @@ static PyMethodDef ht_graph_methods[] = {
 int
 ht_graph_init(PyObject *m)
 {
-    if (PyType_Ready(&ht_graph_testheap_type) < 0)
-        return -1;
     if (PyModule_AddIntConstant(m, "OBJ_ROOT", HT_OBJ_ROOT) < 0 ||
         PyModule_AddIntConstant(m, "OBJ_UNREACHABLE", HT_OBJ_UNREACHABLE) < 0 ||
         PyModule_AddIntConstant(m, "OBJ_FINALIZER", HT_OBJ_FINALIZER) < 0 ||
