@@ -240,3 +240,151 @@ def test_render_without_graphviz_says_how_to_install(tmp_path, monkeypatch):
     assert (tmp_path / "g.dot").read_text().startswith("digraph")
     with pytest.raises(HeaptrailError, match="file name"):
         render_dot("digraph {}", tmp_path / "g.jpg")
+
+
+# ---- on real snapshots ------------------------------------------------------------------------
+
+LEAKY_APP = '''
+class Session:
+    def __init__(self, user):
+        self.user = user
+
+CACHE = {}
+'''
+
+
+def make_module(name, source=LEAKY_APP):
+    """A real module in sys.modules; the test keeps only addresses, never the objects, so that
+    no frame local is a nearer root than the module."""
+    import sys
+    import types
+
+    mod = types.ModuleType(name)
+    exec(source, mod.__dict__)
+    sys.modules[name] = mod
+    return mod
+
+
+@pytest.fixture
+def module_name(request):
+    import sys
+
+    name = "ht_graph_" + request.node.name
+    yield name
+    sys.modules.pop(name, None)
+
+
+def leak_sessions(name):
+    mod = make_module(name)
+    mod.CACHE["user:42"] = [mod.Session(i) for i in range(5)]
+    return id(mod.CACHE["user:42"][3])
+
+
+def test_real_path_to_root_of_a_cached_session(module_name):
+    import heaptrail
+
+    addr = leak_sessions(module_name)
+    snap = heaptrail.snapshot()
+    path = snap.path_to_root(addr)
+    assert str(path) == (f"module {module_name} -> .CACHE -> ['user:42'] -> [3] "
+                         f"-> <Session 0x{addr:x}>")
+    assert path.steps[-1].index == snap._index(addr)
+    the_list = snap._record(path.steps[-2].index)
+    assert the_list.type == "list" and the_list.len == 5
+    assert ("[3]", the_list) in snap.referrers(addr)
+    assert ("[3]", snap.record(addr)) in snap.referents(the_list.address)
+
+
+def build_holders(name):
+    """module.TOP = [left, right]; left and right each hold their own bytearrays and both hold
+    SHARED, also a global: the shared child counts in neither sibling."""
+    import sys
+
+    mod = make_module(name, "TOP = None\nSHARED = None\n")
+    mod.SHARED = bytearray(5000)
+    left = [bytearray(1000 + i) for i in range(10)] + [mod.SHARED]
+    right = [bytearray(3000 + i) for i in range(3)] + [mod.SHARED]
+    mod.TOP = [left, right]
+    own = {
+        "left": [sys.getsizeof(left)] + [sys.getsizeof(b) for b in left[:-1]],
+        "right": [sys.getsizeof(right)] + [sys.getsizeof(b) for b in right[:-1]],
+    }
+    addrs = {"top": id(mod.TOP), "left": id(left), "right": id(right), "shared": id(mod.SHARED),
+             "left_items": {id(b) for b in left[:-1]} | {id(left)}}
+    return addrs, own, sys.getsizeof(mod.TOP), sys.getsizeof(mod.SHARED)
+
+
+def test_real_retained_sizes_of_siblings_sharing_a_child(module_name):
+    import heaptrail
+
+    addrs, own, top_size, shared_size = build_holders(module_name)
+    snap = heaptrail.snapshot()
+    assert snap.retained_size(addrs["left"]) == sum(own["left"])
+    assert snap.retained_size(addrs["right"]) == sum(own["right"])
+    assert snap.retained_size(addrs["shared"]) == shared_size
+    # the shared bytearray is also a module global, so TOP does not hold it either
+    assert snap.retained_size(addrs["top"]) == top_size + sum(own["left"]) + sum(own["right"])
+    assert {r.address for r in snap.dominated(addrs["left"])} == addrs["left_items"]
+    assert snap.dominated(addrs["left"])[0].address == addrs["left"]
+    assert snap.dominator(addrs["left"]).address == addrs["top"]
+    top = snap.top_retainers(5, kind="list")
+    assert len(top) == 5 and all(r.kind == "list" for r in top)
+    assert top == sorted(top, key=lambda r: -r.retained)
+
+
+CYCLES = '''
+class Node:
+    pass
+
+class Finalized:
+    def __del__(self):
+        pass
+
+def make(cls):
+    a, b = cls(), cls()
+    a.other, b.other = b, a
+    return id(a), id(b)
+'''
+
+
+def test_real_garbage_cycles_with_and_without_del(module_name):
+    import gc
+
+    import heaptrail
+
+    mod = make_module(module_name, CYCLES)
+    gc.collect()
+    gc.disable()
+    try:
+        plain = mod.make(mod.Node)
+        fin = mod.make(mod.Finalized)
+        snap = heaptrail.snapshot(gc_first=False)
+    finally:
+        gc.enable()
+        gc.collect()
+    garbage = snap.cycles(garbage=True)
+
+    def cycle_of(addr):
+        (c,) = [c for c in garbage if snap._index(addr) in c.indexes]
+        return c
+
+    c_plain, c_fin = cycle_of(plain[0]), cycle_of(fin[0])
+    assert snap._index(plain[1]) in c_plain.indexes and snap._index(fin[1]) in c_fin.indexes
+    assert c_plain is not c_fin and len(c_plain) <= 4 and len(c_fin) <= 4  # two objects (+ dicts)
+    assert (c_plain.has_finalizers, c_plain.uncollectable, c_plain.garbage) == (False, False, True)
+    # since Python 3.4 (PEP 442) __del__ does not make a cycle uncollectable
+    assert (c_fin.has_finalizers, c_fin.uncollectable, c_fin.garbage) == (True, False, True)
+    assert c_plain.total_size == sum(r.size for r in c_plain.members)
+    assert not snap.path_to_root(plain[0]).reachable
+    # garbage hangs from the virtual root: the cycle's entry retains the whole cycle
+    assert max(snap.retained_size(plain[0]), snap.retained_size(plain[1])) >= c_plain.total_size
+
+
+def test_real_to_dot_backrefs_shows_the_module(module_name):
+    import heaptrail
+
+    addr = leak_sessions(module_name)
+    snap = heaptrail.snapshot()
+    dot = snap.to_dot(addr, direction="backrefs", depth=4)
+    assert '[label=".CACHE"]' in dot and "[label=\"['user:42']\"]" in dot
+    assert f"of module {module_name[:30]}" in dot and f"0x{addr:x}" in dot

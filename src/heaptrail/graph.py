@@ -108,6 +108,7 @@ class Retainer(NamedTuple):
     retained: int
     size: int
     index: int
+    text: str  # short description: "module app.cache", "dict of Session", "<list 0x7f..>"
 
 
 class Retainers(list):
@@ -115,10 +116,11 @@ class Retainers(list):
 
     def __str__(self):
         rows = [
-            (k, f"0x{r.address:x}", r.kind, human_bytes(r.retained), human_bytes(r.size))
+            (k, human_bytes(r.retained), human_bytes(r.size), f"0x{r.address:x}", r.kind, r.text)
             for k, r in enumerate(self)
         ]
-        return table(["Index", "Address", "Kind", "Retained", "Size"], rows, align="rllrr")
+        return table(["Index", "Retained", "Size", "Address", "Kind", "Object"], rows,
+                     align="rrrlll")
 
 
 class Cycle:
@@ -207,7 +209,8 @@ class GraphViews:
         size). Roots such as modules are shown too - they do hold that memory. ``kind``
         keeps only objects whose type has that name (``"dict"``, ``"app.Session"``)."""
         rows = _core.graph_top_retainers(self._h, int(n), kind)
-        return Retainers(Retainer(addr, k, ret, size, i) for i, addr, k, ret, size in rows)
+        return Retainers(Retainer(addr, k, ret, size, i, self._describe(i))
+                         for i, addr, k, ret, size in rows)
 
     def cycles(self, garbage=False) -> List[Cycle]:
         """Reference cycles (strongly connected components of more than one object, or of one

@@ -1109,6 +1109,15 @@ ht_graph_dot_node(ht_buf *b, const ht_heap *h, uint32_t i, int is_target)
         ht_graph_dot_puts(b, "\\n");
         ht_graph_dot_text(b, s, len, 40);
     }
+    uint32_t own = h->owner ? h->owner[i] : HT_NONE;
+    if (own < h->n) { /* the __dict__ of a module, class or instance */
+        int named = (h->flags[own] & (HT_OBJ_MODULE | HT_OBJ_TYPE)) != 0;
+        s = named ? ht_graph_str(h, h->value[own], &len) : NULL;
+        if (s == NULL)
+            s = ht_graph_type_name(h, own, &len);
+        ht_graph_dot_puts(b, (h->flags[own] & HT_OBJ_MODULE) ? "\\nof module " : "\\nof ");
+        ht_graph_dot_text(b, s, len, 40);
+    }
     ht_graph_dot_puts(b, "\\n");
     ht_graph_dot_size(b, h->size[i]);
     if (h->len != NULL && h->len[i] >= 0) {
