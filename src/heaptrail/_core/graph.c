@@ -665,40 +665,67 @@ ht_graph_root_rank(const ht_heap *h, uint32_t r)
     return 2;
 }
 
-/* Fills next[]/nlab[] (toward x) for the visited referrers and returns the
- * chosen root, or HT_NONE when no root reaches x. */
-static uint32_t
-ht_graph_bfs_back(const ht_heap *h, const ht_graph_cache *c, uint32_t x, uint32_t *next,
-                  uint32_t *nlab, uint32_t *queue)
+/* The search's state: visited objects map (index + 1) -> (next toward x) <<
+ * 32 | label of the edge to it, in the shared hash table, so that a query
+ * costs what it explores rather than O(n); the queue grows on demand. */
+typedef struct {
+    ht_table seen;
+    uint32_t *queue;
+    size_t len, cap;
+} ht_graph_bfs;
+
+static int
+ht_graph_bfs_push(ht_graph_bfs *b, uint32_t v, uint32_t next, uint32_t label)
 {
-    uint32_t head = 0, tail = 0;
-    next[x] = x;
-    queue[tail++] = x;
-    while (head < tail) {
-        uint32_t level_end = tail, best = HT_NONE;
+    if (b->len == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 1024;
+        uint32_t *q = realloc(b->queue, cap * sizeof(uint32_t));
+        if (q == NULL)
+            return -1;
+        b->queue = q;
+        b->cap = cap;
+    }
+    if (ht_table_put(&b->seen, (uint64_t)v + 1, ((uint64_t)next << 32) | label) < 0)
+        return -1;
+    b->queue[b->len++] = v;
+    return 0;
+}
+
+/* Breadth-first backward from x, level by level, stopping after the first
+ * level that holds a root; *root receives the preferred one, or HT_NONE when
+ * no root reaches x. Returns 0, or -1 with MemoryError set. */
+static int
+ht_graph_bfs_back(const ht_heap *h, const ht_graph_cache *c, uint32_t x, ht_graph_bfs *b,
+                  uint32_t *root)
+{
+    size_t head = 0;
+    *root = HT_NONE;
+    if (ht_graph_bfs_push(b, x, x, HT_NONE) < 0)
+        return PyErr_NoMemory(), -1;
+    while (head < b->len) {
+        size_t level_end = b->len;
         int best_rank = 3;
         for (; head < level_end; head++) {
-            uint32_t u = queue[head];
+            uint32_t u = b->queue[head];
             for (uint32_t r = c->rev_start[u]; r < c->rev_start[u + 1]; r++) {
                 uint32_t v = c->rev_src[r];
-                if (next[v] != HT_NONE)
+                if (ht_table_contains(&b->seen, (uint64_t)v + 1))
                     continue;
-                next[v] = u;
-                nlab[v] = c->rev_label[r];
-                queue[tail++] = v;
+                if (ht_graph_bfs_push(b, v, u, c->rev_label[r]) < 0)
+                    return PyErr_NoMemory(), -1;
                 if ((h->flags[v] & HT_OBJ_ROOT) && best_rank > 0) {
                     int rank = ht_graph_root_rank(h, v);
                     if (rank < best_rank) {
                         best_rank = rank;
-                        best = v;
+                        *root = v;
                     }
                 }
             }
         }
-        if (best != HT_NONE)
-            return best;
+        if (*root != HT_NONE)
+            return 0;
     }
-    return HT_NONE;
+    return 0;
 }
 
 /* ======================================================================
@@ -810,26 +837,27 @@ ht_graph_py_path(PyObject *mod, PyObject *args)
         return NULL;
     if (h->flags[x] & HT_OBJ_ROOT)
         return Py_BuildValue("[(OI)]", Py_None, (unsigned int)x);
-    uint32_t *next = ht_graph_alloc(h->n, sizeof(uint32_t));
-    uint32_t *nlab = ht_graph_alloc(h->n, sizeof(uint32_t));
-    uint32_t *queue = ht_graph_alloc(h->n, sizeof(uint32_t));
+    ht_graph_bfs b = {{0}};
     PyObject *out = NULL;
-    if (next == NULL || nlab == NULL || queue == NULL)
+    uint32_t root;
+    if (ht_table_init(&b.seen, 64, 1) < 0)
+        return PyErr_NoMemory();
+    if (ht_graph_bfs_back(h, c, x, &b, &root) < 0)
         goto done;
-    memset(next, 0xff, (size_t)h->n * sizeof(uint32_t));
-    uint32_t root = ht_graph_bfs_back(h, c, x, next, nlab, queue);
     if (root == HT_NONE) {
         out = Py_NewRef(Py_None);
         goto done;
     }
     out = Py_BuildValue("[(OI)]", Py_None, (unsigned int)root);
-    for (uint32_t v = root; out != NULL && v != x; v = next[v])
-        if (ht_graph_append_edge(out, h, nlab[v], next[v]) < 0)
+    for (uint32_t v = root; out != NULL && v != x;) {
+        uint64_t step = *ht_table_find(&b.seen, (uint64_t)v + 1);
+        v = (uint32_t)(step >> 32);
+        if (ht_graph_append_edge(out, h, (uint32_t)step, v) < 0)
             Py_CLEAR(out);
+    }
 done:
-    free(next);
-    free(nlab);
-    free(queue);
+    ht_table_free(&b.seen);
+    free(b.queue);
     return out;
 }
 
