@@ -79,11 +79,73 @@ def test_unreachable_objects_hang_from_the_virtual_root():
     assert g.dominator(3) == 2
     assert g.retained_size(5) == 32 + 64 + 128       # lowest index of the cycle is its entry
     assert g.dominator(6) == 5
-    assert g.dominator(1) is None                    # held by the root and by garbage
-    assert g.retained_size(0) == 1
+    # garbage referring to a live object does not keep it alive: 0 still retains 1
+    assert g.dominator(1) == 0
+    assert g.retained_size(0) == 1 + 2
+    assert g.retained_size(7) == 128
     path = g.path_to_root(3)
     assert not path.reachable and len(path) == 0
     assert "not reachable from any root" in str(path)
+
+
+def reach(n, adj, starts, removed=None):
+    seen, todo = set(), [s for s in starts if s != removed]
+    while todo:
+        v = todo.pop()
+        if v in seen:
+            continue
+        seen.add(v)
+        todo += [w for w in adj[v] if w != removed]
+    return seen
+
+
+def brute_force_retained(n, edges, roots, sizes):
+    """Retained sizes by definition (x dominates v when removing x cuts v off the virtual
+    root), with the documented entries for unreachable objects."""
+    adj = [[] for _ in range(n)]
+    indeg = [0] * n
+    for s, d in edges:
+        adj[s].append(d)
+        indeg[d] += 1
+    live = reach(n, adj, roots)
+    entries, seen = [], set(live)
+    for candidates in ([i for i in range(n) if indeg[i] == 0], range(n)):
+        for i in candidates:
+            if i not in seen:
+                entries.append(i)
+                seen |= reach(n, adj, [i])
+    # references from garbage into live objects are ignored
+    adj = [[d for d in adj[s] if s in live or d not in live] for s in range(n)]
+    starts = list(roots) + entries
+    everything = reach(n, adj, starts)
+    out = []
+    for x in range(n):
+        kept = reach(n, adj, starts, removed=x)
+        out.append(sum(sizes[v] for v in everything - kept))
+    return out
+
+
+def test_dominators_match_the_definition_on_random_graphs():
+    import random
+
+    rnd = random.Random(1234)
+    for trial in range(150):
+        n = rnd.randint(1, 25)
+        edges = [(rnd.randrange(n), rnd.randrange(n)) for _ in range(rnd.randint(0, 3 * n))]
+        roots = rnd.sample(range(n), rnd.randint(0, min(3, n)))
+        sizes = [rnd.randint(1, 1000) for _ in range(n)]
+        g = EdgeGraph(n, edges, roots=roots, sizes=sizes)
+        want = brute_force_retained(n, edges, roots, sizes)
+        got = [g.retained_size(i) for i in range(n)]
+        assert got == want, (n, edges, roots)
+        # cycles: classes of mutual reachability that hold a reference
+        adj = [[d for s2, d in edges if s2 == s] for s in range(n)]
+        fwd = [reach(n, adj, adj[v]) for v in range(n)]  # reachable in >= 1 step
+        comps = {frozenset(w for w in range(n) if w == v or (w in fwd[v] and v in fwd[w]))
+                 for v in range(n) if v in fwd[v]}
+        assert {frozenset(c.indexes) for c in g.cycles()} == comps
+        totals = [c.total_size for c in g.cycles()]
+        assert totals == sorted(totals, reverse=True)
 
 
 def test_long_chain_has_no_recursion():

@@ -204,6 +204,7 @@ typedef struct ht_graph_lt {
     uint32_t *stack;   /* [N] DFS stack of nodes, later the compress stack */
     uint32_t *pos;     /* [N] DFS edge cursors, later the bucket links */
     uint8_t *vchild;   /* [n] 1 when the virtual root has an edge to it */
+    uint32_t live;     /* DFS numbers below this are reachable from the roots */
 } ht_graph_lt;
 
 static void
@@ -277,7 +278,8 @@ ht_graph_lt_dfs(const ht_heap *h, ht_graph_lt *lt, uint32_t s, uint32_t pdfn, ui
 
 /* Numbers every node: the virtual root (node n) is 0; its children are the
  * roots, then the unvisited objects nobody refers to, then the lowest
- * unvisited object of each remaining piece (unreachable cycles). */
+ * unvisited object of each remaining piece (unreachable cycles). The objects
+ * reachable from the roots are numbered first: below lt->live. */
 static void
 ht_graph_lt_number(const ht_heap *h, const ht_graph_cache *c, ht_graph_lt *lt)
 {
@@ -299,6 +301,8 @@ ht_graph_lt_number(const ht_heap *h, const ht_graph_cache *c, ht_graph_lt *lt)
             lt->vchild[i] = 1;
             next = ht_graph_lt_dfs(h, lt, i, 0, next);
         }
+        if (phase == 0)
+            lt->live = next;
     }
 }
 
@@ -344,8 +348,14 @@ ht_graph_lt_solve(const ht_heap *h, const ht_graph_cache *c, ht_graph_lt *lt)
     }
     for (uint32_t w = N - 1; w >= 1; w--) {
         uint32_t node = lt->vert[w];
+        /* garbage referring to a live object does not keep it alive: for a
+         * live w, references from unreachable objects are left out */
+        uint32_t pred_limit = w < lt->live ? lt->live : N;
         for (uint32_t r = c->rev_start[node]; r < c->rev_start[node + 1]; r++) {
-            uint32_t u = ht_graph_lt_eval(lt, lt->dfn[c->rev_src[r]]);
+            uint32_t v = lt->dfn[c->rev_src[r]];
+            if (v >= pred_limit)
+                continue;
+            uint32_t u = ht_graph_lt_eval(lt, v);
             if (lt->semi[u] < lt->semi[w])
                 lt->semi[w] = lt->semi[u];
         }

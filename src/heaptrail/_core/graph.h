@@ -14,6 +14,9 @@
  * refers to, then, for what remains (unreachable cycles), the lowest-numbered
  * object of each piece. So every object has an immediate dominator and a
  * retained size; a piece of garbage is retained by its own entry object.
+ * References from unreachable objects to live ones are ignored by the
+ * dominator tree: garbage does not keep anything alive, so it never changes
+ * a live object's retained size.
  */
 #ifndef HT_GRAPH_H
 #define HT_GRAPH_H
