@@ -245,3 +245,38 @@ def test_snapshot_is_a_graph_views():
     from heaptrail.graph import GraphViews
 
     assert issubclass(Snapshot, GraphViews)
+
+
+class Leaky:
+    pass
+
+
+def test_diff_shows_exactly_the_added_objects():
+    held = []
+    older = heaptrail.snapshot()
+    held.extend(Leaky() for _ in range(25))
+    newer = heaptrail.snapshot()
+    rows = {r.kind: r for r in newer.diff(older)}
+    row = rows[f"{__name__}.Leaky"]
+    assert (row.count_delta, row.added, row.removed, row.count) == (25, 25, 0, 25)
+    assert row.size_delta == 25 * newer.record(held[0]).size
+    del held[:10]
+    third = heaptrail.snapshot()
+    row = {r.kind: r for r in third.diff(newer)}[f"{__name__}.Leaky"]
+    assert (row.count_delta, row.added, row.removed, row.count) == (-10, 0, 10, 15)
+    assert [r.size_delta for r in third.diff(newer)] == sorted((r.size_delta for r in third.diff(newer)),
+                                                               reverse=True)
+    assert "Leaky" in str(newer.diff(older))
+
+
+def test_diff_matches_by_address_and_type():
+    # same addresses (graph test heaps number them 0x10000 + 16 i), different types: new objects
+    from heaptrail import _core
+
+    a = Snapshot(_core._graph_from_edges(3, [], types=[2, 2, 2], values=[None, None, "Alpha"]))
+    b = Snapshot(_core._graph_from_edges(3, [], types=[2, 2, 2], values=[None, None, "Beta"]))
+    rows = {r.kind: r for r in b.diff(a)}
+    assert rows["Beta"][:5] == ("Beta", 3, 3, 3, 0)
+    assert rows["Alpha"][:5] == ("Alpha", -3, -3, 0, 3)
+    same = {r.kind: r for r in a.diff(a)}
+    assert same == {}
