@@ -256,7 +256,11 @@ def test_to_dot_refs_and_backrefs():
     assert "o0 -> o1 [label=\"['k\\\"q']\"];" in back     # quote escaped, edge points forward
     assert "o2 [" not in back and "rankdir=BT" in back
     small = g.to_dot(0, depth=10, max_nodes=2)
-    assert small.count("[label=\"?") == 2 and "left out (max_nodes)" in small
+    assert small.count("[label=\"?") == 2 and "left out (max_nodes=2)" in small
+    # one object held a thousand times: edges are capped at 8 per drawn node
+    many = EdgeGraph(2, [(0, 1, k) for k in range(1000)], roots=[0])
+    dot = many.to_dot(0, max_nodes=10)
+    assert dot.count(" -> ") == 80 and "// 920 references left out (max_nodes=10)" in dot
     with pytest.raises(HeaptrailError, match="direction"):
         g.to_dot(0, direction="sideways")
     with pytest.raises(HeaptrailError, match="max_nodes"):

@@ -1210,6 +1210,9 @@ ht_graph_dot(const ht_heap *h, const ht_graph_cache *c, uint32_t x, int back, ui
         free(queue);
         return PyErr_NoMemory(), -1;
     }
+    /* a container holding one object a million times must not make a
+     * million edges: at most 8 per node are drawn, the rest counted */
+    uint64_t edges = 0, max_edges = (uint64_t)max_nodes * 8;
     uint32_t head = 0, tail = 0, truncated = 0;
     ht_graph_dot_puts(b, "digraph heaptrail {\n"
                          "  node [shape=box, style=filled, fillcolor=\"#f7f7f7\", "
@@ -1230,6 +1233,10 @@ ht_graph_dot(const ht_heap *h, const ht_graph_cache *c, uint32_t x, int back, ui
         for (uint32_t e = a; e < z; e++) {
             uint32_t w = back ? c->rev_src[e] : h->edge_dst[e];
             uint32_t lab = back ? c->rev_label[e] : (h->edge_label ? h->edge_label[e] : HT_NONE);
+            if (edges >= max_edges) {
+                truncated++;
+                continue;
+            }
             if (!ht_table_contains(&seen, (uint64_t)w + 1)) {
                 if (tail >= max_nodes) {
                     truncated++;
@@ -1240,6 +1247,7 @@ ht_graph_dot(const ht_heap *h, const ht_graph_cache *c, uint32_t x, int back, ui
                 queue[tail++] = w;
                 ht_graph_dot_node(b, h, w, 0);
             }
+            edges++;
             if (back)
                 ht_graph_dot_edge(b, h, w, u, lab);
             else
@@ -1248,8 +1256,8 @@ ht_graph_dot(const ht_heap *h, const ht_graph_cache *c, uint32_t x, int back, ui
     }
     if (truncated) {
         char tmp[96];
-        snprintf(tmp, sizeof(tmp), "  // %u edges to further objects left out (max_nodes)\n",
-                 truncated);
+        snprintf(tmp, sizeof(tmp), "  // %u references left out (max_nodes=%u)\n", truncated,
+                 max_nodes);
         ht_graph_dot_puts(b, tmp);
     }
     ht_graph_dot_puts(b, "}\n");
