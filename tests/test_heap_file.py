@@ -178,3 +178,120 @@ def test_export_jsonl_has_meliae_fields(tmp_path):
     assert lst["type"] == "list" and lst["len"] == 3 and lst["refs"] == [id(text), id(12345), id(Node)]
     assert rows[id(Node)]["name"] == f"{__name__}.Node"
     assert rows[id(sys)]["name"] == "sys"
+
+
+# ---- the command line --------------------------------------------------------------------------
+
+APP = '''
+import sys
+import heaptrail
+
+class Session:
+    def __init__(self, uid):
+        self.uid = uid
+
+CACHE = {}
+for k in range(40):
+    CACHE[f"user:{k}"] = [0, 1, 2, Session(k)]
+heaptrail.mark("loaded")
+for k in range(40, 65):
+    CACHE[f"user:{k}"] = [0, 1, 2, Session(k)]
+print("args", sys.argv[1:])
+print("target", hex(id(CACHE["user:42"][3])))
+'''
+
+
+@pytest.fixture(scope="module")
+def app_snapshots(tmp_path_factory):
+    from conftest import run_cli
+
+    d = tmp_path_factory.mktemp("app")
+    (d / "app.py").write_text(APP)
+    out = d / "app.htsnap"
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(heaptrail.__file__)))
+    proc = run_cli("snapshot", "-o", str(out), "--", "app.py", "one", "--two", cwd=str(d),
+                   env={"PYTHONPATH": pkg_parent})
+    assert proc.returncode == 0, proc.stderr
+    assert "args ['one', '--two']" in proc.stdout
+    assert f"written to {out}" in proc.stderr
+    target = int(proc.stdout.split("target ")[1].split()[0], 16)
+    return d, out, d / "app.htsnap.1.loaded", target
+
+
+def test_cli_snapshot_summary(cli, app_snapshots):
+    d, out, mark, target = app_snapshots
+    code, text, err = cli("summary", str(out), "--top", "5")
+    assert code == 0, err
+    lines = text.splitlines()
+    assert lines[0].startswith("Partition of a set of ")
+    assert len(lines) == 2 + 5 + 1 and lines[-1].endswith("more rows>")
+    code, text, err = cli("summary", str(out), "--json", "--top", "1000")
+    rows = {r["kind"]: r for r in json.loads(text)["rows"]}
+    assert rows["__main__.Session"]["count"] == 65
+    code, text, err = cli("summary", str(mark), "--json", "--top", "1000", "--by", "owner")
+    rows = {r["kind"]: r for r in json.loads(text)["rows"]}
+    assert rows["__main__.Session"]["count"] == 40
+
+
+def test_cli_diff_shows_the_growth(cli, app_snapshots):
+    d, out, mark, target = app_snapshots
+    code, text, err = cli("diff", str(mark), str(out), "--json", "--top", "1000")
+    assert code == 0, err
+    rows = {r["kind"]: r for r in json.loads(text)}
+    assert (rows["__main__.Session"]["count_delta"], rows["__main__.Session"]["added"]) == (25, 25)
+    code, text, err = cli("diff", str(mark), str(out))
+    assert "__main__.Session" in text and text.startswith(f"{mark} -> {out}: ")
+
+
+def test_cli_query_and_path(cli, app_snapshots):
+    d, out, mark, target = app_snapshots
+    code, text, err = cli("query", str(out), f"address == {target}")
+    assert code == 0, err
+    assert text.splitlines() == [f"0x{target:x} __main__.Session " + text.split("Session ")[1].splitlines()[0],
+                                 "1 object"]
+    code, text, err = cli("query", str(out), "type == 'Session'", "--json", "--limit", "7")
+    assert len(json.loads(text)) == 7
+    code, text, err = cli("path", str(out), hex(target))
+    assert code == 0, err
+    assert text.strip() == f"module __main__ -> .CACHE -> ['user:42'] -> [3] -> <Session 0x{target:x}>"
+
+
+def test_cli_retainers_cycles_dot(cli, app_snapshots, tmp_path):
+    d, out, mark, target = app_snapshots
+    code, text, err = cli("retainers", str(out), "--top", "3")
+    assert code == 0, err
+    assert text.splitlines()[0].split()[:3] == ["Index", "Retained", "Size"]
+    assert len(text.splitlines()) == 4
+    code, text, err = cli("cycles", str(out), "--top", "2")
+    assert code == 0 and text.splitlines()[-1].endswith("cycles")
+    code, text, err = cli("dot", str(out), hex(target), "--depth", "1")
+    assert code == 0 and text.startswith("digraph")
+    dot = tmp_path / "g.dot"
+    code, text, err = cli("dot", str(out), hex(target), "-o", str(dot))
+    assert code == 0 and dot.read_text().startswith("digraph")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["summary", "{d}/app.py"], "not a heaptrail snapshot file"),
+    (["summary", "{d}/missing.htsnap"], "missing.htsnap: No such file or directory"),
+    (["diff", "{d}/app.htsnap", "{d}/app.py"], "not a heaptrail snapshot file"),
+    (["query", "{d}/app.htsnap", "size >"], "query: expected a value"),
+    (["path", "{d}/app.htsnap", "nothex"], "'nothex' is not an address"),
+    (["path", "{d}/app.htsnap", "0x10"], "object 0x10 is not in this snapshot"),
+    (["snapshot", "-o", "{d}/x.htsnap", "--", "{d}/missing.py"], "missing.py: No such file or directory"),
+    (["snapshot", "-o", "{d}/no/such/x.htsnap", "--", "{d}/app.py"], "no such directory"),
+])
+def test_cli_bad_input_is_one_line(cli, app_snapshots, argv, message):
+    d = app_snapshots[0]
+    code, out, err = cli(*[a.format(d=d) for a in argv])
+    assert code == 1
+    assert err.startswith("heaptrail: error: ") and message in err
+    assert err.count("\n") == 1
+
+
+def test_cli_truncated_snapshot_file(cli, app_snapshots, tmp_path):
+    data = app_snapshots[1].read_bytes()
+    cut = tmp_path / "cut.htsnap"
+    cut.write_bytes(data[: len(data) // 2])
+    code, out, err = cli("summary", str(cut))
+    assert code == 1 and err.startswith(f"heaptrail: error: {cut}: truncated")

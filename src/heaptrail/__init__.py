@@ -14,6 +14,7 @@ _FUNCTIONS = {
     "deepsize_detail": "heaptrail.size",
     "snapshot": "heaptrail.heap",
     "load": "heaptrail.heap",
+    "mark": "heaptrail.heap",
 }
 # submodules reachable as attributes (heaptrail.process.memory() ...)
 _SUBMODULES = {"process", "size", "heap", "tracer", "tracemalloc", "cli"}

@@ -7,6 +7,7 @@ their small results. The graph views (referrers, paths to roots, retained sizes,
 from :class:`heaptrail.graph.GraphViews`.
 """
 import os
+import sys
 from typing import NamedTuple, Optional
 
 from heaptrail import _core
@@ -251,11 +252,29 @@ class Snapshot(GraphViews):
         return f"<heaptrail.Snapshot{src}: {self.objects} objects, {human_bytes(self.total_size)}>"
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _own_frames():
+    """How many frames at the top of this thread's stack are heaptrail's own (left out of the
+    snapshot's roots)."""
+    n = 0
+    f = sys._getframe(1)
+    while f is not None and f.f_code.co_filename.startswith(_PACKAGE_DIR):
+        n += 1
+        f = f.f_back
+    return n
+
+
+def _take(gc_first=True):
+    skip = _own_frames()
+    return Snapshot(_core.heap_snapshot(bool(gc_first), (Snapshot,), skip))
+
+
 def snapshot(gc_first=True):
     """Walks every live object into a :class:`Snapshot`. ``gc_first`` runs a full collection
     first; with ``gc_first=False`` cyclic garbage stays in, flagged unreachable."""
-    # skip_frames=1: this function's own frame is heaptrail's, not the program's
-    return Snapshot(_core.heap_snapshot(bool(gc_first), (Snapshot,), 1))
+    return _take(gc_first)
 
 
 def load(path):
@@ -269,10 +288,16 @@ _mark_output = None
 _marks = []
 
 
+def _set_mark_output(path):
+    global _mark_output
+    _mark_output = path
+    del _marks[:]
+
+
 def mark(label="mark"):
     """Takes a snapshot now. Under ``heaptrail snapshot -o FILE``, saves it as
     ``FILE.<n>.<label>`` beside the final one; returns the Snapshot."""
-    snap = Snapshot(_core.heap_snapshot(True, (Snapshot,), 1))
+    snap = _take()
     if _mark_output is not None:
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in str(label)) or "mark"
         path = f"{_mark_output}.{len(_marks) + 1}.{safe}"

@@ -4,4 +4,5 @@ Add a module's name here to expose its command; order is the order of
 `heaptrail --help`.
 """
 COMMAND_MODULES = [
+    "snapshot", "summary", "diff", "query", "path", "retainers", "cycles", "dot",
 ]
