@@ -454,3 +454,20 @@ def test_real_to_dot_backrefs_shows_the_module(module_name):
     dot = snap.to_dot(addr, direction="backrefs", depth=4)
     assert '[label=".CACHE"]' in dot and "[label=\"['user:42']\"]" in dot
     assert f"of module {module_name[:30]}" in dot and f"0x{addr:x}" in dot
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz 'dot' is not installed")
+def test_render_real_snapshot_with_awkward_strings(module_name, tmp_path):
+    import heaptrail
+
+    mod = make_module(module_name, "")
+    mod.ODD = {'quote"s': "back\\slash", "new\nline": "tab\t", "ünï\u2603": b"\x00\xff", 7: "x" * 500}
+    addr = id(mod.ODD)
+    snap = heaptrail.snapshot()
+    out = snap.render(addr, tmp_path / "odd.svg", depth=2)
+    with open(out, encoding="utf-8") as f:
+        svg = f.read()
+    assert "<svg" in svg and f"0x{addr:x}" in svg
+    out = snap.render(addr, tmp_path / "odd_back.svg", direction="backrefs", depth=3)
+    with open(out, encoding="utf-8") as f:
+        assert f"of module {module_name[:30]}" in f.read()

@@ -1101,8 +1101,11 @@ static void
 ht_graph_dot_text(ht_buf *b, const char *s, size_t len, size_t max)
 {
     int cut = len > max;
-    if (cut)
+    if (cut) { /* cut at a character boundary, not inside a UTF-8 sequence */
         len = max;
+        while (len > 0 && ((unsigned char)s[len] & 0xC0) == 0x80)
+            len--;
+    }
     for (size_t k = 0; k < len; k++) {
         unsigned char ch = (unsigned char)s[k];
         if (ch == '"' || ch == '\\')
