@@ -17,7 +17,7 @@ _FUNCTIONS = {
     "mark": "heaptrail.heap",
 }
 # submodules reachable as attributes (heaptrail.process.memory() ...)
-_SUBMODULES = {"process", "size", "heap", "tracer", "tracemalloc", "cli"}
+_SUBMODULES = {"process", "size", "heap", "graph", "tracer", "tracemalloc", "cli"}
 
 __all__ = ["HeaptrailError", "__version__", *_FUNCTIONS, *sorted(_SUBMODULES)]
 
