@@ -41,6 +41,7 @@
 #include "size.h"
 #include <structmember.h>
 
+#define HT_HW_IN_LIST (1u << 31) /* walk-time flag: listed by gc.get_objects() */
 #define HT_VALUE_MAX 60     /* characters kept of a str/bytes value */
 #define HT_LABEL_MAX 60     /* characters kept of a dict key in a label */
 
@@ -995,6 +996,16 @@ ht_hw_cand_find(ht_hw *w, PyObject *r)
 
 /* ---- recording one object ------------------------------------------------ */
 
+/* Prefetches the index slot of op: lookups of a big container's items are
+ * random accesses into a table larger than the caches. */
+static inline void
+ht_hw_prefetch(ht_hw *w, PyObject *op)
+{
+    size_t slot = (size_t)ht_hash64((uint64_t)(uintptr_t)op) & w->index.mask;
+    __builtin_prefetch(&w->index.keys[slot]);
+    __builtin_prefetch(&w->index.values[slot]);
+}
+
 static void
 ht_hw_dict_edges(ht_hw *w, PyObject *op, int owned)
 {
@@ -1015,14 +1026,15 @@ ht_hw_edges(ht_hw *w, PyObject *op, uint32_t i)
         ht_hw_dict_edges(w, op, h->owner[i] != HT_NONE);
         return;
     }
-    if (PyList_CheckExact(op)) {
-        for (Py_ssize_t k = 0; k < PyList_GET_SIZE(op); k++)
-            ht_hw_edge(w, ht_hw_add(w, PyList_GET_ITEM(op, k)), HT_LABEL_INDEX | (uint32_t)k);
-        return;
-    }
-    if (PyTuple_CheckExact(op)) {
-        for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(op); k++)
-            ht_hw_edge(w, ht_hw_add(w, PyTuple_GET_ITEM(op, k)), HT_LABEL_INDEX | (uint32_t)k);
+    if (PyList_CheckExact(op) || PyTuple_CheckExact(op)) {
+        PyObject **items = PyList_CheckExact(op) ? ((PyListObject *)op)->ob_item
+                                                 : ((PyTupleObject *)op)->ob_item;
+        Py_ssize_t n = Py_SIZE(op);
+        for (Py_ssize_t k = 0; k < n; k++) {
+            if (k + 8 < n)
+                ht_hw_prefetch(w, items[k + 8]);
+            ht_hw_edge(w, ht_hw_add(w, items[k]), HT_LABEL_INDEX | (uint32_t)k);
+        }
         return;
     }
     if (PyCode_Check(op)) {
@@ -1129,7 +1141,15 @@ ht_hw_describe(ht_hw *w, PyObject *op, uint32_t i)
         ht_text_name(&t, ((PyCodeObject *)op)->co_name);
     } else
         has = 0;
-    h->value[i] = has ? ht_hw_intern(w, t.buf, t.len) : HT_NONE;
+    /* data values are mostly distinct: appended as they are; names are
+     * interned (a class's name is the value of one object, but its kind
+     * string is compared by every view) */
+    if (!has)
+        h->value[i] = HT_NONE;
+    else if (h->flags[i] & (HT_OBJ_TYPE | HT_OBJ_MODULE))
+        h->value[i] = ht_hw_intern(w, t.buf, t.len);
+    else if ((h->value[i] = ht_strtab_append(&h->strings, t.buf, t.len)) == HT_NONE)
+        w->oom = 1;
     h->module[i] = mod.len ? ht_hw_intern(w, mod.buf, mod.len) : HT_NONE;
     h->len[i] = ht_hw_len(op);
     if (PyDict_Check(op))
@@ -1226,7 +1246,7 @@ ht_hw_roots(ht_hw *w, int skip_frames)
 /* Roots for what the graph does not explain (refcount left over), then
  * reachability: what no root reaches is flagged unreachable. */
 static int
-ht_hw_reach(ht_hw *w, const uint8_t *in_list)
+ht_hw_reach(ht_hw *w)
 {
     ht_heap *h = w->h;
     uint32_t n = h->n;
@@ -1246,10 +1266,11 @@ ht_hw_reach(ht_hw *w, const uint8_t *in_list)
     size_t sp = 0;
     for (uint32_t i = 0; i < n; i++) {
         if (h->flags[i] & HT_OBJ_GC) {
-            uint64_t held = 1 + (in_list[i] ? 1 : 0) + inner[i];
+            uint64_t held = 1 + ((h->flags[i] & HT_HW_IN_LIST) ? 1 : 0) + inner[i];
             if (w->refcnt[i] > held)
                 h->flags[i] |= HT_OBJ_EXTERNAL | HT_OBJ_ROOT;
         }
+        h->flags[i] &= ~(uint32_t)HT_HW_IN_LIST;
         if (h->flags[i] & HT_OBJ_ROOT)
             stack[sp++] = i;
         h->flags[i] |= HT_OBJ_UNREACHABLE;
@@ -1362,7 +1383,6 @@ ht_heap_snapshot(PyObject *mod, PyObject *args)
         return NULL;
     ht_hw w;
     memset(&w, 0, sizeof w);
-    uint8_t *in_list = NULL;
     PyObject *list = NULL, *result = NULL;
     w.exclude_types = exclude ? exclude : PyTuple_New(0);
     if (exclude)
@@ -1375,33 +1395,40 @@ ht_heap_snapshot(PyObject *mod, PyObject *args)
     if (list == NULL)
         goto fail;
     Py_ssize_t nl = PyList_GET_SIZE(list);
-    if (ht_table_init(&w.index, (size_t)nl + (size_t)nl / 2 + 1024, 1) < 0 ||
+    /* untracked objects (str, int ...) are typically 1-1.5x the tracked ones:
+     * size for 2.5x so that neither the index nor the arrays regrow */
+    size_t guess = (size_t)nl * 5 / 2 + 1024;
+    if (ht_table_init(&w.index, guess, 1) < 0 ||
         ht_table_init(&w.excluded, 16, 0) < 0 || ht_table_init(&w.owned, 1024, 1) < 0 ||
         ht_table_init(&w.labels, 4096, 1) < 0 || ht_table_init(&w.slotcache, 256, 1) < 0 ||
-        ht_hw_grow_objects(&w, (size_t)nl + (size_t)nl / 2 + 1024) < 0)
+        ht_hw_grow_objects(&w, guess) < 0)
         goto oom;
     if (ht_table_add(&w.excluded, (uint64_t)(uintptr_t)list) < 0)
         goto oom;
-    for (Py_ssize_t k = 0; k < nl; k++)
-        ht_hw_note_owner(&w, PyList_GET_ITEM(list, k));
     ht_hw_roots(&w, skip_frames);
-    for (Py_ssize_t k = 0; k < nl && !w.oom; k++)
-        ht_hw_add(&w, PyList_GET_ITEM(list, k));
-    in_list = calloc(w.cap + 1, 1);
-    if (in_list == NULL || w.oom)
-        goto oom;
-    for (Py_ssize_t k = 0; k < nl; k++) {
-        uint64_t *v = ht_table_find(&w.index, (uint64_t)(uintptr_t)PyList_GET_ITEM(list, k));
-        if (v)
-            in_list[*v - 1] = 1;
+    /* one pass over the list: owners of dicts, then the object itself (each
+     * object is touched once here and once when recorded) */
+    for (Py_ssize_t k = 0; k < nl && !w.oom; k++) {
+        PyObject *op = PyList_GET_ITEM(list, k);
+        if (k + 8 < nl)
+            __builtin_prefetch(PyList_GET_ITEM(list, k + 8));
+        ht_hw_note_owner(&w, op);
+        uint32_t i = ht_hw_add(&w, op);
+        if (i != HT_NONE)
+            w.h->flags[i] |= HT_HW_IN_LIST;
     }
-    for (uint32_t i = 0; i < w.h->n && !w.oom; i++)
+    if (w.oom)
+        goto oom;
+    for (uint32_t i = 0; i < w.h->n && !w.oom; i++) {
+        if (i + 6 < w.h->n)
+            __builtin_prefetch((char *)w.objs[i + 6] - 16);
         ht_hw_record(&w, i);
+    }
     if (w.oom)
         goto oom;
     ht_hw_finish(&w);
     ht_hw_label_cells(&w);
-    if (ht_hw_reach(&w, in_list) < 0)
+    if (ht_hw_reach(&w) < 0)
         goto oom;
     result = ht_heap_wrap(w.h);
     w.h = NULL;
@@ -1426,7 +1453,6 @@ done:
             Py_DECREF(w.objs[i]);
     }
     ht_hw_free(&w);
-    free(in_list);
     Py_XDECREF(list);
     Py_XDECREF(w.exclude_types);
     Py_XDECREF(w.s_module);
