@@ -938,7 +938,15 @@ ht_hw_cands(ht_hw *w, PyObject *op, uint32_t i)
     w->ncand = 0;
     if (tp->tp_flags & Py_TPFLAGS_HEAPTYPE) {
         ht_hw_cand_str(w, (PyObject *)tp, "type");
-        ht_hw_cand_str(w, ht_hw_instance_dict(op), "__dict__");
+        /* 3.13 visits inline values even when a dict was made from
+         * them: the dict is then an extra edge (an untracked one would
+         * otherwise be missed) */
+        PyObject *d = ht_hw_instance_dict(op);
+        if (d && PyDict_Check(d)) {
+            ht_hw_cand_str(w, d, "__dict__");
+            if (w->ncand)
+                w->cand[w->ncand - 1].extra = 1;
+        }
         size_t pos = ht_hw_slots(w, tp);
         if (pos != (size_t)-1) {
             uint32_t cnt = w->slot_off[pos];
@@ -1061,7 +1069,7 @@ ht_hw_edges(ht_hw *w, PyObject *op, uint32_t i)
         uint32_t label = (many || w->ncand == 0) ? HT_NONE : ht_hw_cand_find(w, r);
         ht_hw_edge(w, ht_hw_add(w, r), label);
     }
-    if (PyFrame_Check(op) && !many)
+    if (!many)
         for (size_t k = 0; k < w->ncand; k++)
             if (w->cand[k].extra && !w->cand[k].used)
                 ht_hw_edge(w, ht_hw_add(w, w->cand[k].p), w->cand[k].label);
