@@ -173,6 +173,8 @@ def test_roots_and_flags():
         assert rec[5] & ROOT and rec[5] & MODULE
     assert snap._h.record(snap._index(Session))[5] & TYPE
     assert snap._h.record(snap._index(sys.modules))[5] & ROOT and snap._h.record(snap._index(sys.modules))[5] & DICT
+    assert snap._h.record(snap._index(int))[5] & EXTERNAL  # static types live in C storage
+    assert snap.memory_usage()["unreachable"] == 0  # gc_first=True: everything is reachable
 
 
 def test_garbage_kept_and_flagged_without_gc_first():

@@ -1131,6 +1131,10 @@ ht_hw_describe(ht_hw *w, PyObject *op, uint32_t i)
     else if (PyType_Check(op)) {
         ht_hw_type_names(w, (PyTypeObject *)op, &t, &mod);
         h->flags[i] |= HT_OBJ_TYPE;
+        /* a static type lives in C storage: held from outside the graph
+         * (its instances refer to it through ob_type, which is no edge) */
+        if (!(((PyTypeObject *)op)->tp_flags & Py_TPFLAGS_HEAPTYPE))
+            h->flags[i] |= HT_OBJ_ROOT | HT_OBJ_EXTERNAL;
     } else if (PyModule_Check(op)) {
         PyObject *nm = PyModule_GetNameObject(op);
         if (nm == NULL)
