@@ -34,6 +34,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "graph.h"
 #include "hashtable.h"
@@ -449,6 +451,16 @@ ht_hw_add(ht_hw *w, PyObject *op)
     w->h->flags[i] = 0;
     w->h->n = i + 1;
     return i;
+}
+
+/* Prefetches the index slot of op: lookups of a big container's items are
+ * random accesses into a table larger than the caches. */
+static inline void
+ht_hw_prefetch(ht_hw *w, PyObject *op)
+{
+    size_t slot = (size_t)ht_hash64((uint64_t)(uintptr_t)op) & w->index.mask;
+    __builtin_prefetch(&w->index.keys[slot]);
+    __builtin_prefetch(&w->index.values[slot]);
 }
 
 static void
@@ -1004,21 +1016,18 @@ ht_hw_cand_find(ht_hw *w, PyObject *r)
 
 /* ---- recording one object ------------------------------------------------ */
 
-/* Prefetches the index slot of op: lookups of a big container's items are
- * random accesses into a table larger than the caches. */
-static inline void
-ht_hw_prefetch(ht_hw *w, PyObject *op)
-{
-    size_t slot = (size_t)ht_hash64((uint64_t)(uintptr_t)op) & w->index.mask;
-    __builtin_prefetch(&w->index.keys[slot]);
-    __builtin_prefetch(&w->index.values[slot]);
-}
-
 static void
 ht_hw_dict_edges(ht_hw *w, PyObject *op, int owned)
 {
     Py_ssize_t it = 0;
     PyObject *k, *v;
+    if (PyDict_GET_SIZE(op) <= 16) { /* prefetch the slots of a small dict's entries */
+        while (PyDict_Next(op, &it, &k, &v)) {
+            ht_hw_prefetch(w, k);
+            ht_hw_prefetch(w, v);
+        }
+        it = 0;
+    }
     while (PyDict_Next(op, &it, &k, &v)) {
         ht_hw_edge(w, ht_hw_add(w, k), HT_NONE);
         ht_hw_edge(w, ht_hw_add(w, v), ht_hw_key_label(w, k, owned));
@@ -1064,8 +1073,12 @@ ht_hw_edges(ht_hw *w, PyObject *op, uint32_t i)
         }
     }
     int many = w->ncand > 64;
+    for (size_t k = 0; k < w->nrefs && k < 16; k++)
+        ht_hw_prefetch(w, w->refs[k]);
     for (size_t k = 0; k < w->nrefs; k++) {
         PyObject *r = w->refs[k];
+        if (k + 16 < w->nrefs)
+            ht_hw_prefetch(w, w->refs[k + 16]);
         uint32_t label = (many || w->ncand == 0) ? HT_NONE : ht_hw_cand_find(w, r);
         ht_hw_edge(w, ht_hw_add(w, r), label);
     }
@@ -1384,6 +1397,26 @@ ht_hw_gc_objects(void)
     return list;
 }
 
+/* Asks for transparent huge pages on a big table: its lookups are random,
+ * and with 4 KiB pages each one also misses the TLB. Advice only: errors
+ * are ignored. */
+static void
+ht_hw_hugepages(void *p, size_t len)
+{
+#ifdef MADV_HUGEPAGE
+    long page = sysconf(_SC_PAGESIZE);
+    if (p == NULL || page <= 0 || len < (4u << 20))
+        return;
+    uintptr_t a = ((uintptr_t)p + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+    uintptr_t end = ((uintptr_t)p + len) & ~((uintptr_t)page - 1);
+    if (end > a)
+        (void)madvise((void *)a, end - a, MADV_HUGEPAGE);
+#else
+    HT_UNUSED(p);
+    HT_UNUSED(len);
+#endif
+}
+
 static PyObject *
 ht_heap_snapshot(PyObject *mod, PyObject *args)
 {
@@ -1417,13 +1450,17 @@ ht_heap_snapshot(PyObject *mod, PyObject *args)
         goto oom;
     if (ht_table_add(&w.excluded, (uint64_t)(uintptr_t)list) < 0)
         goto oom;
+    ht_hw_hugepages(w.index.keys, (w.index.mask + 1) * sizeof(uint64_t));
+    ht_hw_hugepages(w.index.values, (w.index.mask + 1) * sizeof(uint64_t));
     ht_hw_roots(&w, skip_frames);
     /* one pass over the list: owners of dicts, then the object itself (each
      * object is touched once here and once when recorded) */
     for (Py_ssize_t k = 0; k < nl && !w.oom; k++) {
         PyObject *op = PyList_GET_ITEM(list, k);
-        if (k + 8 < nl)
+        if (k + 8 < nl) {
             __builtin_prefetch(PyList_GET_ITEM(list, k + 8));
+            ht_hw_prefetch(&w, PyList_GET_ITEM(list, k + 4));
+        }
         ht_hw_note_owner(&w, op);
         uint32_t i = ht_hw_add(&w, op);
         if (i != HT_NONE)
