@@ -228,6 +228,18 @@ def test_walk_changes_no_refcount_and_leaves_itself_out():
     assert after2 == before
 
 
+def test_gc_state_is_restored():
+    assert gc.isenabled()
+    heaptrail.snapshot()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        heaptrail.snapshot(gc_first=False)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
 def test_index_of_unknown_object():
     snap = heaptrail.snapshot()
     late = Session(5)

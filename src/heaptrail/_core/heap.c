@@ -1429,6 +1429,7 @@ ht_heap_snapshot(PyObject *mod, PyObject *args)
     ht_hw w;
     memset(&w, 0, sizeof w);
     PyObject *list = NULL, *result = NULL;
+    int gc_was_enabled = 0;
     w.exclude_types = exclude ? exclude : PyTuple_New(0);
     if (exclude)
         Py_INCREF(exclude);
@@ -1436,6 +1437,9 @@ ht_heap_snapshot(PyObject *mod, PyObject *args)
     w.h = ht_heap_new();
     if (w.exclude_types == NULL || w.s_module == NULL || w.h == NULL)
         goto fail;
+    /* no collection (and no finalizer of the program's) may run while the
+     * walk holds raw pointers; restored at the end */
+    gc_was_enabled = PyGC_Disable();
     list = ht_hw_gc_objects();
     if (list == NULL)
         goto fail;
@@ -1503,6 +1507,8 @@ done:
     }
     ht_hw_free(&w);
     Py_XDECREF(list);
+    if (gc_was_enabled)
+        PyGC_Enable();
     Py_XDECREF(w.exclude_types);
     Py_XDECREF(w.s_module);
     return result;
