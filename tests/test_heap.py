@@ -294,3 +294,7 @@ def test_diff_matches_by_address_and_type():
     assert rows["Alpha"][:5] == ("Alpha", -3, -3, 0, 3)
     same = {r.kind: r for r in a.diff(a)}
     assert same == {}
+    untyped = Snapshot(_core._graph_from_edges(4, []))
+    assert [(r.kind, r.count) for r in untyped.summary(by="owner")] == [("?", 4)]
+    assert [(r.kind, r.count_delta, r.added, r.removed) for r in untyped.diff(a)] == [
+        ("?", 4, 4, 0), ("Alpha", -3, 0, 3)]

@@ -1594,8 +1594,11 @@ ht_kinds_of(ht_kinds *ks, const ht_heap *h, uint32_t i, int by)
     if (by == HT_BY_OWNER && (h->flags[i] & HT_OBJ_DICT)) {
         ot = h->owner[i] == HT_NONE ? HT_NONE - 1 : h->type[h->owner[i]];
     }
-    uint64_t memo = (((uint64_t)t << 32) | ot) + 1;
-    uint64_t *v = ht_table_find(&ks->cache, memo);
+    /* memo key: type and owner type; never 0 (the table's empty key)
+     * because objects without a type are not memoized */
+    uint64_t memo = ((uint64_t)t << 32) | ot;
+    int memoize = t != HT_NONE;
+    uint64_t *v = memoize ? ht_table_find(&ks->cache, memo) : NULL;
     if (v)
         return (ssize_t)(*v - 1);
     char buf[600];
@@ -1624,7 +1627,7 @@ ht_kinds_of(ht_kinds *ks, const ht_heap *h, uint32_t i, int by)
     if (len >= sizeof buf)
         len = sizeof buf - 1;
     ssize_t k = ht_kinds_get(ks, buf, len);
-    if (k >= 0 && ht_table_put(&ks->cache, memo, (uint64_t)k + 1) < 0)
+    if (k >= 0 && memoize && ht_table_put(&ks->cache, memo, (uint64_t)k + 1) < 0)
         return -1;
     return k;
 }
