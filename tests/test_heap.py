@@ -135,6 +135,36 @@ def test_labels_dict_key_list_index_attribute_slot():
     assert dict((l, a) for a, l in targets(snap, mod.__dict__))[".Session"] == id(Session)
 
 
+class Registry:
+    def __init__(self):
+        self.sessions = {}
+        self.owner = "admin"
+
+    @property
+    def broken(self):  # never evaluated by the walk
+        raise AssertionError("a property ran during the walk")
+
+
+def test_labels_inline_attributes_without_materializing():
+    reg = Registry()
+    reg.sessions["s1"] = Session(1)
+    reg.late = [1]  # set outside the class's methods: no name to learn, so unlabeled
+    snap = heaptrail.snapshot()
+    lab = dict((l, a) for a, l in targets(snap, reg))
+    assert lab[".sessions"] == id(reg.sessions) and lab[".owner"] == id(reg.owner)
+    assert lab["type"] == id(Registry)
+    assert (id(reg.late), None) in targets(snap, reg)
+    assert ".broken" not in lab
+    sess = reg.sessions["s1"]
+    assert dict((l, a) for a, l in targets(snap, sess))[".uid"] == id(sess.uid)
+    # the attributes stayed inline: had the first walk made reg a __dict__, the next would show it
+    again = heaptrail.snapshot()
+    assert not any(r.kind == f"dict of {__name__}.Registry" for r in again.summary(by="owner"))
+    reg.__dict__
+    again = heaptrail.snapshot()
+    assert {r.kind: r.count for r in again.summary(by="owner")}[f"dict of {__name__}.Registry"] == 1
+
+
 def test_labels_closure_and_function_parts():
     def outer():
         held = {"k": 1}

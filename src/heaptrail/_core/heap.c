@@ -385,6 +385,10 @@ typedef struct {
     ht_table labels;         /* (key address | owned bit) -> label id + 1 */
     ht_table slotcache;      /* type address -> slot list position + 1 */
     uint32_t *slot_off;      /* slot lists: [count, (offset, label)...] */
+    ht_table attrcache;      /* type address -> attribute list position + 1 */
+    PyObject **attr_name;    /* attribute lists: names (held), see ht_hw_attrs */
+    uint32_t *attr_label;    /* ... and their ".name" label ids */
+    size_t attr_len, attr_cap;
     size_t slot_len, slot_cap;
     PyObject *exclude_types; /* tuple of classes whose instances are left out */
     size_t mcap;
@@ -847,6 +851,135 @@ ht_hw_slots(ht_hw *w, PyTypeObject *tp)
     return pos;
 }
 
+/* ---- attributes kept inline (3.11+ managed dicts not materialized) ---------
+ * The interpreter's key tables are private, so the names are learned from the
+ * class: every name its methods use (co_names) that is not a class attribute
+ * of a Python-level class in its MRO is tried with PyObject_GenericGetAttr on
+ * the first instance seen (which reads inline values without creating the
+ * dict, never calls __getattr__, and with no class attribute of that name
+ * runs no Python code). The names found are kept per class; on every
+ * instance each is read again and labels the referent it returns. An
+ * attribute that the first instance lacked stays unlabeled on the others. */
+
+static int
+ht_hw_attr_push(ht_hw *w, PyObject *name, uint32_t label)
+{
+    if (w->attr_len == w->attr_cap) {
+        size_t cap = w->attr_cap ? w->attr_cap * 2 : 256;
+        PyObject **n = realloc(w->attr_name, cap * sizeof(PyObject *));
+        if (n == NULL)
+            return -1;
+        w->attr_name = n;
+        uint32_t *l = realloc(w->attr_label, cap * sizeof(uint32_t));
+        if (l == NULL)
+            return -1;
+        w->attr_label = l;
+        w->attr_cap = cap;
+    }
+    Py_XINCREF(name);
+    w->attr_name[w->attr_len] = name;
+    w->attr_label[w->attr_len] = label;
+    w->attr_len++;
+    return 0;
+}
+
+/* 1 when name is an attribute of a Python-level class in tp's MRO */
+static int
+ht_hw_class_has(PyTypeObject *tp, PyObject *name)
+{
+    PyObject *mro = tp->tp_mro;
+    for (Py_ssize_t k = 0; mro && PyTuple_Check(mro) && k < PyTuple_GET_SIZE(mro); k++) {
+        PyTypeObject *b = (PyTypeObject *)PyTuple_GET_ITEM(mro, k);
+        if (!(b->tp_flags & Py_TPFLAGS_HEAPTYPE) || b->tp_dict == NULL)
+            continue;
+        PyObject *v = PyDict_GetItemWithError(b->tp_dict, name);
+        if (v)
+            return 1;
+        if (PyErr_Occurred()) {
+            PyErr_Clear();
+            return 1; /* unsure: treat as a class attribute, never probe it */
+        }
+    }
+    return 0;
+}
+
+/* Probes the names used by tp's methods on op; appends the hits. */
+static void
+ht_hw_attr_learn(ht_hw *w, PyTypeObject *tp, PyObject *op)
+{
+    ht_table seen;
+    if (ht_table_init(&seen, 64, 0) < 0) {
+        w->oom = 1;
+        return;
+    }
+    PyObject *mro = tp->tp_mro;
+    for (Py_ssize_t k = 0; mro && PyTuple_Check(mro) && k < PyTuple_GET_SIZE(mro); k++) {
+        PyTypeObject *b = (PyTypeObject *)PyTuple_GET_ITEM(mro, k);
+        if (!(b->tp_flags & Py_TPFLAGS_HEAPTYPE) || b->tp_dict == NULL)
+            continue;
+        Py_ssize_t it = 0;
+        PyObject *key, *fn;
+        while (PyDict_Next(b->tp_dict, &it, &key, &fn)) {
+            if (!PyFunction_Check(fn) || !PyCode_Check(((PyFunctionObject *)fn)->func_code))
+                continue;
+            PyObject *names = ((PyCodeObject *)((PyFunctionObject *)fn)->func_code)->co_names;
+            for (Py_ssize_t j = 0; names && PyTuple_Check(names) && j < PyTuple_GET_SIZE(names); j++) {
+                PyObject *name = PyTuple_GET_ITEM(names, j);
+                if (!PyUnicode_CheckExact(name) ||
+                    ht_table_add(&seen, (uint64_t)(uintptr_t)name) != 1 || ht_hw_class_has(tp, name))
+                    continue;
+                PyObject *v = PyObject_GenericGetAttr(op, name);
+                if (v == NULL) {
+                    PyErr_Clear();
+                    continue;
+                }
+                Py_DECREF(v); /* still held by op */
+                ht_text t;
+                t.len = 0;
+                ht_text_put(&t, ".", 1);
+                ht_text_str(&t, name, HT_LABEL_MAX, 0);
+                if (ht_hw_attr_push(w, name, ht_hw_intern(w, t.buf, t.len)) < 0)
+                    w->oom = 1;
+            }
+        }
+    }
+    ht_table_free(&seen);
+}
+
+static void
+ht_hw_attrs_read(ht_hw *w, PyObject *op, size_t pos, size_t end)
+{
+    for (size_t k = pos; k < end; k++) {
+        PyObject *v = PyObject_GenericGetAttr(op, w->attr_name[k]);
+        if (v == NULL) {
+            PyErr_Clear();
+            continue;
+        }
+        ht_hw_cand_add(w, v, w->attr_label[k]);
+        Py_DECREF(v); /* still held by op */
+    }
+}
+
+/* Label candidates for op's inline attributes. */
+static void
+ht_hw_attrs(ht_hw *w, PyTypeObject *tp, PyObject *op)
+{
+    size_t pos, end;
+    uint64_t *v = ht_table_find(&w->attrcache, (uint64_t)(uintptr_t)tp);
+    if (v) {
+        pos = (size_t)(*v >> 32);
+        end = pos + (size_t)(*v & 0xffffffffu);
+    } else {
+        pos = w->attr_len;
+        ht_hw_attr_learn(w, tp, op);
+        end = w->attr_len;
+        if (ht_table_put(&w->attrcache, (uint64_t)(uintptr_t)tp,
+                         ((uint64_t)pos << 32) | (uint64_t)(end - pos)) < 0)
+            w->oom = 1;
+    }
+    ht_hw_attrs_read(w, op, pos, end);
+}
+
 /* Frame locals by name (3.12+ only: PyFrame_GetVar reads a variable without
  * materializing f_locals). The frame of a running function does not visit
  * its locals in tp_traverse (the thread owns them), so these become edges of
@@ -959,6 +1092,8 @@ ht_hw_cands(ht_hw *w, PyObject *op, uint32_t i)
             if (w->ncand)
                 w->cand[w->ncand - 1].extra = 1;
         }
+        else if ((tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) && !PyType_Check(op))
+            ht_hw_attrs(w, tp, op);
         size_t pos = ht_hw_slots(w, tp);
         if (pos != (size_t)-1) {
             uint32_t cnt = w->slot_off[pos];
@@ -1344,6 +1479,11 @@ ht_hw_free(ht_hw *w)
     ht_table_free(&w->owned);
     ht_table_free(&w->labels);
     ht_table_free(&w->slotcache);
+    ht_table_free(&w->attrcache);
+    for (size_t k = 0; k < w->attr_len; k++)
+        Py_XDECREF(w->attr_name[k]);
+    free(w->attr_name);
+    free(w->attr_label);
     free(w->slot_off);
     free(w->refs);
     free(w->cand);
@@ -1450,6 +1590,7 @@ ht_heap_snapshot(PyObject *mod, PyObject *args)
     if (ht_table_init(&w.index, guess, 1) < 0 ||
         ht_table_init(&w.excluded, 16, 0) < 0 || ht_table_init(&w.owned, 1024, 1) < 0 ||
         ht_table_init(&w.labels, 4096, 1) < 0 || ht_table_init(&w.slotcache, 256, 1) < 0 ||
+        ht_table_init(&w.attrcache, 256, 1) < 0 ||
         ht_hw_grow_objects(&w, guess) < 0)
         goto oom;
     if (ht_table_add(&w.excluded, (uint64_t)(uintptr_t)list) < 0)

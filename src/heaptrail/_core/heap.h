@@ -29,10 +29,15 @@
  *   function -> parts      "__code__", "__globals__", "__closure__",
  *                          "__defaults__", "__kwdefaults__", "__dict__";
  *   class -> parts         "__mro__", "__bases__", "__base__", "__dict__".
- *   Anything else: HT_NONE. Instances whose attributes live inline (3.11+
- *   "managed dict" not materialized) have their attribute values as direct,
- *   unlabeled edges: naming them would need the interpreter's private key
- *   tables, and materializing the dict would change the program.
+ *   inline attribute       ".name" too: instances whose attributes live
+ *                          inline (3.11+ managed dict not materialized) have
+ *                          them as direct edges; their names are learned per
+ *                          class from the names its methods use (heap.c,
+ *                          ht_hw_attrs), since the interpreter's key tables
+ *                          are private and materializing the dict would
+ *                          change the program. An attribute set only from
+ *                          outside the class's methods stays unlabeled.
+ *   Anything else: HT_NONE.
  */
 #ifndef HT_HEAP_H
 #define HT_HEAP_H
