@@ -295,3 +295,16 @@ def test_cli_truncated_snapshot_file(cli, app_snapshots, tmp_path):
     cut.write_bytes(data[: len(data) // 2])
     code, out, err = cli("summary", str(cut))
     assert code == 1 and err.startswith(f"heaptrail: error: {cut}: truncated")
+
+
+def test_invalid_utf8_in_a_file_is_replaced_not_raised(tmp_path):
+    # one object that is its own type, named by two bytes that are not UTF-8
+    data = (MAGIC + bytes([1, 0, 0, 0, 11, 1, 0, 1])
+            + bytes([1, 3, 2, 0xFF, 0xFE])
+            + bytes([2, 9, 0x20, 1, 5, 1, 0x20, 1, 0, 0, 0])
+            + bytes([3, 0, 0, 0]))
+    path = tmp_path / "utf8.htsnap"
+    path.write_bytes(data)
+    snap = heaptrail.load(path)
+    assert [(r.kind, r.count, r.size) for r in snap.summary()] == [("\ufffd\ufffd", 1, 5)]
+    assert snap._h.record(0)[:5] == (0x10, "\ufffd\ufffd", 5, None, "\ufffd\ufffd")

@@ -312,8 +312,9 @@ ht_heap_append_record(const ht_heap *h, uint32_t i, PyObject *list)
     PyObject *value = ht_heap_str_or_none(h, h->value[i]);
     PyObject *rec = NULL;
     if (len && value)
-        rec = Py_BuildValue("(Ks#KOO)", (unsigned long long)h->addr[i], tname,
-                            (Py_ssize_t)tn, (unsigned long long)h->size[i], len, value);
+        rec = Py_BuildValue("(KNKOO)", (unsigned long long)h->addr[i],
+                            PyUnicode_DecodeUTF8(tname, (Py_ssize_t)tn, "replace"),
+                            (unsigned long long)h->size[i], len, value);
     Py_XDECREF(len);
     Py_XDECREF(value);
     if (rec == NULL)
@@ -1853,7 +1854,8 @@ ht_handle_summary(ht_handle *self, PyObject *args)
     out = PyList_New((Py_ssize_t)ks.nk);
     for (size_t j = 0; out && j < ks.nk; j++) {
         ht_kind *k = &ks.k[j];
-        PyObject *row = Py_BuildValue("(s#LLL)", k->name, (Py_ssize_t)k->len, (long long)k->count,
+        PyObject *row = Py_BuildValue("(NLLL)", PyUnicode_DecodeUTF8(k->name, (Py_ssize_t)k->len, "replace"),
+                                      (long long)k->count,
                                       (long long)k->size, (long long)k->max);
         if (row == NULL) {
             Py_CLEAR(out);
@@ -1927,7 +1929,7 @@ ht_handle_diff(ht_handle *self, PyObject *args)
         ht_kind *k = &ks.k[j];
         if (k->count == k->ocount && k->size == k->osize && k->added == 0 && k->removed == 0)
             continue;
-        PyObject *row = Py_BuildValue("(s#LLLLLL)", k->name, (Py_ssize_t)k->len,
+        PyObject *row = Py_BuildValue("(NLLLLLL)", PyUnicode_DecodeUTF8(k->name, (Py_ssize_t)k->len, "replace"),
                                       (long long)(k->count - k->ocount), (long long)(k->size - k->osize),
                                       (long long)k->added, (long long)k->removed,
                                       (long long)k->count, (long long)k->size);
