@@ -24,8 +24,16 @@
  *   cell -> contents       the closure variable's name (from a function
  *                          whose closure holds the cell), else "cell_contents";
  *   frame -> local         the local's name (3.12+: PyFrame_GetVar, which
- *                          reads without materializing f_locals; 3.11 has no
- *                          safe public way, so locals are unlabeled there);
+ *                          reads without materializing f_locals). A running
+ *                          frame's tp_traverse does not visit its locals, so
+ *                          on 3.12+ they are edges of their own; 3.11 has no
+ *                          public way to read them that leaves refcounts
+ *                          alone (PyFrame_GetLocals makes f_locals, a dict
+ *                          holding a reference to each), so there a running
+ *                          frame's locals are not edges: gc-tracked ones are
+ *                          found anyway (gc roots: held from the C stack),
+ *                          untracked ones (str, int) held by no other object
+ *                          are not in the snapshot;
  *   function -> parts      "__code__", "__globals__", "__closure__",
  *                          "__defaults__", "__kwdefaults__", "__dict__";
  *   class -> parts         "__mro__", "__bases__", "__base__", "__dict__".
