@@ -328,3 +328,48 @@ def test_diff_matches_by_address_and_type():
     assert [(r.kind, r.count) for r in untyped.summary(by="owner")] == [("?", 4)]
     assert [(r.kind, r.count_delta, r.added, r.removed) for r in untyped.diff(a)] == [
         ("?", 4, 4, 0), ("Alpha", -3, 0, 3)]
+
+
+class SlowSizeof:
+    """Its __sizeof__ runs bytecode, so the walk can hand the GIL to other threads."""
+
+    def __sizeof__(self):
+        total = 0
+        for k in range(50):
+            total += k
+        return 64
+
+
+def test_walk_with_threads_mutating_the_heap():
+    import threading
+
+    shared = {"items": [], "map": {}}
+    stop = threading.Event()
+
+    def churn():
+        n = 0
+        while not stop.is_set():
+            shared["items"].append([n])
+            shared["map"][n % 500] = str(n)
+            if len(shared["items"]) > 2000:
+                del shared["items"][:1000]
+            n += 1
+
+    keep = [SlowSizeof() for _ in range(300)]
+    t = threading.Thread(target=churn)
+    t.start()
+    try:
+        for _ in range(3):
+            snap = heaptrail.snapshot()
+            rows = {r.kind: r for r in snap.summary()}
+            assert rows[f"{__name__}.SlowSizeof"].count == 300
+            assert rows[f"{__name__}.SlowSizeof"].size == 300 * (64 + 16)  # + the gc header
+            frames = [i for i in range(snap.objects) if snap._h.record(i)[5] & FRAME_FLAG]
+            assert any(snap._h.record(i)[4] == "churn" for i in frames)
+    finally:
+        stop.set()
+        t.join()
+    assert len(keep) == 300
+
+
+FRAME_FLAG = 1 << 7

@@ -1300,6 +1300,11 @@ ht_hw_describe(ht_hw *w, PyObject *op, uint32_t i)
             ht_text_put(&t, md->ml_name, strlen(md->ml_name));
     } else if (PyCode_Check(op)) {
         ht_text_name(&t, ((PyCodeObject *)op)->co_name);
+    } else if (PyFrame_Check(op)) {
+        PyCodeObject *co = PyFrame_GetCode((PyFrameObject *)op);
+        if (co)
+            ht_text_name(&t, co->co_name);
+        Py_XDECREF(co);
     } else
         has = 0;
     /* data values are mostly distinct: appended as they are; names are
