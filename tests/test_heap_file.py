@@ -308,3 +308,23 @@ def test_invalid_utf8_in_a_file_is_replaced_not_raised(tmp_path):
     snap = heaptrail.load(path)
     assert [(r.kind, r.count, r.size) for r in snap.summary()] == [("\ufffd\ufffd", 1, 5)]
     assert snap._h.record(0)[:5] == (0x10, "\ufffd\ufffd", 5, None, "\ufffd\ufffd")
+
+
+@pytest.mark.parametrize("body, code, stderr_has", [
+    ("import sys\nKEEP = ['x']\nsys.exit(3)\n", 3, "written to"),
+    ("KEEP = ['x']\nraise ValueError('boom in the script')\n", 1, "ValueError: boom in the script"),
+])
+def test_cli_snapshot_keeps_the_script_exit_status(tmp_path, body, code, stderr_has):
+    from conftest import run_cli
+
+    (tmp_path / "s.py").write_text(body)
+    out = tmp_path / "s.htsnap"
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(heaptrail.__file__)))
+    proc = run_cli("snapshot", "-o", str(out), "--", "s.py", cwd=str(tmp_path), env={"PYTHONPATH": pkg_parent})
+    assert proc.returncode == code
+    assert stderr_has in proc.stderr
+    snap = heaptrail.load(out)
+    # the script's __main__ (and heaptrail's own, run by python -m, still on the stack)
+    assert snap.query("type == 'module' and name == '__main__'")
+    keep = snap.query("type == 'list' and len == 1 and referrers >= 1")
+    assert any(snap.path_to_root(r.address).labels() == [".KEEP"] for r in keep)
