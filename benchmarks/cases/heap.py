@@ -1,6 +1,8 @@
 """Heap snapshot + summary by type on a heap of 1,000,000 user objects, against guppy3's
 hpy().heap() and pympler's summary.summarize(muppy.get_objects()), with gc.get_objects() alone
 as the floor. Targets (issue 3): >= 10x faster than guppy3, >= 30x faster than pympler.
+heaptrail and guppy3 both run a full collection first (guppy3 runs two); the row
+"heaptrail gc_first=False" shows the walk without it.
 
 Extra figures (heaptrail row): snapshot memory per object and per edge, file size, save and
 load times.
@@ -36,6 +38,14 @@ def heaptrail_snapshot_summary(inp):
     import heaptrail
 
     snap = heaptrail.snapshot()  # the default: a full collection first, as a user would run it
+    rows = snap.summary()
+    return {"objects": snap.objects, "kinds": len(rows)}
+
+
+def heaptrail_no_collect(inp):
+    import heaptrail
+
+    snap = heaptrail.snapshot(gc_first=False)  # the walk alone, no collection first
     rows = snap.summary()
     return {"objects": snap.objects, "kinds": len(rows)}
 
@@ -91,6 +101,7 @@ CASES = [
         make_input=make_heap,
         tools=[
             Tool("heaptrail", heaptrail_snapshot_summary, requires=("heaptrail",)),
+            Tool("heaptrail gc_first=False", heaptrail_no_collect, requires=("heaptrail",)),
             Tool("guppy3", guppy_heap, requires=("guppy",)),
             Tool("pympler", pympler_summary, requires=("pympler",)),
             Tool("gc.get_objects (floor)", gc_floor),
