@@ -569,6 +569,12 @@ ht_text_str(ht_text *t, PyObject *s, size_t max, int quote)
     Py_ssize_t n = PyUnicode_GET_LENGTH(s);
     int kind = PyUnicode_KIND(s);
     const void *data = PyUnicode_DATA(s);
+    if (!quote && PyUnicode_IS_ASCII(s)) { /* the common case: the bytes are the text */
+        ht_text_put(t, data, (size_t)n < max ? (size_t)n : max);
+        if ((size_t)n > max)
+            ht_text_put(t, "...", 3);
+        return;
+    }
     if (quote)
         ht_text_put(t, "'", 1);
     for (Py_ssize_t i = 0; i < n && (size_t)i < max; i++) {
