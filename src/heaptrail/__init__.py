@@ -14,9 +14,10 @@ _FUNCTIONS = {
     "deepsize_detail": "heaptrail.size",
     "snapshot": "heaptrail.heap",
     "load": "heaptrail.heap",
+    "mark": "heaptrail.heap",
 }
 # submodules reachable as attributes (heaptrail.process.memory() ...)
-_SUBMODULES = {"process", "size", "heap", "tracer", "tracemalloc", "cli", "capture"}
+_SUBMODULES = {"process", "size", "heap", "graph", "tracer", "tracemalloc", "cli", "capture"}
 
 __all__ = ["HeaptrailError", "__version__", *_FUNCTIONS, *sorted(_SUBMODULES)]
 

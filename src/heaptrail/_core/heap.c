@@ -1,8 +1,2182 @@
-/* heap.c - (to be written) */
-#include "common.h"
+/* heap.c - the heap snapshot: the live-object walk, the string table, the
+ * snapshot handle and the summary/diff/record views.
+ *
+ * The walk (ht_heap_walk_live) in short:
+ *   1. optionally PyGC_Collect();
+ *   2. gc.get_objects() once: the list is ours and is excluded, as are
+ *      instances of the handle type and of the classes the caller names;
+ *   3. roots: sys.modules and its modules, builtins, every thread's frames
+ *      (PyThreadState_GetFrame/PyFrame_GetBack; this materializes frame
+ *      objects for running frames, as sys._current_frames() does: the stack
+ *      is what it is, no local is read through f_locals);
+ *   4. a breadth-first walk over the object table: each object is recorded
+ *      once (address, type, ht_size_flat, len, short value) and its
+ *      referents come from tp_traverse, or directly from exact dicts, lists
+ *      and tuples so that every edge gets its label (see heap.h);
+ *   5. every recorded object is held (Py_INCREF) until the walk ends, so a
+ *      __sizeof__ of the program's that drops references cannot free what we
+ *      still point at; the references are dropped at the end, leaving every
+ *      refcount as it was;
+ *   6. gc roots and garbage, computed like the collector does: for each
+ *      gc-tracked object, refcount minus the references we hold minus the
+ *      references from walked tracked objects; a positive remainder means
+ *      something outside the graph (C code, the interpreter) holds it, so it
+ *      is a root (HT_OBJ_EXTERNAL). Whatever no root reaches is flagged
+ *      HT_OBJ_UNREACHABLE: that is cyclic garbage when gc_first=False.
+ * Nothing the walk creates is recorded: it creates no Python objects except
+ * what PyFrame_GetVar / PyCode_Get*vars return (released at once, never
+ * reachable from the heap) and the frames of step 3.
+ * Unguardable: an extension type whose tp_traverse is wrong (visits freed
+ * objects) would crash the walk just as it would crash the collector.
+ */
+#include "heap.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "graph.h"
+#include "hashtable.h"
+#include "query.h"
+#include "size.h"
+#include <structmember.h>
+
+#define HT_HW_IN_LIST (1u << 31) /* walk-time flag: listed by gc.get_objects() */
+#define HT_VALUE_MAX 60     /* characters kept of a str/bytes value */
+#define HT_LABEL_MAX 60     /* characters kept of a dict key in a label */
+
+/* ======================================================================
+ * string table
+ * ====================================================================== */
+
+static uint64_t
+ht_strtab_hash(const char *p, size_t n)
+{
+    uint64_t x = 0x9e3779b97f4a7c15ULL ^ n;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        x = ht_hash64(x ^ w);
+    }
+    uint64_t w = 0;
+    memcpy(&w, p + i, n - i);
+    x = ht_hash64(x ^ w ^ ((uint64_t)(n - i) << 56));
+    return x | 1; /* never the empty key 0 */
+}
+
+uint32_t
+ht_strtab_append(ht_strtab *s, const char *p, size_t n)
+{
+    if (s->count >= HT_LABEL_INDEX - 1)
+        return HT_NONE;
+    if (s->offset_cap < (size_t)s->count + 2) {
+        size_t cap = s->offset_cap ? s->offset_cap * 2 : 1024;
+        uint64_t *o = realloc(s->offset, cap * sizeof(uint64_t));
+        if (o == NULL)
+            return HT_NONE;
+        s->offset = o;
+        s->offset_cap = cap;
+        if (s->count == 0)
+            s->offset[0] = 0;
+    }
+    if (s->data_len + n > s->data_cap) {
+        size_t cap = s->data_cap ? s->data_cap * 2 : 16384;
+        while (cap < s->data_len + n)
+            cap *= 2;
+        char *d = realloc(s->data, cap);
+        if (d == NULL)
+            return HT_NONE;
+        s->data = d;
+        s->data_cap = cap;
+    }
+    if (n)
+        memcpy(s->data + s->data_len, p, n);
+    s->data_len += n;
+    s->count++;
+    s->offset[s->count] = s->data_len;
+    return s->count - 1;
+}
+
+/* Interns p[0..n): returns the id of an equal string, adding it if new, or
+ * HT_NONE when out of memory. */
+static uint32_t
+ht_strtab_intern(ht_strtab *s, const char *p, size_t n)
+{
+    ht_table *ix = s->index;
+    if (ix == NULL) {
+        ix = calloc(1, sizeof(ht_table));
+        if (ix == NULL || ht_table_init(ix, 4096, 1) < 0) {
+            free(ix);
+            return HT_NONE;
+        }
+        s->index = ix;
+    }
+    uint64_t key = ht_strtab_hash(p, n);
+    for (;;) {
+        uint64_t *v = ht_table_find(ix, key);
+        if (v == NULL)
+            break;
+        uint32_t id = (uint32_t)*v;
+        size_t len = (size_t)(s->offset[id + 1] - s->offset[id]);
+        if (len == n && memcmp(s->data + s->offset[id], p, n) == 0)
+            return id;
+        key = ht_hash64(key) | 1; /* a 64-bit collision: probe the next key */
+    }
+    uint32_t id = ht_strtab_append(s, p, n);
+    if (id == HT_NONE)
+        return HT_NONE;
+    if (ht_table_put(ix, key, id) < 0)
+        return HT_NONE;
+    return id;
+}
+
+static void
+ht_strtab_freeze(ht_strtab *s)
+{
+    if (s->index) {
+        ht_table_free(s->index);
+        free(s->index);
+        s->index = NULL;
+    }
+}
+
+static void
+ht_strtab_free(ht_strtab *s)
+{
+    ht_strtab_freeze(s);
+    free(s->offset);
+    free(s->data);
+    memset(s, 0, sizeof(*s));
+}
+
+const char *
+ht_heap_string(const ht_heap *h, uint32_t id, size_t *len)
+{
+    if (id == HT_NONE || id >= h->strings.count) {
+        if (len)
+            *len = 0;
+        return NULL;
+    }
+    if (len)
+        *len = (size_t)(h->strings.offset[id + 1] - h->strings.offset[id]);
+    return h->strings.data + h->strings.offset[id];
+}
+
+/* ======================================================================
+ * the heap arrays
+ * ====================================================================== */
+
+ht_heap *
+ht_heap_new(void)
+{
+    ht_heap *h = calloc(1, sizeof(ht_heap));
+    if (h == NULL)
+        PyErr_NoMemory();
+    return h;
+}
+
+void
+ht_heap_free(ht_heap *h)
+{
+    if (h == NULL)
+        return;
+    ht_graph_cache_free(h);
+    free(h->addr);
+    free(h->type);
+    free(h->size);
+    free(h->len);
+    free(h->flags);
+    free(h->value);
+    free(h->owner);
+    free(h->module);
+    free(h->edge_start);
+    free(h->edge_dst);
+    free(h->edge_label);
+    ht_strtab_free(&h->strings);
+    if (h->addr_index) {
+        ht_table_free(h->addr_index);
+        free(h->addr_index);
+    }
+    free(h);
+}
+
+/* Resizes the per-object arrays to cap objects (edge_start gets cap + 1). */
+static int
+ht_heap_resize_objects(ht_heap *h, size_t cap)
+{
+#define HT_GROW(field)                                                 \
+    do {                                                               \
+        void *p_ = realloc(h->field, cap * sizeof(*h->field) + 8);     \
+        if (p_ == NULL)                                                \
+            return -1;                                                 \
+        h->field = p_;                                                 \
+    } while (0)
+    HT_GROW(addr);
+    HT_GROW(type);
+    HT_GROW(size);
+    HT_GROW(len);
+    HT_GROW(flags);
+    HT_GROW(value);
+    HT_GROW(owner);
+    HT_GROW(module);
+    HT_GROW(edge_start);
+#undef HT_GROW
+    return 0;
+}
+
+int
+ht_heap_alloc(ht_heap *h, uint32_t n, uint32_t m)
+{
+    if (ht_heap_resize_objects(h, (size_t)n + 1) < 0)
+        goto oom;
+    h->edge_dst = malloc((size_t)m * sizeof(uint32_t) + 8);
+    h->edge_label = malloc((size_t)m * sizeof(uint32_t) + 8);
+    if (h->edge_dst == NULL || h->edge_label == NULL)
+        goto oom;
+    h->n = n;
+    h->m = m;
+    return 0;
+oom:
+    PyErr_NoMemory();
+    return -1;
+}
+
+uint32_t
+ht_heap_index_of(ht_heap *h, uint64_t addr)
+{
+    if (h->addr_index == NULL) {
+        ht_table *t = calloc(1, sizeof(ht_table));
+        if (t == NULL || ht_table_init(t, h->n, 1) < 0) {
+            free(t);
+            PyErr_NoMemory();
+            return HT_NONE;
+        }
+        for (uint32_t i = 0; i < h->n; i++) {
+            if (h->addr[i] != 0 && ht_table_put(t, h->addr[i], (uint64_t)i + 1) < 0) {
+                ht_table_free(t);
+                free(t);
+                PyErr_NoMemory();
+                return HT_NONE;
+            }
+        }
+        h->addr_index = t;
+    }
+    uint64_t *v = ht_table_find(h->addr_index, addr);
+    return v ? (uint32_t)(*v - 1) : HT_NONE;
+}
+
+const char *
+ht_heap_type_name(const ht_heap *h, uint32_t i, size_t *len)
+{
+    uint32_t t = h->type[i];
+    const char *s = t == HT_NONE ? NULL : ht_heap_string(h, h->value[t], len);
+    if (s == NULL) {
+        *len = 1;
+        return "?";
+    }
+    return s;
+}
+
+uint32_t *
+ht_heap_referrer_counts(const ht_heap *h)
+{
+    uint32_t *c = calloc((size_t)h->n + 1, sizeof(uint32_t));
+    if (c == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (uint32_t e = 0; e < h->m; e++)
+        c[h->edge_dst[e]]++;
+    return c;
+}
+
+static PyObject *
+ht_heap_str_or_none(const ht_heap *h, uint32_t id)
+{
+    size_t n;
+    const char *s = ht_heap_string(h, id, &n);
+    if (s == NULL)
+        Py_RETURN_NONE;
+    return PyUnicode_DecodeUTF8(s, (Py_ssize_t)n, "replace");
+}
+
+int
+ht_heap_append_record(const ht_heap *h, uint32_t i, PyObject *list)
+{
+    size_t tn;
+    const char *tname = ht_heap_type_name(h, i, &tn);
+    PyObject *len = h->len[i] < 0 ? Py_NewRef(Py_None) : PyLong_FromLongLong(h->len[i]);
+    PyObject *value = ht_heap_str_or_none(h, h->value[i]);
+    PyObject *rec = NULL;
+    if (len && value)
+        rec = Py_BuildValue("(KNKOO)", (unsigned long long)h->addr[i],
+                            PyUnicode_DecodeUTF8(tname, (Py_ssize_t)tn, "replace"),
+                            (unsigned long long)h->size[i], len, value);
+    Py_XDECREF(len);
+    Py_XDECREF(value);
+    if (rec == NULL)
+        return -1;
+    int r = PyList_Append(list, rec);
+    Py_DECREF(rec);
+    return r;
+}
+
+/* ======================================================================
+ * the handle: a Python object owning one ht_heap
+ * ====================================================================== */
+
+typedef struct {
+    PyObject_HEAD
+    ht_heap *heap;
+} ht_handle;
+
+static PyTypeObject ht_handle_type;
+
+ht_heap *
+ht_heap_from_handle(PyObject *obj)
+{
+    if (!PyObject_TypeCheck(obj, &ht_handle_type)) {
+        PyErr_SetString(PyExc_TypeError, "expected a heap snapshot handle");
+        return NULL;
+    }
+    return ((ht_handle *)obj)->heap;
+}
+
+PyObject *
+ht_heap_wrap(ht_heap *h)
+{
+    ht_handle *o = PyObject_New(ht_handle, &ht_handle_type);
+    if (o == NULL) {
+        ht_heap_free(h);
+        return NULL;
+    }
+    o->heap = h;
+    return (PyObject *)o;
+}
+
+static void
+ht_handle_dealloc(ht_handle *self)
+{
+    ht_heap_free(self->heap);
+    PyObject_Free(self);
+}
+
+/* ======================================================================
+ * the walk
+ * ====================================================================== */
+
+typedef struct {
+    PyObject *p;
+    uint32_t label;
+    int used;
+    int extra;     /* not visited by tp_traverse: add the edge if unmatched */
+} ht_hw_cand;
+
+typedef struct {
+    ht_heap *h;
+    size_t cap;              /* per-object capacity */
+    PyObject **objs;         /* [cap] recorded objects, each held by a reference */
+    uint64_t *refcnt;        /* [cap] refcount seen when recorded */
+    ht_table index;          /* address -> index + 1 */
+    ht_table excluded;       /* addresses never recorded */
+    ht_table owned;          /* dict address -> owner address */
+    ht_table labels;         /* (key address | owned bit) -> label id + 1 */
+    ht_table slotcache;      /* type address -> slot list position + 1 */
+    uint32_t *slot_off;      /* slot lists: [count, (offset, label)...] */
+    ht_table attrcache;      /* type address -> attribute list position + 1 */
+    PyObject **attr_name;    /* attribute lists: names (held), see ht_hw_attrs */
+    uint32_t *attr_label;    /* ... and their ".name" label ids */
+    size_t attr_len, attr_cap;
+    size_t slot_len, slot_cap;
+    PyObject *exclude_types; /* tuple of classes whose instances are left out */
+    size_t mcap;
+    PyObject **refs;         /* the current object's referents */
+    size_t nrefs, refcap;
+    ht_hw_cand *cand;        /* the current object's label candidates */
+    size_t ncand, candcap;
+    uint64_t *cells;         /* (cell address, label id) pairs for closures */
+    size_t ncells, cellcap;
+    int oom;
+    int minor;
+    PyObject *s_module;      /* interned "__module__" */
+} ht_hw;
+
+static int
+ht_hw_grow_objects(ht_hw *w, size_t need)
+{
+    if (need <= w->cap)
+        return 0;
+    size_t cap = w->cap ? w->cap : 1024;
+    while (cap < need)
+        cap *= 2;
+    if (ht_heap_resize_objects(w->h, cap + 1) < 0)
+        return -1;
+    PyObject **o = realloc(w->objs, cap * sizeof(PyObject *));
+    if (o == NULL)
+        return -1;
+    w->objs = o;
+    uint64_t *r = realloc(w->refcnt, cap * sizeof(uint64_t));
+    if (r == NULL)
+        return -1;
+    w->refcnt = r;
+    w->cap = cap;
+    return 0;
+}
+
+/* Index of op, recording it if new; HT_NONE for excluded objects, or with
+ * w->oom set when out of memory. */
+static uint32_t
+ht_hw_add(ht_hw *w, PyObject *op)
+{
+    uint64_t a = (uint64_t)(uintptr_t)op;
+    uint64_t *v = ht_table_find(&w->index, a);
+    if (v)
+        return (uint32_t)(*v - 1);
+    if (w->excluded.count && ht_table_contains(&w->excluded, a))
+        return HT_NONE;
+    if (Py_IS_TYPE(op, &ht_handle_type))
+        return HT_NONE;
+    if (PyTuple_GET_SIZE(w->exclude_types)) {
+        for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(w->exclude_types); k++)
+            if ((PyObject *)Py_TYPE(op) == PyTuple_GET_ITEM(w->exclude_types, k))
+                return HT_NONE;
+    }
+    uint32_t i = w->h->n;
+    if (i >= HT_LABEL_INDEX - 1 || ht_hw_grow_objects(w, (size_t)i + 1) < 0 ||
+        ht_table_put(&w->index, a, (uint64_t)i + 1) < 0) {
+        w->oom = 1;
+        return HT_NONE;
+    }
+    Py_INCREF(op);
+    w->objs[i] = op;
+    w->h->addr[i] = a;
+    w->h->flags[i] = 0;
+    w->h->n = i + 1;
+    return i;
+}
+
+/* Prefetches the index slot of op: lookups of a big container's items are
+ * random accesses into a table larger than the caches. */
+static inline void
+ht_hw_prefetch(ht_hw *w, PyObject *op)
+{
+    size_t slot = (size_t)ht_hash64((uint64_t)(uintptr_t)op) & w->index.mask;
+    __builtin_prefetch(&w->index.keys[slot]);
+    __builtin_prefetch(&w->index.values[slot]);
+}
+
+static void
+ht_hw_edge(ht_hw *w, uint32_t dst, uint32_t label)
+{
+    if (dst == HT_NONE)
+        return;
+    ht_heap *h = w->h;
+    if (h->m >= w->mcap) {
+        size_t cap = w->mcap ? w->mcap * 2 : 4096;
+        if (cap > UINT32_MAX - 1)
+            cap = UINT32_MAX - 1;
+        if (h->m >= cap) {
+            w->oom = 1;
+            return;
+        }
+        uint32_t *d = realloc(h->edge_dst, cap * sizeof(uint32_t));
+        if (d == NULL) {
+            w->oom = 1;
+            return;
+        }
+        h->edge_dst = d;
+        uint32_t *l = realloc(h->edge_label, cap * sizeof(uint32_t));
+        if (l == NULL) {
+            w->oom = 1;
+            return;
+        }
+        h->edge_label = l;
+        w->mcap = cap;
+    }
+    h->edge_dst[h->m] = dst;
+    h->edge_label[h->m] = label;
+    h->m++;
+}
+
+static uint32_t
+ht_hw_intern(ht_hw *w, const char *p, size_t n)
+{
+    uint32_t id = ht_strtab_intern(&w->h->strings, p, n);
+    if (id == HT_NONE)
+        w->oom = 1;
+    return id;
+}
+
+/* ---- short text of str / bytes / numbers, without allocating objects ---- */
+
+typedef struct {
+    char buf[HT_VALUE_MAX * 4 + 16];
+    size_t len;
+} ht_text;
+
+static void
+ht_text_put(ht_text *t, const char *p, size_t n)
+{
+    if (t->len + n > sizeof(t->buf))
+        n = sizeof(t->buf) - t->len;
+    memcpy(t->buf + t->len, p, n);
+    t->len += n;
+}
+
+static void
+ht_text_utf8(ht_text *t, Py_UCS4 c)
+{
+    char u[4];
+    size_t n;
+    if (c < 0x80) {
+        u[0] = (char)c;
+        n = 1;
+    } else if (c < 0x800) {
+        u[0] = (char)(0xC0 | (c >> 6));
+        u[1] = (char)(0x80 | (c & 0x3F));
+        n = 2;
+    } else if (c < 0x10000) {
+        if (c >= 0xD800 && c <= 0xDFFF)
+            c = 0xFFFD; /* lone surrogate: not encodable */
+        u[0] = (char)(0xE0 | (c >> 12));
+        u[1] = (char)(0x80 | ((c >> 6) & 0x3F));
+        u[2] = (char)(0x80 | (c & 0x3F));
+        n = 3;
+    } else {
+        u[0] = (char)(0xF0 | (c >> 18));
+        u[1] = (char)(0x80 | ((c >> 12) & 0x3F));
+        u[2] = (char)(0x80 | ((c >> 6) & 0x3F));
+        u[3] = (char)(0x80 | (c & 0x3F));
+        n = 4;
+    }
+    ht_text_put(t, u, n);
+}
+
+/* Appends at most max characters of str s (quoted with escapes when quote),
+ * reading the canonical representation directly: no UTF-8 cache created. */
+static void
+ht_text_str(ht_text *t, PyObject *s, size_t max, int quote)
+{
+#if PY_VERSION_HEX < 0x030C0000
+    if (!PyUnicode_IS_READY(s)) {
+        ht_text_put(t, "?", 1);
+        return;
+    }
+#endif
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    int kind = PyUnicode_KIND(s);
+    const void *data = PyUnicode_DATA(s);
+    if (!quote && PyUnicode_IS_ASCII(s)) { /* the common case: the bytes are the text */
+        ht_text_put(t, data, (size_t)n < max ? (size_t)n : max);
+        if ((size_t)n > max)
+            ht_text_put(t, "...", 3);
+        return;
+    }
+    if (quote)
+        ht_text_put(t, "'", 1);
+    for (Py_ssize_t i = 0; i < n && (size_t)i < max; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (quote && (c == '\'' || c == '\\')) {
+            char e[2] = {'\\', (char)c};
+            ht_text_put(t, e, 2);
+        } else if (quote && c < 0x20) {
+            char e[8];
+            int k = snprintf(e, sizeof e, "\\x%02x", (unsigned)c);
+            ht_text_put(t, e, (size_t)k);
+        } else {
+            ht_text_utf8(t, c);
+        }
+    }
+    if ((size_t)n > max)
+        ht_text_put(t, "...", 3);
+    if (quote)
+        ht_text_put(t, "'", 1);
+}
+
+static void
+ht_text_bytes(ht_text *t, const char *p, Py_ssize_t n)
+{
+    ht_text_put(t, "b'", 2);
+    for (Py_ssize_t i = 0; i < n && i < HT_VALUE_MAX; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c == '\'' || c == '\\') {
+            char e[2] = {'\\', (char)c};
+            ht_text_put(t, e, 2);
+        } else if (c < 0x20 || c >= 0x7f) {
+            char e[8];
+            int k = snprintf(e, sizeof e, "\\x%02x", c);
+            ht_text_put(t, e, (size_t)k);
+        } else {
+            ht_text_put(t, (const char *)&c, 1);
+        }
+    }
+    if (n > HT_VALUE_MAX)
+        ht_text_put(t, "...", 3);
+    ht_text_put(t, "'", 1);
+}
+
+static void
+ht_text_float(ht_text *t, double v)
+{
+    char b[40];
+    int k = 0;
+    for (int prec = 15; prec <= 17; prec++) {
+        k = snprintf(b, sizeof b, "%.*g", prec, v);
+        if (strtod(b, NULL) == v)
+            break;
+    }
+    if (k > 0 && strpbrk(b, ".eni") == NULL && k + 2 < (int)sizeof b) {
+        b[k++] = '.';
+        b[k++] = '0';
+    }
+    ht_text_put(t, b, (size_t)k);
+}
+
+static void
+ht_text_int(ht_text *t, PyObject *op)
+{
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(op, &overflow);
+    char b[32];
+    if (v == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        ht_text_put(t, "?", 1);
+        return;
+    }
+    if (overflow) {
+        ht_text_put(t, overflow > 0 ? "<big int>" : "<big negative int>", overflow > 0 ? 9 : 18);
+        return;
+    }
+    if (PyBool_Check(op)) {
+        ht_text_put(t, v ? "True" : "False", v ? 4 : 5);
+        return;
+    }
+    int k = snprintf(b, sizeof b, "%lld", v);
+    ht_text_put(t, b, (size_t)k);
+}
+
+/* The text of a str object into t (unquoted, up to max characters). */
+static void
+ht_text_name(ht_text *t, PyObject *s)
+{
+    if (s && PyUnicode_Check(s))
+        ht_text_str(t, s, HT_VALUE_MAX * 2, 0);
+}
+
+/* ---- type names ---------------------------------------------------------- */
+
+/* Qualified name of a class as summaries show it: "str", "app.Session",
+ * "collections.OrderedDict"; module name into mod. */
+static void
+ht_hw_type_names(ht_hw *w, PyTypeObject *tp, ht_text *name, ht_text *mod)
+{
+    if (tp->tp_flags & Py_TPFLAGS_HEAPTYPE) {
+        PyHeapTypeObject *ht = (PyHeapTypeObject *)tp;
+        PyObject *m = tp->tp_dict ? PyDict_GetItemWithError(tp->tp_dict, w->s_module) : NULL;
+        if (m == NULL && PyErr_Occurred())
+            PyErr_Clear();
+        if (m && PyUnicode_Check(m)) {
+            ht_text_name(mod, m);
+            if (!(mod->len == 8 && memcmp(mod->buf, "builtins", 8) == 0)) {
+                ht_text_put(name, mod->buf, mod->len);
+                ht_text_put(name, ".", 1);
+            }
+        }
+        ht_text_name(name, ht->ht_qualname);
+        return;
+    }
+    const char *s = tp->tp_name;
+    const char *dot = strrchr(s, '.');
+    ht_text_put(name, s, strlen(s));
+    if (dot)
+        ht_text_put(mod, s, (size_t)(dot - s));
+    else
+        ht_text_put(mod, "builtins", 8);
+}
+
+/* ---- labels ---------------------------------------------------------------- */
+
+static void
+ht_hw_cand_add(ht_hw *w, PyObject *p, uint32_t label)
+{
+    if (p == NULL || label == HT_NONE)
+        return;
+    if (w->ncand == w->candcap) {
+        size_t cap = w->candcap ? w->candcap * 2 : 64;
+        ht_hw_cand *c = realloc(w->cand, cap * sizeof(*c));
+        if (c == NULL) {
+            w->oom = 1;
+            return;
+        }
+        w->cand = c;
+        w->candcap = cap;
+    }
+    w->cand[w->ncand].p = p;
+    w->cand[w->ncand].label = label;
+    w->cand[w->ncand].used = 0;
+    w->cand[w->ncand].extra = 0;
+    w->ncand++;
+}
+
+static void
+ht_hw_cand_str(ht_hw *w, PyObject *p, const char *label)
+{
+    if (p)
+        ht_hw_cand_add(w, p, ht_hw_intern(w, label, strlen(label)));
+}
+
+/* Label of a dict entry with key k: "['k']", "[42]", ".k" for owned dicts;
+ * cached per key object. */
+static uint32_t
+ht_hw_key_label(ht_hw *w, PyObject *k, int owned)
+{
+    uint64_t ck = ((uint64_t)(uintptr_t)k) | (owned ? 1 : 0);
+    uint64_t *v = ht_table_find(&w->labels, ck);
+    if (v)
+        return (uint32_t)(*v - 1);
+    ht_text t;
+    t.len = 0;
+    if (PyUnicode_CheckExact(k)) {
+        if (owned) {
+            ht_text_put(&t, ".", 1);
+            ht_text_str(&t, k, HT_LABEL_MAX, 0);
+        } else {
+            ht_text_put(&t, "[", 1);
+            ht_text_str(&t, k, HT_LABEL_MAX, 1);
+            ht_text_put(&t, "]", 1);
+        }
+    } else if (PyLong_CheckExact(k)) {
+        ht_text_put(&t, "[", 1);
+        ht_text_int(&t, k);
+        ht_text_put(&t, "]", 1);
+    } else {
+        ht_text_put(&t, "[<", 2);
+        ht_text_put(&t, Py_TYPE(k)->tp_name, strlen(Py_TYPE(k)->tp_name));
+        ht_text_put(&t, ">]", 2);
+    }
+    uint32_t id = ht_hw_intern(w, t.buf, t.len);
+    if (id != HT_NONE && ht_table_put(&w->labels, ck, (uint64_t)id + 1) < 0)
+        w->oom = 1;
+    return id;
+}
+
+static int
+ht_hw_visit(PyObject *o, void *arg)
+{
+    ht_hw *w = arg;
+    if (w->nrefs == w->refcap) {
+        size_t cap = w->refcap ? w->refcap * 2 : 256;
+        PyObject **r = realloc(w->refs, cap * sizeof(PyObject *));
+        if (r == NULL) {
+            w->oom = 1;
+            return 1;
+        }
+        w->refs = r;
+        w->refcap = cap;
+    }
+    w->refs[w->nrefs++] = o;
+    return 0;
+}
+
+/* Address of op's instance __dict__ if it has one materialized, else NULL.
+ * Managed dicts (3.11+) sit 3 words before the object; a tagged pointer
+ * (3.12 inline values) or NULL means "not materialized". The result is only
+ * compared with visited referents, never dereferenced unless it matches. */
+static PyObject *
+ht_hw_instance_dict(PyObject *op)
+{
+    PyTypeObject *tp = Py_TYPE(op);
+    if (tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) {
+        uintptr_t p = ((uintptr_t *)op)[-3];
+        return (p && !(p & 1)) ? (PyObject *)p : NULL;
+    }
+    if (tp->tp_dictoffset > 0)
+        return *(PyObject **)((char *)op + tp->tp_dictoffset);
+    return NULL;
+}
+
+/* The __slots__ members of type tp holding objects: a cached list of
+ * (offset, label id) at w->slot_off[pos]. Returns pos, or (size_t)-1. */
+static size_t
+ht_hw_slots(ht_hw *w, PyTypeObject *tp)
+{
+    uint64_t *v = ht_table_find(&w->slotcache, (uint64_t)(uintptr_t)tp);
+    if (v)
+        return (size_t)(*v - 1);
+    size_t pos = w->slot_len;
+    size_t need = pos + 1;
+    uint32_t count = 0;
+    PyObject *mro = tp->tp_mro;
+    for (Py_ssize_t k = 0; mro && PyTuple_Check(mro) && k < PyTuple_GET_SIZE(mro); k++) {
+        PyTypeObject *base = (PyTypeObject *)PyTuple_GET_ITEM(mro, k);
+        if (!(base->tp_flags & Py_TPFLAGS_HEAPTYPE) || base->tp_dict == NULL)
+            continue;
+        Py_ssize_t it = 0;
+        PyObject *key, *val;
+        while (PyDict_Next(base->tp_dict, &it, &key, &val)) {
+            if (!Py_IS_TYPE(val, &PyMemberDescr_Type) || !PyUnicode_Check(key))
+                continue;
+            PyMemberDef *md = ((PyMemberDescrObject *)val)->d_member;
+            if (md->type != 6 && md->type != 16) /* T_OBJECT, T_OBJECT_EX */
+                continue;
+            ht_text t;
+            t.len = 0;
+            ht_text_put(&t, ".", 1);
+            ht_text_str(&t, key, HT_LABEL_MAX, 0);
+            uint32_t id = ht_hw_intern(w, t.buf, t.len);
+            if (need + 2 > w->slot_cap) {
+                size_t cap = w->slot_cap ? w->slot_cap * 2 : 256;
+                uint32_t *s = realloc(w->slot_off, cap * sizeof(uint32_t));
+                if (s == NULL) {
+                    w->oom = 1;
+                    return (size_t)-1;
+                }
+                w->slot_off = s;
+                w->slot_cap = cap;
+            }
+            w->slot_off[need++] = (uint32_t)md->offset;
+            w->slot_off[need++] = id;
+            count++;
+        }
+    }
+    if (need > w->slot_cap) {
+        uint32_t *s = realloc(w->slot_off, (need + 16) * sizeof(uint32_t));
+        if (s == NULL) {
+            w->oom = 1;
+            return (size_t)-1;
+        }
+        w->slot_off = s;
+        w->slot_cap = need + 16;
+    }
+    w->slot_off[pos] = count;
+    w->slot_len = need;
+    if (ht_table_put(&w->slotcache, (uint64_t)(uintptr_t)tp, pos + 1) < 0)
+        w->oom = 1;
+    return pos;
+}
+
+/* ---- attributes kept inline (3.11+ managed dicts not materialized) ---------
+ * The interpreter's key tables are private, so the names are learned from the
+ * class: every name its methods use (co_names) that is not a class attribute
+ * of a Python-level class in its MRO is tried with PyObject_GenericGetAttr on
+ * the first instance seen (which reads inline values without creating the
+ * dict, never calls __getattr__, and with no class attribute of that name
+ * runs no Python code). The names found are kept per class; on every
+ * instance each is read again and labels the referent it returns. An
+ * attribute that the first instance lacked stays unlabeled on the others. */
+
+static int
+ht_hw_attr_push(ht_hw *w, PyObject *name, uint32_t label)
+{
+    if (w->attr_len == w->attr_cap) {
+        size_t cap = w->attr_cap ? w->attr_cap * 2 : 256;
+        PyObject **n = realloc(w->attr_name, cap * sizeof(PyObject *));
+        if (n == NULL)
+            return -1;
+        w->attr_name = n;
+        uint32_t *l = realloc(w->attr_label, cap * sizeof(uint32_t));
+        if (l == NULL)
+            return -1;
+        w->attr_label = l;
+        w->attr_cap = cap;
+    }
+    Py_XINCREF(name);
+    w->attr_name[w->attr_len] = name;
+    w->attr_label[w->attr_len] = label;
+    w->attr_len++;
+    return 0;
+}
+
+/* 1 when name is an attribute of a Python-level class in tp's MRO */
+static int
+ht_hw_class_has(PyTypeObject *tp, PyObject *name)
+{
+    PyObject *mro = tp->tp_mro;
+    for (Py_ssize_t k = 0; mro && PyTuple_Check(mro) && k < PyTuple_GET_SIZE(mro); k++) {
+        PyTypeObject *b = (PyTypeObject *)PyTuple_GET_ITEM(mro, k);
+        if (!(b->tp_flags & Py_TPFLAGS_HEAPTYPE) || b->tp_dict == NULL)
+            continue;
+        PyObject *v = PyDict_GetItemWithError(b->tp_dict, name);
+        if (v)
+            return 1;
+        if (PyErr_Occurred()) {
+            PyErr_Clear();
+            return 1; /* unsure: treat as a class attribute, never probe it */
+        }
+    }
+    return 0;
+}
+
+/* Probes the names used by tp's methods on op; appends the hits. */
+static void
+ht_hw_attr_learn(ht_hw *w, PyTypeObject *tp, PyObject *op)
+{
+    ht_table seen;
+    if (ht_table_init(&seen, 64, 0) < 0) {
+        w->oom = 1;
+        return;
+    }
+    PyObject *mro = tp->tp_mro;
+    for (Py_ssize_t k = 0; mro && PyTuple_Check(mro) && k < PyTuple_GET_SIZE(mro); k++) {
+        PyTypeObject *b = (PyTypeObject *)PyTuple_GET_ITEM(mro, k);
+        if (!(b->tp_flags & Py_TPFLAGS_HEAPTYPE) || b->tp_dict == NULL)
+            continue;
+        Py_ssize_t it = 0;
+        PyObject *key, *fn;
+        while (PyDict_Next(b->tp_dict, &it, &key, &fn)) {
+            if (!PyFunction_Check(fn) || !PyCode_Check(((PyFunctionObject *)fn)->func_code))
+                continue;
+            PyObject *names = ((PyCodeObject *)((PyFunctionObject *)fn)->func_code)->co_names;
+            for (Py_ssize_t j = 0; names && PyTuple_Check(names) && j < PyTuple_GET_SIZE(names); j++) {
+                PyObject *name = PyTuple_GET_ITEM(names, j);
+                if (!PyUnicode_CheckExact(name) ||
+                    ht_table_add(&seen, (uint64_t)(uintptr_t)name) != 1 || ht_hw_class_has(tp, name))
+                    continue;
+                PyObject *v = PyObject_GenericGetAttr(op, name);
+                if (v == NULL) {
+                    PyErr_Clear();
+                    continue;
+                }
+                Py_DECREF(v); /* still held by op */
+                ht_text t;
+                t.len = 0;
+                ht_text_put(&t, ".", 1);
+                ht_text_str(&t, name, HT_LABEL_MAX, 0);
+                if (ht_hw_attr_push(w, name, ht_hw_intern(w, t.buf, t.len)) < 0)
+                    w->oom = 1;
+            }
+        }
+    }
+    ht_table_free(&seen);
+}
+
+static void
+ht_hw_attrs_read(ht_hw *w, PyObject *op, size_t pos, size_t end)
+{
+    for (size_t k = pos; k < end; k++) {
+        PyObject *v = PyObject_GenericGetAttr(op, w->attr_name[k]);
+        if (v == NULL) {
+            PyErr_Clear();
+            continue;
+        }
+        ht_hw_cand_add(w, v, w->attr_label[k]);
+        Py_DECREF(v); /* still held by op */
+    }
+}
+
+/* Label candidates for op's inline attributes. */
+static void
+ht_hw_attrs(ht_hw *w, PyTypeObject *tp, PyObject *op)
+{
+    size_t pos, end;
+    uint64_t *v = ht_table_find(&w->attrcache, (uint64_t)(uintptr_t)tp);
+    if (v) {
+        pos = (size_t)(*v >> 32);
+        end = pos + (size_t)(*v & 0xffffffffu);
+    } else {
+        pos = w->attr_len;
+        ht_hw_attr_learn(w, tp, op);
+        end = w->attr_len;
+        if (ht_table_put(&w->attrcache, (uint64_t)(uintptr_t)tp,
+                         ((uint64_t)pos << 32) | (uint64_t)(end - pos)) < 0)
+            w->oom = 1;
+    }
+    ht_hw_attrs_read(w, op, pos, end);
+}
+
+/* Frame locals by name (3.12+ only: PyFrame_GetVar reads a variable without
+ * materializing f_locals). The frame of a running function does not visit
+ * its locals in tp_traverse (the thread owns them), so these become edges of
+ * their own. On 3.11 every public way to read them (PyFrame_GetLocals)
+ * creates f_locals, a dict that keeps a reference to each local: running
+ * frames' locals are then found only when something else refers to them or
+ * when they are gc-tracked (gc.get_objects lists them). */
+static void
+ht_hw_frame_cands(ht_hw *w, PyFrameObject *f)
+{
+    PyCodeObject *co = PyFrame_GetCode(f);
+    if (co == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    ht_hw_cand_str(w, (PyObject *)co, "f_code");
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *names[2] = {PyCode_GetVarnames(co), PyCode_GetCellvars(co)};
+    for (int k = 0; k < 2; k++) {
+        PyObject *tup = names[k];
+        if (tup == NULL) {
+            PyErr_Clear();
+            continue;
+        }
+        for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(tup); j++) {
+            PyObject *name = PyTuple_GET_ITEM(tup, j);
+            PyObject *val = PyFrame_GetVar(f, name);
+            if (val == NULL) {
+                PyErr_Clear();
+                continue;
+            }
+            ht_text t;
+            t.len = 0;
+            ht_text_name(&t, name);
+            size_t before = w->ncand;
+            ht_hw_cand_add(w, val, ht_hw_intern(w, t.buf, t.len));
+            if (w->ncand > before)
+                w->cand[before].extra = 1;
+            Py_DECREF(val); /* still held by the frame */
+        }
+        Py_DECREF(tup);
+    }
+#endif
+    Py_DECREF(co);
+}
+
+/* Remembers (cell, variable name) for a function's closure cells. */
+static void
+ht_hw_closure(ht_hw *w, PyFunctionObject *fn)
+{
+    PyObject *cl = fn->func_closure;
+    if (cl == NULL || !PyTuple_Check(cl) || fn->func_code == NULL || !PyCode_Check(fn->func_code))
+        return;
+    PyObject *free = PyCode_GetFreevars((PyCodeObject *)fn->func_code);
+    if (free == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(cl) && j < PyTuple_GET_SIZE(free); j++) {
+        ht_text t;
+        t.len = 0;
+        ht_text_name(&t, PyTuple_GET_ITEM(free, j));
+        uint32_t id = ht_hw_intern(w, t.buf, t.len);
+        if (w->ncells + 2 > w->cellcap) {
+            size_t cap = w->cellcap ? w->cellcap * 2 : 256;
+            uint64_t *c = realloc(w->cells, cap * sizeof(uint64_t));
+            if (c == NULL) {
+                w->oom = 1;
+                break;
+            }
+            w->cells = c;
+            w->cellcap = cap;
+        }
+        w->cells[w->ncells++] = (uint64_t)(uintptr_t)PyTuple_GET_ITEM(cl, j);
+        w->cells[w->ncells++] = id;
+    }
+    Py_DECREF(free);
+}
+
+/* Code objects have no tp_traverse, but they hold their constants, names
+ * and tables: real references, recorded as labeled edges. */
+static void
+ht_hw_code_edges(ht_hw *w, PyCodeObject *co)
+{
+    struct { PyObject *p; const char *label; } parts[] = {
+        {co->co_consts, "co_consts"}, {co->co_names, "co_names"},
+        {co->co_localsplusnames, "co_localsplusnames"}, {co->co_filename, "co_filename"},
+        {co->co_name, "co_name"}, {co->co_qualname, "co_qualname"},
+        {co->co_linetable, "co_linetable"}, {co->co_exceptiontable, "co_exceptiontable"},
+    };
+    for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++)
+        if (parts[k].p)
+            ht_hw_edge(w, ht_hw_add(w, parts[k].p), ht_hw_intern(w, parts[k].label, strlen(parts[k].label)));
+}
+
+/* Label candidates for the referents of a non-container object. */
+static void
+ht_hw_cands(ht_hw *w, PyObject *op, uint32_t i)
+{
+    PyTypeObject *tp = Py_TYPE(op);
+    w->ncand = 0;
+    if (tp->tp_flags & Py_TPFLAGS_HEAPTYPE) {
+        ht_hw_cand_str(w, (PyObject *)tp, "type");
+        /* 3.13 visits inline values even when a dict was made from
+         * them: the dict is then an extra edge (an untracked one would
+         * otherwise be missed) */
+        PyObject *d = ht_hw_instance_dict(op);
+        if (d && PyDict_Check(d)) {
+            ht_hw_cand_str(w, d, "__dict__");
+            if (w->ncand)
+                w->cand[w->ncand - 1].extra = 1;
+        }
+        else if ((tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) && !PyType_Check(op))
+            ht_hw_attrs(w, tp, op);
+        size_t pos = ht_hw_slots(w, tp);
+        if (pos != (size_t)-1) {
+            uint32_t cnt = w->slot_off[pos];
+            for (uint32_t k = 0; k < cnt; k++) {
+                uint32_t off = w->slot_off[pos + 1 + 2 * k];
+                if ((Py_ssize_t)off + (Py_ssize_t)sizeof(PyObject *) <= tp->tp_basicsize)
+                    ht_hw_cand_add(w, *(PyObject **)((char *)op + off), w->slot_off[pos + 2 + 2 * k]);
+            }
+        }
+    }
+    if (PyModule_Check(op)) {
+        ht_hw_cand_str(w, PyModule_GetDict(op), "__dict__");
+    } else if (PyType_Check(op)) {
+        PyTypeObject *t = (PyTypeObject *)op;
+        ht_hw_cand_str(w, t->tp_dict, "__dict__");
+        ht_hw_cand_str(w, t->tp_mro, "__mro__");
+        ht_hw_cand_str(w, t->tp_bases, "__bases__");
+        ht_hw_cand_str(w, (PyObject *)t->tp_base, "__base__");
+    } else if (PyFunction_Check(op)) {
+        PyFunctionObject *f = (PyFunctionObject *)op;
+        ht_hw_cand_str(w, f->func_code, "__code__");
+        ht_hw_cand_str(w, f->func_globals, "__globals__");
+        ht_hw_cand_str(w, f->func_closure, "__closure__");
+        ht_hw_cand_str(w, f->func_defaults, "__defaults__");
+        ht_hw_cand_str(w, f->func_kwdefaults, "__kwdefaults__");
+        ht_hw_cand_str(w, f->func_dict, "__dict__");
+        ht_hw_cand_str(w, f->func_name, "__name__");
+        ht_hw_cand_str(w, f->func_qualname, "__qualname__");
+        ht_hw_cand_str(w, f->func_module, "__module__");
+        ht_hw_closure(w, f);
+    } else if (PyMethod_Check(op)) {
+        ht_hw_cand_str(w, PyMethod_GET_FUNCTION(op), "__func__");
+        ht_hw_cand_str(w, PyMethod_GET_SELF(op), "__self__");
+    } else if (PyCell_Check(op)) {
+        ht_hw_cand_str(w, PyCell_GET(op), "cell_contents");
+    } else if (PyFrame_Check(op)) {
+        ht_hw_frame_cands(w, (PyFrameObject *)op);
+    }
+
+    HT_UNUSED(i);
+}
+
+/* The label of referent r among the candidates (each used once). */
+static uint32_t
+ht_hw_cand_find(ht_hw *w, PyObject *r)
+{
+    for (size_t k = 0; k < w->ncand; k++) {
+        if (w->cand[k].p == r && !w->cand[k].used) {
+            w->cand[k].used = 1;
+            return w->cand[k].label;
+        }
+    }
+    return HT_NONE;
+}
+
+/* ---- recording one object ------------------------------------------------ */
+
+static void
+ht_hw_dict_edges(ht_hw *w, PyObject *op, int owned)
+{
+    Py_ssize_t it = 0;
+    PyObject *k, *v;
+    if (PyDict_GET_SIZE(op) <= 16) { /* prefetch the slots of a small dict's entries */
+        while (PyDict_Next(op, &it, &k, &v)) {
+            ht_hw_prefetch(w, k);
+            ht_hw_prefetch(w, v);
+        }
+        it = 0;
+    }
+    while (PyDict_Next(op, &it, &k, &v)) {
+        ht_hw_edge(w, ht_hw_add(w, k), HT_NONE);
+        ht_hw_edge(w, ht_hw_add(w, v), ht_hw_key_label(w, k, owned));
+    }
+}
+
+static void
+ht_hw_edges(ht_hw *w, PyObject *op, uint32_t i)
+{
+    PyTypeObject *tp = Py_TYPE(op);
+    ht_heap *h = w->h;
+    if (PyDict_CheckExact(op)) {
+        ht_hw_dict_edges(w, op, h->owner[i] != HT_NONE);
+        return;
+    }
+    if (PyList_CheckExact(op) || PyTuple_CheckExact(op)) {
+        PyObject **items = PyList_CheckExact(op) ? ((PyListObject *)op)->ob_item
+                                                 : ((PyTupleObject *)op)->ob_item;
+        Py_ssize_t n = Py_SIZE(op);
+        for (Py_ssize_t k = 0; k < n; k++) {
+            if (k + 8 < n)
+                ht_hw_prefetch(w, items[k + 8]);
+            ht_hw_edge(w, ht_hw_add(w, items[k]), HT_LABEL_INDEX | (uint32_t)k);
+        }
+        return;
+    }
+    if (PyCode_Check(op)) {
+        ht_hw_code_edges(w, (PyCodeObject *)op);
+        return;
+    }
+    if (tp->tp_traverse == NULL || !PyObject_IS_GC(op))
+        return;
+    w->nrefs = 0;
+    tp->tp_traverse(op, ht_hw_visit, w);
+    if (w->oom)
+        return;
+    ht_hw_cands(w, op, i);
+    if (PyDict_Check(op)) { /* dict subclasses: entries first, then the rest */
+        Py_ssize_t it = 0;
+        PyObject *k, *v;
+        while (PyDict_Next(op, &it, &k, &v)) {
+            ht_hw_cand_add(w, v, ht_hw_key_label(w, k, 0));
+        }
+    }
+    int many = w->ncand > 64;
+    for (size_t k = 0; k < w->nrefs && k < 16; k++)
+        ht_hw_prefetch(w, w->refs[k]);
+    for (size_t k = 0; k < w->nrefs; k++) {
+        PyObject *r = w->refs[k];
+        if (k + 16 < w->nrefs)
+            ht_hw_prefetch(w, w->refs[k + 16]);
+        uint32_t label = (many || w->ncand == 0) ? HT_NONE : ht_hw_cand_find(w, r);
+        ht_hw_edge(w, ht_hw_add(w, r), label);
+    }
+    if (!many)
+        for (size_t k = 0; k < w->ncand; k++)
+            if (w->cand[k].extra && !w->cand[k].used)
+                ht_hw_edge(w, ht_hw_add(w, w->cand[k].p), w->cand[k].label);
+    if (many) { /* label big candidate sets by a second pass over the edges */
+        ht_table t;
+        if (ht_table_init(&t, w->ncand, 1) < 0) {
+            w->oom = 1;
+            return;
+        }
+        for (size_t k = w->ncand; k-- > 0;)
+            if (ht_table_put(&t, (uint64_t)(uintptr_t)w->cand[k].p, w->cand[k].label) < 0)
+                w->oom = 1;
+        for (uint32_t e = h->edge_start[i]; e < h->m; e++) {
+            uint64_t *lv = ht_table_find(&t, h->addr[h->edge_dst[e]]);
+            if (lv)
+                h->edge_label[e] = (uint32_t)*lv;
+        }
+        ht_table_free(&t);
+    }
+}
+
+static Py_ssize_t
+ht_hw_len(PyObject *op)
+{
+    if (PyUnicode_Check(op))
+        return PyUnicode_GET_LENGTH(op);
+    if (PyBytes_Check(op))
+        return PyBytes_GET_SIZE(op);
+    if (PyList_Check(op))
+        return PyList_GET_SIZE(op);
+    if (PyTuple_Check(op))
+        return PyTuple_GET_SIZE(op);
+    if (PyDict_Check(op))
+        return PyDict_GET_SIZE(op);
+    if (PyAnySet_Check(op))
+        return PySet_GET_SIZE(op);
+    if (PyByteArray_Check(op))
+        return PyByteArray_GET_SIZE(op);
+    return -1;
+}
+
+/* value, module, flags of object i */
+static void
+ht_hw_describe(ht_hw *w, PyObject *op, uint32_t i)
+{
+    ht_heap *h = w->h;
+    ht_text t, mod;
+    t.len = 0;
+    mod.len = 0;
+    int has = 1;
+    if (PyUnicode_Check(op))
+        ht_text_str(&t, op, HT_VALUE_MAX, 0);
+    else if (PyBytes_Check(op))
+        ht_text_bytes(&t, PyBytes_AS_STRING(op), PyBytes_GET_SIZE(op));
+    else if (PyLong_Check(op))
+        ht_text_int(&t, op);
+    else if (PyFloat_Check(op))
+        ht_text_float(&t, PyFloat_AS_DOUBLE(op));
+    else if (PyType_Check(op)) {
+        ht_hw_type_names(w, (PyTypeObject *)op, &t, &mod);
+        h->flags[i] |= HT_OBJ_TYPE;
+        /* a static type lives in C storage: held from outside the graph
+         * (its instances refer to it through ob_type, which is no edge) */
+        if (!(((PyTypeObject *)op)->tp_flags & Py_TPFLAGS_HEAPTYPE))
+            h->flags[i] |= HT_OBJ_ROOT | HT_OBJ_EXTERNAL;
+    } else if (PyModule_Check(op)) {
+        PyObject *nm = PyModule_GetNameObject(op);
+        if (nm == NULL)
+            PyErr_Clear();
+        ht_text_name(&t, nm);
+        Py_XDECREF(nm);
+        h->flags[i] |= HT_OBJ_MODULE;
+    } else if (PyFunction_Check(op)) {
+        ht_text_name(&t, ((PyFunctionObject *)op)->func_qualname);
+        ht_text_name(&mod, ((PyFunctionObject *)op)->func_module);
+    } else if (PyCFunction_Check(op)) {
+        PyMethodDef *md = ((PyCFunctionObject *)op)->m_ml;
+        if (md && md->ml_name)
+            ht_text_put(&t, md->ml_name, strlen(md->ml_name));
+    } else if (PyCode_Check(op)) {
+        ht_text_name(&t, ((PyCodeObject *)op)->co_name);
+    } else if (PyFrame_Check(op)) {
+        PyCodeObject *co = PyFrame_GetCode((PyFrameObject *)op);
+        if (co)
+            ht_text_name(&t, co->co_name);
+        Py_XDECREF(co);
+    } else
+        has = 0;
+    /* data values are mostly distinct: appended as they are; names are
+     * interned (a class's name is the value of one object, but its kind
+     * string is compared by every view) */
+    if (!has)
+        h->value[i] = HT_NONE;
+    else if (h->flags[i] & (HT_OBJ_TYPE | HT_OBJ_MODULE))
+        h->value[i] = ht_hw_intern(w, t.buf, t.len);
+    else if ((h->value[i] = ht_strtab_append(&h->strings, t.buf, t.len)) == HT_NONE)
+        w->oom = 1;
+    h->module[i] = mod.len ? ht_hw_intern(w, mod.buf, mod.len) : HT_NONE;
+    h->len[i] = ht_hw_len(op);
+    if (PyDict_Check(op))
+        h->flags[i] |= HT_OBJ_DICT;
+    if (PyObject_IS_GC(op))
+        h->flags[i] |= HT_OBJ_GC;
+    if (Py_TYPE(op)->tp_finalize || Py_TYPE(op)->tp_del)
+        h->flags[i] |= HT_OBJ_FINALIZER;
+}
+
+static void
+ht_hw_record(ht_hw *w, uint32_t i)
+{
+    ht_heap *h = w->h;
+    PyObject *op = w->objs[i];
+    h->addr[i] = (uint64_t)(uintptr_t)op;
+    h->type[i] = ht_hw_add(w, (PyObject *)Py_TYPE(op));
+    Py_ssize_t sz = ht_size_flat(op);
+    if (sz < 0) {
+        PyErr_Clear();
+        sz = Py_TYPE(op)->tp_basicsize;
+    }
+    h->size[i] = (uint64_t)sz;
+    h->total_size += (uint64_t)sz;
+    h->owner[i] = HT_NONE;
+    if (PyDict_Check(op)) {
+        uint64_t *ow = ht_table_find(&w->owned, h->addr[i]);
+        if (ow)
+            h->owner[i] = ht_hw_add(w, (PyObject *)(uintptr_t)*ow);
+    }
+    ht_hw_describe(w, op, i);
+    w->refcnt[i] = (uint64_t)Py_REFCNT(op);
+    h->edge_start[i] = h->m;
+    ht_hw_edges(w, op, i);
+}
+
+/* ---- roots, owned dicts, gc roots ------------------------------------------ */
+
+static void
+ht_hw_root(ht_hw *w, PyObject *op, uint32_t flag)
+{
+    uint32_t i = ht_hw_add(w, op);
+    if (i != HT_NONE)
+        w->h->flags[i] |= HT_OBJ_ROOT | flag;
+}
+
+/* Marks the __dict__ of op (instance, module, class) as owned by op. */
+static void
+ht_hw_note_owner(ht_hw *w, PyObject *op)
+{
+    PyObject *d = NULL;
+    if (PyModule_Check(op))
+        d = PyModule_GetDict(op);
+    else if (PyType_Check(op))
+        d = ((PyTypeObject *)op)->tp_dict;
+    else if (Py_TYPE(op)->tp_flags & Py_TPFLAGS_HEAPTYPE)
+        d = ht_hw_instance_dict(op);
+    if (d && ht_table_put(&w->owned, (uint64_t)(uintptr_t)d, (uint64_t)(uintptr_t)op) < 0)
+        w->oom = 1;
+}
+
+static void
+ht_hw_roots(ht_hw *w, int skip_frames)
+{
+    PyObject *modules = PySys_GetObject("modules"); /* borrowed */
+    if (modules && PyDict_Check(modules)) {
+        ht_hw_root(w, modules, 0);
+        Py_ssize_t it = 0;
+        PyObject *k, *v;
+        while (PyDict_Next(modules, &it, &k, &v))
+            if (PyModule_Check(v))
+                ht_hw_root(w, v, 0);
+    }
+    PyObject *b = PyEval_GetBuiltins();
+    if (b)
+        ht_hw_root(w, b, 0);
+    PyThreadState *me = PyThreadState_Get();
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts; ts = PyThreadState_Next(ts)) {
+        PyFrameObject *f = PyThreadState_GetFrame(ts);
+        int skip = ts == me ? skip_frames : 0;
+        while (f) {
+            if (skip > 0)
+                skip--;
+            else
+                ht_hw_root(w, (PyObject *)f, HT_OBJ_FRAME);
+            PyFrameObject *back = PyFrame_GetBack(f);
+            Py_DECREF(f);
+            f = back;
+        }
+    }
+}
+
+/* Roots for what the graph does not explain (refcount left over), then
+ * reachability: what no root reaches is flagged unreachable. */
+static int
+ht_hw_reach(ht_hw *w)
+{
+    ht_heap *h = w->h;
+    uint32_t n = h->n;
+    uint64_t *inner = calloc((size_t)n + 1, sizeof(uint64_t));
+    uint32_t *stack = malloc(((size_t)n + 1) * sizeof(uint32_t));
+    if (inner == NULL || stack == NULL) {
+        free(inner);
+        free(stack);
+        return -1;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        if (!(h->flags[i] & HT_OBJ_GC))
+            continue;
+        for (uint32_t e = h->edge_start[i]; e < h->edge_start[i + 1]; e++)
+            inner[h->edge_dst[e]]++;
+    }
+    size_t sp = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (h->flags[i] & HT_OBJ_GC) {
+            uint64_t held = 1 + ((h->flags[i] & HT_HW_IN_LIST) ? 1 : 0) + inner[i];
+            if (w->refcnt[i] > held)
+                h->flags[i] |= HT_OBJ_EXTERNAL | HT_OBJ_ROOT;
+        }
+        h->flags[i] &= ~(uint32_t)HT_HW_IN_LIST;
+        if (h->flags[i] & HT_OBJ_ROOT)
+            stack[sp++] = i;
+        h->flags[i] |= HT_OBJ_UNREACHABLE;
+    }
+    for (size_t k = 0; k < sp; k++)
+        h->flags[stack[k]] &= ~(uint32_t)HT_OBJ_UNREACHABLE;
+    while (sp) {
+        uint32_t i = stack[--sp];
+        for (uint32_t e = h->edge_start[i]; e < h->edge_start[i + 1]; e++) {
+            uint32_t d = h->edge_dst[e];
+            if (h->flags[d] & HT_OBJ_UNREACHABLE) {
+                h->flags[d] &= ~(uint32_t)HT_OBJ_UNREACHABLE;
+                stack[sp++] = d;
+            }
+        }
+    }
+    free(inner);
+    free(stack);
+    return 0;
+}
+
+/* Names closure cells' contents after their functions' variables. */
+static void
+ht_hw_label_cells(ht_hw *w)
+{
+    ht_heap *h = w->h;
+    for (size_t k = 0; k + 1 < w->ncells; k += 2) {
+        uint64_t *v = ht_table_find(&w->index, w->cells[k]);
+        if (v == NULL)
+            continue;
+        uint32_t c = (uint32_t)(*v - 1);
+        for (uint32_t e = h->edge_start[c]; e < h->edge_start[c + 1]; e++)
+            h->edge_label[e] = (uint32_t)w->cells[k + 1];
+    }
+}
+
+static void
+ht_hw_free(ht_hw *w)
+{
+    for (uint32_t i = w->h ? w->h->n : 0; i-- > 0;)
+        Py_DECREF(w->objs[i]);
+    free(w->objs);
+    free(w->refcnt);
+    ht_table_free(&w->index);
+    ht_table_free(&w->excluded);
+    ht_table_free(&w->owned);
+    ht_table_free(&w->labels);
+    ht_table_free(&w->slotcache);
+    ht_table_free(&w->attrcache);
+    for (size_t k = 0; k < w->attr_len; k++)
+        Py_XDECREF(w->attr_name[k]);
+    free(w->attr_name);
+    free(w->attr_label);
+    free(w->slot_off);
+    free(w->refs);
+    free(w->cand);
+    free(w->cells);
+}
+
+/* Shrinks the arrays to their final sizes (best effort). */
+static void
+ht_hw_finish(ht_hw *w)
+{
+    ht_heap *h = w->h;
+    h->edge_start[h->n] = h->m;
+    uint32_t *d = realloc(h->edge_dst, (size_t)h->m * sizeof(uint32_t) + 8);
+    if (d)
+        h->edge_dst = d;
+    uint32_t *l = realloc(h->edge_label, (size_t)h->m * sizeof(uint32_t) + 8);
+    if (l)
+        h->edge_label = l;
+    ht_heap_resize_objects(h, (size_t)h->n + 1);
+    ht_strtab_freeze(&h->strings);
+    h->python_minor = PY_MINOR_VERSION;
+}
+
+/* gc.collect(): PyGC_Collect() does nothing while gc is disabled, and a
+ * program that disabled gc still asked for a collection here. */
+static int
+ht_hw_collect(void)
+{
+    PyObject *gc = PyImport_ImportModule("gc");
+    if (gc == NULL)
+        return -1;
+    PyObject *r = PyObject_CallMethod(gc, "collect", NULL);
+    Py_DECREF(gc);
+    Py_XDECREF(r);
+    return r ? 0 : -1;
+}
+
+static PyObject *
+ht_hw_gc_objects(void)
+{
+    PyObject *gc = PyImport_ImportModule("gc");
+    if (gc == NULL)
+        return NULL;
+    PyObject *list = PyObject_CallMethod(gc, "get_objects", NULL);
+    Py_DECREF(gc);
+    if (list && !PyList_Check(list)) {
+        Py_DECREF(list);
+        PyErr_SetString(PyExc_TypeError, "gc.get_objects() did not return a list");
+        return NULL;
+    }
+    return list;
+}
+
+/* Asks for transparent huge pages on a big table: its lookups are random,
+ * and with 4 KiB pages each one also misses the TLB. Advice only: errors
+ * are ignored. */
+static void
+ht_hw_hugepages(void *p, size_t len)
+{
+#ifdef MADV_HUGEPAGE
+    long page = sysconf(_SC_PAGESIZE);
+    if (p == NULL || page <= 0 || len < (4u << 20))
+        return;
+    uintptr_t a = ((uintptr_t)p + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+    uintptr_t end = ((uintptr_t)p + len) & ~((uintptr_t)page - 1);
+    if (end > a)
+        (void)madvise((void *)a, end - a, MADV_HUGEPAGE);
+#else
+    HT_UNUSED(p);
+    HT_UNUSED(len);
+#endif
+}
+
+static PyObject *
+ht_heap_snapshot(PyObject *mod, PyObject *args)
+{
+    int gc_first = 1, skip_frames = 0;
+    PyObject *exclude = NULL;
+    if (!PyArg_ParseTuple(args, "|pO!i", &gc_first, &PyTuple_Type, &exclude, &skip_frames))
+        return NULL;
+    if (gc_first && ht_hw_collect() < 0)
+        return NULL;
+    ht_hw w;
+    memset(&w, 0, sizeof w);
+    PyObject *list = NULL, *result = NULL;
+    int gc_was_enabled = 0;
+    w.exclude_types = exclude ? exclude : PyTuple_New(0);
+    if (exclude)
+        Py_INCREF(exclude);
+    w.s_module = PyUnicode_InternFromString("__module__");
+    w.h = ht_heap_new();
+    if (w.exclude_types == NULL || w.s_module == NULL || w.h == NULL)
+        goto fail;
+    /* no collection (and no finalizer of the program's) may run while the
+     * walk holds raw pointers; restored at the end */
+    gc_was_enabled = PyGC_Disable();
+    list = ht_hw_gc_objects();
+    if (list == NULL)
+        goto fail;
+    Py_ssize_t nl = PyList_GET_SIZE(list);
+    /* untracked objects (str, int ...) are typically 1-1.5x the tracked ones:
+     * size for 2.5x so that neither the index nor the arrays regrow */
+    size_t guess = (size_t)nl * 5 / 2 + 1024;
+    if (ht_table_init(&w.index, guess, 1) < 0 ||
+        ht_table_init(&w.excluded, 16, 0) < 0 || ht_table_init(&w.owned, 1024, 1) < 0 ||
+        ht_table_init(&w.labels, 4096, 1) < 0 || ht_table_init(&w.slotcache, 256, 1) < 0 ||
+        ht_table_init(&w.attrcache, 256, 1) < 0 ||
+        ht_hw_grow_objects(&w, guess) < 0)
+        goto oom;
+    if (ht_table_add(&w.excluded, (uint64_t)(uintptr_t)list) < 0)
+        goto oom;
+    ht_hw_hugepages(w.index.keys, (w.index.mask + 1) * sizeof(uint64_t));
+    ht_hw_hugepages(w.index.values, (w.index.mask + 1) * sizeof(uint64_t));
+    ht_hw_roots(&w, skip_frames);
+    /* one pass over the list: owners of dicts, then the object itself (each
+     * object is touched once here and once when recorded) */
+    for (Py_ssize_t k = 0; k < nl && !w.oom; k++) {
+        PyObject *op = PyList_GET_ITEM(list, k);
+        if (k + 8 < nl) {
+            __builtin_prefetch(PyList_GET_ITEM(list, k + 8));
+            ht_hw_prefetch(&w, PyList_GET_ITEM(list, k + 4));
+        }
+        ht_hw_note_owner(&w, op);
+        uint32_t i = ht_hw_add(&w, op);
+        if (i != HT_NONE)
+            w.h->flags[i] |= HT_HW_IN_LIST;
+    }
+    if (w.oom)
+        goto oom;
+    for (uint32_t i = 0; i < w.h->n && !w.oom; i++) {
+        if (i + 6 < w.h->n)
+            __builtin_prefetch((char *)w.objs[i + 6] - 16);
+        ht_hw_record(&w, i);
+    }
+    if (w.oom)
+        goto oom;
+    ht_hw_finish(&w);
+    ht_hw_label_cells(&w);
+    if (ht_hw_reach(&w) < 0)
+        goto oom;
+    result = ht_heap_wrap(w.h);
+    w.h = NULL;
+    if (result == NULL)
+        goto fail;
+    /* the handle owns the heap now; the walk's references go below */
+    goto done;
+oom:
+    PyErr_NoMemory();
+fail:
+    if (w.h) {
+        for (uint32_t i = w.h->n; i-- > 0;)
+            Py_DECREF(w.objs[i]);
+        w.h->n = 0;
+    }
+    ht_heap_free(w.h);
+    w.h = NULL;
+done:
+    if (result) {
+        ht_heap *h = ((ht_handle *)result)->heap;
+        for (uint32_t i = h->n; i-- > 0;)
+            Py_DECREF(w.objs[i]);
+    }
+    ht_hw_free(&w);
+    Py_XDECREF(list);
+    if (gc_was_enabled)
+        PyGC_Enable();
+    Py_XDECREF(w.exclude_types);
+    Py_XDECREF(w.s_module);
+    return result;
+}
+
+/* ======================================================================
+ * views: summary, diff
+ * ====================================================================== */
+
+typedef struct {
+    char *name;
+    size_t len;
+    int64_t count, size, max;        /* this heap */
+    int64_t ocount, osize;           /* the older heap (diff) */
+    int64_t added, removed;          /* objects in only one of them (diff) */
+} ht_kind;
+
+typedef struct {
+    ht_table by_name;   /* name hash -> kind index + 1 */
+    ht_table cache;     /* per-heap memo key -> kind index + 1 */
+    ht_kind *k;
+    size_t nk, cap;
+} ht_kinds;
+
+enum { HT_BY_TYPE, HT_BY_OWNER, HT_BY_MODULE };
+
+static int
+ht_kinds_parse_by(const char *by)
+{
+    if (strcmp(by, "type") == 0)
+        return HT_BY_TYPE;
+    if (strcmp(by, "owner") == 0)
+        return HT_BY_OWNER;
+    if (strcmp(by, "module") == 0)
+        return HT_BY_MODULE;
+    ht_error("summary: by must be 'type', 'owner' or 'module', not '%s'", by);
+    return -1;
+}
+
+/* Kind index for a name (copied on first sight); -1 when out of memory. */
+static ssize_t
+ht_kinds_get(ht_kinds *ks, const char *name, size_t len)
+{
+    uint64_t key = ht_strtab_hash(name, len);
+    for (;;) {
+        uint64_t *v = ht_table_find(&ks->by_name, key);
+        if (v == NULL)
+            break;
+        ht_kind *k = &ks->k[*v - 1];
+        if (k->len == len && memcmp(k->name, name, len) == 0)
+            return (ssize_t)(*v - 1);
+        key = ht_hash64(key) | 1;
+    }
+    if (ks->nk == ks->cap) {
+        size_t cap = ks->cap ? ks->cap * 2 : 256;
+        ht_kind *k = realloc(ks->k, cap * sizeof(ht_kind));
+        if (k == NULL)
+            return -1;
+        ks->k = k;
+        ks->cap = cap;
+    }
+    ht_kind *k = &ks->k[ks->nk];
+    memset(k, 0, sizeof *k);
+    k->name = malloc(len + 1);
+    if (k->name == NULL)
+        return -1;
+    memcpy(k->name, name, len);
+    k->name[len] = 0;
+    k->len = len;
+    if (ht_table_put(&ks->by_name, key, ks->nk + 1) < 0) {
+        free(k->name);
+        return -1;
+    }
+    return (ssize_t)ks->nk++;
+}
+
+/* The kind of object i under `by`, memoized per (type, owner type). */
+static ssize_t
+ht_kinds_of(ht_kinds *ks, const ht_heap *h, uint32_t i, int by)
+{
+    uint32_t t = h->type[i];
+    uint32_t ot = HT_NONE;
+    if (by == HT_BY_OWNER && (h->flags[i] & HT_OBJ_DICT)) {
+        ot = h->owner[i] == HT_NONE ? HT_NONE - 1 : h->type[h->owner[i]];
+    }
+    /* memo key: type and owner type; never 0 (the table's empty key)
+     * because objects without a type are not memoized */
+    uint64_t memo = ((uint64_t)t << 32) | ot;
+    int memoize = t != HT_NONE;
+    uint64_t *v = memoize ? ht_table_find(&ks->cache, memo) : NULL;
+    if (v)
+        return (ssize_t)(*v - 1);
+    char buf[600];
+    size_t len = 0, tl;
+    const char *tn = ht_heap_type_name(h, i, &tl);
+    if (by == HT_BY_MODULE) {
+        const char *mn = t == HT_NONE ? NULL : ht_heap_string(h, h->module[t], &tl);
+        tn = mn ? mn : "?";
+        tl = mn ? tl : 1;
+    }
+    if (ot == HT_NONE - 1) {
+        len = (size_t)snprintf(buf, sizeof buf, "%.*s (no owner)", (int)(tl > 500 ? 500 : tl), tn);
+    } else if (ot != HT_NONE) {
+        size_t ol;
+        const char *on = ot == HT_NONE ? NULL : ht_heap_string(h, h->value[ot], &ol);
+        if (on == NULL) {
+            on = "?";
+            ol = 1;
+        }
+        len = (size_t)snprintf(buf, sizeof buf, "%.*s of %.*s", (int)(tl > 200 ? 200 : tl), tn,
+                               (int)(ol > 300 ? 300 : ol), on);
+    } else {
+        len = tl > sizeof buf ? sizeof buf : tl;
+        memcpy(buf, tn, len);
+    }
+    if (len >= sizeof buf)
+        len = sizeof buf - 1;
+    ssize_t k = ht_kinds_get(ks, buf, len);
+    if (k >= 0 && memoize && ht_table_put(&ks->cache, memo, (uint64_t)k + 1) < 0)
+        return -1;
+    return k;
+}
+
+static void
+ht_kinds_free(ht_kinds *ks)
+{
+    for (size_t j = 0; j < ks->nk; j++)
+        free(ks->k[j].name);
+    free(ks->k);
+    ht_table_free(&ks->by_name);
+    ht_table_free(&ks->cache);
+}
+
+static int
+ht_kind_by_size(const void *a, const void *b)
+{
+    const ht_kind *x = a, *y = b;
+    int64_t dx = x->size - x->osize, dy = y->size - y->osize;
+    if (dx != dy)
+        return dx > dy ? -1 : 1;
+    if (x->count - x->ocount != y->count - y->ocount)
+        return (x->count - x->ocount) > (y->count - y->ocount) ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+static int
+ht_kinds_init(ht_kinds *ks)
+{
+    memset(ks, 0, sizeof *ks);
+    if (ht_table_init(&ks->by_name, 1024, 1) < 0 || ht_table_init(&ks->cache, 1024, 1) < 0) {
+        ht_kinds_free(ks);
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+/* Adds heap h's objects into ks (older=0: count/size; older=1: ocount/osize). */
+static int
+ht_kinds_fill(ht_kinds *ks, const ht_heap *h, int by, int older)
+{
+    ht_table_clear(&ks->cache);
+    for (uint32_t i = 0; i < h->n; i++) {
+        ssize_t k = ht_kinds_of(ks, h, i, by);
+        if (k < 0) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        ht_kind *kd = &ks->k[k];
+        int64_t sz = (int64_t)h->size[i];
+        if (older) {
+            kd->ocount++;
+            kd->osize += sz;
+        } else {
+            kd->count++;
+            kd->size += sz;
+            if (sz > kd->max)
+                kd->max = sz;
+        }
+    }
+    return 0;
+}
+
+/* summary(by) -> [(kind, count, size, max), ...] sorted by size, largest first */
+static PyObject *
+ht_handle_summary(ht_handle *self, PyObject *args)
+{
+    const char *bys = "type";
+    if (!PyArg_ParseTuple(args, "|s", &bys))
+        return NULL;
+    int by = ht_kinds_parse_by(bys);
+    if (by < 0)
+        return NULL;
+    ht_kinds ks;
+    if (ht_kinds_init(&ks) < 0)
+        return NULL;
+    PyObject *out = NULL;
+    if (ht_kinds_fill(&ks, self->heap, by, 0) < 0)
+        goto done;
+    qsort(ks.k, ks.nk, sizeof(ht_kind), ht_kind_by_size);
+    out = PyList_New((Py_ssize_t)ks.nk);
+    for (size_t j = 0; out && j < ks.nk; j++) {
+        ht_kind *k = &ks.k[j];
+        PyObject *row = Py_BuildValue("(NLLL)", PyUnicode_DecodeUTF8(k->name, (Py_ssize_t)k->len, "replace"),
+                                      (long long)k->count,
+                                      (long long)k->size, (long long)k->max);
+        if (row == NULL) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyList_SET_ITEM(out, (Py_ssize_t)j, row);
+    }
+done:
+    ht_kinds_free(&ks);
+    return out;
+}
+
+/* Same object in both heaps: same address and same type name. */
+static int
+ht_same_object(ht_heap *older, const ht_heap *h, uint32_t i, int *err)
+{
+    uint32_t j = ht_heap_index_of(older, h->addr[i]);
+    if (j == HT_NONE) {
+        if (PyErr_Occurred())
+            *err = 1;
+        return 0;
+    }
+    size_t a, b;
+    const char *x = ht_heap_type_name(h, i, &a), *y = ht_heap_type_name(older, j, &b);
+    return a == b && memcmp(x, y, a) == 0;
+}
+
+/* diff(older, by) -> [(kind, dcount, dsize, added, removed, count, size)]
+ * sorted by size growth */
+static PyObject *
+ht_handle_diff(ht_handle *self, PyObject *args)
+{
+    PyObject *other;
+    const char *bys = "type";
+    if (!PyArg_ParseTuple(args, "O!|s", &ht_handle_type, &other, &bys))
+        return NULL;
+    int by = ht_kinds_parse_by(bys);
+    if (by < 0)
+        return NULL;
+    ht_heap *h = self->heap, *o = ((ht_handle *)other)->heap;
+    ht_kinds ks;
+    if (ht_kinds_init(&ks) < 0)
+        return NULL;
+    PyObject *out = NULL;
+    int err = 0;
+    if (ht_kinds_fill(&ks, h, by, 0) < 0 || ht_kinds_fill(&ks, o, by, 1) < 0)
+        goto done;
+    /* added: in h, not in o; removed: in o, not in h */
+    for (int pass = 0; pass < 2; pass++) {
+        ht_heap *a = pass == 0 ? h : o, *b = pass == 0 ? o : h;
+        ht_table_clear(&ks.cache);
+        for (uint32_t i = 0; i < a->n; i++) {
+            if (ht_same_object(b, a, i, &err))
+                continue;
+            if (err)
+                goto done;
+            ssize_t k = ht_kinds_of(&ks, a, i, by);
+            if (k < 0) {
+                PyErr_NoMemory();
+                goto done;
+            }
+            if (pass == 0)
+                ks.k[k].added++;
+            else
+                ks.k[k].removed++;
+        }
+    }
+    qsort(ks.k, ks.nk, sizeof(ht_kind), ht_kind_by_size);
+    out = PyList_New(0);
+    for (size_t j = 0; out && j < ks.nk; j++) {
+        ht_kind *k = &ks.k[j];
+        if (k->count == k->ocount && k->size == k->osize && k->added == 0 && k->removed == 0)
+            continue;
+        PyObject *row = Py_BuildValue("(NLLLLLL)", PyUnicode_DecodeUTF8(k->name, (Py_ssize_t)k->len, "replace"),
+                                      (long long)(k->count - k->ocount), (long long)(k->size - k->osize),
+                                      (long long)k->added, (long long)k->removed,
+                                      (long long)k->count, (long long)k->size);
+        if (row == NULL || PyList_Append(out, row) < 0) {
+            Py_XDECREF(row);
+            Py_CLEAR(out);
+            break;
+        }
+        Py_DECREF(row);
+    }
+done:
+    ht_kinds_free(&ks);
+    return out;
+}
+
+/* ======================================================================
+ * small accessors for the Python layer
+ * ====================================================================== */
+
+static int
+ht_handle_check_index(ht_heap *h, Py_ssize_t i)
+{
+    if (i < 0 || (size_t)i >= h->n) {
+        PyErr_Format(PyExc_IndexError, "object index %zd out of range", i);
+        return -1;
+    }
+    return 0;
+}
+
+/* record(i) -> (address, type, size, len, value, flags, owner, module, type_index) */
+static PyObject *
+ht_handle_record(ht_handle *self, PyObject *arg)
+{
+    ht_heap *h = self->heap;
+    Py_ssize_t i = PyLong_AsSsize_t(arg);
+    if ((i == -1 && PyErr_Occurred()) || ht_handle_check_index(h, i) < 0)
+        return NULL;
+    PyObject *list = PyList_New(0);
+    if (list == NULL || ht_heap_append_record(h, (uint32_t)i, list) < 0) {
+        Py_XDECREF(list);
+        return NULL;
+    }
+    PyObject *base = PyList_GET_ITEM(list, 0);
+    PyObject *mod = ht_heap_str_or_none(h, h->module[i]);
+    PyObject *r = NULL;
+    if (mod)
+        r = Py_BuildValue("(OOOOOInOn)", PyTuple_GET_ITEM(base, 0), PyTuple_GET_ITEM(base, 1),
+                          PyTuple_GET_ITEM(base, 2), PyTuple_GET_ITEM(base, 3), PyTuple_GET_ITEM(base, 4),
+                          (unsigned)h->flags[i],
+                          h->owner[i] == HT_NONE ? (Py_ssize_t)-1 : (Py_ssize_t)h->owner[i], mod,
+                          h->type[i] == HT_NONE ? (Py_ssize_t)-1 : (Py_ssize_t)h->type[i]);
+    Py_XDECREF(mod);
+    Py_DECREF(list);
+    return r;
+}
+
+/* edges(i) -> [(dst, label)] with label a str, an int (list/tuple index) or None */
+static PyObject *
+ht_handle_edges(ht_handle *self, PyObject *arg)
+{
+    ht_heap *h = self->heap;
+    Py_ssize_t i = PyLong_AsSsize_t(arg);
+    if ((i == -1 && PyErr_Occurred()) || ht_handle_check_index(h, i) < 0)
+        return NULL;
+    PyObject *out = PyList_New(0);
+    for (uint32_t e = h->edge_start[i]; out && e < h->edge_start[i + 1]; e++) {
+        uint32_t l = h->edge_label[e];
+        PyObject *lab = HT_LABEL_IS_INDEX(l) ? PyLong_FromUnsignedLong(HT_LABEL_INDEX_OF(l))
+                                             : ht_heap_str_or_none(h, l);
+        PyObject *t = lab ? Py_BuildValue("(IN)", h->edge_dst[e], lab) : NULL;
+        if (t == NULL || PyList_Append(out, t) < 0)
+            Py_CLEAR(out);
+        Py_XDECREF(t);
+    }
+    return out;
+}
+
+/* index(address) -> object index, or -1 */
+static PyObject *
+ht_handle_index(ht_handle *self, PyObject *arg)
+{
+    unsigned long long a = PyLong_AsUnsignedLongLong(arg);
+    if (a == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    uint32_t i = ht_heap_index_of(self->heap, a);
+    if (i == HT_NONE) {
+        if (PyErr_Occurred())
+            return NULL;
+        return PyLong_FromLong(-1);
+    }
+    return PyLong_FromUnsignedLong(i);
+}
+
+/* stats() -> memory figures of the snapshot */
+static PyObject *
+ht_handle_stats(ht_handle *self, PyObject *unused)
+{
+    ht_heap *h = self->heap;
+    size_t per_obj = sizeof(uint64_t) * 3 + sizeof(uint32_t) * 6;
+    size_t obj_bytes = per_obj * h->n + 4;
+    size_t edge_bytes = (size_t)h->m * 8;
+    size_t str_bytes = h->strings.data_len + 8 * ((size_t)h->strings.count + 1);
+    uint32_t roots = 0, unreachable = 0;
+    for (uint32_t i = 0; i < h->n; i++) {
+        roots += (h->flags[i] & HT_OBJ_ROOT) != 0;
+        unreachable += (h->flags[i] & HT_OBJ_UNREACHABLE) != 0;
+    }
+    return Py_BuildValue("{sIsIsIsnsnsnsnsKsIsIsi}", "objects", h->n, "edges", h->m, "strings",
+                         h->strings.count, "object_bytes", (Py_ssize_t)obj_bytes, "edge_bytes",
+                         (Py_ssize_t)edge_bytes, "string_bytes", (Py_ssize_t)str_bytes, "bytes",
+                         (Py_ssize_t)(obj_bytes + edge_bytes + str_bytes), "total_size",
+                         (unsigned long long)h->total_size, "roots", roots, "unreachable", unreachable,
+                         "python_minor", h->python_minor);
+}
+
+/* query(expr, limit) -> [record...]; save(path); export_jsonl(path): in
+ * query.c and format_snapshot.c */
+int ht_snapshot_save(const ht_heap *h, const char *path);
+int ht_snapshot_export_jsonl(const ht_heap *h, const char *path);
+PyObject *ht_snapshot_load(const char *path);
+
+static PyObject *
+ht_handle_query(ht_handle *self, PyObject *args)
+{
+    const char *expr;
+    Py_ssize_t limit = -1;
+    if (!PyArg_ParseTuple(args, "s|n", &expr, &limit))
+        return NULL;
+    return ht_query_run(self->heap, expr, limit);
+}
+
+static PyObject *
+ht_handle_save(ht_handle *self, PyObject *arg)
+{
+    PyObject *bytes = NULL;
+    if (!PyUnicode_FSConverter(arg, &bytes))
+        return NULL;
+    int r = ht_snapshot_save(self->heap, PyBytes_AS_STRING(bytes));
+    Py_DECREF(bytes);
+    if (r < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+ht_handle_export_jsonl(ht_handle *self, PyObject *arg)
+{
+    PyObject *bytes = NULL;
+    if (!PyUnicode_FSConverter(arg, &bytes))
+        return NULL;
+    int r = ht_snapshot_export_jsonl(self->heap, PyBytes_AS_STRING(bytes));
+    Py_DECREF(bytes);
+    if (r < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+ht_heap_load(PyObject *mod, PyObject *arg)
+{
+    PyObject *bytes = NULL;
+    if (!PyUnicode_FSConverter(arg, &bytes))
+        return NULL;
+    PyObject *r = ht_snapshot_load(PyBytes_AS_STRING(bytes));
+    Py_DECREF(bytes);
+    return r;
+}
+
+static PyObject *
+ht_handle_get_n(ht_handle *self, void *unused)
+{
+    return PyLong_FromUnsignedLong(self->heap->n);
+}
+
+static PyObject *
+ht_handle_get_m(ht_handle *self, void *unused)
+{
+    return PyLong_FromUnsignedLong(self->heap->m);
+}
+
+static PyObject *
+ht_handle_get_total(ht_handle *self, void *unused)
+{
+    return PyLong_FromUnsignedLongLong(self->heap->total_size);
+}
+
+static PyMethodDef ht_handle_methods[] = {
+    {"summary", (PyCFunction)ht_handle_summary, METH_VARARGS,
+     "summary(by='type') -> [(kind, count, size, max)] largest first"},
+    {"diff", (PyCFunction)ht_handle_diff, METH_VARARGS,
+     "diff(older, by='type') -> [(kind, dcount, dsize, added, removed, count, size)]"},
+    {"record", (PyCFunction)ht_handle_record, METH_O,
+     "record(i) -> (address, type, size, len, value, flags, owner, module, type_index)"},
+    {"edges", (PyCFunction)ht_handle_edges, METH_O, "edges(i) -> [(dst, label)]"},
+    {"index", (PyCFunction)ht_handle_index, METH_O, "index(address) -> i or -1"},
+    {"stats", (PyCFunction)ht_handle_stats, METH_NOARGS, "memory figures"},
+    {"query", (PyCFunction)ht_handle_query, METH_VARARGS, "query(expr, limit=-1) -> [records]"},
+    {"save", (PyCFunction)ht_handle_save, METH_O, "save(path)"},
+    {"export_jsonl", (PyCFunction)ht_handle_export_jsonl, METH_O, "export_jsonl(path)"},
+    {NULL},
+};
+
+static PyGetSetDef ht_handle_getset[] = {
+    {"n", (getter)ht_handle_get_n, NULL, "objects", NULL},
+    {"m", (getter)ht_handle_get_m, NULL, "edges", NULL},
+    {"total_size", (getter)ht_handle_get_total, NULL, "sum of flat sizes", NULL},
+    {NULL},
+};
+
+static PyTypeObject ht_handle_type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "heaptrail._core.HeapHandle",
+    .tp_basicsize = sizeof(ht_handle),
+    .tp_dealloc = (destructor)ht_handle_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A heap snapshot held in C arrays (see heap.h).",
+    .tp_methods = ht_handle_methods,
+    .tp_getset = ht_handle_getset,
+};
+
+static PyMethodDef ht_heap_functions[] = {
+    {"heap_snapshot", ht_heap_snapshot, METH_VARARGS,
+     "heap_snapshot(gc_first=True, exclude_types=(), skip_frames=0) -> HeapHandle"},
+    {"heap_load", ht_heap_load, METH_O, "heap_load(path) -> HeapHandle"},
+    {NULL},
+};
 
 int
 ht_heap_init(PyObject *m)
 {
-    return 0;
+    if (PyType_Ready(&ht_handle_type) < 0)
+        return -1;
+    Py_INCREF(&ht_handle_type);
+    if (PyModule_AddObject(m, "HeapHandle", (PyObject *)&ht_handle_type) < 0) {
+        Py_DECREF(&ht_handle_type);
+        return -1;
+    }
+    return PyModule_AddFunctions(m, ht_heap_functions);
 }

@@ -5,10 +5,6 @@ Add a module's name here to expose its command; order is the order of
 """
 COMMAND_MODULES = [
     "mem",
-    "table",
-    "tree",
-    "stats",
-    "flamegraph",
-    "plot",
-    "export",
+    "snapshot", "summary", "diff", "query", "path", "retainers", "cycles", "dot",
+    "table", "tree", "stats", "flamegraph", "plot", "export",
 ]

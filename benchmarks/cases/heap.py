@@ -1,0 +1,119 @@
+"""Heap snapshot + summary by type on a heap of 1,000,000 user objects, against guppy3's
+hpy().heap() and pympler's summary.summarize(muppy.get_objects()), with gc.get_objects() alone
+as the floor. Targets (issue 3): >= 10x faster than guppy3, >= 30x faster than pympler.
+heaptrail and guppy3 both run a full collection first (guppy3 runs two); the row
+"heaptrail gc_first=False" shows the walk without it.
+
+Extra figures (heaptrail row): snapshot memory per object and per edge, file size, save and
+load times.
+"""
+import gc
+import os
+import sys
+import tempfile
+import time
+import types
+
+from harness import Case, Tool
+
+N_ITEMS = 200_000  # x5 user objects: the instance, its name str, a list, a dict, an int str
+
+
+class Record:
+    def __init__(self, i):
+        self.name = f"record-{i}"
+        self.tags = [str(i)]
+        self.meta = {"i": i}
+        self.__dict__  # a materialized instance __dict__ (the heavy case for every tool)
+
+
+def make_heap():
+    mod = types.ModuleType("bench_heap_objects")
+    sys.modules[mod.__name__] = mod
+    mod.RECORDS = [Record(i) for i in range(N_ITEMS)]
+    return {"module": mod.__name__}
+
+
+def heaptrail_snapshot_summary(inp):
+    import heaptrail
+
+    snap = heaptrail.snapshot()  # the default: a full collection first, as a user would run it
+    rows = snap.summary()
+    return {"objects": snap.objects, "kinds": len(rows)}
+
+
+def heaptrail_no_collect(inp):
+    import heaptrail
+
+    snap = heaptrail.snapshot(gc_first=False)  # the walk alone, no collection first
+    rows = snap.summary()
+    return {"objects": snap.objects, "kinds": len(rows)}
+
+
+def guppy_heap(inp):
+    from guppy import hpy
+
+    h = hpy().heap()
+    return {"objects": h.count, "kinds": len(h.bytype)}
+
+
+def pympler_summary(inp):
+    from pympler import muppy, summary
+
+    rows = summary.summarize(muppy.get_objects())
+    return {"kinds": len(rows)}
+
+
+def gc_floor(inp):
+    return {"objects": len(gc.get_objects())}
+
+
+def heaptrail_figures(inp):
+    import heaptrail
+
+    snap = heaptrail.snapshot()
+    mu = snap.memory_usage()
+    fd, path = tempfile.mkstemp(suffix=".htsnap")
+    os.close(fd)
+    try:
+        t0 = time.perf_counter()
+        snap.save(path)
+        t1 = time.perf_counter()
+        back = heaptrail.load(path)
+        t2 = time.perf_counter()
+        size = os.path.getsize(path)
+    finally:
+        os.unlink(path)
+    assert back.objects == snap.objects
+    return {"objects": mu["objects"], "edges": mu["edges"],
+            "bytes_per_object": round(mu["bytes_per_object"], 1),
+            "bytes_per_edge": round(mu["bytes_per_edge"], 1),
+            "string_bytes": mu["string_bytes"], "file_bytes": size,
+            "file_bytes_per_object": round(size / mu["objects"], 1),
+            "save_s": round(t1 - t0, 3), "load_s": round(t2 - t1, 3)}
+
+
+CASES = [
+    Case(
+        name="heap_snapshot_summary",
+        description="snapshot + summary by type, 1,000,000 user objects "
+                    "(vs guppy3 hpy().heap(), pympler summarize(muppy.get_objects()))",
+        make_input=make_heap,
+        tools=[
+            Tool("heaptrail", heaptrail_snapshot_summary, requires=("heaptrail",)),
+            Tool("heaptrail gc_first=False", heaptrail_no_collect, requires=("heaptrail",)),
+            Tool("guppy3", guppy_heap, requires=("guppy",)),
+            Tool("pympler", pympler_summary, requires=("pympler",)),
+            Tool("gc.get_objects (floor)", gc_floor),
+        ],
+        repeat=3,
+        extra=None,
+    ),
+    Case(
+        name="heap_snapshot_file",
+        description="snapshot memory, file size, save + load times (1,000,000 user objects)",
+        make_input=make_heap,
+        tools=[Tool("heaptrail", heaptrail_figures, requires=("heaptrail",))],
+        repeat=1,
+    ),
+]

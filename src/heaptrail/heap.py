@@ -1,0 +1,306 @@
+"""Heap snapshots: every live object, captured and summarized in C.
+
+``heaptrail.snapshot()`` walks the live objects (``_core/heap.c``) into C arrays and returns a
+:class:`Snapshot`; ``heaptrail.load(path)`` reads one back from a file written by
+:meth:`Snapshot.save`. Summaries, diffs and queries are computed in C; this module only formats
+their small results. The graph views (referrers, paths to roots, retained sizes, cycles, DOT) come
+from :class:`heaptrail.graph.GraphViews`.
+"""
+import os
+import sys
+from typing import NamedTuple, Optional
+
+from heaptrail import _core
+from heaptrail._core import Error as HeaptrailError
+from heaptrail._format import human_bytes
+from heaptrail.graph import GraphViews
+
+# per-object flags, as heap.h defines them
+ROOT = 1 << 0
+UNREACHABLE = 1 << 1
+GC = 1 << 2
+FINALIZER = 1 << 3
+EXTERNAL = 1 << 4
+TYPE = 1 << 5
+MODULE = 1 << 6
+FRAME = 1 << 7
+DICT = 1 << 8
+
+SNAPSHOT_MAGIC = b"HTSNAP\x00\x01"
+
+
+class ObjectRecord(NamedTuple):
+    """One object of a snapshot (meliae's fields): address, type name, flat size in bytes, len()
+    (None when it has none), short value or name (None when it has none)."""
+
+    address: int
+    type: str
+    size: int
+    len: Optional[int]
+    value: Optional[str]
+
+    def __str__(self):
+        extra = f" len={self.len}" if self.len is not None else ""
+        value = f" {self.value!r}" if self.value is not None else ""
+        return f"0x{self.address:x} {self.type} {self.size} B{extra}{value}"
+
+
+class SummaryRow(NamedTuple):
+    index: int
+    count: int
+    count_percent: float
+    size: int
+    size_percent: float
+    cumulative: int
+    cumulative_percent: float
+    max: int
+    kind: str
+
+
+class Summary(list):
+    """Rows of :meth:`Snapshot.summary`, largest total size first. ``str()`` prints heapy's
+    table; ``format(top=N)`` limits the rows."""
+
+    def __init__(self, rows, by, objects, total):
+        super().__init__(rows)
+        self.by = by
+        self.objects = objects
+        self.total_size = total
+
+    def format(self, top=None):
+        kind = {"type": "Kind (class / type)", "owner": "Kind (class / dict of class)",
+                "module": "Kind (module of class)"}[self.by]
+        lines = [f"Partition of a set of {self.objects} objects. Total size = {self.total_size} bytes.",
+                 f"{'Index':>6} {'Count':>8} {'%':>3} {'Size':>10} {'%':>3} {'Cumulative':>11} {'%':>3}"
+                 f" {'Max':>8} {kind}"]
+        shown = self if top is None else self[:top]
+        for r in shown:
+            lines.append(f"{r.index:>6} {r.count:>8} {r.count_percent:>3.0f} {r.size:>10} {r.size_percent:>3.0f}"
+                         f" {r.cumulative:>11} {r.cumulative_percent:>3.0f} {r.max:>8} {r.kind}")
+        if len(shown) < len(self):
+            lines.append(f"<{len(self) - len(shown)} more rows>")
+        return "\n".join(lines)
+
+    def __str__(self):
+        return self.format(top=20)
+
+    def as_dicts(self):
+        return [r._asdict() for r in self]
+
+
+class DiffRow(NamedTuple):
+    kind: str
+    count_delta: int
+    size_delta: int
+    added: int       # objects in the newer snapshot only (matched by address and type)
+    removed: int     # objects in the older snapshot only
+    count: int       # in the newer snapshot
+    size: int
+
+
+class Diff(list):
+    """Rows of :meth:`Snapshot.diff`, largest size growth first; ``str()`` prints a table."""
+
+    def format(self, top=None):
+        lines = [f"{'Count':>9} {'Size':>12} {'Added':>8} {'Removed':>8} {'Now':>8}  Kind"]
+        shown = self if top is None else self[:top]
+        for r in shown:
+            lines.append(f"{r.count_delta:>+9} {human_bytes(r.size_delta):>12} {r.added:>8} {r.removed:>8}"
+                         f" {r.count:>8}  {r.kind}")
+        if len(shown) < len(self):
+            lines.append(f"<{len(self) - len(shown)} more rows>")
+        return "\n".join(lines)
+
+    def __str__(self):
+        return self.format(top=20)
+
+    def as_dicts(self):
+        return [r._asdict() for r in self]
+
+
+def _quote(s):
+    return "'" + str(s).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class Snapshot(GraphViews):
+    """Every live object at one moment, held in C arrays (no Python object per heap object)."""
+
+    def __init__(self, handle, path=None):
+        self._h = handle
+        self.path = path
+
+    # ---- sizes ---------------------------------------------------------------------------------
+    def __len__(self):
+        return self._h.n
+
+    @property
+    def objects(self):
+        """Number of objects."""
+        return self._h.n
+
+    @property
+    def edges(self):
+        """Number of references between them."""
+        return self._h.m
+
+    @property
+    def total_size(self):
+        """Sum of the objects' flat sizes, in bytes."""
+        return self._h.total_size
+
+    def memory_usage(self):
+        """The snapshot's own memory: objects, edges, strings, bytes and bytes per object/edge."""
+        s = self._h.stats()
+        s["bytes_per_object"] = s["object_bytes"] / max(1, s["objects"])
+        s["bytes_per_edge"] = s["edge_bytes"] / max(1, s["edges"])
+        return s
+
+    # ---- views ---------------------------------------------------------------------------------
+    def summary(self, by="type"):
+        """Objects grouped by type (``by="type"``), by type with instance dicts as ``dict of
+        Class`` (``by="owner"``, heapy's default) or by the defining module of their type
+        (``by="module"``): rows Index, Count, %, Size, %, Cumulative, %, Max, Kind."""
+        raw = self._h.summary(by)
+        n = self._h.n or 1
+        total = self._h.total_size or 1
+        rows, cum = [], 0
+        for k, (kind, count, size, mx) in enumerate(raw):
+            cum += size
+            rows.append(SummaryRow(k, count, 100.0 * count / n, size, 100.0 * size / total, cum,
+                                   100.0 * cum / total, mx, kind))
+        return Summary(rows, by, self._h.n, self._h.total_size)
+
+    def diff(self, older, by="type"):
+        """Count and size deltas per kind between ``older`` and this snapshot, largest growth
+        first. Objects are matched by address and type, so a reused address is a new object."""
+        if not isinstance(older, Snapshot):
+            raise TypeError("diff() needs another Snapshot")
+        return Diff(DiffRow(*r) for r in self._h.diff(older._h, by))
+
+    def query(self, expr, limit=None):
+        """Objects matching ``expr``, e.g. ``"type == 'dict' and size > 1000 and len > 10"``.
+        Fields: type, size, len, address, value, name, module, referrers, retained; operators
+        == != < <= > >=, ``contains``, ``startswith``; and, or, not, parentheses."""
+        return [ObjectRecord(*r) for r in self._h.query(expr, -1 if limit is None else int(limit))]
+
+    def select(self, type=None, min_size=None, max_size=None, min_len=None, value=None,
+               name=None, module=None, limit=None):
+        """Keyword form of :meth:`query`: every given condition must hold."""
+        conds = []
+        if type is not None:
+            conds.append(f"type == {_quote(type)}")
+        if min_size is not None:
+            conds.append(f"size >= {int(min_size)}")
+        if max_size is not None:
+            conds.append(f"size <= {int(max_size)}")
+        if min_len is not None:
+            conds.append(f"len >= {int(min_len)}")
+        if value is not None:
+            conds.append(f"value == {_quote(value)}")
+        if name is not None:
+            conds.append(f"name == {_quote(name)}")
+        if module is not None:
+            conds.append(f"module == {_quote(module)}")
+        return self.query(" and ".join(conds) or "size >= 0", limit)
+
+    # ---- files ---------------------------------------------------------------------------------
+    def save(self, path):
+        """Writes the snapshot to a compact binary file (see _core/format_snapshot.h)."""
+        self._h.save(os.fspath(path))
+
+    def export_jsonl(self, path):
+        """Writes one JSON object per line with meliae's fields (address, type, size, len, value,
+        name, refs)."""
+        self._h.export_jsonl(os.fspath(path))
+
+    # ---- what the graph views need -------------------------------------------------------------
+    def _index(self, x):
+        addr = x if isinstance(x, int) and not isinstance(x, bool) else id(x)
+        i = self._h.index(addr)
+        if i < 0:
+            raise HeaptrailError(f"object 0x{addr:x} is not in this snapshot")
+        return i
+
+    def _record(self, i):
+        return ObjectRecord(*self._h.record(i)[:5])
+
+    def _describe(self, i):
+        address, tname, size, length, value, flags, owner, module, _ = self._h.record(i)
+        short = tname.rsplit(".", 1)[-1]
+        if flags & MODULE:
+            return f"module {value}"
+        if flags & TYPE:
+            return f"class {value}"
+        if flags & DICT and owner >= 0:
+            otype = self._h.record(owner)[1]
+            return "dict of " + ("module " + (self._h.record(owner)[4] or "?")
+                                 if otype == "module" else otype.rsplit(".", 1)[-1])
+        if value is not None:
+            if tname == "str":
+                return repr(value)
+            if tname in ("int", "float", "bool", "bytes"):
+                return value
+            return f"{tname} {value}"
+        return f"<{short} 0x{address:x}>"
+
+    def record(self, x):
+        """The :class:`ObjectRecord` of ``x`` (an address or a live object)."""
+        return self._record(self._index(x))
+
+    def __repr__(self):
+        src = f" from {self.path}" if self.path else ""
+        return f"<heaptrail.Snapshot{src}: {self.objects} objects, {human_bytes(self.total_size)}>"
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _own_frames():
+    """How many frames at the top of this thread's stack are heaptrail's own (left out of the
+    snapshot's roots)."""
+    n = 0
+    f = sys._getframe(1)
+    while f is not None and f.f_code.co_filename.startswith(_PACKAGE_DIR):
+        n += 1
+        f = f.f_back
+    return n
+
+
+def _take(gc_first=True):
+    skip = _own_frames()
+    return Snapshot(_core.heap_snapshot(bool(gc_first), (Snapshot,), skip))
+
+
+def snapshot(gc_first=True):
+    """Walks every live object into a :class:`Snapshot`. ``gc_first`` runs a full collection
+    first; with ``gc_first=False`` cyclic garbage stays in, flagged unreachable."""
+    return _take(gc_first)
+
+
+def load(path):
+    """Reads a snapshot file written by :meth:`Snapshot.save`."""
+    path = os.fspath(path)
+    return Snapshot(_core.heap_load(path), path=path)
+
+
+# set by `heaptrail snapshot -o FILE -- script.py`: marks save next to FILE
+_mark_output = None
+_marks = []
+
+
+def _set_mark_output(path):
+    global _mark_output
+    _mark_output = path
+    del _marks[:]
+
+
+def mark(label="mark"):
+    """Takes a snapshot now. Under ``heaptrail snapshot -o FILE``, saves it as
+    ``FILE.<n>.<label>`` beside the final one; returns the Snapshot."""
+    snap = _take()
+    if _mark_output is not None:
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in str(label)) or "mark"
+        path = f"{_mark_output}.{len(_marks) + 1}.{safe}"
+        snap.save(path)
+        _marks.append(path)
+    return snap

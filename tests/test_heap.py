@@ -1,0 +1,375 @@
+"""The live heap walk (heap.c): what a snapshot records, its labels, its summaries, and that the
+walk leaves the program as it was."""
+import gc
+import sys
+
+import pytest
+
+import heaptrail
+from heaptrail import HeaptrailError
+from heaptrail.heap import DICT, EXTERNAL, FINALIZER, MODULE, ROOT, TYPE, UNREACHABLE, Snapshot
+
+
+class Session:
+    def __init__(self, uid):
+        self.uid = uid
+
+
+class Slotted:
+    __slots__ = ("first", "second")
+
+
+class Finalized:
+    def __del__(self):
+        pass
+
+
+def labels_of(snap, obj):
+    """{label: description of the target} for obj's outgoing edges."""
+    i = snap._index(obj)
+    return {lab: snap._describe(d) for d, lab in snap._h.edges(i) if lab is not None}
+
+
+def targets(snap, obj):
+    i = snap._index(obj)
+    return [(snap._h.record(d)[0], lab) for d, lab in snap._h.edges(i)]
+
+
+def test_summary_count_of_a_class_equals_gc_count():
+    keep = [Session(k) for k in range(137)]
+    snap = heaptrail.snapshot()
+    expected = sum(1 for o in gc.get_objects() if type(o) is Session)
+    rows = {r.kind: r for r in snap.summary()}
+    name = f"{__name__}.Session"
+    assert rows[name].count == expected == 137
+    # flat sizes come from size.c (ht_size_flat, the value of heaptrail.sizeof)
+    assert rows[name].size == 137 * rows[name].max
+    assert rows[name].max >= Session.__basicsize__
+    assert snap.total_size == sum(r.size for r in snap.summary())
+    assert len(keep) == 137
+
+
+def test_summary_rows_are_ordered_and_cumulative():
+    snap = heaptrail.snapshot()
+    rows = snap.summary()
+    assert [r.size for r in rows] == sorted((r.size for r in rows), reverse=True)
+    assert rows[-1].cumulative == snap.total_size
+    assert sum(r.count for r in rows) == snap.objects
+    text = str(rows)
+    assert text.startswith(f"Partition of a set of {snap.objects} objects. Total size = {snap.total_size} bytes.")
+    assert "Index" in text.splitlines()[1] and "Cumulative" in text.splitlines()[1]
+
+
+def test_summary_by_owner_names_instance_dicts():
+    keep = [Session(k) for k in range(50)]
+    for s in keep:
+        s.__dict__  # materializes the instance dicts (3.11+ keeps attributes inline until asked)
+    snap = heaptrail.snapshot()
+    rows = {r.kind: r for r in snap.summary(by="owner")}
+    assert rows["dict of " + f"{__name__}.Session"].count == 50
+    assert rows["dict of " + f"{__name__}.Session"].size == sum(sys.getsizeof(s.__dict__) for s in keep)
+    assert "dict (no owner)" in rows
+    assert "dict of module" in rows
+    by_type = {r.kind: r for r in snap.summary(by="type")}
+    assert by_type["dict"].count == sum(r.count for k, r in rows.items() if k.startswith("dict ")
+                                        and k.split(" ", 1)[0] == "dict")
+
+
+def test_summary_by_module_groups_by_defining_module():
+    keep = [Session(k) for k in range(40)]
+    snap = heaptrail.snapshot()
+    rows = {r.kind: r for r in snap.summary(by="module")}
+    mine = sum(1 for o in gc.get_objects() if type(o).__module__ == __name__)
+    assert rows[__name__].count == mine
+    assert rows["builtins"].count > 1000
+    assert len(keep) == 40
+
+
+def test_bad_summary_kind():
+    snap = heaptrail.snapshot()
+    with pytest.raises(HeaptrailError, match="by must be"):
+        snap.summary(by="colour")
+
+
+def test_values_and_names():
+    text = "x" * 100
+    num = 12345678901
+    flt = 0.1
+    raw = b"ab'\x00"
+    snap = heaptrail.snapshot()
+    assert snap.record(text) == (id(text), "str", sys.getsizeof(text), 100, "x" * 60 + "...")
+    assert snap.record(id(num)).value == "12345678901"
+    assert snap.record(id(flt)).value == "0.1"
+    assert snap.record(raw).value == "b'ab\\'\\x00'"
+    assert snap.record(raw).len == 4
+    assert snap.record(sys).value == "sys"
+    assert snap.record(Session).value == f"{__name__}.Session"
+    assert snap.record(Session.__init__).value == "Session.__init__"
+    assert snap.record([1, 2, 3]) if False else True
+    lst = [1, 2, 3]
+    snap = heaptrail.snapshot()
+    assert snap.record(lst).len == 3 and snap.record(lst).value is None
+    assert snap._describe(snap._index(sys)) == "module sys"
+    assert snap._describe(snap._index(lst)) == f"<list 0x{id(lst):x}>"
+
+
+def test_labels_dict_key_list_index_attribute_slot():
+    key = "user:42"
+    sess = Session(42)
+    cache = {key: [0, 1, 2, sess], 7: "seven"}
+    slotted = Slotted()
+    slotted.first = "one"
+    sess.__dict__  # materialized: attributes are edges of the instance dict
+    snap = heaptrail.snapshot()
+    lab = dict((l, a) for a, l in targets(snap, cache))
+    assert lab["['user:42']"] == id(cache[key])
+    assert lab["[7]"] == id(cache[7])
+    assert dict((l, a) for a, l in targets(snap, cache[key]))[3] == id(sess)
+    assert labels_of(snap, slotted) == {".first": "'one'", "type": f"class {__name__}.Slotted"}
+    inst = dict((l, a) for a, l in targets(snap, sess))
+    assert inst["__dict__"] == id(sess.__dict__)
+    assert inst["type"] == id(Session)
+    assert dict((l, a) for a, l in targets(snap, sess.__dict__))[".uid"] == id(sess.uid)
+    mod = sys.modules[__name__]
+    assert labels_of(snap, mod)["__dict__"] == f"dict of module {__name__}"
+    assert dict((l, a) for a, l in targets(snap, mod.__dict__))[".Session"] == id(Session)
+
+
+class Registry:
+    def __init__(self):
+        self.sessions = {}
+        self.owner = "admin"
+
+    @property
+    def broken(self):  # never evaluated by the walk
+        raise AssertionError("a property ran during the walk")
+
+
+def test_labels_inline_attributes_without_materializing():
+    reg = Registry()
+    reg.sessions["s1"] = Session(1)
+    reg.late = [1]  # set outside the class's methods: no name to learn, so unlabeled
+    snap = heaptrail.snapshot()
+    lab = dict((l, a) for a, l in targets(snap, reg))
+    assert lab[".sessions"] == id(reg.sessions) and lab[".owner"] == id(reg.owner)
+    assert lab["type"] == id(Registry)
+    assert (id(reg.late), None) in targets(snap, reg)
+    assert ".broken" not in lab
+    sess = reg.sessions["s1"]
+    assert dict((l, a) for a, l in targets(snap, sess))[".uid"] == id(sess.uid)
+    # the attributes stayed inline: had the first walk made reg a __dict__, the next would show it
+    again = heaptrail.snapshot()
+    assert not any(r.kind == f"dict of {__name__}.Registry" for r in again.summary(by="owner"))
+    reg.__dict__
+    again = heaptrail.snapshot()
+    assert {r.kind: r.count for r in again.summary(by="owner")}[f"dict of {__name__}.Registry"] == 1
+
+
+def test_labels_closure_and_function_parts():
+    def outer():
+        held = {"k": 1}
+
+        def inner():
+            return held
+
+        return inner
+
+    fn = outer()
+    snap = heaptrail.snapshot()
+    assert dict((l, a) for a, l in targets(snap, fn.__closure__[0]))["held"] == id(fn.__closure__[0].cell_contents)
+    parts = dict((l, a) for a, l in targets(snap, fn))
+    assert parts["__code__"] == id(fn.__code__)
+    assert parts["__closure__"] == id(fn.__closure__)
+    assert parts["__globals__"] == id(globals())
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="3.11 has no way to read a frame's locals "
+                    "without materializing f_locals")
+def test_labels_frame_locals():
+    marker_local = ["a local list"]
+    untracked_local = "a str only this frame holds" * 3
+    snap = heaptrail.snapshot()
+    frame = sys._getframe()
+    lab = dict((l, a) for a, l in targets(snap, frame))
+    assert lab["marker_local"] == id(marker_local)
+    assert lab["untracked_local"] == id(untracked_local)
+    assert snap._h.record(snap._index(frame))[5] & ROOT
+
+
+def test_roots_and_flags():
+    snap = heaptrail.snapshot()
+    for name in ("sys", "os", __name__):
+        rec = snap._h.record(snap._index(sys.modules[name]))
+        assert rec[5] & ROOT and rec[5] & MODULE
+    assert snap._h.record(snap._index(Session))[5] & TYPE
+    assert snap._h.record(snap._index(sys.modules))[5] & ROOT and snap._h.record(snap._index(sys.modules))[5] & DICT
+    assert snap._h.record(snap._index(int))[5] & EXTERNAL  # static types live in C storage
+    assert snap.memory_usage()["unreachable"] == 0  # gc_first=True: everything is reachable
+
+
+def test_garbage_kept_and_flagged_without_gc_first():
+    gc.collect()
+    gc.disable()
+    try:
+        a, b, f = Session(1), Session(2), Finalized()
+        a.peer, b.peer, f.me = b, a, f
+        addrs = [id(a), id(b), id(f)]
+        del a, b, f
+        snap = heaptrail.snapshot(gc_first=False)
+        flags = [snap._h.record(snap._index(x))[5] for x in addrs]
+        assert all(fl & UNREACHABLE for fl in flags)
+        assert flags[2] & FINALIZER and not flags[0] & FINALIZER
+        assert not any(fl & ROOT for fl in flags)
+        live = snap._h.record(snap._index(sys.modules[__name__]))[5]
+        assert not live & UNREACHABLE
+        del snap
+        clean = heaptrail.snapshot(gc_first=True)
+        for x in addrs:
+            i = clean._h.index(x)
+            assert i < 0 or not clean._h.record(i)[1].endswith(("Session", "Finalized"))
+    finally:
+        gc.enable()
+        gc.collect()
+
+
+def test_external_references_make_gc_roots():
+    snap = heaptrail.snapshot()
+    rec = snap._h.record(snap._index(sys.modules))
+    assert rec[5] & ROOT
+    # the list of a running list comprehension's arguments: held by the C stack, so an external root
+    assert any(snap._h.record(i)[5] & EXTERNAL for i in range(snap.objects))
+
+
+def test_walk_changes_no_refcount_and_leaves_itself_out():
+    objs = [Session(1), {"a": [1, 2]}, "some text here", (1, 2, "x"), Session, sys.modules]
+    before = [sys.getrefcount(o) for o in objs]
+    snap = heaptrail.snapshot()
+    after = [sys.getrefcount(o) for o in objs]
+    assert before == after
+    # heaptrail's own objects are not in it: this snapshot, its handle, gc.get_objects()'s list
+    snap2 = heaptrail.snapshot()
+    assert snap2._h.index(id(snap)) == -1
+    assert snap2._h.index(id(snap._h)) == -1
+    assert not any(r.kind == "heaptrail.heap.Snapshot" or r.kind == "heaptrail._core.HeapHandle"
+                   for r in snap2.summary())
+    biggest_list = max((r for r in snap2.query("type == 'list'")), key=lambda r: r.len)
+    assert biggest_list.len < snap2.objects / 4  # no list of every object (gc.get_objects)
+    after2 = [sys.getrefcount(o) for o in objs]
+    assert after2 == before
+
+
+def test_gc_state_is_restored():
+    assert gc.isenabled()
+    heaptrail.snapshot()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        heaptrail.snapshot(gc_first=False)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_index_of_unknown_object():
+    snap = heaptrail.snapshot()
+    late = Session(5)
+    with pytest.raises(HeaptrailError, match=r"object 0x[0-9a-f]+ is not in this snapshot"):
+        snap._index(late)
+
+
+def test_memory_usage_within_budget():
+    snap = heaptrail.snapshot()
+    mu = snap.memory_usage()
+    assert mu["bytes_per_object"] <= 48.01
+    assert mu["bytes_per_edge"] == 8
+    assert mu["objects"] == snap.objects and mu["edges"] == snap.edges
+
+
+def test_snapshot_is_a_graph_views():
+    from heaptrail.graph import GraphViews
+
+    assert issubclass(Snapshot, GraphViews)
+
+
+class Leaky:
+    pass
+
+
+def test_diff_shows_exactly_the_added_objects():
+    held = []
+    older = heaptrail.snapshot()
+    held.extend(Leaky() for _ in range(25))
+    newer = heaptrail.snapshot()
+    rows = {r.kind: r for r in newer.diff(older)}
+    row = rows[f"{__name__}.Leaky"]
+    assert (row.count_delta, row.added, row.removed, row.count) == (25, 25, 0, 25)
+    assert row.size_delta == 25 * newer.record(held[0]).size
+    del held[:10]
+    third = heaptrail.snapshot()
+    row = {r.kind: r for r in third.diff(newer)}[f"{__name__}.Leaky"]
+    assert (row.count_delta, row.added, row.removed, row.count) == (-10, 0, 10, 15)
+    assert [r.size_delta for r in third.diff(newer)] == sorted((r.size_delta for r in third.diff(newer)),
+                                                               reverse=True)
+    assert "Leaky" in str(newer.diff(older))
+
+
+def test_diff_matches_by_address_and_type():
+    # same addresses (graph test heaps number them 0x10000 + 16 i), different types: new objects
+    from heaptrail import _core
+
+    a = Snapshot(_core._graph_from_edges(3, [], types=[2, 2, 2], values=[None, None, "Alpha"]))
+    b = Snapshot(_core._graph_from_edges(3, [], types=[2, 2, 2], values=[None, None, "Beta"]))
+    rows = {r.kind: r for r in b.diff(a)}
+    assert rows["Beta"][:5] == ("Beta", 3, 3, 3, 0)
+    assert rows["Alpha"][:5] == ("Alpha", -3, -3, 0, 3)
+    same = {r.kind: r for r in a.diff(a)}
+    assert same == {}
+    untyped = Snapshot(_core._graph_from_edges(4, []))
+    assert [(r.kind, r.count) for r in untyped.summary(by="owner")] == [("?", 4)]
+    assert [(r.kind, r.count_delta, r.added, r.removed) for r in untyped.diff(a)] == [
+        ("?", 4, 4, 0), ("Alpha", -3, 0, 3)]
+
+
+class SlowSizeof:
+    """Its __sizeof__ runs bytecode, so the walk can hand the GIL to other threads."""
+
+    def __sizeof__(self):
+        total = 0
+        for k in range(50):
+            total += k
+        return 64
+
+
+def test_walk_with_threads_mutating_the_heap():
+    import threading
+
+    shared = {"items": [], "map": {}}
+    stop = threading.Event()
+
+    def churn():
+        n = 0
+        while not stop.is_set():
+            shared["items"].append([n])
+            shared["map"][n % 500] = str(n)
+            if len(shared["items"]) > 2000:
+                del shared["items"][:1000]
+            n += 1
+
+    keep = [SlowSizeof() for _ in range(300)]
+    t = threading.Thread(target=churn)
+    t.start()
+    try:
+        for _ in range(3):
+            snap = heaptrail.snapshot()
+            rows = {r.kind: r for r in snap.summary()}
+            assert rows[f"{__name__}.SlowSizeof"].count == 300
+            assert rows[f"{__name__}.SlowSizeof"].size == 300 * (64 + 16)  # + the gc header
+            frames = [i for i in range(snap.objects) if snap._h.record(i)[5] & FRAME_FLAG]
+            assert any(snap._h.record(i)[4] == "churn" for i in frames)
+    finally:
+        stop.set()
+        t.join()
+    assert len(keep) == 300
+
+
+FRAME_FLAG = 1 << 7
