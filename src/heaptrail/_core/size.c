@@ -317,6 +317,7 @@ ht_size_flat(PyObject *op)
 #define HT_W_PENDING ((uintptr_t)1) /* stack entry: not sized yet */
 #define HT_W_ROOT ((uintptr_t)2)    /* stack entry: a root, never skipped as shared */
 #define HT_W_NOREC UINT32_MAX
+#define HT_W_BATCH 32
 
 enum { HT_LBL_ROOT, HT_LBL_REF, HT_LBL_INDEX, HT_LBL_KEY, HT_LBL_SET };
 #define HT_LBL(kind, payload) (((uint64_t)(kind) << 56) | (uint64_t)(payload))
@@ -346,6 +347,11 @@ typedef struct ht_walk {
     size_t tn, tcap;
     PyObject **keys;        /* dict keys named by labels, strong references */
     size_t kn, kcap;
+    /* children reached by the current traversal, not yet looked at: taken in
+     * batches so the cache misses of their seen-table slots and headers
+     * overlap (prefetch) instead of coming one after another */
+    PyObject *batch[HT_W_BATCH];
+    int nbatch;
 } ht_walk;
 
 static int
@@ -499,18 +505,58 @@ ht_walk__mark(ht_walk *w, PyObject *op)
     return added;
 }
 
-/* The visitproc given to tp_traverse. Runs no Python code. */
+/* Looks at one child of the current traversal. Runs no Python code. */
+static int
+ht_walk__see(ht_walk *w, PyObject *op)
+{
+    /* a shared object (an instance's class ...) is dropped before it costs
+     * a probe of the seen table */
+    const ht_size_rule *r = ht_size__cached(Py_TYPE(op));
+    if (r != NULL && r->shared && !w->shared)
+        return 0;
+    /* An object with one reference can only be reached through it, that is
+     * from the object being traversed now, which is traversed once: it
+     * needs no entry in the seen table. (Roots and excluded objects are
+     * held by our argument tuples, so never have one reference. detail
+     * mode keeps every entry: the labels find records through it.) */
+    if (w->detail || Py_REFCNT(op) != 1) {
+        int added = ht_walk__mark(w, op);
+        if (added <= 0)
+            return added < 0 ? ht_walk__oom(w) : 0;
+    }
+    if (r != NULL && r->kind != HT_SZ_PYCALL)
+        return ht_walk__take(w, op, r);
+    return ht_walk__push(w, op, HT_W_PENDING, w->cur);
+}
+
+/* Looks at the batched children: first starts loading each one's header,
+ * then the seen-table slot of those that need one, then handles them in
+ * order. 0 or -1. */
+static int
+ht_walk__flush(ht_walk *w)
+{
+    int n = w->nbatch;
+    w->nbatch = 0;
+    for (int i = 0; i < n; i++)
+        __builtin_prefetch(w->batch[i], 0); /* refcount and type */
+    for (int i = 0; i < n; i++)
+        if (w->detail || Py_REFCNT(w->batch[i]) != 1)
+            ht_table_prefetch(&w->seen, (uint64_t)(uintptr_t)w->batch[i]);
+    for (int i = 0; i < n; i++)
+        if (ht_walk__see(w, w->batch[i]) < 0)
+            return -1;
+    return 0;
+}
+
+/* The visitproc given to tp_traverse: batches the child. */
 static int
 ht_walk__visit(PyObject *op, void *arg)
 {
     ht_walk *w = arg;
-    int added = ht_walk__mark(w, op);
-    if (added <= 0)
-        return added < 0 ? ht_walk__oom(w) : 0;
-    const ht_size_rule *r = ht_size__cached(Py_TYPE(op));
-    if (r != NULL && r->kind != HT_SZ_PYCALL)
-        return ht_walk__take(w, op, r);
-    return ht_walk__push(w, op, HT_W_PENDING, w->cur);
+    w->batch[w->nbatch++] = op;
+    if (w->nbatch == HT_W_BATCH)
+        return ht_walk__flush(w);
+    return 0;
 }
 
 /* detail: labels a child of record p found by the parent's own structure
@@ -546,7 +592,7 @@ ht_walk__label_children(ht_walk *w, uint32_t p, PyObject *op)
         Py_ssize_t pos = 0;
         PyObject *k, *v;
         while (PyDict_Next(op, &pos, &k, &v)) {
-            if (ht_walk__visit(k, w) < 0)
+            if (PyUnicode_CheckExact(k) && ht_walk__visit(k, w) < 0)
                 return -1;
             if ((l = ht_walk__child_label(w, p, v)) == NULL)
                 continue;
@@ -559,6 +605,7 @@ ht_walk__label_children(ht_walk *w, uint32_t p, PyObject *op)
             *l = HT_LBL(HT_LBL_KEY, w->kn);
             w->kn++;
         }
+        return ht_walk__flush(w);
     }
     return 0;
 }
@@ -590,17 +637,18 @@ ht_walk__settle(ht_walk *w, PyObject *op, uintptr_t tags, uint32_t *rec)
     return ht_walk__traversable(op, &r);
 }
 
-/* Visits a dict's keys: its tp_traverse leaves out str keys (they cannot
- * be part of a cycle), but they are memory the dict holds. */
+/* Visits a dict's str keys: its tp_traverse leaves out the keys of a
+ * table whose keys are all exact str (they cannot be part of a cycle), but
+ * they are memory the dict holds. Other keys are visited by tp_traverse. */
 static int
 ht_walk__dict_keys(ht_walk *w, PyObject *op)
 {
     Py_ssize_t pos = 0;
     PyObject *k, *v;
     while (PyDict_Next(op, &pos, &k, &v))
-        if (ht_walk__visit(k, w) < 0)
+        if (PyUnicode_CheckExact(k) && ht_walk__visit(k, w) < 0)
             return -1;
-    return 0;
+    return ht_walk__flush(w);
 }
 
 /* Traverses op's referents (op is a strong reference held by the caller). */
@@ -612,7 +660,7 @@ ht_walk__expand(ht_walk *w, PyObject *op, uint32_t rec)
         w->child_label = HT_LBL(PyAnySet_Check(op) ? HT_LBL_SET : HT_LBL_REF, 0);
     }
     traverseproc trav = Py_TYPE(op)->tp_traverse;
-    if (trav(op, ht_walk__visit, w) != 0 || w->failed) {
+    if (trav(op, ht_walk__visit, w) != 0 || w->failed || ht_walk__flush(w) < 0) {
         if (!PyErr_Occurred())
             PyErr_SetString(PyExc_RuntimeError, "deepsize: a tp_traverse failed");
         w->failed = 1;
