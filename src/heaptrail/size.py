@@ -20,9 +20,12 @@ another object and is not counted (nor is that object, unless reached some
 other way). Objects outside the gc's view are not seen: the payload of an int,
 str or bytes is flat; a ``range``'s start/stop/step are not counted.
 
-On Python 3.11-3.13, an instance whose ``__dict__`` was never asked for keeps
-its attribute values without a dict object; then there is no dict to count,
-and the values are counted as the instance's referents (as the gc sees them).
+A dict's str keys are counted (its tp_traverse leaves them out: they cannot be
+in a cycle). On Python 3.11-3.13, an instance whose ``__dict__`` was never
+asked for keeps its attribute values without a dict object; then there is no
+dict to count, and the values are counted as the instance's referents (as the
+gc sees them). On 3.13 such an instance keeps showing its inline values to the
+gc even after its ``__dict__`` is made, and that dict is not counted.
 """
 from collections import namedtuple
 

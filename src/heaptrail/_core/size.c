@@ -211,6 +211,28 @@ ht_size__from_result(PyObject *res)
     return n;
 }
 
+/* Calls op's __sizeof__ looked up on its type, as sys.getsizeof does (for a
+ * class, its metaclass's method, not the one its instances use). */
+static PyObject *
+ht_size__call_sizeof(PyObject *op)
+{
+    PyTypeObject *tp = Py_TYPE(op);
+    PyObject *attr = PyObject_GetAttr((PyObject *)tp, ht_size_name);
+    if (attr == NULL)
+        return NULL;
+    descrgetfunc get = Py_TYPE(attr)->tp_descr_get;
+    if (get != NULL) {
+        PyObject *bound = get(attr, op, (PyObject *)tp);
+        Py_DECREF(attr);
+        if (bound == NULL)
+            return NULL;
+        attr = bound;
+    }
+    PyObject *res = PyObject_CallNoArgs(attr);
+    Py_DECREF(attr);
+    return res;
+}
+
 /* Size of a str from its header, or -1 (no exception) when it carries memory
  * only the C __sizeof__ can see (cached UTF-8, wchar_t copy, legacy layout). */
 static inline Py_ssize_t
@@ -266,7 +288,7 @@ ht_size__flat_with(PyObject *op, const ht_size_rule *r)
         n = r->tp->tp_basicsize + ((PyListObject *)op)->allocated * HT_SIZE_PTR;
         break;
     case HT_SZ_PYCALL:
-        n = ht_size__from_result(PyObject_CallMethodNoArgs(op, ht_size_name));
+        n = ht_size__from_result(ht_size__call_sizeof(op));
         if (n < 0)
             return -1;
         break;

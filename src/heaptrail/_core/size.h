@@ -24,7 +24,10 @@
  * methods, code objects, and the descriptors that live in classes
  * (method/wrapper/getset/member/classmethod descriptors). A root is always
  * counted and traversed, whatever its type. memoryview is counted flat and not
- * traversed: its buffer belongs to another object.
+ * traversed: its buffer belongs to another object. A dict's str keys, which
+ * its tp_traverse leaves out, are visited explicitly. An object with a
+ * reference count of 1 is reached only through its one referrer, so the plain
+ * walk gives it no entry in the seen table.
  */
 #ifndef HT_SIZE_H
 #define HT_SIZE_H
