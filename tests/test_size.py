@@ -375,3 +375,24 @@ def test_sizeof_takes_one_argument():
     with pytest.raises(TypeError):
         heaptrail.sizeof()
     assert heaptrail.deepsize() == 0
+
+
+def test_walks_leave_reference_counts_as_they_were():
+    class Bad:
+        def __sizeof__(self):
+            raise RuntimeError("no size")
+
+    root, big, text, holder = detail_structure()
+    members = [root, big, text, holder, holder.cache, holder.cache["k"], root["data"], Plain, Slotted]
+    before = [sys.getrefcount(o) for o in members]
+    for _ in range(20):
+        heaptrail.deepsize(root)
+        heaptrail.deepsize(root, shared=True)
+        heaptrail.deepsize_detail(root, top=5)
+        root["bad"] = [Bad()]
+        with pytest.raises(RuntimeError, match="no size"):
+            heaptrail.deepsize_detail(root)
+        with pytest.raises(RuntimeError, match="no size"):
+            heaptrail.deepsize(root)
+        del root["bad"]
+    assert [sys.getrefcount(o) for o in members] == before
