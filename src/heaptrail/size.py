@@ -27,6 +27,7 @@ dict to count, and the values are counted as the instance's referents (as the
 gc sees them). On 3.13 such an instance keeps showing its inline values to the
 gc even after its ``__dict__`` is made, and that dict is not counted.
 """
+import sys
 from collections import namedtuple
 
 from heaptrail import _core
@@ -119,6 +120,7 @@ def deepsize_detail(obj, top=20, exclude=None, shared=False):
         raise TypeError(f"top must be an int, not {type(top).__name__}")
     if top < 0:
         raise ValueError(f"top must be >= 0, got {top}")
+    top = min(top, sys.maxsize)
     total, count, types, largest = _core.size_detail(obj, _exclude_tuple(exclude), bool(shared), top)
     type_lines = [TypeLine(_type_name(t), c, b) for t, c, b in types]
     members = [Member(_format_path(omitted, steps), _type_name(type(o)), size)
