@@ -6,6 +6,11 @@ Inputs (built once per child, not timed):
   (b) deepsize-json: a nested JSON-like structure (a list of dicts holding
       str, int, float, bool, None, lists and dicts) of 2,000,000 nodes.
 
+  (c) deepsize-chain: a linked list of 10,000,000 nodes (__slots__ objects),
+      to show the walk is iterative: no C recursion, no stack overflow.
+      pympler is left out of this case: asizeof stops at its recursion limit
+      (limit=100 levels by default), so it would not size the same thing.
+
 Tools:
   heaptrail    heaptrail.deepsize(data)
   plain-walk   sys.getsizeof over gc.get_referents with an id set, following
@@ -37,6 +42,7 @@ from harness import Case, Tool
 
 N_OBJECTS = 1_000_000
 N_JSON_NODES = 2_000_000
+N_CHAIN = 10_000_000
 
 
 class Item:
@@ -49,6 +55,21 @@ class Item:
 
 def make_objects():
     return {i: Item(i) for i in range(N_OBJECTS)}
+
+
+class Node:
+    __slots__ = ("next", "value")
+
+    def __init__(self, next, value):
+        self.next = next
+        self.value = value
+
+
+def make_chain():
+    head = None
+    for _ in range(N_CHAIN):
+        head = Node(head, None)
+    return head
 
 
 def make_json():
@@ -123,4 +144,6 @@ CASES = [
          make_objects, TOOLS, repeat=3),
     Case("deepsize-json", "deep size of a nested JSON-like structure of 2,000,000 nodes",
          make_json, TOOLS, repeat=3),
+    Case("deepsize-chain", "deep size of a linked list of 10,000,000 nodes",
+         make_chain, TOOLS[:2], repeat=3),
 ]
