@@ -396,3 +396,17 @@ def test_walks_leave_reference_counts_as_they_were():
             heaptrail.deepsize(root)
         del root["bad"]
     assert [sys.getrefcount(o) for o in members] == before
+
+
+def with_big_default(x=bytearray(100_000)):
+    return x
+
+
+def test_deepsize_detail_names_function_fields_when_walking_shared():
+    holder = Slotted(with_big_default)
+    cut = [globals(), with_big_default.__code__, Slotted.__init__]
+    plain = heaptrail.deepsize_detail(holder, top=5)
+    assert plain.total == getsizeof(holder) + getsizeof(None)  # the function is shared
+    det = heaptrail.deepsize_detail(holder, top=1, shared=True, exclude=cut)
+    assert det.largest[0].path == "obj.left.__defaults__[0]"
+    assert det.largest[0].size == getsizeof(with_big_default.__defaults__[0])

@@ -28,6 +28,7 @@ gc sees them). On 3.13 such an instance keeps showing its inline values to the
 gc even after its ``__dict__`` is made, and that dict is not counted.
 """
 import sys
+import types
 from collections import namedtuple
 
 from heaptrail import _core
@@ -174,6 +175,16 @@ def _instance_dict(obj):
     return d if isinstance(d, dict) else None
 
 
+# attributes of builtin objects that only read a field (no code runs): tried
+# to name a referent of such an object
+_PLAIN_ATTRS = {
+    types.FunctionType: ("__code__", "__globals__", "__defaults__", "__kwdefaults__", "__closure__",
+                         "__dict__", "__module__", "__name__", "__qualname__", "__doc__"),
+    types.MethodType: ("__self__", "__func__"),
+    types.CellType: ("cell_contents",),
+}
+
+
 def _name_referent(parent, child):
     """Names how parent refers to child, for a step the walk left unnamed.
     Returns (text, entered_instance_dict)."""
@@ -187,6 +198,16 @@ def _name_referent(parent, child):
                 return f"[{_key_repr(k)}]", False
             if k is child:
                 return f"<key {_key_repr(k)}>", False
+    if isinstance(parent, type):
+        ns = parent.__dict__  # a read-only view of the class's dict
+        if isinstance(child, dict) and child == ns:
+            return "", True
+        for k, v in ns.items():
+            if v is child:
+                return f".{k}", False
+    for name in _PLAIN_ATTRS.get(type(parent), ()):
+        if getattr(parent, name, None) is child:
+            return f".{name}", False
     if not isinstance(parent, (type, dict)):
         d = _instance_dict(parent)
         if d is not None:
