@@ -73,8 +73,10 @@ def make_chain():
 
 
 def make_json():
-    # each record is 10 nodes: the dict, 5 scalars, a 2-item list, a dict
-    # with 1 value (keys are interned literals, shared by every record)
+    # each record is 11 JSON nodes: the dict, 5 scalars, a list and its 2
+    # items, a dict and its 1 value (keys are interned literals shared by
+    # every record; the bool and None are shared singletons, so a record is
+    # 9 distinct objects)
     out = []
     n = 0
     i = 0
@@ -88,7 +90,7 @@ def make_json():
             "tags": [f"t{i % 97}", f"g{i}"],
             "geo": {"city": f"city{i % 1000}"},
         })
-        n += 10
+        n += 11
         i += 1
     return out
 

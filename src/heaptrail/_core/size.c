@@ -531,9 +531,21 @@ ht_walk__mark(ht_walk *w, PyObject *op)
 static int
 ht_walk__see(ht_walk *w, PyObject *op)
 {
+    PyTypeObject *tp = Py_TYPE(op);
+    const ht_size_rule *r = ht_size__cached(tp);
+    if (r == NULL && !PyType_HasFeature(tp, Py_TPFLAGS_HEAPTYPE)) {
+        /* a static type has no Python-level attributes: deciding its rule
+         * here runs no Python code, and keeps the walk's order the same
+         * whether the cache was warm or not */
+        ht_size_rule tmp;
+        if (ht_size__rule(tp, &tmp) < 0) {
+            w->failed = 1;
+            return -1;
+        }
+        r = ht_size__cached(tp);
+    }
     /* a shared object (an instance's class ...) is dropped before it costs
      * a probe of the seen table */
-    const ht_size_rule *r = ht_size__cached(Py_TYPE(op));
     if (r != NULL && r->shared && !w->shared)
         return 0;
     /* An object with one reference can only be reached through it, that is
