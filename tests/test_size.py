@@ -410,3 +410,20 @@ def test_deepsize_detail_names_function_fields_when_walking_shared():
     det = heaptrail.deepsize_detail(holder, top=1, shared=True, exclude=cut)
     assert det.largest[0].path == "obj.left.__defaults__[0]"
     assert det.largest[0].size == getsizeof(with_big_default.__defaults__[0])
+
+
+def test_sizeof_override_that_mutates_the_structure_does_not_crash():
+    victim = [[fresh_str(f"v{i}")] for i in range(1000)]
+
+    class Evil:
+        def __sizeof__(self):
+            victim.clear()
+            gc.collect()
+            return 64
+
+    root = [Evil(), victim, [Evil(), victim]]
+    total = heaptrail.deepsize(root)
+    assert total >= getsizeof(root) + getsizeof(victim)
+    victim.extend([[fresh_str(f"w{i}")] for i in range(1000)])
+    det = heaptrail.deepsize_detail(root, top=3)
+    assert det.total >= getsizeof(root) and len(det.largest) == 3
