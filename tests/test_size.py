@@ -427,3 +427,24 @@ def test_sizeof_override_that_mutates_the_structure_does_not_crash():
     victim.extend([[fresh_str(f"w{i}")] for i in range(1000)])
     det = heaptrail.deepsize_detail(root, top=3)
     assert det.total >= getsizeof(root) and len(det.largest) == 3
+
+
+def rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+@pytest.mark.noasan
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
+def test_repeated_walks_do_not_leak_engine_memory():
+    data = [{"k": fresh_str(f"s{i}"), "v": [float(i)]} for i in range(5_000)]
+    for _ in range(20):  # warm up: allocator pools, rule cache
+        heaptrail.deepsize(data)
+        heaptrail.deepsize_detail(data, top=5)
+    before = rss_bytes()
+    for _ in range(100):
+        heaptrail.deepsize(data)
+        heaptrail.deepsize_detail(data, top=5)
+    # one detail walk allocates ~1 MB of tables; a leak of any of them
+    # would grow RSS by about 100 MB over 100 walks
+    assert rss_bytes() - before < 8 * 1024 * 1024
