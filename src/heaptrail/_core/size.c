@@ -340,6 +340,11 @@ ht_size_flat(PyObject *op)
 #define HT_W_ROOT ((uintptr_t)2)    /* stack entry: a root, never skipped as shared */
 #define HT_W_NOREC UINT32_MAX
 #define HT_W_BATCH 32
+/* The plain walk expands a child right where it is found, inside its
+ * parent's traversal, up to this depth (deeper ones go on the explicit
+ * stack): its header and the seen-table slots of its children are still in
+ * cache then, where a child taken from the stack later has gone cold. */
+#define HT_W_NEST 8
 
 enum { HT_LBL_ROOT, HT_LBL_REF, HT_LBL_INDEX, HT_LBL_KEY, HT_LBL_SET };
 #define HT_LBL(kind, payload) (((uint64_t)(kind) << 56) | (uint64_t)(payload))
@@ -371,9 +376,11 @@ typedef struct ht_walk {
     size_t kn, kcap;
     /* children reached by the current traversal, not yet looked at: taken in
      * batches so the cache misses of their seen-table slots and headers
-     * overlap (prefetch) instead of coming one after another */
-    PyObject *batch[HT_W_BATCH];
+     * overlap (prefetch) instead of coming one after another. The array is
+     * local to the running ht_walk__expand. */
+    PyObject **batch;
     int nbatch;
+    int depth;              /* plain walk: expansions nested in a traversal */
 } ht_walk;
 
 static int
@@ -489,6 +496,8 @@ ht_walk__traversable(PyObject *op, const ht_size_rule *r)
     return r->traverse && (!r->gc_per_object || PyObject_IS_GC(op));
 }
 
+static int ht_walk__expand(ht_walk *w, PyObject *op, uint32_t rec);
+
 /* Counts op (newly seen, reached from w->cur) under a cached pure-C rule;
  * pushes it when it has referents. 0 or -1. */
 static inline int
@@ -509,9 +518,17 @@ ht_walk__take(ht_walk *w, PyObject *op, const ht_size_rule *r)
         if (rec == HT_W_NOREC)
             return -1;
     }
-    if (ht_walk__traversable(op, r))
-        return ht_walk__push(w, op, 0, rec);
-    return 0;
+    if (!ht_walk__traversable(op, r))
+        return 0;
+    if (!w->detail && w->depth < HT_W_NEST) {
+        /* op is held by the parent being traversed, and no Python code runs
+         * until this returns: no reference of ours is needed */
+        w->depth++;
+        int rc = ht_walk__expand(w, op, 0);
+        w->depth--;
+        return rc;
+    }
+    return ht_walk__push(w, op, 0, rec);
 }
 
 /* Adds op to the seen table (no record yet): 1 added, 0 already there, -1
@@ -569,15 +586,16 @@ ht_walk__see(ht_walk *w, PyObject *op)
 static int
 ht_walk__flush(ht_walk *w)
 {
+    PyObject **b = w->batch; /* a nested expansion swaps w->batch and back */
     int n = w->nbatch;
     w->nbatch = 0;
     for (int i = 0; i < n; i++)
-        __builtin_prefetch(w->batch[i], 0); /* refcount and type */
+        __builtin_prefetch(b[i], 0); /* refcount and type */
     for (int i = 0; i < n; i++)
-        if (w->detail || Py_REFCNT(w->batch[i]) != 1)
-            ht_table_prefetch(&w->seen, (uint64_t)(uintptr_t)w->batch[i]);
+        if (w->detail || Py_REFCNT(b[i]) != 1)
+            ht_table_prefetch(&w->seen, (uint64_t)(uintptr_t)b[i]);
     for (int i = 0; i < n; i++)
-        if (ht_walk__see(w, w->batch[i]) < 0)
+        if (ht_walk__see(w, b[i]) < 0)
             return -1;
     return 0;
 }
@@ -687,7 +705,7 @@ ht_walk__dict_keys(ht_walk *w, PyObject *op)
 
 /* Traverses op's referents (op is a strong reference held by the caller). */
 static int
-ht_walk__expand(ht_walk *w, PyObject *op, uint32_t rec)
+ht_walk__expand_in(ht_walk *w, PyObject *op, uint32_t rec)
 {
     if (w->detail) {
         w->cur = rec;
@@ -705,6 +723,24 @@ ht_walk__expand(ht_walk *w, PyObject *op, uint32_t rec)
     if (PyDict_Check(op))
         return ht_walk__dict_keys(w, op);
     return 0;
+}
+
+/* Traverses op's referents with a batch array of its own, restoring the
+ * caller's (a nested expansion runs inside the caller's flush). */
+static int
+ht_walk__expand(ht_walk *w, PyObject *op, uint32_t rec)
+{
+    PyObject *local[HT_W_BATCH];
+    PyObject **saved = w->batch;
+    int saved_n = w->nbatch;
+    w->batch = local;
+    w->nbatch = 0;
+    int rc = ht_walk__expand_in(w, op, rec);
+    if (rc == 0 && w->nbatch > 0)
+        rc = ht_walk__flush(w);
+    w->batch = saved;
+    w->nbatch = saved_n;
+    return rc;
 }
 
 /* Runs the walk until the stack is empty. 0 or -1 with an exception set. */

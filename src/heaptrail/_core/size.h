@@ -18,7 +18,8 @@
  *
  * Deep size (size.c, heaptrail.deepsize): every distinct object reachable
  * from the roots through tp_traverse, counted once by identity, walked with
- * an explicit stack (no C recursion). "Shared" objects are neither counted
+ * an explicit stack (C recursion bounded to a few levels, whatever the
+ * depth of the structure). "Shared" objects are neither counted
  * nor traversed unless shared=True: modules, type objects (classes,
  * metaclasses, builtin types), Python functions, builtin functions and
  * methods, code objects, and the descriptors that live in classes
