@@ -40,6 +40,7 @@ int ht_size_init(PyObject *m);
 int ht_heap_init(PyObject *m);
 int ht_graph_init(PyObject *m);
 int ht_tracer_init(PyObject *m);
+int ht_tracesnap_init(PyObject *m);
 int ht_selftest_init(PyObject *m);
 
 #endif
