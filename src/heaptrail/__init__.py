@@ -16,7 +16,7 @@ _FUNCTIONS = {
     "load": "heaptrail.heap",
 }
 # submodules reachable as attributes (heaptrail.process.memory() ...)
-_SUBMODULES = {"process", "size", "heap", "tracer", "tracemalloc", "cli"}
+_SUBMODULES = {"process", "size", "heap", "tracer", "tracemalloc", "tracesnap", "cli"}
 
 __all__ = ["HeaptrailError", "__version__", *_FUNCTIONS, *sorted(_SUBMODULES)]
 
