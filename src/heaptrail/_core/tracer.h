@@ -1,0 +1,97 @@
+/* tracer.h - the allocation tracer: PEP 445 hooks on the RAW, MEM and OBJ
+ * domains, a block table (address -> record), current/peak accounting
+ * globally and per thread, the state at the peak, and a sampling mode.
+ *
+ * Design, and why (figures: benchmarks/cases/tracer.py, 3.11, 2 cores):
+ *
+ * Hooks. Each domain's hook chains to the allocator found at start() and
+ * never changes a block's layout (no header), so a block allocated under
+ * the hook may be freed after stop() and vice versa. Our allocator structs
+ * carry the previous allocator's ctx, so a thread that reads a half-updated
+ * PyMemAllocatorEx while start()/stop() swaps them still calls a matching
+ * (function, ctx) pair. A thread-local guard is set while we capture a
+ * stack or build a snapshot: allocations made meanwhile (frame objects
+ * CPython materializes, our snapshot's strings) pass through untraced, but
+ * frees are always processed so a traced block is never left stale.
+ *
+ * Stack capture (stacks.h). Measured designs:
+ *   (a) walk frames at each allocation, with a frame cache (frame object ->
+ *       caller's node, dropped when the frame's memory is freed) and a trie
+ *       interned on (caller node, code, lasti); the line is computed only at
+ *       snapshot time with PyCode_Addr2Line. An allocation in a frame already
+ *       seen costs PyEval_GetFrame + one cache probe + one intern probe,
+ *       whatever the depth.
+ *   (b) a shadow stack kept by a C profile function: every Python call and
+ *       return pays a callback, and on 3.11 CPython materializes a frame
+ *       object for each call to hand it to the profiler; on 3.12+
+ *       PyEval_SetProfile goes through sys.monitoring and also reports C
+ *       calls. The workloads make many calls per allocation, so (b) pays
+ *       more than (a) saves.
+ *   (c) sys.monitoring (3.12+ only) calls a Python-level callable per event:
+ *       costlier than (b), and absent on 3.11.
+ * Kept: (a). See SEE-BENCH below for the measured ratios.
+ * On 3.11 materializing a frame object can run the garbage collector, i.e.
+ * arbitrary Python code, inside an allocator (say, in the middle of a dict
+ * resize): the capture disables the collector around it (PyGC_Disable),
+ * which 3.12+ does not need (collections are deferred to the eval loop).
+ *
+ * Locking. Stack tables are touched only by threads holding the GIL (MEM
+ * and OBJ hooks always hold it; a RAW hook captures a stack only when
+ * PyGILState_Check() says so, otherwise the block gets no stack). The block
+ * table, records and counters are touched from RAW hooks without the GIL
+ * too, so they are protected by one spinlock (test-and-test-and-set,
+ * yielding after a few spins). Contention is rare (the GIL serializes
+ * almost every caller), so the uncontended cost is what counts: a spinlock
+ * is one atomic exchange + one store; a pthread mutex costs about the same
+ * uncontended plus a call; sharding would add a hash and does not help
+ * without contention.
+ *
+ * Records: a slab of 32-byte records (size, seq, stack, thread slot, link)
+ * with a free list; the block table maps address -> record index.
+ *
+ * Peak: peak_seq is the sequence number of the allocation that reached the
+ * current peak. A freed record with seq <= peak_seq was live at the peak: it
+ * moves to a side list instead of the free list. A new peak releases the side
+ * list (each record enters it at most once: amortized O(1) per free). The
+ * peak snapshot is the live records with seq <= peak_seq plus the side list.
+ *
+ * Sampling (start(sample=B)): a per-thread countdown drawn from an
+ * exponential of mean B (xorshift64* PRNG, -log(u) * B) is decreased by each
+ * allocation's size; a block is sampled when it crosses zero, i.e. with
+ * probability p = 1 - exp(-s/B), and then weighs s/p bytes and 1/p blocks,
+ * so totals are unbiased. The relative standard error of a total T made of
+ * blocks much smaller than B is about sqrt(B/T) (512 KiB over 1 GiB: 2.2%).
+ * An unsampled allocation touches only thread-local state. Its free must not
+ * take the lock either: a counting filter (65536 atomic counters indexed by
+ * a hash of the address) is incremented/decremented under the lock when a
+ * sampled block is added/removed and read without the lock on free; zero
+ * means "certainly not sampled". It cannot miss: the block's insertion
+ * happened before the hook returned the block, which happened before any
+ * thread could free it. False positives only take the slow (correct) path.
+ *
+ * Threads: per-thread current/peak in slots keyed by thread ident (a new
+ * thread reusing a dead thread's ident shares its slot); names are read
+ * from `threading` at report time, never in a hook.
+ *
+ * fork(): pthread_atfork takes the lock around fork() so the child never
+ * inherits it held; the child keeps tracing with a fresh state (its
+ * inherited traces are dropped lazily at its first traced operation; stacks
+ * are kept, they are still valid).
+ *
+ * Shutdown: heaptrail.tracer registers atexit(stop); a Py_AtExit handler
+ * restores the allocators if we are still on top at the very end.
+ *
+ * tracemalloc: heaptrail.tracer.start() refuses while tracemalloc traces.
+ * If tracemalloc is started after us it chains to our hooks; our stop() then
+ * sees it is not on top, leaves its hooks (and ours, below, turned into a
+ * pass-through) in place and only stops recording: nothing is corrupted.
+ *
+ * Not supported: subinterpreters with their own GIL (the stack tables rely
+ * on one GIL) and free-threaded builds (refused at start()).
+ */
+#ifndef HT_TRACER_H
+#define HT_TRACER_H
+
+#include "common.h"
+
+#endif
