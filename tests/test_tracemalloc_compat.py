@@ -248,3 +248,43 @@ def test_filters_dump_and_load_on_a_real_snapshot(tm, tmp_path):
         assert back.statistics(key) == snap.statistics(key)
     assert all(d.size_diff == 0 for d in back.compare_to(snap, 'traceback'))
     del data
+
+
+class Point:
+    def __init__(self, x):
+        self.x = x
+        self.y = [x]
+
+
+def mixed_work():
+    first = sys._getframe().f_lineno + 1
+    points = [Point(i) for i in range(1000)]
+    names = {i: str(i) * 3 for i in range(2000)}
+    blob = bytes(10**6)
+    return (points, names, blob), first
+
+
+def lines_of(snapshot, first):
+    return {s.traceback[0].lineno: (s.size, s.count) for s in snapshot.statistics('lineno')
+            if s.traceback[0].filename == THIS and first <= s.traceback[0].lineno < first + 3}
+
+
+def test_same_figures_as_stdlib(tm):
+    # the same allocations seen by both tracers: same lines, same counts,
+    # sizes within a few percent (object layouts are the same; both record
+    # the requested sizes)
+    std.start(3)
+    kept, first = mixed_work()
+    theirs = lines_of(std.take_snapshot(), first)
+    std.stop()
+    del kept
+    tm.start(3)
+    kept, first = mixed_work()
+    ours = lines_of(tm.take_snapshot(), first)
+    tm.stop()
+    assert sorted(ours) == sorted(theirs) == [first, first + 1, first + 2]
+    assert ours[first + 2] == theirs[first + 2]                  # the 1 MB bytes object
+    assert ours[first + 1] == theirs[first + 1]                  # the dict and its strings
+    size, count = ours[first]
+    assert count == theirs[first][1]
+    assert abs(size - theirs[first][0]) <= 0.05 * theirs[first][0]

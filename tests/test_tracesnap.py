@@ -320,6 +320,14 @@ def test_dump_load_round_trip(tmp_path):
     assert path.read_bytes()[:8] == b"HTTRSNP\n"
 
 
+def test_pickle_round_trip():
+    import pickle
+    snap = rich_snapshot()
+    back = pickle.loads(pickle.dumps(snap))
+    assert list(back.traces) == list(snap.traces) and back.is_peak
+    assert back.statistics('traceback') == snap.statistics('traceback')
+
+
 def test_dump_load_empty(tmp_path):
     path = tmp_path / "empty.htt"
     Snapshot([], 1).dump(path)

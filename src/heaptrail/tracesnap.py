@@ -446,6 +446,10 @@ class Snapshot:
             len(self._handle), _format_size(self.total_size, False), self.traceback_limit,
             " peak" if self.is_peak else "")
 
+    def __reduce__(self):
+        # pickles (multiprocessing, caches) carry the binary file format
+        return (_snapshot_from_bytes, (_core._tsnap_dumps(self._handle),))
+
     def dump(self, filename):
         """Write the snapshot to a file (heaptrail's versioned binary format)."""
         _core._tsnap_dump(self._handle, os.fsencode(filename))
@@ -488,3 +492,7 @@ class Snapshot:
                 for frames, size, size_diff, count, count_diff in
                 _core._tsnap_compare(self._handle, old_snapshot._handle, key_type,
                                      bool(cumulative))]
+
+
+def _snapshot_from_bytes(data):
+    return Snapshot._from_handle(_core._tsnap_loads(data))
