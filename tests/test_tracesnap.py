@@ -320,6 +320,25 @@ def test_dump_load_round_trip(tmp_path):
     assert path.read_bytes()[:8] == b"HTTRSNP\n"
 
 
+GOLDEN_V1 = os.path.join(os.path.dirname(__file__), "data", "tracesnap_v1.htt")
+
+
+def test_golden_file_version_1():
+    # written by format version 1 (rich_snapshot()); must load the same forever
+    back = Snapshot.load(GOLDEN_V1)
+    assert back.traceback_limit == 64 and back.sample_interval == 524288 and back.is_peak
+    assert [(s.traceback, s.size, s.count) for s in back.statistics('lineno')] == [
+        (tb(('é.py', 7)), 12345678901, 9),
+        (tb(('b.py', 1)), 66, 1),
+        (tb(('a.py', 2)), 10, 1),
+        (tb(('<unknown>', 0)), 7, 1),
+        (tb(('a.py', 5)), 2, 3),
+    ]
+    assert [t.traceback[-1].name for t in back.traces] == ['f', 'g', None, None, 'ü']
+    with open(GOLDEN_V1, "rb") as f:
+        assert _core._tsnap_dumps(back._handle) == f.read()
+
+
 def test_pickle_round_trip():
     import pickle
     snap = rich_snapshot()
