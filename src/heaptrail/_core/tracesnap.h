@@ -8,6 +8,11 @@
  * stack node stack_parent[s]" (HT_NONE for the outermost frame). A trace
  * points at its innermost node; walking parents gives the traceback from the
  * most recent frame to the oldest. Depth is bounded by the tracer's `frames`.
+ *
+ * Ownership: every array comes from libc malloc and is released by
+ * ht_tsnap_free; a wrapped snapshot is never modified again (handles share
+ * it without a lock). tracesnap_build.h builds one by interning strings,
+ * frames and stacks (parents always get smaller ids than their children).
  */
 #ifndef HT_TRACESNAP_H
 #define HT_TRACESNAP_H
