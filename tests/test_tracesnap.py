@@ -6,6 +6,7 @@ import itertools
 import os
 import random
 import struct
+import sys
 import tracemalloc as std
 
 import pytest
@@ -444,3 +445,58 @@ def test_huge_counts_do_not_allocate():
     body = b"HTTRSNP\n" + struct.pack("<I", 1) + meta + strings
     with pytest.raises(HeaptrailError, match="damaged"):
         _core._tsnap_loads(body + b"\x00\x08" + struct.pack("<Q", fnv(body)))
+
+
+# ---- with the real engine: peak and sampled snapshots through the views --------
+
+@pytest.fixture
+def tracer():
+    from heaptrail import tracer
+    if std.is_tracing():
+        std.stop()
+    yield tracer
+    tracer.stop()
+
+
+def allocate_and_free_8mb():
+    line = sys._getframe().f_lineno + 1
+    big = bytearray(8 << 20)
+    del big
+    return line
+
+
+def test_peak_snapshot_views(tracer, tmp_path):
+    tracer.start(frames=4)
+    line = allocate_and_free_8mb()
+    here = os.path.abspath(__file__)
+    peak = tracer.peak_snapshot()
+    now = tracer.take_snapshot()
+    assert peak.is_peak and not now.is_peak
+    at_peak = {(s.traceback[0].filename, s.traceback[0].lineno): s for s in peak.statistics('lineno')}
+    # the bytearray object and its 8 MiB buffer
+    assert at_peak[(here, line)].size == sys.getsizeof(bytearray(8 << 20))
+    assert at_peak[(here, line)].count == 2
+    assert all((s.traceback[0].filename, s.traceback[0].lineno) != (here, line)
+               for s in now.statistics('lineno'))
+    diff = now.compare_to(peak, 'lineno')[0]
+    assert (diff.traceback[0].filename, diff.traceback[0].lineno) == (here, line)
+    assert diff.size == 0 and diff.size_diff <= -(8 << 20) and diff.count_diff == -2
+    assert peak.traced_memory[1] >= 8 << 20
+    path = tmp_path / "peak.htt"
+    peak.dump(path)
+    back = Snapshot.load(path)
+    assert back.is_peak and back.statistics('traceback') == peak.statistics('traceback')
+
+
+def test_sampled_snapshot_views(tracer):
+    tracer.start(frames=2, sample=64 * 1024)
+    keep = [bytearray(256 * 1024) for _ in range(64)]   # each block is almost surely sampled
+    snap = tracer.take_snapshot()
+    assert snap.sample_interval == 64 * 1024
+    here = os.path.abspath(__file__)
+    stats = [s for s in snap.statistics('lineno') if s.traceback[0].filename == here]
+    top = stats[0]
+    # a block of s bytes sampled with p = 1 - exp(-s/interval) weighs 1/p
+    assert top.count >= 50 and top.size >= 50 * 256 * 1024
+    assert all(t.count >= 1 for t in snap.traces)
+    del keep
