@@ -477,14 +477,17 @@ class Snapshot:
     def statistics(self, key_type, cumulative=False):
         """Statistic objects grouped by key_type ("lineno", "filename" or
         "traceback"), biggest first. With cumulative=True a trace counts for
-        every frame of its traceback (lineno and filename keys only)."""
+        every frame of its traceback (lineno and filename keys only), once
+        per frame as tracemalloc does. In a sampled snapshot size and count
+        are weighted estimates of the real totals."""
         return [Statistic(Traceback(frames), size, count)
                 for frames, size, count in
                 _core._tsnap_statistics(self._handle, key_type, bool(cumulative))]
 
     def compare_to(self, old_snapshot, key_type, cumulative=False):
         """StatisticDiff objects between old_snapshot and this one, biggest
-        change first."""
+        change first (estimates when either snapshot is sampled). Keys match
+        by filename and line, so a loaded snapshot compares with a live one."""
         if not isinstance(old_snapshot, Snapshot):
             raise TypeError("old_snapshot must be a Snapshot, not %s"
                             % type(old_snapshot).__name__)

@@ -36,7 +36,9 @@
  * The reader validates every count (ht_rd_count: a count must fit in the
  * bytes left), every id against its table, every section length against
  * the file, so a damaged file raises heaptrail.HeaptrailError and never
- * makes it allocate more than a small multiple of the file's size.
+ * makes it allocate more than a small multiple of the file's size (the
+ * file image, plus at most 8 bytes of arrays per byte of a section: a
+ * trace takes >= 6 bytes and 48 in memory, a string >= 1 and 8).
  */
 #ifndef HT_FORMAT_TRACE_H
 #define HT_FORMAT_TRACE_H
