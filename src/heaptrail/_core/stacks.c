@@ -30,6 +30,7 @@ static stk_node *stk_nodes;
 static uint32_t stk_count, stk_cap;
 static ht_table stk_index;  /* hash of (parent, code, lasti) -> node, checked on hit */
 ht_table ht_stk_frames;     /* frame block address -> caller node */
+ht_stk_last_t ht_stk_last;  /* the last capture (frame, lasti) -> node */
 static stk_walk *stk_buf;   /* frames of the walk in progress */
 static size_t stk_buf_cap;
 static uint32_t *stk_chain; /* nodes whose truncation is being computed */
@@ -78,6 +79,7 @@ ht_stk_reset(int decref)
     stk_count = stk_cap = 0;
     ht_table_free(&stk_index);
     ht_table_free(&ht_stk_frames);
+    ht_stk_last.block = 0;
     free(stk_buf);
     stk_buf = NULL;
     stk_buf_cap = 0;
@@ -220,6 +222,14 @@ ht_stk_capture(unsigned limit, int use_cache)
     PyFrameObject *top = PyEval_GetFrame();
     if (top == NULL)
         return HT_NONE;
+    /* Consecutive allocations often come from one instruction (a dict and
+     * its keys, every object json.loads builds): same frame, same lasti,
+     * same node. The frame's block is forgotten when freed (see stacks.h). */
+    int32_t lasti = PyFrame_GetLasti(top);
+    uint64_t block = (uint64_t)(uintptr_t)top - STK_GC_HEAD;
+    if (use_cache && ht_stk_last.block == block && ht_stk_last.lasti == lasti &&
+        ht_stk_last.limit == limit)
+        return ht_stk_last.node;
     uint32_t caller;
     Py_ssize_t n = stk_walk_up(top, limit, use_cache, &caller);
     if (n < 0)
@@ -237,6 +247,8 @@ ht_stk_capture(unsigned limit, int use_cache)
             (void)ht_table_put(&ht_stk_frames, (uint64_t)(uintptr_t)w.frame - STK_GC_HEAD, caller);
         caller = node;
     }
+    if (use_cache && n > 0 && !stk_is_generator(top))
+        ht_stk_last = (ht_stk_last_t){block, lasti, limit, caller};
     return caller;
 }
 

@@ -66,12 +66,21 @@ size_t ht_stk_memory(void);
 /* Frame cache, keyed by the frame object's block address (object address
  * minus the GC header), so a freed block is looked up as it comes. */
 extern ht_table ht_stk_frames;
+typedef struct ht_stk_last_t {
+    uint64_t block;  /* frame block of the last capture, 0 = none */
+    int32_t lasti;
+    unsigned limit;
+    uint32_t node;
+} ht_stk_last_t;
+extern ht_stk_last_t ht_stk_last;
 
 static inline void
 ht_stk_block_freed(void *block)
 {
     if (ht_stk_frames.count != 0)
         ht_table_remove(&ht_stk_frames, (uint64_t)(uintptr_t)block, NULL);
+    if (ht_stk_last.block == (uint64_t)(uintptr_t)block)
+        ht_stk_last.block = 0;
 }
 
 #endif

@@ -1,6 +1,10 @@
 /* tracer.c - the PEP 445 allocation tracer (design and measurements in tracer.h). */
 #include "tracer.h"
 
+#ifndef TR_EXP
+#define TR_EXP 0
+#endif
+
 #include <math.h>
 #include <pthread.h>
 #include <sched.h>
@@ -23,7 +27,7 @@ typedef struct tr_rec {
     uint64_t size;    /* requested bytes */
     uint64_t seq;     /* allocation sequence number, from 1 */
     uint32_t stack;   /* stacks.h node or HT_NONE */
-    uint32_t next;    /* free list / peak side list link */
+    uint32_t unused;
     uint32_t tslot;   /* thread slot */
     uint32_t domain;  /* TR_RAW, TR_MEM, TR_OBJ */
 } tr_rec;
@@ -63,9 +67,11 @@ static struct {
     /* protected by tr_lock */
     ht_table blocks;     /* block address -> record index */
     tr_rec *recs;
-    uint32_t nrecs, caprecs, free_head;
-    uint32_t peak_head;  /* side list: records freed since the peak that were live at it */
-    uint64_t npeak_side;
+    uint32_t nrecs, caprecs;
+    uint32_t *freestk;   /* [caprecs] free record indices, used as a stack (LIFO: warm records first) */
+    uint32_t nfree;
+    uint32_t *side;      /* [caprecs] records freed since the peak that were live at it */
+    uint32_t nside;
     uint64_t seq, peak_seq;
     uint64_t current, peak;
     uint64_t allocated, allocations;  /* since start/clear (estimates when sampling) */
@@ -116,21 +122,27 @@ tr_tracing(void)
 static uint32_t
 tr_rec_new_unlocked(void)
 {
-    if (tr.free_head != HT_NONE) {
-        uint32_t i = tr.free_head;
-        tr.free_head = tr.recs[i].next;
-        return i;
-    }
+    if (tr.nfree != 0)
+        return tr.freestk[--tr.nfree];
     if (tr.nrecs == tr.caprecs) {
         uint64_t cap = tr.caprecs ? (uint64_t)tr.caprecs * 2 : 4096;
         if (cap > HT_NONE - 1)
             cap = HT_NONE - 1;
         if (cap <= tr.caprecs)
             return HT_NONE;
+        /* the index stacks can hold every record, so pushes never fail */
         tr_rec *r = realloc(tr.recs, (size_t)cap * sizeof(tr_rec));
         if (r == NULL)
             return HT_NONE;
         tr.recs = r;
+        uint32_t *f = realloc(tr.freestk, (size_t)cap * sizeof(uint32_t));
+        if (f == NULL)
+            return HT_NONE;
+        tr.freestk = f;
+        uint32_t *sd = realloc(tr.side, (size_t)cap * sizeof(uint32_t));
+        if (sd == NULL)
+            return HT_NONE;
+        tr.side = sd;
         tr.caprecs = (uint32_t)cap;
     }
     return tr.nrecs++;
@@ -139,19 +151,20 @@ tr_rec_new_unlocked(void)
 static inline void
 tr_rec_release_unlocked(uint32_t i)
 {
-    tr.recs[i].next = tr.free_head;
-    tr.free_head = i;
+    tr.freestk[tr.nfree++] = i;
 }
 
+/* Moves the side list to the free stack: a sequential copy of indices,
+ * never a walk over cold records (each record enters the side list once
+ * per peak, so this is amortized O(1) per free). */
 static void
 tr_side_release_unlocked(void)
 {
-    while (tr.peak_head != HT_NONE) {
-        uint32_t i = tr.peak_head;
-        tr.peak_head = tr.recs[i].next;
-        tr_rec_release_unlocked(i);
+    if (tr.nside != 0) {
+        memcpy(tr.freestk + tr.nfree, tr.side, (size_t)tr.nside * sizeof(uint32_t));
+        tr.nfree += tr.nside;
+        tr.nside = 0;
     }
-    tr.npeak_side = 0;
 }
 
 /* The calling thread's slot; 0 ("unknown") when memory ran out. */
@@ -226,8 +239,7 @@ tr_clear_unlocked(void)
 {
     ht_table_clear(&tr.blocks);
     tr.nrecs = 0;
-    tr.free_head = tr.peak_head = HT_NONE;
-    tr.npeak_side = 0;
+    tr.nfree = tr.nside = 0;
     tr.peak_seq = tr.seq;
     tr.current = tr.peak = tr.allocated = tr.allocations = tr.lost = 0;
     for (uint32_t i = 0; i < tr.nthreads; i++)
@@ -264,9 +276,7 @@ tr_forget_unlocked(uint32_t i, const void *p)
     if (tr.filter != NULL)
         __atomic_fetch_sub(&tr.filter[tr_filter_index(p)], 1, __ATOMIC_RELAXED);
     if (r->seq <= tr.peak_seq) {  /* it was live at the peak: keep it for peak_snapshot */
-        r->next = tr.peak_head;
-        tr.peak_head = i;
-        tr.npeak_side++;
+        tr.side[tr.nside++] = i;
     }
     else
         tr_rec_release_unlocked(i);
@@ -298,7 +308,6 @@ tr_add_unlocked(void *p, uint64_t size, uint32_t stack, int domain)
     r->size = size;
     r->seq = ++tr.seq;
     r->stack = stack;
-    r->next = HT_NONE;
     r->tslot = slot;
     r->domain = (uint32_t)domain;
     uint64_t w = tr_est_bytes(size);
@@ -312,8 +321,7 @@ tr_add_unlocked(void *p, uint64_t size, uint32_t stack, int domain)
     if (tr.current > tr.peak) {
         tr.peak = tr.current;
         tr.peak_seq = tr.seq;
-        if (tr.peak_head != HT_NONE)
-            tr_side_release_unlocked();
+        tr_side_release_unlocked();
     }
     if (tr.filter != NULL)
         __atomic_fetch_add(&tr.filter[tr_filter_index(p)], 1, __ATOMIC_RELAXED);
@@ -396,11 +404,19 @@ tr_on_alloc(int domain, void *p, size_t size)
     if (tr.sample != 0 && !tr_sample_hit(me, size))
         return;
     me->guard = 1;
+#if TR_EXP == 1
+    uint32_t stack = HT_NONE;
+#else
     uint32_t stack = tr_capture(domain);
+#endif
+#if TR_EXP != 2
     tr_lock();
     if (tr.tracing)
         tr_add_unlocked(p, size, stack, domain);
     tr_unlock();
+#else
+    (void)stack;
+#endif
     me->guard = 0;
 }
 
@@ -413,6 +429,9 @@ tr_on_free(int domain, void *p)
     }
     else if (!tr_filter_maybe(p))
         return;
+#if TR_EXP == 2
+    return;
+#endif
     tr_lock();
     if (tr.tracing)
         tr_remove_unlocked(p);
@@ -557,6 +576,9 @@ tr_free_state_unlocked(void)
     ht_table_free(&tr.blocks);
     ht_table_free(&tr.thread_index);
     free(tr.recs);
+    free(tr.freestk);
+    free(tr.side);
+    tr.freestk = tr.side = NULL;
     free(tr.threads);
     uint32_t *f = tr.filter;
     __atomic_store_n(&tr.filter, NULL, __ATOMIC_RELEASE);
@@ -564,8 +586,7 @@ tr_free_state_unlocked(void)
     tr.recs = NULL;
     tr.threads = NULL;
     tr.nrecs = tr.caprecs = tr.nthreads = tr.capthreads = 0;
-    tr.free_head = tr.peak_head = HT_NONE;
-    tr.npeak_side = 0;
+    tr.nfree = tr.nside = 0;
     tr.seq = tr.peak_seq = tr.current = tr.peak = 0;
     tr.allocated = tr.allocations = tr.lost = 0;
     tr.child_reset = 0;
@@ -620,7 +641,6 @@ tr_alloc_state(uint64_t sample)
             return -1;
         __atomic_store_n(&tr.filter, f, __ATOMIC_RELEASE);
     }
-    tr.free_head = tr.peak_head = HT_NONE;
     return 0;
 }
 
@@ -749,7 +769,7 @@ static size_t
 tr_memory_unlocked(void)
 {
     return ht_table_memory(&tr.blocks) + ht_table_memory(&tr.thread_index) +
-           (size_t)tr.caprecs * sizeof(tr_rec) + (size_t)tr.capthreads * sizeof(tr_thread) +
+           (size_t)tr.caprecs * (sizeof(tr_rec) + 2 * sizeof(uint32_t)) + (size_t)tr.capthreads * sizeof(tr_thread) +
            (tr.filter ? TR_FILTER_SIZE * sizeof(uint32_t) : 0);
 }
 
@@ -760,7 +780,7 @@ tr_py_stats(PyObject *self, PyObject *noargs)
     if (tr.tracing)
         tr_check_child_unlocked();
     uint64_t v[9] = {tr.current, tr.peak, tr.allocated, tr.allocations, tr.blocks.count,
-                     tr.npeak_side, tr.lost, tr.seq, tr_memory_unlocked()};
+                     tr.nside, tr.lost, tr.seq, tr_memory_unlocked()};
     tr_unlock();
     size_t stk = ht_stk_memory();
     return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsKsI}",
@@ -836,7 +856,7 @@ tr_copy_traces(int at_peak, tr_copy **out)
 {
     tr_lock();
     tr_check_child_unlocked();
-    uint64_t n = tr.blocks.count + (at_peak ? tr.npeak_side : 0);
+    uint64_t n = tr.blocks.count + (at_peak ? tr.nside : 0);
     tr_copy *c = malloc((n ? n : 1) * sizeof(tr_copy));
     if (c == NULL) {
         tr_unlock();
@@ -853,8 +873,8 @@ tr_copy_traces(int at_peak, tr_copy **out)
         c[k++] = (tr_copy){addr, r->size, r->seq, tr.threads[r->tslot].ident, r->stack};
     }
     if (at_peak)
-        for (uint32_t i = tr.peak_head; i != HT_NONE; i = tr.recs[i].next) {
-            const tr_rec *r = &tr.recs[i];
+        for (uint32_t j = 0; j < tr.nside; j++) {
+            const tr_rec *r = &tr.recs[tr.side[j]];
             c[k++] = (tr_copy){0, r->size, r->seq, tr.threads[r->tslot].ident, r->stack};
         }
     tr_unlock();
@@ -1104,6 +1124,5 @@ static PyMethodDef tr_methods[] = {
 int
 ht_tracer_init(PyObject *m)
 {
-    tr.free_head = tr.peak_head = HT_NONE;
     return PyModule_AddFunctions(m, tr_methods);
 }
