@@ -447,6 +447,43 @@ def test_huge_counts_do_not_allocate():
         _core._tsnap_loads(body + b"\x00\x08" + struct.pack("<Q", fnv(body)))
 
 
+def test_c_views_leak_no_python_objects():
+    # the stdlib tracer sees every Python object the C views create: after a
+    # warm-up, repeating a call must leave none behind (one leaked tuple per
+    # call would add >= 40 B x 2000)
+    snap, other = rich_snapshot(), Snapshot(RAW2, 5)
+    h, o = snap._handle, other._handle
+    data = _core._tsnap_dumps(h)
+    spec = Filter(True, 'a*', all_frames=True)._spec(h.filenames())
+
+    def bad_load():
+        try:
+            _core._tsnap_loads(data[:40])
+        except HeaptrailError:
+            pass
+
+    calls = [lambda: _core._tsnap_statistics(h, 'lineno'),
+             lambda: _core._tsnap_statistics(h, 'filename', True),
+             lambda: _core._tsnap_statistics(h, 'traceback'),
+             lambda: _core._tsnap_compare(h, o, 'traceback'),
+             lambda: _core._tsnap_compare(o, h, 'filename'),
+             lambda: _core._tsnap_filter(h, [spec]),
+             lambda: _core._tsnap_loads(data), bad_load,
+             lambda: (h.stack(-1), h.stack(0), h.trace(3), h.info(), h.filenames())]
+    for call in calls:
+        call()
+        std.start()
+        try:
+            call()
+            before = std.get_traced_memory()[0]
+            for _ in range(2000):
+                call()
+            after = std.get_traced_memory()[0]
+        finally:
+            std.stop()
+        assert after - before < 4096
+
+
 # ---- with the real engine: peak and sampled snapshots through the views --------
 
 @pytest.fixture

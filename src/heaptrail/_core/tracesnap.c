@@ -160,7 +160,7 @@ ht_tsnap_pystack(const ht_tsnap *s, uint32_t stack)
 {
     if (stack == HT_NONE || stack >= s->nstacks) {
         PyObject *fr = ht_tsnap_pyframe(s, HT_NONE);
-        return fr ? PyTuple_Pack(1, fr) : NULL;
+        return fr ? Py_BuildValue("(N)", fr) : NULL;
     }
     PyObject *list = PyList_New(0);
     if (list == NULL)
