@@ -129,6 +129,6 @@ def thread_stats():
     biggest peak first. Threads that ended are named "<ended>"."""
     names = {t.ident: t.name for t in threading.enumerate()}
     rows = [{"ident": ident, "name": names.get(ident, "<ended>"), "current": cur, "peak": peak}
-            for ident, cur, peak in _core._tracer_thread_stats()]
+            for ident, cur, peak in _core._tracer_thread_stats()[1]]
     rows.sort(key=lambda r: (-r["peak"], r["ident"]))
     return rows

@@ -38,8 +38,14 @@ typedef struct tr_thread {
     uint64_t peak;
 } tr_thread;
 
+/* guard levels: our own work (capture, snapshot) allocates untraced but
+ * frees are still recorded; inside the underlying allocator everything
+ * passes through. */
+#define TR_OWN 1
+#define TR_INNER 2
+
 typedef struct tr_tls {
-    int guard;          /* set while our own work runs on this thread */
+    int guard;          /* 0, TR_OWN or TR_INNER */
     uint32_t slot;      /* thread slot, valid when gen == tr.gen */
     uint64_t gen;
     int64_t countdown;  /* sampling: bytes until the next sample */
@@ -381,7 +387,11 @@ tr_sample_hit(tr_tls *me, size_t size)
 static uint32_t
 tr_capture(int domain)
 {
-    if (domain == TR_RAW && !PyGILState_Check())
+    /* RAW blocks get no stack: the RAW hook may run without the GIL, and
+     * may be called by another allocator wrapper that holds its own lock
+     * (tracemalloc's raw_malloc does) while a capture can allocate a frame
+     * object through that wrapper's other hooks: a deadlock. */
+    if (domain == TR_RAW)
         return HT_NONE;
 #if PY_VERSION_HEX < 0x030C0000
     /* materializing a frame object may start a collection on 3.11 */
@@ -403,7 +413,7 @@ tr_on_alloc(int domain, void *p, size_t size)
         return;
     if (tr.sample != 0 && !tr_sample_hit(me, size))
         return;
-    me->guard = 1;
+    me->guard = TR_OWN;
 #if TR_EXP == 1
     uint32_t stack = HT_NONE;
 #else
@@ -442,61 +452,80 @@ static void *
 tr_realloc(int domain, void *ptr, size_t size)
 {
     const PyMemAllocatorEx *o = &tr_orig[domain];
-    if (!tr_tracing())
-        return o->realloc(o->ctx, ptr, size);
     tr_tls *me = &tr_me;
-    /* Detach the old record before the block can be freed and its address
-     * handed to another thread. */
-    uint64_t old = HT_NONE, gen = 0;
+    int g = me->guard;
+    if (g == TR_INNER || !tr_tracing())
+        return o->realloc(o->ctx, ptr, size);
+    /* The old block leaves the books before it can be freed and its address
+     * handed to another thread (counters and table stay consistent for a
+     * snapshot taken meanwhile). */
+    int had_old = 0;
+    tr_rec old = {0};
     if (ptr != NULL && (tr.sample == 0 || tr_filter_maybe(ptr))) {
+        uint64_t i;
         tr_lock();
-        gen = tr.gen;
-        if (!tr.tracing || !ht_table_remove(&tr.blocks, (uint64_t)(uintptr_t)ptr, &old))
-            old = HT_NONE;
+        if (tr.tracing) {
+            tr_check_child_unlocked();
+            if (ht_table_remove(&tr.blocks, (uint64_t)(uintptr_t)ptr, &i)) {
+                old = tr.recs[i];
+                had_old = 1;
+                tr_forget_unlocked((uint32_t)i, ptr);
+            }
+        }
         tr_unlock();
     }
+    me->guard = TR_INNER;
     void *q = o->realloc(o->ctx, ptr, size);
+    me->guard = g;
     if (q == NULL) {
-        if (old != HT_NONE) {
+        if (had_old) {  /* ptr is still ours: back in the books (as a new record) */
             tr_lock();
-            if (tr.tracing && tr.gen == gen &&
-                ht_table_put(&tr.blocks, (uint64_t)(uintptr_t)ptr, old) < 0)
-                tr_forget_unlocked((uint32_t)old, ptr);
+            if (tr.tracing)
+                tr_add_unlocked(ptr, old.size, old.stack, (int)old.domain);
             tr_unlock();
         }
         return NULL;
     }
-    int trace_new = !me->guard && (tr.sample == 0 || tr_sample_hit(me, size));
-    uint32_t stack = HT_NONE;
-    if (trace_new) {
-        me->guard = 1;
-        stack = tr_capture(domain);
-    }
+    int trace_new = g == 0 && (tr.sample == 0 || tr_sample_hit(me, size));
+    if (!trace_new)
+        return q;
+    me->guard = TR_OWN;
+    uint32_t stack = tr_capture(domain);
     tr_lock();
-    if (tr.tracing) {
-        if (old != HT_NONE && tr.gen == gen)
-            tr_forget_unlocked((uint32_t)old, ptr);
-        if (trace_new)
-            tr_add_unlocked(q, size, stack, domain);
-    }
+    if (tr.tracing)
+        tr_add_unlocked(q, size, stack, domain);
     tr_unlock();
-    if (trace_new)
-        me->guard = 0;
+    me->guard = g;
     return q;
 }
 
+/* The underlying allocator runs with the guard at TR_INNER, so the calls it
+ * makes itself (pymalloc handing a large request to the RAW domain) pass
+ * through: a block is recorded once, by the outermost hook. */
 #define TR_HOOKS(D, NAME)                                                      \
     static void *tr_malloc_##NAME(void *ctx, size_t size)                      \
     {                                                                          \
+        tr_tls *me = &tr_me;                                                   \
+        int g = me->guard;                                                     \
+        if (g == TR_INNER || !tr_tracing())                                    \
+            return tr_orig[D].malloc(tr_orig[D].ctx, size);                    \
+        me->guard = TR_INNER;                                                  \
         void *p = tr_orig[D].malloc(tr_orig[D].ctx, size);                     \
-        if (p != NULL && tr_tracing())                                         \
+        me->guard = g;                                                         \
+        if (p != NULL && g == 0)                                               \
             tr_on_alloc(D, p, size);                                           \
         return p;                                                              \
     }                                                                          \
     static void *tr_calloc_##NAME(void *ctx, size_t n, size_t elsize)          \
     {                                                                          \
+        tr_tls *me = &tr_me;                                                   \
+        int g = me->guard;                                                     \
+        if (g == TR_INNER || !tr_tracing())                                    \
+            return tr_orig[D].calloc(tr_orig[D].ctx, n, elsize);               \
+        me->guard = TR_INNER;                                                  \
         void *p = tr_orig[D].calloc(tr_orig[D].ctx, n, elsize);                \
-        if (p != NULL && tr_tracing())                                         \
+        me->guard = g;                                                         \
+        if (p != NULL && g == 0)                                               \
             tr_on_alloc(D, p, n * elsize);                                     \
         return p;                                                              \
     }                                                                          \
@@ -506,9 +535,17 @@ tr_realloc(int domain, void *ptr, size_t size)
     }                                                                          \
     static void tr_free_##NAME(void *ctx, void *p)                             \
     {                                                                          \
-        if (p != NULL && tr_tracing())                                         \
+        tr_tls *me = &tr_me;                                                   \
+        int g = me->guard;                                                     \
+        if (g == TR_INNER || !tr_tracing()) {                                  \
+            tr_orig[D].free(tr_orig[D].ctx, p);                                \
+            return;                                                            \
+        }                                                                      \
+        if (p != NULL)                                                         \
             tr_on_free(D, p);                                                  \
+        me->guard = TR_INNER;                                                  \
         tr_orig[D].free(tr_orig[D].ctx, p);                                    \
+        me->guard = g;                                                         \
     }
 
 TR_HOOKS(TR_RAW, raw)
@@ -627,7 +664,7 @@ tr_at_exit(void)
 static int
 tr_alloc_state(uint64_t sample)
 {
-    if (ht_table_init(&tr.blocks, 1 << 16, 1) < 0 || ht_table_init(&tr.thread_index, 16, 1) < 0)
+    if (ht_table_init(&tr.blocks, 1 << 12, 1) < 0 || ht_table_init(&tr.thread_index, 16, 1) < 0)
         return -1;
     tr.threads = malloc(16 * sizeof(tr_thread));
     if (tr.threads == NULL)
@@ -671,7 +708,7 @@ tr_py_start(PyObject *self, PyObject *args, PyObject *kw)
             return ht_error("cannot register the tracer's fork and exit handlers");
         atfork_done = 1;
     }
-    tr_me.guard = 1;
+    tr_me.guard = TR_OWN;
     tr_lock();
     tr_free_state_unlocked();
     int rc = tr_alloc_state(sample);
@@ -806,12 +843,13 @@ tr_py_memory(PyObject *self, PyObject *noargs)
 static PyObject *
 tr_py_thread_stats(PyObject *self, PyObject *noargs)
 {
-    tr_me.guard = 1;
+    tr_me.guard = TR_OWN;
     PyObject *out = NULL;
     tr_lock();
     if (tr.tracing)
         tr_check_child_unlocked();
     uint32_t n = tr.nthreads;
+    uint64_t current = tr.current;
     tr_thread *copy = malloc((n ? n : 1) * sizeof(tr_thread));
     if (copy != NULL && n)
         memcpy(copy, tr.threads, n * sizeof(tr_thread));
@@ -836,6 +874,7 @@ tr_py_thread_stats(PyObject *self, PyObject *noargs)
         }
         Py_DECREF(t);
     }
+    out = Py_BuildValue("(KN)", (unsigned long long)current, out);  /* N: steals out */
 cleanup:
     free(copy);
     tr_me.guard = 0;
@@ -852,7 +891,7 @@ typedef struct tr_copy {
 /* Copies the traces (live ones, or those live at the peak) under the lock.
  * Returns the count, or -1 out of memory. */
 static int64_t
-tr_copy_traces(int at_peak, tr_copy **out)
+tr_copy_traces(int at_peak, tr_copy **out, uint64_t *current, uint64_t *peak)
 {
     tr_lock();
     tr_check_child_unlocked();
@@ -877,6 +916,8 @@ tr_copy_traces(int at_peak, tr_copy **out)
             const tr_rec *r = &tr.recs[tr.side[j]];
             c[k++] = (tr_copy){0, r->size, r->seq, tr.threads[r->tslot].ident, r->stack};
         }
+    *current = tr.current;  /* read with the copy: a snapshot's total equals them */
+    *peak = tr.peak;
     tr_unlock();
     *out = c;
     return (int64_t)k;
@@ -979,7 +1020,7 @@ tr_stack_of(tr_resolver *r, uint32_t n, uint32_t *out)
 
 /* Builds a snapshot of `n` copied traces; NULL with an exception. */
 static ht_tsnap *
-tr_build(tr_copy *c, int64_t n, int at_peak)
+tr_build(tr_copy *c, int64_t n, int at_peak, uint64_t current, uint64_t peak)
 {
     ht_tsb b;
     tr_resolver r = {0};
@@ -998,10 +1039,8 @@ tr_build(tr_copy *c, int64_t n, int at_peak)
                          tr_est_count(c[i].size), c[i].addr) < 0)
             goto fail;
     }
-    tr_lock();
-    b.s->traced_current = tr.current;
-    b.s->traced_peak = tr.peak;
-    tr_unlock();
+    b.s->traced_current = current;
+    b.s->traced_peak = peak;
     b.s->traceback_limit = tr.limit;
     b.s->sample_interval = tr.sample;
     b.s->is_peak = at_peak;
@@ -1026,15 +1065,16 @@ tr_py_snapshot(PyObject *self, PyObject *arg)
     if (!tr.tracing)
         return ht_error("the tracer is not tracing: call heaptrail.tracer.start() first");
     int guard = tr_me.guard;
-    tr_me.guard = 1;  /* our own objects are not the patient's */
+    tr_me.guard = TR_OWN;  /* our own objects are not the patient's */
     PyObject *out = NULL;
     tr_copy *c = NULL;
-    int64_t n = tr_copy_traces(at_peak, &c);
+    uint64_t current = 0, peak = 0;
+    int64_t n = tr_copy_traces(at_peak, &c, &current, &peak);
     if (n < 0) {
         PyErr_NoMemory();
         goto cleanup;
     }
-    ht_tsnap *s = tr_build(c, n, at_peak);
+    ht_tsnap *s = tr_build(c, n, at_peak, current, peak);
     if (s != NULL)
         out = ht_tsnap_wrap(s);
 cleanup:
@@ -1092,9 +1132,9 @@ tr_py_object_traceback(PyObject *self, PyObject *obj)
     if (!found)
         Py_RETURN_NONE;
     int guard = tr_me.guard;
-    tr_me.guard = 1;
+    tr_me.guard = TR_OWN;
     PyObject *out = NULL;
-    ht_tsnap *s = tr_build(&c, 1, 0);
+    ht_tsnap *s = tr_build(&c, 1, 0, 0, 0);
     if (s != NULL) {
         out = ht_tsnap_pystack(s, s->trace_stack[0]);
         ht_tsnap_free(s);
@@ -1114,7 +1154,7 @@ static PyMethodDef tr_methods[] = {
     {"_tracer_limit", tr_py_limit, METH_NOARGS, "Frames kept per traceback."},
     {"_tracer_stats", tr_py_stats, METH_NOARGS, "Counters of the tracer, as a dict."},
     {"_tracer_memory", tr_py_memory, METH_NOARGS, "Bytes used by the tracer's own tables."},
-    {"_tracer_thread_stats", tr_py_thread_stats, METH_NOARGS, "[(thread ident, current, peak)]."},
+    {"_tracer_thread_stats", tr_py_thread_stats, METH_NOARGS, "(current, [(thread ident, current, peak)]), read together."},
     {"_tracer_snapshot", tr_py_snapshot, METH_O, "_tracer_snapshot(at_peak) -> snapshot handle."},
     {"_tracer_object_traceback", tr_py_object_traceback, METH_O,
      "Frames (filename, lineno, name) where obj was allocated, most recent first, or None."},
