@@ -61,6 +61,16 @@ static PyMemAllocatorEx tr_orig[TR_NDOMAINS];
 static const PyMemAllocatorDomain tr_domains[TR_NDOMAINS] = {
     PYMEM_DOMAIN_RAW, PYMEM_DOMAIN_MEM, PYMEM_DOMAIN_OBJ};
 
+/* A RAW-domain operation made without the GIL, queued for a GIL holder. */
+typedef struct tr_op {
+    uint64_t addr;
+    uint64_t size;     /* TR_OP_ADD only */
+    uint64_t ident;    /* thread that made it */
+    uint32_t kind;     /* TR_OP_ADD, TR_OP_REMOVE */
+    uint32_t counted;  /* ADD: the sampling filter was already incremented */
+} tr_op;
+enum { TR_OP_ADD = 1, TR_OP_REMOVE = 2 };
+
 static struct {
     /* written with the GIL and the lock held, read lock-free by hooks */
     int tracing;
@@ -70,7 +80,8 @@ static struct {
     unsigned limit;      /* frames kept per stack */
     uint64_t sample;     /* mean sampling interval in bytes, 0 = trace every block */
     double sample_d;
-    /* protected by tr_lock */
+    /* "the books": protected by the GIL (every MEM/OBJ hook holds it; RAW
+     * hooks without it go through the queue below) */
     ht_table blocks;     /* block address -> record index */
     tr_rec *recs;
     uint32_t nrecs, caprecs;
@@ -85,9 +96,20 @@ static struct {
     tr_thread *threads;
     uint32_t nthreads, capthreads;
     ht_table thread_index;  /* ident + 1 -> slot */
-    uint32_t *filter;    /* sampling: counters of sampled addresses, atomic */
+    uint32_t *filter;    /* sampling: counters of sampled addresses (atomic), NULL when full */
+    /* protected by tr_lock */
+    tr_op *queue;
+    size_t nqueue, capqueue;
     int child_reset;     /* in a forked child: drop the inherited state first */
 } tr;
+
+/* Nonzero when a GIL holder must look at the queue (or reset a forked
+ * child) before touching the books: one load on the hot path. */
+static int tr_slow;
+
+/* The sampling filter: static, so a RAW hook reading it without the GIL can
+ * never see it freed. */
+static uint32_t tr_filter_arr[TR_FILTER_SIZE];
 
 /* ---- the lock ------------------------------------------------------------ */
 
@@ -173,6 +195,8 @@ tr_side_release_unlocked(void)
     }
 }
 
+static uint32_t tr_slot_of(uint64_t ident);
+
 /* The calling thread's slot; 0 ("unknown") when memory ran out. */
 static uint32_t
 tr_thread_slot_unlocked(void)
@@ -180,7 +204,18 @@ tr_thread_slot_unlocked(void)
     tr_tls *me = &tr_me;
     if (me->gen == tr.gen)
         return me->slot;
-    uint64_t ident = (uint64_t)PyThread_get_thread_ident();
+    uint32_t slot = tr_slot_of((uint64_t)PyThread_get_thread_ident());
+    if (slot != 0) {
+        me->slot = slot;
+        me->gen = tr.gen;
+    }
+    return slot;
+}
+
+/* The slot of thread `ident`, created if new; 0 when out of memory. */
+static uint32_t
+tr_slot_of(uint64_t ident)
+{
     int added;
     uint64_t *v = ht_table_upsert(&tr.thread_index, ident + 1, tr.nthreads, &added);
     if (v == NULL)
@@ -200,8 +235,6 @@ tr_thread_slot_unlocked(void)
         tr.threads[slot] = (tr_thread){ident, 0, 0};
         tr.nthreads++;
     }
-    me->slot = slot;
-    me->gen = tr.gen;
     return slot;
 }
 
@@ -215,8 +248,7 @@ tr_filter_index(const void *p)
 static inline int
 tr_filter_maybe(const void *p)
 {
-    uint32_t *f = __atomic_load_n(&tr.filter, __ATOMIC_ACQUIRE);
-    return f == NULL || __atomic_load_n(&f[tr_filter_index(p)], __ATOMIC_RELAXED) != 0;
+    return __atomic_load_n(&tr_filter_arr[tr_filter_index(p)], __ATOMIC_RELAXED) != 0;
 }
 
 /* Estimated bytes and blocks a record of `size` stands for. */
@@ -253,6 +285,7 @@ tr_clear_unlocked(void)
     if (tr.filter != NULL)
         for (uint32_t i = 0; i < TR_FILTER_SIZE; i++)
             __atomic_store_n(&tr.filter[i], 0, __ATOMIC_RELAXED);
+
     __atomic_store_n(&tr.gen, tr.gen + 1, __ATOMIC_RELAXED);
 }
 
@@ -289,13 +322,13 @@ tr_forget_unlocked(uint32_t i, const void *p)
 }
 
 static void
-tr_add_unlocked(void *p, uint64_t size, uint32_t stack, int domain)
+tr_add_slot(void *p, uint64_t size, uint32_t stack, int domain, uint32_t slot, int counted)
 {
-    tr_check_child_unlocked();
-    uint32_t slot = tr_thread_slot_unlocked();
     uint32_t i = tr_rec_new_unlocked();
     if (i == HT_NONE) {
         tr.lost++;
+        if (counted)
+            __atomic_fetch_sub(&tr.filter[tr_filter_index(p)], 1, __ATOMIC_RELAXED);
         return;
     }
     int added;
@@ -303,6 +336,8 @@ tr_add_unlocked(void *p, uint64_t size, uint32_t stack, int domain)
     if (v == NULL) {
         tr_rec_release_unlocked(i);
         tr.lost++;
+        if (counted)
+            __atomic_fetch_sub(&tr.filter[tr_filter_index(p)], 1, __ATOMIC_RELAXED);
         return;
     }
     if (!added) {  /* a stale record at a reused address (defensive) */
@@ -329,17 +364,97 @@ tr_add_unlocked(void *p, uint64_t size, uint32_t stack, int domain)
         tr.peak_seq = tr.seq;
         tr_side_release_unlocked();
     }
-    if (tr.filter != NULL)
+    if (tr.filter != NULL && !counted)
         __atomic_fetch_add(&tr.filter[tr_filter_index(p)], 1, __ATOMIC_RELAXED);
+}
+
+static void
+tr_add_unlocked(void *p, uint64_t size, uint32_t stack, int domain)
+{
+    tr_add_slot(p, size, stack, domain, tr_thread_slot_unlocked(), 0);
 }
 
 static void
 tr_remove_unlocked(void *p)
 {
-    tr_check_child_unlocked();
     uint64_t i;
     if (ht_table_remove(&tr.blocks, (uint64_t)(uintptr_t)p, &i))
         tr_forget_unlocked((uint32_t)i, p);
+}
+
+/* ---- the queue of RAW operations made without the GIL ------------------------ */
+
+static uint64_t tr_qlost;  /* operations dropped for lack of memory (atomic) */
+
+/* GIL held: applies the queued operations in order (and a forked child's
+ * reset) before the caller touches the books. */
+static void
+tr_sync_slow(void)
+{
+    tr_lock();
+    if (tr.child_reset) {
+        tr.nqueue = 0;  /* operations of the parent's threads */
+        tr_check_child_unlocked();
+    }
+    for (size_t k = 0; k < tr.nqueue; k++) {
+        tr_op op = tr.queue[k];
+        if (op.kind == TR_OP_ADD)
+            tr_add_slot((void *)(uintptr_t)op.addr, op.size, HT_NONE, TR_RAW, tr_slot_of(op.ident),
+                        (int)op.counted);
+        else
+            tr_remove_unlocked((void *)(uintptr_t)op.addr);
+    }
+    tr.nqueue = 0;
+    __atomic_store_n(&tr_slow, 0, __ATOMIC_RELAXED);
+    tr_unlock();
+}
+
+static inline void
+tr_sync(void)
+{
+    if (HT_UNLIKELY(__atomic_load_n(&tr_slow, __ATOMIC_ACQUIRE)))
+        tr_sync_slow();
+}
+
+/* Without the GIL: queues an operation for the next GIL holder. An ADD is
+ * queued after the block was allocated and a REMOVE before it is freed, so
+ * the queue's order is the blocks' order. */
+static void
+tr_push(uint32_t kind, void *p, uint64_t size, int counted)
+{
+    tr_lock();
+    if (!tr.tracing)
+        goto drop;
+    if (tr.nqueue == tr.capqueue) {
+        size_t cap = tr.capqueue ? tr.capqueue * 2 : 256;
+        tr_op *q = realloc(tr.queue, cap * sizeof(tr_op));
+        if (q == NULL) {
+            __atomic_fetch_add(&tr_qlost, 1, __ATOMIC_RELAXED);
+            goto drop;
+        }
+        tr.queue = q;
+        tr.capqueue = cap;
+    }
+    tr.queue[tr.nqueue++] = (tr_op){(uint64_t)(uintptr_t)p, size,
+                                    (uint64_t)PyThread_get_thread_ident(), kind, (uint32_t)counted};
+    __atomic_store_n(&tr_slow, 1, __ATOMIC_RELEASE);
+    tr_unlock();
+    return;
+drop:
+    tr_unlock();
+    if (counted)
+        __atomic_fetch_sub(&tr_filter_arr[tr_filter_index(p)], 1, __ATOMIC_RELAXED);
+}
+
+/* Without the GIL: a sampled RAW block counts in the filter from now on, so
+ * its free (maybe on another thread, before the queue is applied) is seen. */
+static int
+tr_count_early(void *p)
+{
+    if (__atomic_load_n(&tr.filter, __ATOMIC_RELAXED) == NULL)
+        return 0;
+    __atomic_fetch_add(&tr_filter_arr[tr_filter_index(p)], 1, __ATOMIC_RELAXED);
+    return 1;
 }
 
 /* ---- sampling (thread-local) ------------------------------------------------ */
@@ -413,20 +528,15 @@ tr_on_alloc(int domain, void *p, size_t size)
         return;
     if (tr.sample != 0 && !tr_sample_hit(me, size))
         return;
+    if (domain == TR_RAW && !PyGILState_Check()) {
+        tr_push(TR_OP_ADD, p, size, tr_count_early(p));
+        return;
+    }
     me->guard = TR_OWN;
-#if TR_EXP == 1
-    uint32_t stack = HT_NONE;
-#else
     uint32_t stack = tr_capture(domain);
-#endif
-#if TR_EXP != 2
-    tr_lock();
+    tr_sync();
     if (tr.tracing)
         tr_add_unlocked(p, size, stack, domain);
-    tr_unlock();
-#else
-    (void)stack;
-#endif
     me->guard = 0;
 }
 
@@ -439,13 +549,13 @@ tr_on_free(int domain, void *p)
     }
     else if (!tr_filter_maybe(p))
         return;
-#if TR_EXP == 2
-    return;
-#endif
-    tr_lock();
+    if (domain == TR_RAW && !PyGILState_Check()) {
+        tr_push(TR_OP_REMOVE, p, 0, 0);
+        return;
+    }
+    tr_sync();
     if (tr.tracing)
         tr_remove_unlocked(p);
-    tr_unlock();
 }
 
 static void *
@@ -456,45 +566,47 @@ tr_realloc(int domain, void *ptr, size_t size)
     int g = me->guard;
     if (g == TR_INNER || !tr_tracing())
         return o->realloc(o->ctx, ptr, size);
+    int gil = domain != TR_RAW || PyGILState_Check();
     /* The old block leaves the books before it can be freed and its address
-     * handed to another thread (counters and table stay consistent for a
-     * snapshot taken meanwhile). */
+     * handed to another thread. */
     int had_old = 0;
     tr_rec old = {0};
     if (ptr != NULL && (tr.sample == 0 || tr_filter_maybe(ptr))) {
-        uint64_t i;
-        tr_lock();
-        if (tr.tracing) {
-            tr_check_child_unlocked();
-            if (ht_table_remove(&tr.blocks, (uint64_t)(uintptr_t)ptr, &i)) {
+        if (!gil)
+            tr_push(TR_OP_REMOVE, ptr, 0, 0);  /* on failure the block stays untraced */
+        else {
+            uint64_t i;
+            tr_sync();
+            if (tr.tracing && ht_table_remove(&tr.blocks, (uint64_t)(uintptr_t)ptr, &i)) {
                 old = tr.recs[i];
                 had_old = 1;
                 tr_forget_unlocked((uint32_t)i, ptr);
             }
         }
-        tr_unlock();
     }
     me->guard = TR_INNER;
     void *q = o->realloc(o->ctx, ptr, size);
     me->guard = g;
     if (q == NULL) {
         if (had_old) {  /* ptr is still ours: back in the books (as a new record) */
-            tr_lock();
+            tr_sync();
             if (tr.tracing)
                 tr_add_unlocked(ptr, old.size, old.stack, (int)old.domain);
-            tr_unlock();
         }
         return NULL;
     }
     int trace_new = g == 0 && (tr.sample == 0 || tr_sample_hit(me, size));
     if (!trace_new)
         return q;
+    if (!gil) {
+        tr_push(TR_OP_ADD, q, size, tr_count_early(q));
+        return q;
+    }
     me->guard = TR_OWN;
     uint32_t stack = tr_capture(domain);
-    tr_lock();
+    tr_sync();
     if (tr.tracing)
         tr_add_unlocked(q, size, stack, domain);
-    tr_unlock();
     me->guard = g;
     return q;
 }
@@ -617,9 +729,11 @@ tr_free_state_unlocked(void)
     free(tr.side);
     tr.freestk = tr.side = NULL;
     free(tr.threads);
-    uint32_t *f = tr.filter;
-    __atomic_store_n(&tr.filter, NULL, __ATOMIC_RELEASE);
-    free(f);
+    __atomic_store_n(&tr.filter, NULL, __ATOMIC_RELEASE);  /* the array itself is static */
+    free(tr.queue);
+    tr.queue = NULL;
+    tr.nqueue = tr.capqueue = 0;
+    __atomic_store_n(&tr_slow, 0, __ATOMIC_RELAXED);
     tr.recs = NULL;
     tr.threads = NULL;
     tr.nrecs = tr.caprecs = tr.nthreads = tr.capthreads = 0;
@@ -644,8 +758,10 @@ tr_fork_parent(void)
 static void
 tr_fork_child(void)
 {
-    if (tr.tracing)
+    if (tr.tracing) {
         tr.child_reset = 1;
+        __atomic_store_n(&tr_slow, 1, __ATOMIC_RELAXED);
+    }
     tr_unlock();
 }
 
@@ -673,10 +789,9 @@ tr_alloc_state(uint64_t sample)
     tr.threads[0] = (tr_thread){0, 0, 0};  /* slot 0: thread unknown (out of memory) */
     tr.nthreads = 1;
     if (sample != 0) {
-        uint32_t *f = calloc(TR_FILTER_SIZE, sizeof(uint32_t));
-        if (f == NULL)
-            return -1;
-        __atomic_store_n(&tr.filter, f, __ATOMIC_RELEASE);
+        for (uint32_t i = 0; i < TR_FILTER_SIZE; i++)
+            __atomic_store_n(&tr_filter_arr[i], 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&tr.filter, tr_filter_arr, __ATOMIC_RELEASE);
     }
     return 0;
 }
@@ -762,37 +877,31 @@ tr_py_is_tracing(PyObject *self, PyObject *noargs)
 static PyObject *
 tr_py_clear(PyObject *self, PyObject *noargs)
 {
-    tr_lock();
+    tr_sync();
     if (tr.tracing)
         tr_clear_unlocked();
-    tr_unlock();
     Py_RETURN_NONE;
 }
 
 static PyObject *
 tr_py_traced_memory(PyObject *self, PyObject *noargs)
 {
-    tr_lock();
-    if (tr.tracing)
-        tr_check_child_unlocked();
+    tr_sync();
     uint64_t cur = tr.current, peak = tr.peak;
-    tr_unlock();
     return Py_BuildValue("(KK)", (unsigned long long)cur, (unsigned long long)peak);
 }
 
 static PyObject *
 tr_py_reset_peak(PyObject *self, PyObject *noargs)
 {
-    tr_lock();
+    tr_sync();
     if (tr.tracing) {
-        tr_check_child_unlocked();
         tr.peak = tr.current;
         tr.peak_seq = tr.seq;
         tr_side_release_unlocked();
         for (uint32_t i = 0; i < tr.nthreads; i++)
             tr.threads[i].peak = tr.threads[i].current;
     }
-    tr_unlock();
     Py_RETURN_NONE;
 }
 
@@ -813,12 +922,9 @@ tr_memory_unlocked(void)
 static PyObject *
 tr_py_stats(PyObject *self, PyObject *noargs)
 {
-    tr_lock();
-    if (tr.tracing)
-        tr_check_child_unlocked();
+    tr_sync();
     uint64_t v[9] = {tr.current, tr.peak, tr.allocated, tr.allocations, tr.blocks.count,
                      tr.nside, tr.lost, tr.seq, tr_memory_unlocked()};
-    tr_unlock();
     size_t stk = ht_stk_memory();
     return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsKsI}",
                          "current", (unsigned long long)v[0], "peak", (unsigned long long)v[1],
@@ -834,9 +940,8 @@ tr_py_stats(PyObject *self, PyObject *noargs)
 static PyObject *
 tr_py_memory(PyObject *self, PyObject *noargs)
 {
-    tr_lock();
+    tr_sync();
     size_t m = tr_memory_unlocked();
-    tr_unlock();
     return PyLong_FromSize_t(m + ht_stk_memory());
 }
 
@@ -845,15 +950,12 @@ tr_py_thread_stats(PyObject *self, PyObject *noargs)
 {
     tr_me.guard = TR_OWN;
     PyObject *out = NULL;
-    tr_lock();
-    if (tr.tracing)
-        tr_check_child_unlocked();
+    tr_sync();
     uint32_t n = tr.nthreads;
     uint64_t current = tr.current;
     tr_thread *copy = malloc((n ? n : 1) * sizeof(tr_thread));
     if (copy != NULL && n)
         memcpy(copy, tr.threads, n * sizeof(tr_thread));
-    tr_unlock();
     if (copy == NULL) {
         PyErr_NoMemory();
         goto cleanup;
@@ -893,12 +995,10 @@ typedef struct tr_copy {
 static int64_t
 tr_copy_traces(int at_peak, tr_copy **out, uint64_t *current, uint64_t *peak)
 {
-    tr_lock();
-    tr_check_child_unlocked();
+    tr_sync();
     uint64_t n = tr.blocks.count + (at_peak ? tr.nside : 0);
     tr_copy *c = malloc((n ? n : 1) * sizeof(tr_copy));
     if (c == NULL) {
-        tr_unlock();
         return -1;
     }
     uint64_t k = 0;
@@ -918,7 +1018,6 @@ tr_copy_traces(int at_peak, tr_copy **out, uint64_t *current, uint64_t *peak)
         }
     *current = tr.current;  /* read with the copy: a snapshot's total equals them */
     *peak = tr.peak;
-    tr_unlock();
     *out = c;
     return (int64_t)k;
 }
@@ -1118,8 +1217,7 @@ tr_py_object_traceback(PyObject *self, PyObject *obj)
     int k = tr_candidates(obj, cand);
     int found = 0;
     tr_copy c;
-    tr_lock();
-    tr_check_child_unlocked();
+    tr_sync();
     for (int i = 0; i < k && !found; i++) {
         uint64_t *v = ht_table_find(&tr.blocks, cand[i]);
         if (v != NULL) {
@@ -1128,7 +1226,6 @@ tr_py_object_traceback(PyObject *self, PyObject *obj)
             found = 1;
         }
     }
-    tr_unlock();
     if (!found)
         Py_RETURN_NONE;
     int guard = tr_me.guard;
