@@ -35,25 +35,32 @@
  * resize): the capture disables the collector around it (PyGC_Disable),
  * which 3.12+ does not need (collections are deferred to the eval loop).
  *
- * Locking. Stack tables are touched only by threads holding the GIL (MEM
- * and OBJ hooks always hold it; a RAW hook captures a stack only when
- * PyGILState_Check() says so, otherwise the block gets no stack). The block
- * table, records and counters are touched from RAW hooks without the GIL
- * too, so they are protected by one spinlock (test-and-test-and-set,
- * yielding after a few spins). Contention is rare (the GIL serializes
- * almost every caller), so the uncontended cost is what counts: a spinlock
- * is one atomic exchange + one store; a pthread mutex costs about the same
- * uncontended plus a call; sharding would add a hash and does not help
- * without contention.
+ * Locking. "The books" (block table, records, counters, thread slots) and
+ * the stack tables are protected by the GIL: MEM and OBJ hooks always hold
+ * it, so their hot path takes no lock and does no atomic operation. A RAW
+ * hook called without the GIL (PyGILState_Check) never touches the books:
+ * it queues its operation (ADD after the block is allocated, REMOVE before
+ * it is freed, so the queue order is the blocks' order) under a spinlock,
+ * and the next GIL holder applies the queue before touching the books (one
+ * load of a flag on the hot path). A first version took a spinlock for
+ * every operation instead: its atomic exchange cost ~10% of the traced run.
+ * RAW blocks get no stack: a RAW hook may be called by another allocator
+ * wrapper that holds its own lock (tracemalloc's raw_malloc does), and a
+ * capture can allocate a frame object through that wrapper's hooks: a
+ * deadlock (seen, and tested). RAW blocks allocated by the underlying
+ * allocator on behalf of MEM/OBJ (pymalloc's large requests) pass through:
+ * the outer hook records the block once.
  *
  * Records: a slab of 32-byte records (size, seq, stack, thread slot, link)
  * with a free list; the block table maps address -> record index.
  *
  * Peak: peak_seq is the sequence number of the allocation that reached the
- * current peak. A freed record with seq <= peak_seq was live at the peak: it
- * moves to a side list instead of the free list. A new peak releases the side
- * list (each record enters it at most once: amortized O(1) per free). The
- * peak snapshot is the live records with seq <= peak_seq plus the side list.
+ * current peak. A freed record with seq <= peak_seq was live at the peak: its
+ * index moves to a side list instead of the free stack. A new peak moves the
+ * side list to the free stack (a sequential copy of indices, never a walk
+ * over cold records; each record enters the side list at most once per peak:
+ * amortized O(1) per free). The peak snapshot is the live records with
+ * seq <= peak_seq plus the side list. Free records are reused LIFO (warm).
  *
  * Sampling (start(sample=B)): a per-thread countdown drawn from an
  * exponential of mean B (xorshift64* PRNG, -log(u) * B) is decreased by each
@@ -86,8 +93,9 @@
  * sees it is not on top, leaves its hooks (and ours, below, turned into a
  * pass-through) in place and only stops recording: nothing is corrupted.
  *
- * Not supported: subinterpreters with their own GIL (the stack tables rely
- * on one GIL) and free-threaded builds (refused at start()).
+ * Not supported: subinterpreters with their own GIL (the books rely on one
+ * GIL) and free-threaded builds (refused at start()). A RAW realloc without
+ * the GIL that fails leaves its (still valid) block untraced.
  */
 #ifndef HT_TRACER_H
 #define HT_TRACER_H
