@@ -130,6 +130,22 @@ def test_depth_limit_keeps_the_innermost_frames(frames, depth):
     assert all(f.lineno == _line_of(recurse, "# RECURSE") for f in tb[:-1])
 
 
+def test_new_limit_while_tracing_applies_to_later_stacks():
+    tracer.start(frames=128)
+    try:
+        out = []
+        recurse(20, out)
+        assert len(tracer.get_object_traceback(out[0])) > 22  # 21 recurse frames, the test, pytest
+        tracer.start(frames=4)  # like tracemalloc.start(n) while tracing: a new limit
+        assert tracer.get_traceback_limit() == 4
+        recurse(20, out)
+        tb = tracer.get_object_traceback(out[1])
+        assert len(tb) == 4
+        assert tb[-1].lineno == _line_of(recurse, "# LEAF")
+    finally:
+        tracer.stop()
+
+
 def temporary_peak():
     tmp = bytes(20_000_000)  # TEMP
     del tmp

@@ -3,8 +3,9 @@
 in the table's RSS column, the child's peak RSS).
 
 Tools: none, stdlib tracemalloc with 1 and 25 frames, memray (in-process
-Tracker writing to a temp file; skipped when not installed), heaptrail full
-(frames=128) and heaptrail sampled (512 KiB).
+Tracker writing to a temp file, default and with trace_python_allocators;
+skipped when not installed), heaptrail full (frames=128) and heaptrail
+sampled (512 KiB).
 """
 import os
 import sys
@@ -37,11 +38,14 @@ def _tracemalloc(frames):
     return fn
 
 
-def _memray(mod):
-    import memray
-    with tempfile.TemporaryDirectory() as d:
-        with memray.Tracker(os.path.join(d, "capture.bin")):
-            return mod.run()
+def _memray(python_allocators):
+    def fn(mod):
+        import memray
+        with tempfile.TemporaryDirectory() as d:
+            with memray.Tracker(os.path.join(d, "capture.bin"),
+                                trace_python_allocators=python_allocators):
+                return mod.run()
+    return fn
 
 
 def _heaptrail(sample):
@@ -60,7 +64,10 @@ def _tools():
         Tool("none", _none),
         Tool("tracemalloc-1", _tracemalloc(1)),
         Tool("tracemalloc-25", _tracemalloc(25)),
-        Tool("memray", _memray, requires=("memray",)),
+        # memray's default sees only the system allocator (pymalloc's arenas, big
+        # blocks); with trace_python_allocators it sees every block, like us
+        Tool("memray", _memray(False), requires=("memray",)),
+        Tool("memray-pyalloc", _memray(True), requires=("memray",)),
         Tool("heaptrail-full", _heaptrail(None), requires=("heaptrail",)),
         Tool("heaptrail-sampled-512k", _heaptrail(512 * 1024), requires=("heaptrail",)),
     ]

@@ -252,6 +252,13 @@ ht_stk_capture(unsigned limit, int use_cache)
     return caller;
 }
 
+void
+ht_stk_forget_frames(void)
+{
+    ht_table_clear(&ht_stk_frames);
+    ht_stk_last.block = 0;
+}
+
 uint32_t
 ht_stk_count(void)
 {

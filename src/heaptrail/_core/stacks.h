@@ -48,6 +48,9 @@ void ht_stk_reset(int decref);
  * re-entrancy guard (frame objects may be allocated here). */
 uint32_t ht_stk_capture(unsigned limit, int use_cache);
 
+/* Empties the frame cache (the depth limit changed). */
+void ht_stk_forget_frames(void);
+
 /* The OBJ-domain block at `block` is being freed: forget it if it was a
  * cached frame object. Cheap when it was not (one probe). */
 static inline void ht_stk_block_freed(void *block);

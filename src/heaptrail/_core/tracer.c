@@ -23,13 +23,11 @@ enum { TR_RAW, TR_MEM, TR_OBJ, TR_NDOMAINS };
 #define TR_FILTER_SIZE (1u << TR_FILTER_BITS)
 #define TR_MAX_FRAMES 65535u
 
-typedef struct tr_rec {
+typedef struct tr_rec {  /* 24 bytes */
     uint64_t size;    /* requested bytes */
     uint64_t seq;     /* allocation sequence number, from 1 */
     uint32_t stack;   /* stacks.h node or HT_NONE */
-    uint32_t unused;
     uint32_t tslot;   /* thread slot */
-    uint32_t domain;  /* TR_RAW, TR_MEM, TR_OBJ */
 } tr_rec;
 
 typedef struct tr_thread {
@@ -282,10 +280,9 @@ tr_clear_unlocked(void)
     tr.current = tr.peak = tr.allocated = tr.allocations = tr.lost = 0;
     for (uint32_t i = 0; i < tr.nthreads; i++)
         tr.threads[i].current = tr.threads[i].peak = 0;
-    if (tr.filter != NULL)
-        for (uint32_t i = 0; i < TR_FILTER_SIZE; i++)
-            __atomic_store_n(&tr.filter[i], 0, __ATOMIC_RELAXED);
-
+    /* the sampling filter keeps its counts: records dropped here leave false
+     * positives (a slower free), never a missed sampled block that a RAW
+     * thread counted early and has not queued yet */
     __atomic_store_n(&tr.gen, tr.gen + 1, __ATOMIC_RELAXED);
 }
 
@@ -350,7 +347,6 @@ tr_add_slot(void *p, uint64_t size, uint32_t stack, int domain, uint32_t slot, i
     r->seq = ++tr.seq;
     r->stack = stack;
     r->tslot = slot;
-    r->domain = (uint32_t)domain;
     uint64_t w = tr_est_bytes(size);
     tr.allocated += w;
     tr.allocations += tr_est_count(size);
@@ -591,7 +587,7 @@ tr_realloc(int domain, void *ptr, size_t size)
         if (had_old) {  /* ptr is still ours: back in the books (as a new record) */
             tr_sync();
             if (tr.tracing)
-                tr_add_unlocked(ptr, old.size, old.stack, (int)old.domain);
+                tr_add_unlocked(ptr, old.size, old.stack, domain);
         }
         return NULL;
     }
@@ -813,7 +809,10 @@ tr_py_start(PyObject *self, PyObject *args, PyObject *kw)
         if (sample != tr.sample)
             return ht_error("already tracing with sample=%llu; stop() first",
                             (unsigned long long)tr.sample);
-        tr.limit = (unsigned)frames;  /* like tracemalloc: later stacks use the new limit */
+        if (tr.limit != (unsigned)frames) {
+            tr.limit = (unsigned)frames;  /* like tracemalloc: later stacks use the new limit */
+            ht_stk_forget_frames();       /* cached callers were cut to the old limit */
+        }
         Py_RETURN_NONE;
     }
     static int atfork_done;

@@ -51,8 +51,8 @@
  * allocator on behalf of MEM/OBJ (pymalloc's large requests) pass through:
  * the outer hook records the block once.
  *
- * Records: a slab of 32-byte records (size, seq, stack, thread slot, link)
- * with a free list; the block table maps address -> record index.
+ * Records: a slab of 24-byte records (size, seq, stack, thread slot)
+ * with a LIFO stack of free indices; the block table maps address -> index.
  *
  * Peak: peak_seq is the sequence number of the allocation that reached the
  * current peak. A freed record with seq <= peak_seq was live at the peak: its
