@@ -14,22 +14,40 @@
  * CPython materializes, our snapshot's strings) pass through untraced, but
  * frees are always processed so a traced block is never left stale.
  *
- * Stack capture (stacks.h). Measured designs:
+ * Stack capture (stacks.h). Designs:
  *   (a) walk frames at each allocation, with a frame cache (frame object ->
- *       caller's node, dropped when the frame's memory is freed) and a trie
- *       interned on (caller node, code, lasti); the line is computed only at
- *       snapshot time with PyCode_Addr2Line. An allocation in a frame already
- *       seen costs PyEval_GetFrame + one cache probe + one intern probe,
- *       whatever the depth.
+ *       caller's node, dropped when the frame's memory is freed), a memo of
+ *       the last capture (same frame and instruction -> same node: a dict
+ *       and its keys, every object json.loads builds) and a trie interned on
+ *       (caller node, code, lasti); the line is computed only at snapshot
+ *       time with PyCode_Addr2Line. An allocation in a frame already seen
+ *       costs PyEval_GetFrame + one cache probe + one intern probe, whatever
+ *       the depth.
  *   (b) a shadow stack kept by a C profile function: every Python call and
- *       return pays a callback, and on 3.11 CPython materializes a frame
- *       object for each call to hand it to the profiler; on 3.12+
- *       PyEval_SetProfile goes through sys.monitoring and also reports C
- *       calls. The workloads make many calls per allocation, so (b) pays
- *       more than (a) saves.
- *   (c) sys.monitoring (3.12+ only) calls a Python-level callable per event:
- *       costlier than (b), and absent on 3.11.
- * Kept: (a). See SEE-BENCH below for the measured ratios.
+ *       return pays a callback, on 3.11 CPython materializes a frame object
+ *       for every call to hand it over, and on 3.12+ PyEval_SetProfile runs
+ *       on sys.monitoring and reports C calls too.
+ *   (c) sys.monitoring (3.12+ only; nothing for 3.11).
+ * Kept: (a). Only (a) was built and measured; (b) and (c) were rejected on
+ * the reasoning above (they pay per call, and these workloads make several
+ * calls per traced allocation), not on a measurement.
+ * Where the time goes (alloc_heavy, 18.8M allocations, CPU seconds, one
+ * machine shared with other jobs): untraced 1.28; hooks with no capture and
+ * no bookkeeping 1.7; + stack capture 2.0; hooks + bookkeeping without
+ * capture 4.0; everything 4.6. The bookkeeping (block table probe, record,
+ * and the same on free: about three random cache lines per operation in
+ * tables of 8-16 MB) is the cost, not the stacks. Tried: a nursery (a
+ * direct-mapped cache of recent blocks in front of the table): no gain,
+ * most blocks here outlive any cache-sized nursery; reverted. Next step:
+ * slots holding key and record together (one cache line per operation),
+ * which needs a wide-value mode in the shared hashtable.h.
+ * Measured (benchmarks/results/latest.json, --repeat 3, wall ratios to
+ * untraced, peak RSS ratios): alloc_heavy: full 3.60x (RSS 1.98x),
+ * sampled 512 KiB 1.07x (RSS 1.04x), tracemalloc 1 frame 10.1x, 25 frames
+ * 49x, memray with python allocators 3.19x (default memray, which does not
+ * see pymalloc blocks, 1.32x); deep_recursion (200 frames): full 2.87x,
+ * tracemalloc-25 54x, memray-pyalloc 5.74x. Targets missed: full <= 1.5x,
+ * RSS <= 1.6x.
  * On 3.11 materializing a frame object can run the garbage collector, i.e.
  * arbitrary Python code, inside an allocator (say, in the middle of a dict
  * resize): the capture disables the collector around it (PyGC_Disable),
