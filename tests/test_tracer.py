@@ -357,3 +357,39 @@ def test_start_stop_many_times_leaks_nothing():
     cycle(1000)
     grown = rss_kib() - base
     assert grown < 2048, grown
+
+
+def _callee():
+    return Slotted()  # CALLEE
+
+
+def _two_sites(out, n):
+    for i in range(n):
+        if i % 2:
+            out.append(_callee())  # SITE-ODD
+        else:
+            out.append(_callee())  # SITE-EVEN
+
+
+def _via_a(out, n):
+    _two_sites(out, n)
+
+
+def _via_b(out, n):
+    _two_sites(out, n)
+
+
+def test_attribution_survives_frame_reuse(tracing):
+    # frame objects are freed and their memory reused at every call: the
+    # frame cache must never hand a new frame an old frame's callers
+    out, n = [], 500
+    for j in range(10):
+        (_via_a if j % 2 else _via_b)(out, n)
+    odd = _line_of(_two_sites, "# SITE-ODD")
+    even = _line_of(_two_sites, "# SITE-EVEN")
+    for idx, obj in enumerate(out):
+        tb = tracer.get_object_traceback(obj)
+        i, j = idx % n, idx // n
+        assert tb[-1].lineno == _line_of(_callee, "# CALLEE")
+        assert tb[-2].lineno == (odd if i % 2 else even)
+        assert tb[-3].name == ("_via_a" if j % 2 else "_via_b")
