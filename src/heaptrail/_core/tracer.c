@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "blockmap.h"
 #include "hashtable.h"
 #include "stacks.h"
 #include "tracesnap.h"
@@ -80,7 +81,7 @@ static struct {
     double sample_d;
     /* "the books": protected by the GIL (every MEM/OBJ hook holds it; RAW
      * hooks without it go through the queue below) */
-    ht_table blocks;     /* block address -> record index */
+    ht_bm blocks;        /* block address -> record index */
     tr_rec *recs;
     uint32_t nrecs, caprecs;
     uint32_t *freestk;   /* [caprecs] free record indices, used as a stack (LIFO: warm records first) */
@@ -273,7 +274,7 @@ tr_est_count(uint64_t size)
 static void
 tr_clear_unlocked(void)
 {
-    ht_table_clear(&tr.blocks);
+    ht_bm_clear(&tr.blocks);
     tr.nrecs = 0;
     tr.nfree = tr.nside = 0;
     tr.peak_seq = tr.seq;
@@ -328,20 +329,17 @@ tr_add_slot(void *p, uint64_t size, uint32_t stack, int domain, uint32_t slot, i
             __atomic_fetch_sub(&tr.filter[tr_filter_index(p)], 1, __ATOMIC_RELAXED);
         return;
     }
-    int added;
-    uint64_t *v = ht_table_upsert(&tr.blocks, (uint64_t)(uintptr_t)p, i, &added);
-    if (v == NULL) {
+    uint32_t old;
+    int added = ht_bm_put(&tr.blocks, (uint64_t)(uintptr_t)p, i, &old);
+    if (added < 0) {
         tr_rec_release_unlocked(i);
         tr.lost++;
         if (counted)
             __atomic_fetch_sub(&tr.filter[tr_filter_index(p)], 1, __ATOMIC_RELAXED);
         return;
     }
-    if (!added) {  /* a stale record at a reused address (defensive) */
-        uint32_t old = (uint32_t)*v;
-        *v = i;
+    if (added == 0)  /* a stale record at a reused address (defensive) */
         tr_forget_unlocked(old, p);
-    }
     tr_rec *r = &tr.recs[i];
     r->size = size;
     r->seq = ++tr.seq;
@@ -373,9 +371,9 @@ tr_add_unlocked(void *p, uint64_t size, uint32_t stack, int domain)
 static void
 tr_remove_unlocked(void *p)
 {
-    uint64_t i;
-    if (ht_table_remove(&tr.blocks, (uint64_t)(uintptr_t)p, &i))
-        tr_forget_unlocked((uint32_t)i, p);
+    uint32_t i;
+    if (ht_bm_take(&tr.blocks, (uint64_t)(uintptr_t)p, &i))
+        tr_forget_unlocked(i, p);
 }
 
 /* ---- the queue of RAW operations made without the GIL ------------------------ */
@@ -571,9 +569,9 @@ tr_realloc(int domain, void *ptr, size_t size)
         if (!gil)
             tr_push(TR_OP_REMOVE, ptr, 0, 0);  /* on failure the block stays untraced */
         else {
-            uint64_t i;
+            uint32_t i;
             tr_sync();
-            if (tr.tracing && ht_table_remove(&tr.blocks, (uint64_t)(uintptr_t)ptr, &i)) {
+            if (tr.tracing && ht_bm_take(&tr.blocks, (uint64_t)(uintptr_t)ptr, &i)) {
                 old = tr.recs[i];
                 had_old = 1;
                 tr_forget_unlocked((uint32_t)i, ptr);
@@ -718,7 +716,7 @@ tr_uninstall(void)
 static void
 tr_free_state_unlocked(void)
 {
-    ht_table_free(&tr.blocks);
+    ht_bm_free(&tr.blocks);
     ht_table_free(&tr.thread_index);
     free(tr.recs);
     free(tr.freestk);
@@ -776,7 +774,7 @@ tr_at_exit(void)
 static int
 tr_alloc_state(uint64_t sample)
 {
-    if (ht_table_init(&tr.blocks, 1 << 12, 1) < 0 || ht_table_init(&tr.thread_index, 16, 1) < 0)
+    if (ht_bm_init(&tr.blocks) < 0 || ht_table_init(&tr.thread_index, 16, 1) < 0)
         return -1;
     tr.threads = malloc(16 * sizeof(tr_thread));
     if (tr.threads == NULL)
@@ -913,7 +911,7 @@ tr_py_limit(PyObject *self, PyObject *noargs)
 static size_t
 tr_memory_unlocked(void)
 {
-    return ht_table_memory(&tr.blocks) + ht_table_memory(&tr.thread_index) +
+    return ht_bm_memory(&tr.blocks) + ht_table_memory(&tr.thread_index) +
            (size_t)tr.caprecs * (sizeof(tr_rec) + 2 * sizeof(uint32_t)) + (size_t)tr.capthreads * sizeof(tr_thread) +
            (tr.filter ? TR_FILTER_SIZE * sizeof(uint32_t) : 0);
 }
@@ -989,7 +987,23 @@ typedef struct tr_copy {
     uint32_t stack;
 } tr_copy;
 
-/* Copies the traces (live ones, or those live at the peak) under the lock.
+typedef struct tr_copier {
+    tr_copy *c;
+    uint64_t k;
+    int at_peak;
+} tr_copier;
+
+static void
+tr_copy_one(uint64_t addr, uint32_t i, void *arg)
+{
+    tr_copier *cp = arg;
+    const tr_rec *r = &tr.recs[i];
+    if (cp->at_peak && r->seq > tr.peak_seq)
+        return;
+    cp->c[cp->k++] = (tr_copy){addr, r->size, r->seq, tr.threads[r->tslot].ident, r->stack};
+}
+
+/* Copies the traces (live ones, or those live at the peak).
  * Returns the count, or -1 out of memory. */
 static int64_t
 tr_copy_traces(int at_peak, tr_copy **out, uint64_t *current, uint64_t *peak)
@@ -1000,16 +1014,9 @@ tr_copy_traces(int at_peak, tr_copy **out, uint64_t *current, uint64_t *peak)
     if (c == NULL) {
         return -1;
     }
-    uint64_t k = 0;
-    for (size_t s = 0; tr.blocks.keys != NULL && s <= tr.blocks.mask; s++) {
-        uint64_t addr = tr.blocks.keys[s];
-        if (addr == 0)
-            continue;
-        const tr_rec *r = &tr.recs[tr.blocks.values[s]];
-        if (at_peak && r->seq > tr.peak_seq)
-            continue;
-        c[k++] = (tr_copy){addr, r->size, r->seq, tr.threads[r->tslot].ident, r->stack};
-    }
+    tr_copier cp = {c, 0, at_peak};
+    ht_bm_foreach(&tr.blocks, tr_copy_one, &cp);
+    uint64_t k = cp.k;
     if (at_peak)
         for (uint32_t j = 0; j < tr.nside; j++) {
             const tr_rec *r = &tr.recs[tr.side[j]];
@@ -1218,9 +1225,9 @@ tr_py_object_traceback(PyObject *self, PyObject *obj)
     tr_copy c;
     tr_sync();
     for (int i = 0; i < k && !found; i++) {
-        uint64_t *v = ht_table_find(&tr.blocks, cand[i]);
-        if (v != NULL) {
-            const tr_rec *r = &tr.recs[*v];
+        uint32_t v = ht_bm_find(&tr.blocks, cand[i]);
+        if (v != UINT32_MAX) {
+            const tr_rec *r = &tr.recs[v];
             c = (tr_copy){cand[i], r->size, r->seq, tr.threads[r->tslot].ident, r->stack};
             found = 1;
         }
