@@ -1,8 +1,1271 @@
-/* tracer.c - (to be written) */
-#include "common.h"
+/* tracer.c - the PEP 445 allocation tracer (design and measurements in tracer.h). */
+#include "tracer.h"
+
+#ifndef TR_EXP
+#define TR_EXP 0
+#endif
+
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "blockmap.h"
+#include "hashtable.h"
+#include "stacks.h"
+#include "tracesnap.h"
+#include "tracesnap_build.h"
+
+enum { TR_RAW, TR_MEM, TR_OBJ, TR_NDOMAINS };
+
+#define TR_FILTER_BITS 16
+#define TR_FILTER_SIZE (1u << TR_FILTER_BITS)
+#define TR_MAX_FRAMES 65535u
+
+typedef struct tr_rec {  /* 24 bytes */
+    uint64_t size;    /* requested bytes */
+    uint64_t seq;     /* allocation sequence number, from 1 */
+    uint32_t stack;   /* stacks.h node or HT_NONE */
+    uint32_t tslot;   /* thread slot */
+} tr_rec;
+
+typedef struct tr_thread {
+    uint64_t ident;   /* PyThread_get_thread_ident(); 0 for slot 0 ("unknown") */
+    uint64_t current; /* bytes (estimated when sampling) */
+    uint64_t peak;
+} tr_thread;
+
+/* guard levels: our own work (capture, snapshot) allocates untraced but
+ * frees are still recorded; inside the underlying allocator everything
+ * passes through. */
+#define TR_OWN 1
+#define TR_INNER 2
+
+typedef struct tr_tls {
+    int guard;          /* 0, TR_OWN or TR_INNER */
+    uint32_t slot;      /* thread slot, valid when gen == tr.gen */
+    uint64_t gen;
+    int64_t countdown;  /* sampling: bytes until the next sample */
+    uint64_t rng;
+    uint64_t sample_gen;
+} tr_tls;
+
+static _Thread_local tr_tls tr_me __attribute__((tls_model("initial-exec")));
+
+/* The previous allocators, saved when we install ours. Never cleared: a hook
+ * still running in another thread after stop() keeps calling them. */
+static PyMemAllocatorEx tr_orig[TR_NDOMAINS];
+static const PyMemAllocatorDomain tr_domains[TR_NDOMAINS] = {
+    PYMEM_DOMAIN_RAW, PYMEM_DOMAIN_MEM, PYMEM_DOMAIN_OBJ};
+
+/* A RAW-domain operation made without the GIL, queued for a GIL holder. */
+typedef struct tr_op {
+    uint64_t addr;
+    uint64_t size;     /* TR_OP_ADD only */
+    uint64_t ident;    /* thread that made it */
+    uint32_t kind;     /* TR_OP_ADD, TR_OP_REMOVE */
+    uint32_t counted;  /* ADD: the sampling filter was already incremented */
+} tr_op;
+enum { TR_OP_ADD = 1, TR_OP_REMOVE = 2 };
+
+static struct {
+    /* written with the GIL and the lock held, read lock-free by hooks */
+    int tracing;
+    uint64_t gen;        /* bumped by start, clear, stop, fork-child: invalidates thread-local state */
+    /* written only while not tracing (GIL held) */
+    int installed;       /* our hooks are somewhere in the allocator chain */
+    unsigned limit;      /* frames kept per stack */
+    uint64_t sample;     /* mean sampling interval in bytes, 0 = trace every block */
+    double sample_d;
+    /* "the books": protected by the GIL (every MEM/OBJ hook holds it; RAW
+     * hooks without it go through the queue below) */
+    ht_bm blocks;        /* block address -> record index */
+    tr_rec *recs;
+    uint32_t nrecs, caprecs;
+    uint32_t *freestk;   /* [caprecs] free record indices, used as a stack (LIFO: warm records first) */
+    uint32_t nfree;
+    uint32_t *side;      /* [caprecs] records freed since the peak that were live at it */
+    uint32_t nside;
+    uint64_t seq, peak_seq;
+    uint64_t current, peak;
+    uint64_t allocated, allocations;  /* since start/clear (estimates when sampling) */
+    uint64_t lost;       /* blocks not recorded for lack of memory */
+    tr_thread *threads;
+    uint32_t nthreads, capthreads;
+    ht_table thread_index;  /* ident + 1 -> slot */
+    uint32_t *filter;    /* sampling: counters of sampled addresses (atomic), NULL when full */
+    /* protected by tr_lock */
+    tr_op *queue;
+    size_t nqueue, capqueue;
+    int child_reset;     /* in a forked child: drop the inherited state first */
+} tr;
+
+/* Nonzero when a GIL holder must look at the queue (or reset a forked
+ * child) before touching the books: one load on the hot path. */
+static int tr_slow;
+
+/* The sampling filter: static, so a RAW hook reading it without the GIL can
+ * never see it freed. */
+static uint32_t tr_filter_arr[TR_FILTER_SIZE];
+
+/* ---- the lock ------------------------------------------------------------ */
+
+static int tr_lock_word;
+
+static inline void
+tr_lock(void)
+{
+    while (__atomic_exchange_n(&tr_lock_word, 1, __ATOMIC_ACQUIRE)) {
+        int spins = 0;
+        while (__atomic_load_n(&tr_lock_word, __ATOMIC_RELAXED)) {
+            if (++spins >= 64) {
+                sched_yield();
+                spins = 0;
+            }
+#if defined(__x86_64__) || defined(__i386__)
+            else
+                __builtin_ia32_pause();
+#endif
+        }
+    }
+}
+
+static inline void
+tr_unlock(void)
+{
+    __atomic_store_n(&tr_lock_word, 0, __ATOMIC_RELEASE);
+}
+
+static inline int
+tr_tracing(void)
+{
+    return __atomic_load_n(&tr.tracing, __ATOMIC_RELAXED);
+}
+
+/* ---- records, threads, filter (lock held) --------------------------------- */
+
+static uint32_t
+tr_rec_new_unlocked(void)
+{
+    if (tr.nfree != 0)
+        return tr.freestk[--tr.nfree];
+    if (tr.nrecs == tr.caprecs) {
+        uint64_t cap = tr.caprecs ? (uint64_t)tr.caprecs * 2 : 4096;
+        if (cap > HT_NONE - 1)
+            cap = HT_NONE - 1;
+        if (cap <= tr.caprecs)
+            return HT_NONE;
+        /* the index stacks can hold every record, so pushes never fail */
+        tr_rec *r = realloc(tr.recs, (size_t)cap * sizeof(tr_rec));
+        if (r == NULL)
+            return HT_NONE;
+        tr.recs = r;
+        uint32_t *f = realloc(tr.freestk, (size_t)cap * sizeof(uint32_t));
+        if (f == NULL)
+            return HT_NONE;
+        tr.freestk = f;
+        uint32_t *sd = realloc(tr.side, (size_t)cap * sizeof(uint32_t));
+        if (sd == NULL)
+            return HT_NONE;
+        tr.side = sd;
+        tr.caprecs = (uint32_t)cap;
+    }
+    return tr.nrecs++;
+}
+
+static inline void
+tr_rec_release_unlocked(uint32_t i)
+{
+    tr.freestk[tr.nfree++] = i;
+}
+
+/* Moves the side list to the free stack: a sequential copy of indices,
+ * never a walk over cold records (each record enters the side list once
+ * per peak, so this is amortized O(1) per free). */
+static void
+tr_side_release_unlocked(void)
+{
+    if (tr.nside != 0) {
+        memcpy(tr.freestk + tr.nfree, tr.side, (size_t)tr.nside * sizeof(uint32_t));
+        tr.nfree += tr.nside;
+        tr.nside = 0;
+    }
+}
+
+static uint32_t tr_slot_of(uint64_t ident);
+
+/* The calling thread's slot; 0 ("unknown") when memory ran out. */
+static uint32_t
+tr_thread_slot_unlocked(void)
+{
+    tr_tls *me = &tr_me;
+    if (me->gen == tr.gen)
+        return me->slot;
+    uint32_t slot = tr_slot_of((uint64_t)PyThread_get_thread_ident());
+    if (slot != 0) {
+        me->slot = slot;
+        me->gen = tr.gen;
+    }
+    return slot;
+}
+
+/* The slot of thread `ident`, created if new; 0 when out of memory. */
+static uint32_t
+tr_slot_of(uint64_t ident)
+{
+    int added;
+    uint64_t *v = ht_table_upsert(&tr.thread_index, ident + 1, tr.nthreads, &added);
+    if (v == NULL)
+        return 0;
+    uint32_t slot = (uint32_t)*v;
+    if (added) {
+        if (tr.nthreads == tr.capthreads) {
+            uint32_t cap = tr.capthreads ? tr.capthreads * 2 : 16;
+            tr_thread *t = realloc(tr.threads, cap * sizeof(tr_thread));
+            if (t == NULL) {
+                ht_table_remove(&tr.thread_index, ident + 1, NULL);
+                return 0;
+            }
+            tr.threads = t;
+            tr.capthreads = cap;
+        }
+        tr.threads[slot] = (tr_thread){ident, 0, 0};
+        tr.nthreads++;
+    }
+    return slot;
+}
+
+static inline uint32_t
+tr_filter_index(const void *p)
+{
+    return (uint32_t)(ht_hash64((uint64_t)(uintptr_t)p) >> (64 - TR_FILTER_BITS));
+}
+
+/* Lock-free: 0 means p is certainly not a sampled block (see tracer.h). */
+static inline int
+tr_filter_maybe(const void *p)
+{
+    return __atomic_load_n(&tr_filter_arr[tr_filter_index(p)], __ATOMIC_RELAXED) != 0;
+}
+
+/* Estimated bytes and blocks a record of `size` stands for. */
+static inline uint64_t
+tr_est_bytes(uint64_t size)
+{
+    if (tr.sample == 0 || size == 0)
+        return size;
+    double p = -expm1(-(double)size / tr.sample_d);
+    return (uint64_t)llround((double)size / p);
+}
+
+static inline uint64_t
+tr_est_count(uint64_t size)
+{
+    if (tr.sample == 0 || size == 0)
+        return 1;
+    double p = -expm1(-(double)size / tr.sample_d);
+    uint64_t c = (uint64_t)llround(1.0 / p);
+    return c ? c : 1;
+}
+
+/* Drops every trace and counter (not the stacks, not the thread slots). */
+static void
+tr_clear_unlocked(void)
+{
+    ht_bm_clear(&tr.blocks);
+    tr.nrecs = 0;
+    tr.nfree = tr.nside = 0;
+    tr.peak_seq = tr.seq;
+    tr.current = tr.peak = tr.allocated = tr.allocations = tr.lost = 0;
+    for (uint32_t i = 0; i < tr.nthreads; i++)
+        tr.threads[i].current = tr.threads[i].peak = 0;
+    /* the sampling filter keeps its counts: records dropped here leave false
+     * positives (a slower free), never a missed sampled block that a RAW
+     * thread counted early and has not queued yet */
+    __atomic_store_n(&tr.gen, tr.gen + 1, __ATOMIC_RELAXED);
+}
+
+static inline void
+tr_check_child_unlocked(void)
+{
+    if (HT_UNLIKELY(tr.child_reset)) {
+        tr.child_reset = 0;
+        tr_clear_unlocked();
+        /* the parent's other threads do not exist here */
+        ht_table_clear(&tr.thread_index);
+        if (tr.nthreads > 1)
+            tr.nthreads = 1;  /* slot 0, "unknown", is not in the index */
+    }
+}
+
+/* ---- accounting (lock held) ------------------------------------------------ */
+
+/* Record i leaves the live set (its block was freed or reallocated). */
+static void
+tr_forget_unlocked(uint32_t i, const void *p)
+{
+    tr_rec *r = &tr.recs[i];
+    uint64_t w = tr_est_bytes(r->size);
+    tr.current -= w;
+    tr.threads[r->tslot].current -= w;
+    if (tr.filter != NULL)
+        __atomic_fetch_sub(&tr.filter[tr_filter_index(p)], 1, __ATOMIC_RELAXED);
+    if (r->seq <= tr.peak_seq) {  /* it was live at the peak: keep it for peak_snapshot */
+        tr.side[tr.nside++] = i;
+    }
+    else
+        tr_rec_release_unlocked(i);
+}
+
+static void
+tr_add_slot(void *p, uint64_t size, uint32_t stack, int domain, uint32_t slot, int counted)
+{
+    uint32_t i = tr_rec_new_unlocked();
+    if (i == HT_NONE) {
+        tr.lost++;
+        if (counted)
+            __atomic_fetch_sub(&tr.filter[tr_filter_index(p)], 1, __ATOMIC_RELAXED);
+        return;
+    }
+    uint32_t old;
+    int added = ht_bm_put(&tr.blocks, (uint64_t)(uintptr_t)p, i, &old);
+    if (added < 0) {
+        tr_rec_release_unlocked(i);
+        tr.lost++;
+        if (counted)
+            __atomic_fetch_sub(&tr.filter[tr_filter_index(p)], 1, __ATOMIC_RELAXED);
+        return;
+    }
+    if (added == 0)  /* a stale record at a reused address (defensive) */
+        tr_forget_unlocked(old, p);
+    tr_rec *r = &tr.recs[i];
+    r->size = size;
+    r->seq = ++tr.seq;
+    r->stack = stack;
+    r->tslot = slot;
+    uint64_t w = tr_est_bytes(size);
+    tr.allocated += w;
+    tr.allocations += tr_est_count(size);
+    tr.current += w;
+    tr_thread *t = &tr.threads[slot];
+    t->current += w;
+    if (t->current > t->peak)
+        t->peak = t->current;
+    if (tr.current > tr.peak) {
+        tr.peak = tr.current;
+        tr.peak_seq = tr.seq;
+        tr_side_release_unlocked();
+    }
+    if (tr.filter != NULL && !counted)
+        __atomic_fetch_add(&tr.filter[tr_filter_index(p)], 1, __ATOMIC_RELAXED);
+}
+
+static void
+tr_add_unlocked(void *p, uint64_t size, uint32_t stack, int domain)
+{
+    tr_add_slot(p, size, stack, domain, tr_thread_slot_unlocked(), 0);
+}
+
+static void
+tr_remove_unlocked(void *p)
+{
+    uint32_t i;
+    if (ht_bm_take(&tr.blocks, (uint64_t)(uintptr_t)p, &i))
+        tr_forget_unlocked(i, p);
+}
+
+/* ---- the queue of RAW operations made without the GIL ------------------------ */
+
+static uint64_t tr_qlost;  /* operations dropped for lack of memory (atomic) */
+
+/* GIL held: applies the queued operations in order (and a forked child's
+ * reset) before the caller touches the books. */
+static void
+tr_sync_slow(void)
+{
+    tr_lock();
+    if (tr.child_reset) {
+        tr.nqueue = 0;  /* operations of the parent's threads */
+        tr_check_child_unlocked();
+    }
+    for (size_t k = 0; k < tr.nqueue; k++) {
+        tr_op op = tr.queue[k];
+        if (op.kind == TR_OP_ADD)
+            tr_add_slot((void *)(uintptr_t)op.addr, op.size, HT_NONE, TR_RAW, tr_slot_of(op.ident),
+                        (int)op.counted);
+        else
+            tr_remove_unlocked((void *)(uintptr_t)op.addr);
+    }
+    tr.nqueue = 0;
+    __atomic_store_n(&tr_slow, 0, __ATOMIC_RELAXED);
+    tr_unlock();
+}
+
+static inline void
+tr_sync(void)
+{
+    if (HT_UNLIKELY(__atomic_load_n(&tr_slow, __ATOMIC_ACQUIRE)))
+        tr_sync_slow();
+}
+
+/* Without the GIL: queues an operation for the next GIL holder. An ADD is
+ * queued after the block was allocated and a REMOVE before it is freed, so
+ * the queue's order is the blocks' order. */
+static void
+tr_push(uint32_t kind, void *p, uint64_t size, int counted)
+{
+    tr_lock();
+    if (!tr.tracing)
+        goto drop;
+    if (tr.nqueue == tr.capqueue) {
+        size_t cap = tr.capqueue ? tr.capqueue * 2 : 256;
+        tr_op *q = realloc(tr.queue, cap * sizeof(tr_op));
+        if (q == NULL) {
+            __atomic_fetch_add(&tr_qlost, 1, __ATOMIC_RELAXED);
+            goto drop;
+        }
+        tr.queue = q;
+        tr.capqueue = cap;
+    }
+    tr.queue[tr.nqueue++] = (tr_op){(uint64_t)(uintptr_t)p, size,
+                                    (uint64_t)PyThread_get_thread_ident(), kind, (uint32_t)counted};
+    __atomic_store_n(&tr_slow, 1, __ATOMIC_RELEASE);
+    tr_unlock();
+    return;
+drop:
+    tr_unlock();
+    if (counted)
+        __atomic_fetch_sub(&tr_filter_arr[tr_filter_index(p)], 1, __ATOMIC_RELAXED);
+}
+
+/* Without the GIL: a sampled RAW block counts in the filter from now on, so
+ * its free (maybe on another thread, before the queue is applied) is seen. */
+static int
+tr_count_early(void *p)
+{
+    if (__atomic_load_n(&tr.filter, __ATOMIC_RELAXED) == NULL)
+        return 0;
+    __atomic_fetch_add(&tr_filter_arr[tr_filter_index(p)], 1, __ATOMIC_RELAXED);
+    return 1;
+}
+
+/* ---- sampling (thread-local) ------------------------------------------------ */
+
+static inline uint64_t
+tr_rand(tr_tls *me)
+{
+    uint64_t x = me->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    me->rng = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+static int64_t
+tr_draw(tr_tls *me)
+{
+    double u = (double)((tr_rand(me) >> 11) + 1) * 0x1.0p-53;  /* (0, 1] */
+    double d = -log(u) * tr.sample_d;
+    return d >= 9.0e18 ? INT64_MAX : (int64_t)d + 1;
+}
+
+/* 1 when this allocation of `size` bytes is sampled. Thread-local only. */
+static inline int
+tr_sample_hit(tr_tls *me, size_t size)
+{
+    uint64_t gen = __atomic_load_n(&tr.gen, __ATOMIC_RELAXED);
+    if (HT_UNLIKELY(me->sample_gen != gen)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        me->rng = ht_hash64((uint64_t)(uintptr_t)me ^ ((uint64_t)ts.tv_nsec << 20) ^ gen) | 1;
+        me->countdown = tr_draw(me);
+        me->sample_gen = gen;
+    }
+    me->countdown -= (int64_t)size;
+    if (HT_LIKELY(me->countdown > 0))
+        return 0;
+    me->countdown = tr_draw(me);
+    return 1;
+}
+
+/* ---- the hooks --------------------------------------------------------------- */
+
+static uint32_t
+tr_capture(int domain)
+{
+    /* RAW blocks get no stack: the RAW hook may run without the GIL, and
+     * may be called by another allocator wrapper that holds its own lock
+     * (tracemalloc's raw_malloc does) while a capture can allocate a frame
+     * object through that wrapper's other hooks: a deadlock. */
+    if (domain == TR_RAW)
+        return HT_NONE;
+#if PY_VERSION_HEX < 0x030C0000
+    /* materializing a frame object may start a collection on 3.11 */
+    int gc_was = PyGC_Disable();
+#endif
+    uint32_t s = ht_stk_capture(tr.limit, tr.sample == 0);
+#if PY_VERSION_HEX < 0x030C0000
+    if (gc_was)
+        PyGC_Enable();
+#endif
+    return s;
+}
+
+static void
+tr_on_alloc(int domain, void *p, size_t size)
+{
+    tr_tls *me = &tr_me;
+    if (me->guard)
+        return;
+    if (tr.sample != 0 && !tr_sample_hit(me, size))
+        return;
+    if (domain == TR_RAW && !PyGILState_Check()) {
+        tr_push(TR_OP_ADD, p, size, tr_count_early(p));
+        return;
+    }
+    me->guard = TR_OWN;
+    uint32_t stack = tr_capture(domain);
+    tr_sync();
+    if (tr.tracing)
+        tr_add_unlocked(p, size, stack, domain);
+    me->guard = 0;
+}
+
+static void
+tr_on_free(int domain, void *p)
+{
+    if (tr.sample == 0) {
+        if (domain == TR_OBJ)
+            ht_stk_block_freed(p);
+    }
+    else if (!tr_filter_maybe(p))
+        return;
+    if (domain == TR_RAW && !PyGILState_Check()) {
+        tr_push(TR_OP_REMOVE, p, 0, 0);
+        return;
+    }
+    tr_sync();
+    if (tr.tracing)
+        tr_remove_unlocked(p);
+}
+
+static void *
+tr_realloc(int domain, void *ptr, size_t size)
+{
+    const PyMemAllocatorEx *o = &tr_orig[domain];
+    tr_tls *me = &tr_me;
+    int g = me->guard;
+    if (g == TR_INNER || !tr_tracing())
+        return o->realloc(o->ctx, ptr, size);
+    int gil = domain != TR_RAW || PyGILState_Check();
+    /* The old block leaves the books before it can be freed and its address
+     * handed to another thread. */
+    int had_old = 0;
+    tr_rec old = {0};
+    if (ptr != NULL && (tr.sample == 0 || tr_filter_maybe(ptr))) {
+        if (!gil)
+            tr_push(TR_OP_REMOVE, ptr, 0, 0);  /* on failure the block stays untraced */
+        else {
+            uint32_t i;
+            tr_sync();
+            if (tr.tracing && ht_bm_take(&tr.blocks, (uint64_t)(uintptr_t)ptr, &i)) {
+                old = tr.recs[i];
+                had_old = 1;
+                tr_forget_unlocked((uint32_t)i, ptr);
+            }
+        }
+    }
+    me->guard = TR_INNER;
+    void *q = o->realloc(o->ctx, ptr, size);
+    me->guard = g;
+    if (q == NULL) {
+        if (had_old) {  /* ptr is still ours: back in the books (as a new record) */
+            tr_sync();
+            if (tr.tracing)
+                tr_add_unlocked(ptr, old.size, old.stack, domain);
+        }
+        return NULL;
+    }
+    int trace_new = g == 0 && (tr.sample == 0 || tr_sample_hit(me, size));
+    if (!trace_new)
+        return q;
+    if (!gil) {
+        tr_push(TR_OP_ADD, q, size, tr_count_early(q));
+        return q;
+    }
+    me->guard = TR_OWN;
+    uint32_t stack = tr_capture(domain);
+    tr_sync();
+    if (tr.tracing)
+        tr_add_unlocked(q, size, stack, domain);
+    me->guard = g;
+    return q;
+}
+
+/* The underlying allocator runs with the guard at TR_INNER, so the calls it
+ * makes itself (pymalloc handing a large request to the RAW domain) pass
+ * through: a block is recorded once, by the outermost hook. */
+#define TR_HOOKS(D, NAME)                                                      \
+    static void *tr_malloc_##NAME(void *ctx, size_t size)                      \
+    {                                                                          \
+        tr_tls *me = &tr_me;                                                   \
+        int g = me->guard;                                                     \
+        if (g == TR_INNER || !tr_tracing())                                    \
+            return tr_orig[D].malloc(tr_orig[D].ctx, size);                    \
+        me->guard = TR_INNER;                                                  \
+        void *p = tr_orig[D].malloc(tr_orig[D].ctx, size);                     \
+        me->guard = g;                                                         \
+        if (p != NULL && g == 0)                                               \
+            tr_on_alloc(D, p, size);                                           \
+        return p;                                                              \
+    }                                                                          \
+    static void *tr_calloc_##NAME(void *ctx, size_t n, size_t elsize)          \
+    {                                                                          \
+        tr_tls *me = &tr_me;                                                   \
+        int g = me->guard;                                                     \
+        if (g == TR_INNER || !tr_tracing())                                    \
+            return tr_orig[D].calloc(tr_orig[D].ctx, n, elsize);               \
+        me->guard = TR_INNER;                                                  \
+        void *p = tr_orig[D].calloc(tr_orig[D].ctx, n, elsize);                \
+        me->guard = g;                                                         \
+        if (p != NULL && g == 0)                                               \
+            tr_on_alloc(D, p, n * elsize);                                     \
+        return p;                                                              \
+    }                                                                          \
+    static void *tr_realloc_##NAME(void *ctx, void *ptr, size_t size)          \
+    {                                                                          \
+        return tr_realloc(D, ptr, size);                                       \
+    }                                                                          \
+    static void tr_free_##NAME(void *ctx, void *p)                             \
+    {                                                                          \
+        tr_tls *me = &tr_me;                                                   \
+        int g = me->guard;                                                     \
+        if (g == TR_INNER || !tr_tracing()) {                                  \
+            tr_orig[D].free(tr_orig[D].ctx, p);                                \
+            return;                                                            \
+        }                                                                      \
+        if (p != NULL)                                                         \
+            tr_on_free(D, p);                                                  \
+        me->guard = TR_INNER;                                                  \
+        tr_orig[D].free(tr_orig[D].ctx, p);                                    \
+        me->guard = g;                                                         \
+    }
+
+TR_HOOKS(TR_RAW, raw)
+TR_HOOKS(TR_MEM, mem)
+TR_HOOKS(TR_OBJ, obj)
+
+static PyMemAllocatorEx
+tr_hook(int d)
+{
+    static const PyMemAllocatorEx hooks[TR_NDOMAINS] = {
+        {NULL, tr_malloc_raw, tr_calloc_raw, tr_realloc_raw, tr_free_raw},
+        {NULL, tr_malloc_mem, tr_calloc_mem, tr_realloc_mem, tr_free_mem},
+        {NULL, tr_malloc_obj, tr_calloc_obj, tr_realloc_obj, tr_free_obj},
+    };
+    PyMemAllocatorEx h = hooks[d];
+    h.ctx = tr_orig[d].ctx;  /* see tracer.h: a torn read still pairs well */
+    return h;
+}
+
+/* 1 when our hooks are the current allocators of every domain. */
+static int
+tr_on_top(void)
+{
+    for (int d = 0; d < TR_NDOMAINS; d++) {
+        PyMemAllocatorEx cur;
+        PyMem_GetAllocator(tr_domains[d], &cur);
+        if (cur.free != tr_hook(d).free)
+            return 0;
+    }
+    return 1;
+}
+
+static void
+tr_install(void)
+{
+    if (tr.installed)
+        return;
+    for (int d = 0; d < TR_NDOMAINS; d++)
+        PyMem_GetAllocator(tr_domains[d], &tr_orig[d]);
+    for (int d = 0; d < TR_NDOMAINS; d++) {
+        PyMemAllocatorEx h = tr_hook(d);
+        PyMem_SetAllocator(tr_domains[d], &h);
+    }
+    tr.installed = 1;
+}
+
+/* Restores the saved allocators when ours are on top; otherwise someone
+ * chained on us (tracemalloc started after us): our hooks stay, as a
+ * pass-through, under theirs. */
+static void
+tr_uninstall(void)
+{
+    if (!tr.installed || !tr_on_top())
+        return;
+    for (int d = 0; d < TR_NDOMAINS; d++)
+        PyMem_SetAllocator(tr_domains[d], &tr_orig[d]);
+    tr.installed = 0;
+}
+
+/* ---- start / stop / fork / exit ------------------------------------------------ */
+
+static void
+tr_free_state_unlocked(void)
+{
+    ht_bm_free(&tr.blocks);
+    ht_table_free(&tr.thread_index);
+    free(tr.recs);
+    free(tr.freestk);
+    free(tr.side);
+    tr.freestk = tr.side = NULL;
+    free(tr.threads);
+    __atomic_store_n(&tr.filter, NULL, __ATOMIC_RELEASE);  /* the array itself is static */
+    free(tr.queue);
+    tr.queue = NULL;
+    tr.nqueue = tr.capqueue = 0;
+    __atomic_store_n(&tr_slow, 0, __ATOMIC_RELAXED);
+    tr.recs = NULL;
+    tr.threads = NULL;
+    tr.nrecs = tr.caprecs = tr.nthreads = tr.capthreads = 0;
+    tr.nfree = tr.nside = 0;
+    tr.seq = tr.peak_seq = tr.current = tr.peak = 0;
+    tr.allocated = tr.allocations = tr.lost = 0;
+    tr.child_reset = 0;
+}
+
+static void
+tr_fork_prepare(void)
+{
+    tr_lock();
+}
+
+static void
+tr_fork_parent(void)
+{
+    tr_unlock();
+}
+
+static void
+tr_fork_child(void)
+{
+    if (tr.tracing) {
+        tr.child_reset = 1;
+        __atomic_store_n(&tr_slow, 1, __ATOMIC_RELAXED);
+    }
+    tr_unlock();
+}
+
+static void
+tr_at_exit(void)
+{
+    /* the interpreter is gone: no Python call, no decref */
+    __atomic_store_n(&tr.tracing, 0, __ATOMIC_RELAXED);
+    if (tr.installed && tr_on_top()) {
+        for (int d = 0; d < TR_NDOMAINS; d++)
+            PyMem_SetAllocator(tr_domains[d], &tr_orig[d]);
+        tr.installed = 0;
+    }
+}
+
+static int
+tr_alloc_state(uint64_t sample)
+{
+    if (ht_bm_init(&tr.blocks) < 0 || ht_table_init(&tr.thread_index, 16, 1) < 0)
+        return -1;
+    tr.threads = malloc(16 * sizeof(tr_thread));
+    if (tr.threads == NULL)
+        return -1;
+    tr.capthreads = 16;
+    tr.threads[0] = (tr_thread){0, 0, 0};  /* slot 0: thread unknown (out of memory) */
+    tr.nthreads = 1;
+    if (sample != 0) {
+        for (uint32_t i = 0; i < TR_FILTER_SIZE; i++)
+            __atomic_store_n(&tr_filter_arr[i], 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&tr.filter, tr_filter_arr, __ATOMIC_RELEASE);
+    }
+    return 0;
+}
+
+static PyObject *
+tr_py_start(PyObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"frames", "sample", NULL};
+    long frames = 128;
+    unsigned long long sample = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|lK:start", kwlist, &frames, &sample))
+        return NULL;
+    if (frames < 1 || frames > (long)TR_MAX_FRAMES)
+        return ht_error("frames must be between 1 and %u, not %ld", TR_MAX_FRAMES, frames);
+#ifdef Py_GIL_DISABLED
+    return ht_error("the tracer does not support free-threaded Python");
+#endif
+    if (tr.tracing) {
+        if (sample != tr.sample)
+            return ht_error("already tracing with sample=%llu; stop() first",
+                            (unsigned long long)tr.sample);
+        if (tr.limit != (unsigned)frames) {
+            tr.limit = (unsigned)frames;  /* like tracemalloc: later stacks use the new limit */
+            ht_stk_forget_frames();       /* cached callers were cut to the old limit */
+        }
+        Py_RETURN_NONE;
+    }
+    static int atfork_done;
+    if (!atfork_done) {
+        if (pthread_atfork(tr_fork_prepare, tr_fork_parent, tr_fork_child) != 0 ||
+            Py_AtExit(tr_at_exit) < 0)
+            return ht_error("cannot register the tracer's fork and exit handlers");
+        atfork_done = 1;
+    }
+    tr_me.guard = TR_OWN;
+    tr_lock();
+    tr_free_state_unlocked();
+    int rc = tr_alloc_state(sample);
+    if (rc < 0)
+        tr_free_state_unlocked();
+    tr_unlock();
+    if (rc == 0)
+        rc = ht_stk_start();
+    tr_me.guard = 0;
+    if (rc < 0) {
+        ht_stk_reset(1);
+        return PyErr_NoMemory();
+    }
+    tr.limit = (unsigned)frames;
+    tr.sample = sample;
+    tr.sample_d = (double)sample;
+    tr_install();
+    tr_lock();
+    __atomic_store_n(&tr.gen, tr.gen + 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&tr.tracing, 1, __ATOMIC_RELEASE);
+    tr_unlock();
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+tr_py_stop(PyObject *self, PyObject *noargs)
+{
+    if (!tr.tracing && !tr.installed)
+        Py_RETURN_NONE;
+    tr_lock();
+    __atomic_store_n(&tr.tracing, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&tr.gen, tr.gen + 1, __ATOMIC_RELAXED);
+    tr_unlock();
+    tr_uninstall();
+    tr_lock();
+    tr_free_state_unlocked();
+    tr_unlock();
+    /* dropping code references may free code objects: not traced any more */
+    ht_stk_reset(1);
+    Py_RETURN_NONE;
+}
+
+/* ---- queries ------------------------------------------------------------------- */
+
+static PyObject *
+tr_py_is_tracing(PyObject *self, PyObject *noargs)
+{
+    return PyBool_FromLong(tr.tracing);
+}
+
+static PyObject *
+tr_py_clear(PyObject *self, PyObject *noargs)
+{
+    tr_sync();
+    if (tr.tracing)
+        tr_clear_unlocked();
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+tr_py_traced_memory(PyObject *self, PyObject *noargs)
+{
+    tr_sync();
+    uint64_t cur = tr.current, peak = tr.peak;
+    return Py_BuildValue("(KK)", (unsigned long long)cur, (unsigned long long)peak);
+}
+
+static PyObject *
+tr_py_reset_peak(PyObject *self, PyObject *noargs)
+{
+    tr_sync();
+    if (tr.tracing) {
+        tr.peak = tr.current;
+        tr.peak_seq = tr.seq;
+        tr_side_release_unlocked();
+        for (uint32_t i = 0; i < tr.nthreads; i++)
+            tr.threads[i].peak = tr.threads[i].current;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+tr_py_limit(PyObject *self, PyObject *noargs)
+{
+    return PyLong_FromUnsignedLong(tr.tracing ? tr.limit : 1);
+}
+
+static size_t
+tr_memory_unlocked(void)
+{
+    return ht_bm_memory(&tr.blocks) + ht_table_memory(&tr.thread_index) +
+           (size_t)tr.caprecs * (sizeof(tr_rec) + 2 * sizeof(uint32_t)) + (size_t)tr.capthreads * sizeof(tr_thread) +
+           (tr.filter ? TR_FILTER_SIZE * sizeof(uint32_t) : 0);
+}
+
+static PyObject *
+tr_py_stats(PyObject *self, PyObject *noargs)
+{
+    tr_sync();
+    uint64_t v[9] = {tr.current, tr.peak, tr.allocated, tr.allocations, tr.blocks.count,
+                     tr.nside, tr.lost, tr.seq, tr_memory_unlocked()};
+    size_t stk = ht_stk_memory();
+    return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsKsI}",
+                         "current", (unsigned long long)v[0], "peak", (unsigned long long)v[1],
+                         "allocated", (unsigned long long)v[2], "allocations", (unsigned long long)v[3],
+                         "live_blocks", (unsigned long long)v[4], "freed_since_peak", (unsigned long long)v[5],
+                         "lost", (unsigned long long)v[6], "seq", (unsigned long long)v[7],
+                         "memory", (unsigned long long)(v[8] + stk),
+                         "sample", (unsigned long long)tr.sample,
+                         "stacks", (unsigned long long)ht_stk_count(),
+                         "frames", tr.limit);
+}
+
+static PyObject *
+tr_py_memory(PyObject *self, PyObject *noargs)
+{
+    tr_sync();
+    size_t m = tr_memory_unlocked();
+    return PyLong_FromSize_t(m + ht_stk_memory());
+}
+
+static PyObject *
+tr_py_thread_stats(PyObject *self, PyObject *noargs)
+{
+    tr_me.guard = TR_OWN;
+    PyObject *out = NULL;
+    tr_sync();
+    uint32_t n = tr.nthreads;
+    uint64_t current = tr.current;
+    tr_thread *copy = malloc((n ? n : 1) * sizeof(tr_thread));
+    if (copy != NULL && n)
+        memcpy(copy, tr.threads, n * sizeof(tr_thread));
+    if (copy == NULL) {
+        PyErr_NoMemory();
+        goto cleanup;
+    }
+    out = PyList_New(0);
+    if (out == NULL)
+        goto cleanup;
+    for (uint32_t i = 0; i < n; i++) {
+        if (copy[i].ident == 0 && copy[i].peak == 0)
+            continue;
+        PyObject *t = Py_BuildValue("(KKK)", (unsigned long long)copy[i].ident,
+                                    (unsigned long long)copy[i].current,
+                                    (unsigned long long)copy[i].peak);
+        if (t == NULL || PyList_Append(out, t) < 0) {
+            Py_XDECREF(t);
+            Py_CLEAR(out);
+            goto cleanup;
+        }
+        Py_DECREF(t);
+    }
+    out = Py_BuildValue("(KN)", (unsigned long long)current, out);  /* N: steals out */
+cleanup:
+    free(copy);
+    tr_me.guard = 0;
+    return out;
+}
+
+/* ---- snapshots ------------------------------------------------------------------ */
+
+typedef struct tr_copy {
+    uint64_t addr, size, seq, thread;
+    uint32_t stack;
+} tr_copy;
+
+typedef struct tr_copier {
+    tr_copy *c;
+    uint64_t k;
+    int at_peak;
+} tr_copier;
+
+static void
+tr_copy_one(uint64_t addr, uint32_t i, void *arg)
+{
+    tr_copier *cp = arg;
+    const tr_rec *r = &tr.recs[i];
+    if (cp->at_peak && r->seq > tr.peak_seq)
+        return;
+    cp->c[cp->k++] = (tr_copy){addr, r->size, r->seq, tr.threads[r->tslot].ident, r->stack};
+}
+
+/* Copies the traces (live ones, or those live at the peak).
+ * Returns the count, or -1 out of memory. */
+static int64_t
+tr_copy_traces(int at_peak, tr_copy **out, uint64_t *current, uint64_t *peak)
+{
+    tr_sync();
+    uint64_t n = tr.blocks.count + (at_peak ? tr.nside : 0);
+    tr_copy *c = malloc((n ? n : 1) * sizeof(tr_copy));
+    if (c == NULL) {
+        return -1;
+    }
+    tr_copier cp = {c, 0, at_peak};
+    ht_bm_foreach(&tr.blocks, tr_copy_one, &cp);
+    uint64_t k = cp.k;
+    if (at_peak)
+        for (uint32_t j = 0; j < tr.nside; j++) {
+            const tr_rec *r = &tr.recs[tr.side[j]];
+            c[k++] = (tr_copy){0, r->size, r->seq, tr.threads[r->tslot].ident, r->stack};
+        }
+    *current = tr.current;  /* read with the copy: a snapshot's total equals them */
+    *peak = tr.peak;
+    *out = c;
+    return (int64_t)k;
+}
+
+typedef struct tr_resolver {
+    ht_tsb *b;
+    ht_table nodes;  /* internal node + 1 -> snapshot stack node */
+    ht_table codes;  /* code object address -> filename id << 32 | name id */
+    uint32_t *chain;
+    size_t chain_cap;
+} tr_resolver;
+
+static uint32_t
+tr_pystring(ht_tsb *b, PyObject *obj, const char *attr)
+{
+    PyObject *v = PyObject_GetAttrString(obj, attr);
+    if (v == NULL)
+        return HT_NONE;
+    Py_ssize_t len;
+    const char *p = PyUnicode_Check(v) ? PyUnicode_AsUTF8AndSize(v, &len) : NULL;
+    uint32_t id = HT_NONE;
+    if (p != NULL)
+        id = ht_tsb_string(b, p, (size_t)len);
+    else if (!PyErr_Occurred())
+        PyErr_Format(PyExc_TypeError, "code.%s is not a str", attr);
+    Py_DECREF(v);
+    return id;
+}
+
+/* The snapshot frame of internal node n; HT_NONE with an exception. */
+static uint32_t
+tr_frame_of(tr_resolver *r, uint32_t n)
+{
+    PyObject *code = ht_stk_code(n);
+    uint64_t key = (uint64_t)(uintptr_t)code;
+    uint64_t *v = ht_table_find(&r->codes, key);
+    uint64_t names;
+    if (v != NULL)
+        names = *v;
+    else {
+        uint32_t f = tr_pystring(r->b, code, "co_filename");
+        if (f == HT_NONE)
+            return HT_NONE;
+        uint32_t q = tr_pystring(r->b, code, "co_qualname");
+        if (q == HT_NONE)
+            return HT_NONE;
+        names = (uint64_t)f << 32 | q;
+        if (ht_table_put(&r->codes, key, names) < 0) {
+            PyErr_NoMemory();
+            return HT_NONE;
+        }
+    }
+    int line = PyCode_Addr2Line((PyCodeObject *)code, ht_stk_lasti(n));
+    return ht_tsb_frame(r->b, (uint32_t)(names >> 32), (uint32_t)names,
+                        line > 0 ? (uint32_t)line : 0);
+}
+
+/* The snapshot stack node for internal node n (HT_NONE stays HT_NONE).
+ * Returns 0 or -1 with an exception. */
+static int
+tr_stack_of(tr_resolver *r, uint32_t n, uint32_t *out)
+{
+    size_t len = 0;
+    uint32_t base = HT_NONE;
+    for (uint32_t cur = n; cur != HT_NONE; cur = ht_stk_parent(cur)) {
+        uint64_t *v = ht_table_find(&r->nodes, (uint64_t)cur + 1);
+        if (v != NULL) {
+            base = (uint32_t)*v;
+            break;
+        }
+        if (len == r->chain_cap) {
+            size_t cap = r->chain_cap ? r->chain_cap * 2 : 64;
+            uint32_t *c = realloc(r->chain, cap * sizeof(uint32_t));
+            if (c == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            r->chain = c;
+            r->chain_cap = cap;
+        }
+        r->chain[len++] = cur;
+    }
+    while (len > 0) {
+        uint32_t x = r->chain[--len];
+        uint32_t f = tr_frame_of(r, x);
+        if (f == HT_NONE)
+            return -1;
+        base = ht_tsb_stack(r->b, base, f);
+        if (base == HT_NONE)
+            return -1;
+        if (ht_table_put(&r->nodes, (uint64_t)x + 1, base) < 0) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    *out = base;
+    return 0;
+}
+
+/* Builds a snapshot of `n` copied traces; NULL with an exception. */
+static ht_tsnap *
+tr_build(tr_copy *c, int64_t n, int at_peak, uint64_t current, uint64_t peak)
+{
+    ht_tsb b;
+    tr_resolver r = {0};
+    if (ht_tsb_init(&b) < 0)
+        return NULL;
+    r.b = &b;
+    if (ht_table_init(&r.nodes, 1024, 1) < 0 || ht_table_init(&r.codes, 256, 1) < 0) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t stack = HT_NONE;
+        if (c[i].stack != HT_NONE && tr_stack_of(&r, c[i].stack, &stack) < 0)
+            goto fail;
+        if (ht_tsb_trace(&b, tr_est_bytes(c[i].size), stack, 0, c[i].thread, c[i].seq,
+                         tr_est_count(c[i].size), c[i].addr) < 0)
+            goto fail;
+    }
+    b.s->traced_current = current;
+    b.s->traced_peak = peak;
+    b.s->traceback_limit = tr.limit;
+    b.s->sample_interval = tr.sample;
+    b.s->is_peak = at_peak;
+    ht_table_free(&r.nodes);
+    ht_table_free(&r.codes);
+    free(r.chain);
+    return ht_tsb_finish(&b);
+fail:
+    ht_table_free(&r.nodes);
+    ht_table_free(&r.codes);
+    free(r.chain);
+    ht_tsb_discard(&b);
+    return NULL;
+}
+
+static PyObject *
+tr_py_snapshot(PyObject *self, PyObject *arg)
+{
+    int at_peak = PyObject_IsTrue(arg);
+    if (at_peak < 0)
+        return NULL;
+    if (!tr.tracing)
+        return ht_error("the tracer is not tracing: call heaptrail.tracer.start() first");
+    int guard = tr_me.guard;
+    tr_me.guard = TR_OWN;  /* our own objects are not the patient's */
+    PyObject *out = NULL;
+    tr_copy *c = NULL;
+    uint64_t current = 0, peak = 0;
+    int64_t n = tr_copy_traces(at_peak, &c, &current, &peak);
+    if (n < 0) {
+        PyErr_NoMemory();
+        goto cleanup;
+    }
+    ht_tsnap *s = tr_build(c, n, at_peak, current, peak);
+    if (s != NULL)
+        out = ht_tsnap_wrap(s);
+cleanup:
+    free(c);
+    tr_me.guard = guard;
+    return out;
+}
+
+/* Candidate block addresses of obj: its allocator block starts before the
+ * object by the GC header (gc types) and, for types with a managed dict or
+ * weakref pre-header, two more words. */
+static int
+tr_candidates(PyObject *obj, uint64_t out[4])
+{
+    PyTypeObject *tp = Py_TYPE(obj);
+    uint64_t a = (uint64_t)(uintptr_t)obj;
+    size_t gc = PyType_IS_GC(tp) ? 2 * sizeof(void *) : 0;
+    size_t pre = 0;
+#ifdef Py_TPFLAGS_MANAGED_WEAKREF
+    if (PyType_HasFeature(tp, Py_TPFLAGS_MANAGED_DICT | Py_TPFLAGS_MANAGED_WEAKREF))
+        pre = 2 * sizeof(void *);
+#else
+    if (PyType_HasFeature(tp, Py_TPFLAGS_MANAGED_DICT))
+        pre = 2 * sizeof(void *);
+#endif
+    int k = 0;
+    out[k++] = a - gc - pre;
+    if (pre)
+        out[k++] = a - gc;
+    if (gc)
+        out[k++] = a;
+    return k;
+}
+
+static PyObject *
+tr_py_object_traceback(PyObject *self, PyObject *obj)
+{
+    if (!tr.tracing)
+        Py_RETURN_NONE;
+    uint64_t cand[4];
+    int k = tr_candidates(obj, cand);
+    int found = 0;
+    tr_copy c;
+    tr_sync();
+    for (int i = 0; i < k && !found; i++) {
+        uint32_t v = ht_bm_find(&tr.blocks, cand[i]);
+        if (v != UINT32_MAX) {
+            const tr_rec *r = &tr.recs[v];
+            c = (tr_copy){cand[i], r->size, r->seq, tr.threads[r->tslot].ident, r->stack};
+            found = 1;
+        }
+    }
+    if (!found)
+        Py_RETURN_NONE;
+    int guard = tr_me.guard;
+    tr_me.guard = TR_OWN;
+    PyObject *out = NULL;
+    ht_tsnap *s = tr_build(&c, 1, 0, 0, 0);
+    if (s != NULL) {
+        out = ht_tsnap_pystack(s, s->trace_stack[0]);
+        ht_tsnap_free(s);
+    }
+    tr_me.guard = guard;
+    return out;
+}
+
+static PyMethodDef tr_methods[] = {
+    {"_tracer_start", (PyCFunction)(void (*)(void))tr_py_start, METH_VARARGS | METH_KEYWORDS,
+     "_tracer_start(frames=128, sample=0): install the hooks and start recording."},
+    {"_tracer_stop", tr_py_stop, METH_NOARGS, "Stop recording, restore the allocators, drop the traces."},
+    {"_tracer_is_tracing", tr_py_is_tracing, METH_NOARGS, "True while recording."},
+    {"_tracer_clear", tr_py_clear, METH_NOARGS, "Drop every trace and reset current and peak."},
+    {"_tracer_traced_memory", tr_py_traced_memory, METH_NOARGS, "(current, peak) traced bytes."},
+    {"_tracer_reset_peak", tr_py_reset_peak, METH_NOARGS, "Peak := current."},
+    {"_tracer_limit", tr_py_limit, METH_NOARGS, "Frames kept per traceback."},
+    {"_tracer_stats", tr_py_stats, METH_NOARGS, "Counters of the tracer, as a dict."},
+    {"_tracer_memory", tr_py_memory, METH_NOARGS, "Bytes used by the tracer's own tables."},
+    {"_tracer_thread_stats", tr_py_thread_stats, METH_NOARGS, "(current, [(thread ident, current, peak)]), read together."},
+    {"_tracer_snapshot", tr_py_snapshot, METH_O, "_tracer_snapshot(at_peak) -> snapshot handle."},
+    {"_tracer_object_traceback", tr_py_object_traceback, METH_O,
+     "Frames (filename, lineno, name) where obj was allocated, most recent first, or None."},
+    {NULL},
+};
 
 int
 ht_tracer_init(PyObject *m)
 {
-    return 0;
+    return PyModule_AddFunctions(m, tr_methods);
 }

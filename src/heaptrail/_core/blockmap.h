@@ -1,0 +1,58 @@
+/* blockmap.h - the tracer's block map: block address -> record index, laid
+ * out by address so that neighbouring blocks share cache lines.
+ *
+ * An address a (16-byte aligned, as pymalloc's and glibc's blocks are) lives
+ * in page a >> 12, slot (a >> 4) & 255 of that page's array of 256 uint32
+ * (record index + 1, 0 = empty). Pages are found through the shared ht_table
+ * (page number -> page index), with a one-entry cache of the last page.
+ * Objects allocated together sit in the same pool, so their slots share a
+ * cache line (16 slots = 256 bytes of address space per line), where a hash
+ * table scatters them over random lines. Addresses that are not 16-byte
+ * aligned (an unusual allocator under ours) go to an ht_table beside.
+ *
+ * Memory: 1 KiB per 4 KiB page that ever held a traced block, until
+ * ht_bm_free (a page is kept when it empties: the same pages are reused).
+ * No locking: the tracer protects it (with the GIL, see tracer.h).
+ * Memory comes from libc malloc; functions returning int return 0 on success
+ * and -1 when out of memory (no Python exception set).
+ */
+#ifndef HT_BLOCKMAP_H
+#define HT_BLOCKMAP_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#include "hashtable.h"
+
+#define HT_BM_PAGE_SHIFT 12
+#define HT_BM_GRAIN_SHIFT 4
+#define HT_BM_SLOTS (1u << (HT_BM_PAGE_SHIFT - HT_BM_GRAIN_SHIFT))
+
+typedef struct ht_bm {
+    ht_table dir;        /* page number + 1 -> page index */
+    uint32_t **pages;    /* [npages] arrays of HT_BM_SLOTS (record index + 1) */
+    uint64_t *pageno;    /* [npages] page numbers */
+    uint32_t npages, cappages;
+    uint64_t last_key;   /* page number + 1 of the last page used, 0 = none */
+    uint32_t *last;      /* its array */
+    ht_table odd;        /* unaligned address -> record index */
+    uint64_t count;      /* blocks in the map */
+} ht_bm;
+
+int ht_bm_init(ht_bm *m);
+void ht_bm_free(ht_bm *m);
+/* Empties the map, keeping its pages. */
+void ht_bm_clear(ht_bm *m);
+
+/* Maps addr -> idx. Returns 1 when added, 0 when addr was mapped already
+ * (its previous index stored in *prev and replaced), -1 out of memory. */
+int ht_bm_put(ht_bm *m, uint64_t addr, uint32_t idx, uint32_t *prev);
+/* Unmaps addr: 1 and its index in *idx, or 0 when absent. */
+int ht_bm_take(ht_bm *m, uint64_t addr, uint32_t *idx);
+/* The index of addr, or UINT32_MAX when absent. */
+uint32_t ht_bm_find(ht_bm *m, uint64_t addr);
+/* Calls fn(addr, idx, arg) for every mapped block. */
+void ht_bm_foreach(const ht_bm *m, void (*fn)(uint64_t addr, uint32_t idx, void *arg), void *arg);
+size_t ht_bm_memory(const ht_bm *m);
+
+#endif

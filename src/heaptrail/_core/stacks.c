@@ -1,0 +1,292 @@
+/* stacks.c - Python stack capture and the stack trie (see stacks.h). */
+#include "stacks.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* A node not yet asked for its "outermost frame dropped" twin. */
+#define STK_UNKNOWN (UINT32_MAX - 1)
+/* Size of the GC header that precedes a frame object in its block
+ * (PyGC_Head: two words on every supported version; frames have no other
+ * pre-header). */
+#define STK_GC_HEAD (2 * sizeof(void *))
+
+typedef struct stk_node {
+    PyObject *code;   /* strong reference */
+    uint32_t parent;  /* caller's node or HT_NONE */
+    uint32_t trunc;   /* same stack without its outermost frame, STK_UNKNOWN until asked */
+    int32_t lasti;    /* PyFrame_GetLasti: byte offset of the current instruction */
+    uint32_t depth;   /* frames from here to the outermost, 1 for a root */
+} stk_node;
+
+typedef struct stk_walk {
+    PyFrameObject *frame;  /* borrowed: frames on the running stack are kept alive by it */
+    PyObject *code;        /* borrowed from the frame */
+    int32_t lasti;
+} stk_walk;
+
+/* All protected by the GIL (see stacks.h). */
+static stk_node *stk_nodes;
+static uint32_t stk_count, stk_cap;
+static ht_table stk_index;  /* hash of (parent, code, lasti) -> node, checked on hit */
+ht_table ht_stk_frames;     /* frame block address -> caller node */
+ht_stk_last_t ht_stk_last;  /* the last capture (frame, lasti) -> node */
+static stk_walk *stk_buf;   /* frames of the walk in progress */
+static size_t stk_buf_cap;
+static uint32_t *stk_chain; /* nodes whose truncation is being computed */
+static size_t stk_chain_cap;
+
+static uint64_t
+stk_nonzero(uint64_t h)
+{
+    return h ? h : 1;
+}
+
+static int
+stk_grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    size_t c = *cap ? *cap * 2 : 256;
+    while (c < need)
+        c *= 2;
+    void *q = realloc(*p, c * elem);
+    if (q == NULL)
+        return -1;
+    *p = q;
+    *cap = c;
+    return 0;
+}
+
+int
+ht_stk_start(void)
+{
+    if (stk_index.keys == NULL && ht_table_init(&stk_index, 1024, 1) < 0)
+        return -1;
+    if (ht_stk_frames.keys == NULL && ht_table_init(&ht_stk_frames, 256, 1) < 0)
+        return -1;
+    return 0;
+}
+
+void
+ht_stk_reset(int decref)
+{
+    if (decref)
+        for (uint32_t i = 0; i < stk_count; i++)
+            Py_DECREF(stk_nodes[i].code);
+    free(stk_nodes);
+    stk_nodes = NULL;
+    stk_count = stk_cap = 0;
+    ht_table_free(&stk_index);
+    ht_table_free(&ht_stk_frames);
+    ht_stk_last.block = 0;
+    free(stk_buf);
+    stk_buf = NULL;
+    stk_buf_cap = 0;
+    free(stk_chain);
+    stk_chain = NULL;
+    stk_chain_cap = 0;
+}
+
+/* The node (parent, code, lasti), created if new; HT_NONE when out of
+ * memory (nothing changed). */
+static uint32_t
+stk_intern(uint32_t parent, PyObject *code, int32_t lasti)
+{
+    uint64_t key = stk_nonzero(ht_hash64(((uint64_t)parent << 32 | (uint32_t)lasti) ^
+                                         ((uint64_t)(uintptr_t)code * 0x9e3779b97f4a7c15ULL)));
+    for (;;) {
+        uint64_t *v = ht_table_find(&stk_index, key);
+        if (v == NULL)
+            break;
+        const stk_node *n = &stk_nodes[*v];
+        if (n->parent == parent && n->code == code && n->lasti == lasti)
+            return (uint32_t)*v;
+        key = stk_nonzero(key + 1);  /* a true 64-bit collision: next key */
+    }
+    if (stk_count >= STK_UNKNOWN - 1)
+        return HT_NONE;
+    size_t cap = stk_cap;
+    if (stk_grow((void **)&stk_nodes, &cap, (size_t)stk_count + 1, sizeof(stk_node)) < 0)
+        return HT_NONE;
+    stk_cap = (uint32_t)cap;
+    uint32_t id = stk_count;
+    if (ht_table_put(&stk_index, key, id) < 0)
+        return HT_NONE;
+    Py_INCREF(code);
+    stk_nodes[id] = (stk_node){code, parent, STK_UNKNOWN, lasti,
+                               parent == HT_NONE ? 1 : stk_nodes[parent].depth + 1};
+    stk_count++;
+    return id;
+}
+
+/* Node n without its outermost frame (HT_NONE for a root), memoized so a
+ * recursion deeper than the limit costs one intern per new level. Returns
+ * STK_UNKNOWN when out of memory. */
+static uint32_t
+stk_drop_outer(uint32_t n)
+{
+    size_t len = 0;
+    uint32_t cur = n;
+    while (stk_nodes[cur].trunc == STK_UNKNOWN && stk_nodes[cur].depth > 1) {
+        if (stk_grow((void **)&stk_chain, &stk_chain_cap, len + 1, sizeof(uint32_t)) < 0)
+            return STK_UNKNOWN;
+        stk_chain[len++] = cur;
+        cur = stk_nodes[cur].parent;
+    }
+    if (stk_nodes[cur].trunc == STK_UNKNOWN)  /* a root */
+        stk_nodes[cur].trunc = HT_NONE;
+    uint32_t base = stk_nodes[cur].trunc;
+    while (len > 0) {
+        uint32_t x = stk_chain[--len];
+        uint32_t t = stk_intern(base, stk_nodes[x].code, stk_nodes[x].lasti);
+        if (t == HT_NONE)
+            return STK_UNKNOWN;
+        stk_nodes[x].trunc = t;  /* index, not pointer: intern may move the array */
+        base = t;
+    }
+    return base;
+}
+
+/* `caller` cut so that one more frame fits in `limit`. */
+static uint32_t
+stk_cap_to(uint32_t caller, unsigned limit)
+{
+    if (caller == HT_NONE || stk_nodes[caller].depth < limit)
+        return caller;
+    return stk_drop_outer(caller);
+}
+
+static int
+stk_is_generator(PyFrameObject *f)
+{
+    PyObject *gen = PyFrame_GetGenerator(f);
+    if (gen == NULL)
+        return 0;
+    Py_DECREF(gen);  /* the frame keeps its generator alive */
+    return 1;
+}
+
+/* Pushes f's code and instruction on the walk buffer; -1 when out of memory. */
+static int
+stk_push(size_t n, PyFrameObject *f)
+{
+    if (stk_grow((void **)&stk_buf, &stk_buf_cap, n + 1, sizeof(stk_walk)) < 0)
+        return -1;
+    PyCodeObject *code = PyFrame_GetCode(f);
+    Py_DECREF(code);  /* the frame keeps it alive */
+    stk_buf[n] = (stk_walk){f, (PyObject *)code, PyFrame_GetLasti(f)};
+    return 0;
+}
+
+/* Walks from f outwards until a cached frame (use_cache; pushed too, its
+ * caller read from the cache) or `limit` frames (no cache) or the outermost
+ * frame. Sets *caller to the node above the last frame pushed; returns the number of frames pushed, or -1 out of memory. */
+static Py_ssize_t
+stk_walk_up(PyFrameObject *f, unsigned limit, int use_cache, uint32_t *caller)
+{
+    size_t n = 0;
+    Py_INCREF(f);
+    *caller = HT_NONE;
+    while (f != NULL) {
+        if (use_cache) {
+            uint64_t *v = ht_table_find(&ht_stk_frames, (uint64_t)(uintptr_t)f - STK_GC_HEAD);
+            if (v != NULL) {  /* f's callers are known: only f itself to intern */
+                *caller = (uint32_t)*v;
+                int rc = stk_push(n, f);
+                Py_DECREF(f);
+                return rc < 0 ? -1 : (Py_ssize_t)n + 1;
+            }
+        }
+        else if (n >= limit) {
+            Py_DECREF(f);
+            return (Py_ssize_t)n;
+        }
+        if (stk_push(n, f) < 0) {
+            Py_DECREF(f);
+            return -1;
+        }
+        n++;
+        PyFrameObject *back = PyFrame_GetBack(f);  /* may materialize the caller's frame */
+        Py_DECREF(f);  /* the running stack keeps it alive */
+        f = back;
+    }
+    return (Py_ssize_t)n;
+}
+
+uint32_t
+ht_stk_capture(unsigned limit, int use_cache)
+{
+    if (stk_index.keys == NULL)
+        return HT_NONE;
+    PyFrameObject *top = PyEval_GetFrame();
+    if (top == NULL)
+        return HT_NONE;
+    /* Consecutive allocations often come from one instruction (a dict and
+     * its keys, every object json.loads builds): same frame, same lasti,
+     * same node. The frame's block is forgotten when freed (see stacks.h). */
+    int32_t lasti = PyFrame_GetLasti(top);
+    uint64_t block = (uint64_t)(uintptr_t)top - STK_GC_HEAD;
+    if (use_cache && ht_stk_last.block == block && ht_stk_last.lasti == lasti &&
+        ht_stk_last.limit == limit)
+        return ht_stk_last.node;
+    uint32_t caller;
+    Py_ssize_t n = stk_walk_up(top, limit, use_cache, &caller);
+    if (n < 0)
+        return HT_NONE;
+    /* from the outermost walked frame inwards */
+    for (Py_ssize_t i = n - 1; i >= 0; i--) {
+        stk_walk w = stk_buf[i];
+        uint32_t parent = stk_cap_to(caller, limit);
+        if (parent == STK_UNKNOWN)
+            return HT_NONE;
+        uint32_t node = stk_intern(parent, w.code, w.lasti);
+        if (node == HT_NONE)
+            return HT_NONE;
+        if (use_cache && !stk_is_generator(w.frame))
+            (void)ht_table_put(&ht_stk_frames, (uint64_t)(uintptr_t)w.frame - STK_GC_HEAD, caller);
+        caller = node;
+    }
+    if (use_cache && n > 0 && !stk_is_generator(top))
+        ht_stk_last = (ht_stk_last_t){block, lasti, limit, caller};
+    return caller;
+}
+
+void
+ht_stk_forget_frames(void)
+{
+    ht_table_clear(&ht_stk_frames);
+    ht_stk_last.block = 0;
+}
+
+uint32_t
+ht_stk_count(void)
+{
+    return stk_count;
+}
+
+uint32_t
+ht_stk_parent(uint32_t n)
+{
+    return stk_nodes[n].parent;
+}
+
+PyObject *
+ht_stk_code(uint32_t n)
+{
+    return stk_nodes[n].code;
+}
+
+int
+ht_stk_lasti(uint32_t n)
+{
+    return stk_nodes[n].lasti;
+}
+
+size_t
+ht_stk_memory(void)
+{
+    return (size_t)stk_cap * sizeof(stk_node) + ht_table_memory(&stk_index) +
+           ht_table_memory(&ht_stk_frames) + stk_buf_cap * sizeof(stk_walk) +
+           stk_chain_cap * sizeof(uint32_t);
+}

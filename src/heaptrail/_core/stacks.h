@@ -1,0 +1,89 @@
+/* stacks.h - the tracer's Python stack capture and interning: a trie of
+ * stack nodes, node = (caller node, code object, instruction offset).
+ *
+ * Every function here is called with the GIL held, and the GIL is what
+ * protects these tables: stacks are only captured by a thread that holds
+ * it (MEM and OBJ hooks always do; RAW hooks check PyGILState_Check() and
+ * record no stack without it). Nothing here allocates through Python's
+ * allocators except the frame objects CPython materializes on demand.
+ *
+ * Nodes: node n is "code[n] at offset lasti[n], called from parent[n]"
+ * (HT_NONE for the outermost captured frame). The line number is not
+ * computed in the hot path: PyCode_Addr2Line turns (code, lasti) into a
+ * line at snapshot time. Each node holds a strong reference to its code
+ * object, so a code pointer is never reused while a node names it. The
+ * number of nodes is bounded only by the number of distinct (stack,
+ * instruction) pairs seen while tracing (at most `frames` deep each); they
+ * are released by ht_stk_reset() (tracer stop).
+ *
+ * Frame cache: frame object -> caller node. A running frame's callers never
+ * change, so once a frame has been seen the next allocation in it costs one
+ * lookup and one intern, whatever the depth. An entry is dropped when the
+ * frame object's memory is freed (the tracer's OBJ free hook calls
+ * ht_stk_block_freed), so a reused address never inherits a stale caller.
+ * Generator and coroutine frames are never cached: they resume under
+ * different callers.
+ */
+#ifndef HT_STACKS_H
+#define HT_STACKS_H
+
+#include "common.h"
+#include "hashtable.h"
+
+#ifndef HT_NONE
+#define HT_NONE UINT32_MAX
+#endif
+
+/* Prepares empty tables. 0, or -1 when out of memory (no exception). */
+int ht_stk_start(void);
+
+/* Releases every node (dropping code references when `decref`, i.e. when the
+ * interpreter is still alive) and the frame cache. */
+void ht_stk_reset(int decref);
+
+/* The innermost node of the calling thread's Python stack, keeping the
+ * innermost `limit` frames; HT_NONE when there is no Python frame or memory
+ * ran out. `use_cache` = 0 walks every frame (sampling: rare captures, and
+ * no frame-cache upkeep on frees). Caller holds the GIL and has set its
+ * re-entrancy guard (frame objects may be allocated here). */
+uint32_t ht_stk_capture(unsigned limit, int use_cache);
+
+/* Empties the frame cache (the depth limit changed). */
+void ht_stk_forget_frames(void);
+
+/* The OBJ-domain block at `block` is being freed: forget it if it was a
+ * cached frame object. Cheap when it was not (one probe). */
+static inline void ht_stk_block_freed(void *block);
+
+/* Node accessors (n < ht_stk_count()). */
+uint32_t ht_stk_count(void);
+uint32_t ht_stk_parent(uint32_t n);
+PyObject *ht_stk_code(uint32_t n);  /* borrowed */
+int ht_stk_lasti(uint32_t n);
+
+/* Bytes held by the node arrays and tables. */
+size_t ht_stk_memory(void);
+
+/* ---- inline part (the free hook's fast path) ---------------------------- */
+
+/* Frame cache, keyed by the frame object's block address (object address
+ * minus the GC header), so a freed block is looked up as it comes. */
+extern ht_table ht_stk_frames;
+typedef struct ht_stk_last_t {
+    uint64_t block;  /* frame block of the last capture, 0 = none */
+    int32_t lasti;
+    unsigned limit;
+    uint32_t node;
+} ht_stk_last_t;
+extern ht_stk_last_t ht_stk_last;
+
+static inline void
+ht_stk_block_freed(void *block)
+{
+    if (ht_stk_frames.count != 0)
+        ht_table_remove(&ht_stk_frames, (uint64_t)(uintptr_t)block, NULL);
+    if (ht_stk_last.block == (uint64_t)(uintptr_t)block)
+        ht_stk_last.block = 0;
+}
+
+#endif

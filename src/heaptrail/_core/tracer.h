@@ -1,0 +1,123 @@
+/* tracer.h - the allocation tracer: PEP 445 hooks on the RAW, MEM and OBJ
+ * domains, a block table (address -> record), current/peak accounting
+ * globally and per thread, the state at the peak, and a sampling mode.
+ *
+ * Design, and why (figures: benchmarks/cases/tracer.py, 3.11, 2 cores):
+ *
+ * Hooks. Each domain's hook chains to the allocator found at start() and
+ * never changes a block's layout (no header), so a block allocated under
+ * the hook may be freed after stop() and vice versa. Our allocator structs
+ * carry the previous allocator's ctx, so a thread that reads a half-updated
+ * PyMemAllocatorEx while start()/stop() swaps them still calls a matching
+ * (function, ctx) pair. A thread-local guard is set while we capture a
+ * stack or build a snapshot: allocations made meanwhile (frame objects
+ * CPython materializes, our snapshot's strings) pass through untraced, but
+ * frees are always processed so a traced block is never left stale.
+ *
+ * Stack capture (stacks.h). Designs:
+ *   (a) walk frames at each allocation, with a frame cache (frame object ->
+ *       caller's node, dropped when the frame's memory is freed), a memo of
+ *       the last capture (same frame and instruction -> same node: a dict
+ *       and its keys, every object json.loads builds) and a trie interned on
+ *       (caller node, code, lasti); the line is computed only at snapshot
+ *       time with PyCode_Addr2Line. An allocation in a frame already seen
+ *       costs PyEval_GetFrame + one cache probe + one intern probe, whatever
+ *       the depth.
+ *   (b) a shadow stack kept by a C profile function: every Python call and
+ *       return pays a callback, on 3.11 CPython materializes a frame object
+ *       for every call to hand it over, and on 3.12+ PyEval_SetProfile runs
+ *       on sys.monitoring and reports C calls too.
+ *   (c) sys.monitoring (3.12+ only; nothing for 3.11).
+ * Kept: (a). Only (a) was built and measured; (b) and (c) were rejected on
+ * the reasoning above (they pay per call, and these workloads make several
+ * calls per traced allocation), not on a measurement.
+ * Where the time goes (alloc_heavy, 18.8M allocations, CPU seconds, one
+ * machine shared with other jobs): untraced 1.28; hooks with no capture and
+ * no bookkeeping 1.7; + stack capture 2.0; hooks + bookkeeping without
+ * capture 4.0; everything 4.6. The bookkeeping (block table probe, record,
+ * and the same on free: about three random cache lines per operation in
+ * tables of 8-16 MB) is the cost, not the stacks. Tried: a nursery (a
+ * direct-mapped cache of recent blocks in front of the table): no gain,
+ * most blocks here outlive any cache-sized nursery; reverted. Next step:
+ * slots holding key and record together (one cache line per operation),
+ * which needs a wide-value mode in the shared hashtable.h.
+ * Measured (benchmarks/results/latest.json, --repeat 3, wall ratios to
+ * untraced, peak RSS ratios): alloc_heavy: full 3.60x (RSS 1.98x),
+ * sampled 512 KiB 1.07x (RSS 1.04x), tracemalloc 1 frame 10.1x, 25 frames
+ * 49x, memray with python allocators 3.19x (default memray, which does not
+ * see pymalloc blocks, 1.32x); deep_recursion (200 frames): full 2.87x,
+ * tracemalloc-25 54x, memray-pyalloc 5.74x. Targets missed: full <= 1.5x,
+ * RSS <= 1.6x.
+ * On 3.11 materializing a frame object can run the garbage collector, i.e.
+ * arbitrary Python code, inside an allocator (say, in the middle of a dict
+ * resize): the capture disables the collector around it (PyGC_Disable),
+ * which 3.12+ does not need (collections are deferred to the eval loop).
+ *
+ * Locking. "The books" (block table, records, counters, thread slots) and
+ * the stack tables are protected by the GIL: MEM and OBJ hooks always hold
+ * it, so their hot path takes no lock and does no atomic operation. A RAW
+ * hook called without the GIL (PyGILState_Check) never touches the books:
+ * it queues its operation (ADD after the block is allocated, REMOVE before
+ * it is freed, so the queue order is the blocks' order) under a spinlock,
+ * and the next GIL holder applies the queue before touching the books (one
+ * load of a flag on the hot path). A first version took a spinlock for
+ * every operation instead: its atomic exchange cost ~10% of the traced run.
+ * RAW blocks get no stack: a RAW hook may be called by another allocator
+ * wrapper that holds its own lock (tracemalloc's raw_malloc does), and a
+ * capture can allocate a frame object through that wrapper's hooks: a
+ * deadlock (seen, and tested). RAW blocks allocated by the underlying
+ * allocator on behalf of MEM/OBJ (pymalloc's large requests) pass through:
+ * the outer hook records the block once.
+ *
+ * Records: a slab of 24-byte records (size, seq, stack, thread slot)
+ * with a LIFO stack of free indices; the block table maps address -> index.
+ *
+ * Peak: peak_seq is the sequence number of the allocation that reached the
+ * current peak. A freed record with seq <= peak_seq was live at the peak: its
+ * index moves to a side list instead of the free stack. A new peak moves the
+ * side list to the free stack (a sequential copy of indices, never a walk
+ * over cold records; each record enters the side list at most once per peak:
+ * amortized O(1) per free). The peak snapshot is the live records with
+ * seq <= peak_seq plus the side list. Free records are reused LIFO (warm).
+ *
+ * Sampling (start(sample=B)): a per-thread countdown drawn from an
+ * exponential of mean B (xorshift64* PRNG, -log(u) * B) is decreased by each
+ * allocation's size; a block is sampled when it crosses zero, i.e. with
+ * probability p = 1 - exp(-s/B), and then weighs s/p bytes and 1/p blocks,
+ * so totals are unbiased. The relative standard error of a total T made of
+ * blocks much smaller than B is about sqrt(B/T) (512 KiB over 1 GiB: 2.2%).
+ * An unsampled allocation touches only thread-local state. Its free must not
+ * take the lock either: a counting filter (65536 atomic counters indexed by
+ * a hash of the address) is incremented/decremented under the lock when a
+ * sampled block is added/removed and read without the lock on free; zero
+ * means "certainly not sampled". It cannot miss: the block's insertion
+ * happened before the hook returned the block, which happened before any
+ * thread could free it. False positives only take the slow (correct) path.
+ *
+ * Threads: per-thread current/peak in slots keyed by thread ident (a new
+ * thread reusing a dead thread's ident shares its slot); names are read
+ * from `threading` at report time, never in a hook.
+ *
+ * fork(): pthread_atfork takes the lock around fork() so the child never
+ * inherits it held; the child keeps tracing with a fresh state (its
+ * inherited traces are dropped lazily at its first traced operation; stacks
+ * are kept, they are still valid).
+ *
+ * Shutdown: heaptrail.tracer registers atexit(stop); a Py_AtExit handler
+ * restores the allocators if we are still on top at the very end.
+ *
+ * tracemalloc: heaptrail.tracer.start() refuses while tracemalloc traces.
+ * If tracemalloc is started after us it chains to our hooks; our stop() then
+ * sees it is not on top, leaves its hooks (and ours, below, turned into a
+ * pass-through) in place and only stops recording: nothing is corrupted.
+ *
+ * Not supported: subinterpreters with their own GIL (the books rely on one
+ * GIL) and free-threaded builds (refused at start()). A RAW realloc without
+ * the GIL that fails leaves its (still valid) block untraced.
+ */
+#ifndef HT_TRACER_H
+#define HT_TRACER_H
+
+#include "common.h"
+
+#endif
