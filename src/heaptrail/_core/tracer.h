@@ -55,7 +55,9 @@
  * <= 1.5x and sampled <= 1.05x missed (2.0x and 1.17x in CPU time); RSS
  * <= 1.6x met (1.48x); faster than memray tracing the same blocks.
  * What is left in the sampled mode is the wrapper itself (an extra indirect
- * call, the guard around the underlying allocator, the countdown).
+ * call and a thread-local guard around the underlying allocator, ~5 ns a
+ * call over 37.6M calls, and the countdown); PEP 445 offers no cheaper way
+ * to see every allocation.
  *
  * On 3.11 materializing a frame object can run the garbage collector, i.e.
  * arbitrary Python code, inside an allocator (say, in the middle of a dict
