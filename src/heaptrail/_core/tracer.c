@@ -1,10 +1,6 @@
 /* tracer.c - the PEP 445 allocation tracer (design and measurements in tracer.h). */
 #include "tracer.h"
 
-#ifndef TR_EXP
-#define TR_EXP 0
-#endif
-
 #include <math.h>
 #include <pthread.h>
 #include <sched.h>
