@@ -1,10 +1,6 @@
 /* tracer.c - the PEP 445 allocation tracer (design and measurements in tracer.h). */
 #include "tracer.h"
 
-#ifndef TR_EXP
-#define TR_EXP 0
-#endif
-
 #include <math.h>
 #include <pthread.h>
 #include <sched.h>
@@ -639,19 +635,13 @@ tr_realloc(int domain, void *ptr, size_t size)
     {                                                                          \
         return tr_realloc(D, ptr, size);                                       \
     }                                                                          \
+    /* A free needs no guard around the underlying allocator: a nested free  \
+     * of the same block finds it already gone. */                             \
     static void tr_free_##NAME(void *ctx, void *p)                             \
     {                                                                          \
-        tr_tls *me = &tr_me;                                                   \
-        int g = me->guard;                                                     \
-        if (g == TR_INNER || !tr_tracing()) {                                  \
-            tr_orig[D].free(tr_orig[D].ctx, p);                                \
-            return;                                                            \
-        }                                                                      \
-        if (p != NULL)                                                         \
+        if (p != NULL && tr_me.guard != TR_INNER && tr_tracing())              \
             tr_on_free(D, p);                                                  \
-        me->guard = TR_INNER;                                                  \
         tr_orig[D].free(tr_orig[D].ctx, p);                                    \
-        me->guard = g;                                                         \
     }
 
 TR_HOOKS(TR_RAW, raw)

@@ -32,22 +32,33 @@
  * the reasoning above (they pay per call, and these workloads make several
  * calls per traced allocation), not on a measurement.
  * Where the time goes (alloc_heavy, 18.8M allocations, CPU seconds, one
- * machine shared with other jobs): untraced 1.28; hooks with no capture and
- * no bookkeeping 1.7; + stack capture 2.0; hooks + bookkeeping without
- * capture 4.0; everything 4.6. The bookkeeping (block table probe, record,
- * and the same on free: about three random cache lines per operation in
- * tables of 8-16 MB) is the cost, not the stacks. Tried: a nursery (a
- * direct-mapped cache of recent blocks in front of the table): no gain,
- * most blocks here outlive any cache-sized nursery; reverted. Next step:
- * slots holding key and record together (one cache line per operation),
- * which needs a wide-value mode in the shared hashtable.h.
- * Measured (benchmarks/results/latest.json, --repeat 3, wall ratios to
- * untraced, peak RSS ratios): alloc_heavy: full 3.60x (RSS 1.98x),
- * sampled 512 KiB 1.07x (RSS 1.04x), tracemalloc 1 frame 10.1x, 25 frames
- * 49x, memray with python allocators 3.19x (default memray, which does not
- * see pymalloc blocks, 1.32x); deep_recursion (200 frames): full 2.87x,
- * tracemalloc-25 54x, memray-pyalloc 5.74x. Targets missed: full <= 1.5x,
- * RSS <= 1.6x.
+ * machine shared with other jobs). With the first block table (the shared
+ * ht_table, address -> record index): untraced 1.28; hooks alone 1.7; +
+ * stack capture 2.0; hooks + bookkeeping without capture 4.0; everything
+ * 4.6: the bookkeeping (about three random cache lines per operation in
+ * 8-16 MB tables) was the cost, not the stacks. A nursery (direct-mapped
+ * cache of recent blocks in front of the table) gained nothing (most blocks
+ * here outlive any cache-sized nursery) and was reverted. The block map
+ * (blockmap.h: slots laid out by address, so blocks allocated together share
+ * cache lines) brought everything to 2.5 (untraced 1.46 in that run): hooks
+ * alone 1.74, + capture 1.9, + bookkeeping without capture 2.25.
+ *
+ * Measured, final code (3.11, machine shared with 4 other jobs, load ~4 on
+ * 2 cores, so wall times are noisy): interleaved runs of alloc_heavy,
+ * median CPU seconds of 3: untraced 1.48; heaptrail full 2.96 (2.0x, peak
+ * RSS 46 vs 31 MB: 1.48x); heaptrail sampled 512 KiB 1.73 (1.17x);
+ * memray with python allocators 4.95 (3.3x, 53 MB); tracemalloc 1 frame
+ * 14.2 (9.6x, 65 MB). benchmarks/results/latest.json (harness, wall, same
+ * code, under that load): alloc_heavy full 5.5x, sampled 2.6x, memray-pyalloc
+ * 5.6x, tracemalloc-1 15x, tracemalloc-25 88x; deep_recursion full 2.1x,
+ * sampled 1.5x, memray-pyalloc 4.7x, tracemalloc-25 46x. Targets: full
+ * <= 1.5x and sampled <= 1.05x missed (2.0x and 1.17x in CPU time); RSS
+ * <= 1.6x met (1.48x); faster than memray tracing the same blocks.
+ * What is left in the sampled mode is the wrapper itself (an extra indirect
+ * call and a thread-local guard around the underlying allocator, ~5 ns a
+ * call over 37.6M calls, and the countdown); PEP 445 offers no cheaper way
+ * to see every allocation.
+ *
  * On 3.11 materializing a frame object can run the garbage collector, i.e.
  * arbitrary Python code, inside an allocator (say, in the middle of a dict
  * resize): the capture disables the collector around it (PyGC_Disable),
@@ -70,7 +81,10 @@
  * the outer hook records the block once.
  *
  * Records: a slab of 24-byte records (size, seq, stack, thread slot)
- * with a LIFO stack of free indices; the block table maps address -> index.
+ * with a LIFO stack of free indices; the block map (blockmap.h) maps
+ * address -> index: 1 KiB per 4 KiB page of address space that ever held a
+ * traced block, kept until stop() (a heap whose big blocks keep landing on
+ * new addresses grows it: bounded by the address space the heap touched).
  *
  * Peak: peak_seq is the sequence number of the allocation that reached the
  * current peak. A freed record with seq <= peak_seq was live at the peak: its
