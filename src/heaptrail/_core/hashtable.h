@@ -74,6 +74,15 @@ ht_table_contains(const ht_table *t, uint64_t key)
     return ht_table_lookup(t, key) != (size_t)-1;
 }
 
+/* Asks the CPU to start loading key's home slot: callers that know a batch
+ * of keys ahead (a walk's next objects) hide the cache miss of each probe. */
+static inline void
+ht_table_prefetch(const ht_table *t, uint64_t key)
+{
+    if (t->keys != NULL)
+        __builtin_prefetch(&t->keys[(size_t)ht_hash64(key) & t->mask], 1);
+}
+
 /* Pointer to key's value (tables with values only), or NULL when absent. */
 static inline uint64_t *
 ht_table_find(const ht_table *t, uint64_t key)

@@ -1,16 +1,45 @@
 /* size.h - flat size of one object, as the allocator sees it: what
- * sys.getsizeof reports (its __sizeof__ plus the gc header of gc-tracked
- * types). Deep size walks live in size.c; the heap walk (heap.c) uses
- * ht_size_flat for every object it records. */
+ * sys.getsizeof reports (its __sizeof__ plus the pre-header: the gc header of
+ * gc types and, for classes with a managed __dict__/weakref, the two pointers
+ * in front of the object). Deep size walks live in size.c; the heap walk
+ * (heap.c) uses ht_size_flat for every object it records.
+ *
+ * How a flat size is found (per type, decided once and cached, keyed by the
+ * type's address and checked against its tp_version_tag so a changed or a
+ * re-allocated type is decided again):
+ *   - str, int, list: computed in C from the public struct fields, no call;
+ *   - types that inherit object.__sizeof__ (float, tuple, bytes, None,
+ *     instances of Python classes ...): tp_basicsize + Py_SIZE * tp_itemsize;
+ *   - types whose __sizeof__ is a C method (dict, set, bytearray,
+ *     array.array, big ints, 3.13 instances with inline values ...): its C
+ *     function is called directly, without the method-call machinery;
+ *   - types with a Python-level __sizeof__ override: that method is called,
+ *     exactly as sys.getsizeof does.
+ *
+ * Deep size (size.c, heaptrail.deepsize): every distinct object reachable
+ * from the roots through tp_traverse, counted once by identity, walked with
+ * an explicit stack (C recursion bounded to a few levels, whatever the
+ * depth of the structure). "Shared" objects are neither counted
+ * nor traversed unless shared=True: modules, type objects (classes,
+ * metaclasses, builtin types), Python functions, builtin functions and
+ * methods, code objects, and the descriptors that live in classes
+ * (method/wrapper/getset/member/classmethod descriptors). A root is always
+ * counted and traversed, whatever its type. memoryview is counted flat and not
+ * traversed: its buffer belongs to another object. A dict's str keys, which
+ * its tp_traverse leaves out, are visited explicitly. An object with a
+ * reference count of 1 is reached only through its one referrer, so the plain
+ * walk gives it no entry in the seen table.
+ */
 #ifndef HT_SIZE_H
 #define HT_SIZE_H
 
 #include "common.h"
 
 /* Returns the flat size of op in bytes, or -1 with an exception set (only
- * possible for types whose own __sizeof__ fails). Never calls Python code for
- * builtin types; calls __sizeof__ only for types that override it. Must be
- * called with the GIL held. */
+ * possible for types whose own __sizeof__ fails or returns a bad value).
+ * Never calls Python code for builtin types; calls __sizeof__ only for types
+ * that override it in Python (or whose metaclass customizes attribute
+ * lookup). Must be called with the GIL held. */
 Py_ssize_t ht_size_flat(PyObject *op);
 
 #endif
