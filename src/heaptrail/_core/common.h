@@ -43,5 +43,6 @@ int ht_tracer_init(PyObject *m);
 int ht_capture_init(PyObject *m);
 int ht_report_init(PyObject *m);
 int ht_selftest_init(PyObject *m);
+int ht_pym_init(PyObject *m);
 
 #endif
