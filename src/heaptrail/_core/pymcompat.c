@@ -435,15 +435,16 @@ cleanup:
 
 /* ================================================================ referents */
 
-/* pym_referents(obj, level, dict_keys) -> list: obj's referents (level 1),
- * then theirs (level 2) ... each object once, in the order found, as
- * gc.get_referents sees them (dict_keys: a dict's keys too). */
+/* pym_referents(obj, level, dict_keys, unique=True) -> list: obj's
+ * referents (level 1), then theirs (level 2) ... in the order found, as
+ * gc.get_referents sees them (dict_keys: a dict's keys too); each object once
+ * unless unique is false (then every reference is listed, as gc does). */
 static PyObject *
 ht_pym_referents(PyObject *self, PyObject *args)
 {
     PyObject *root;
-    int level, dict_keys;
-    if (!PyArg_ParseTuple(args, "Oip:pym_referents", &root, &level, &dict_keys))
+    int level, dict_keys, unique = 1;
+    if (!PyArg_ParseTuple(args, "Oip|p:pym_referents", &root, &level, &dict_keys, &unique))
         return NULL;
     PyObject *out = PyList_New(0), *result = NULL;
     ht_table seen = {0};
@@ -453,7 +454,7 @@ ht_pym_referents(PyObject *self, PyObject *args)
         PyErr_NoMemory();
         goto cleanup;
     }
-    ht_pym_visit_ctx c = {out, &seen, 0, 0};
+    ht_pym_visit_ctx c = {out, unique ? &seen : NULL, 0, 0};
     if (ht_pym_traverse(root, &c, dict_keys) < 0)
         goto cleanup;
     /* breadth first: [begin, end) is the level just found */
@@ -487,7 +488,7 @@ static PyMethodDef ht_pym_methods[] = {
     {"pym_summarize", ht_pym_summarize, METH_O,
      "pym_summarize(objects) -> [(type, name, count, size)]"},
     {"pym_referents", ht_pym_referents, METH_VARARGS,
-     "pym_referents(obj, level, dict_keys) -> referents up to level, each once"},
+     "pym_referents(obj, level, dict_keys, unique=True) -> referents up to level"},
     {NULL, NULL, 0, NULL},
 };
 

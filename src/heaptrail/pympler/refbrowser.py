@@ -5,7 +5,7 @@
     dict-+-list-+-int
          |      +-int
          |
-         +-str
+         +-tuple--str
 
 Difference from pympler: the tree shows what each object refers to (its referents, as the gc
 sees them, a dict's keys included), not what refers to it. Referrers depend on everything else
@@ -71,7 +71,7 @@ class RefBrowser:
         seen.add(id(obj))
         if depth == 0:
             return node
-        for child in _core.pym_referents(obj, 1, True):
+        for child in _core.pym_referents(obj, 1, True, False):
             if not self.repeat and id(child) in seen:
                 node.children.append(f"{self.str_func(child)} (already included, id {id(child)})")
                 continue
@@ -113,8 +113,9 @@ class StreamBrowser(RefBrowser):
             out.append(head + label)
             return
         many = len(children) > 1
-        joint = self.hline + (self.cross if many else self.hline) + self.hline
-        below = pad + self.space * len(label) + self.space + (self.vline if many else self.space) + self.space
+        # "label-+-first" over "      | " when there are several children, "label--only" else
+        joint = self.hline + (self.cross + self.hline if many else self.hline)
+        below = pad + self.space * len(label) + self.space + (self.vline + self.space if many else self.space)
         self._draw(children[0], head + label + joint, below, level + 1, out)
         for k, child in enumerate(children[1:], 1):
             last = k == len(children) - 1
