@@ -134,7 +134,10 @@ class TrackedObject:
         return max((s.size for _, s in self.snapshots), default=0)
 
     def get_size_at_time(self, timestamp):
-        """Size measured at the latest snapshot at or before ``timestamp`` (0 if none)."""
+        """Size measured at the latest snapshot at or before ``timestamp``; 0 when the object
+        was not alive then or never measured."""
+        if timestamp < self.birth or (self.death is not None and self.death <= timestamp):
+            return 0
         size = 0
         for ts, s in self.snapshots:
             if ts <= timestamp:

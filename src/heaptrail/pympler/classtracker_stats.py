@@ -288,7 +288,8 @@ class ConsoleStats(Stats):
 
     def print_stats(self, clsname=None, limit=1.0):
         """Prints the tracked instances (in :meth:`sort_stats` order): only those whose class
-        name contains ``clsname``; ``limit`` < 1 keeps that share of them, >= 1 that many."""
+        name contains ``clsname``; a float ``limit`` <= 1.0 keeps that share of them (1.0: all),
+        an int that many."""
         if self.tracker is not None:
             self.tracker.stop_periodic_snapshots()
         if not self.sorted:
@@ -296,8 +297,8 @@ class ConsoleStats(Stats):
         rows = self.sorted
         if clsname:
             rows = [t for t in rows if clsname in t.classname]
-        if limit < 1.0:
-            limit = max(1, int(len(self.sorted) * limit))
+        if isinstance(limit, float) and limit <= 1.0:  # a share (pympler prints one object at 1.0)
+            limit = max(1, int(len(rows) * limit + 0.5))
         for t in rows[:int(limit)]:
             self.print_object(t)
 
@@ -384,8 +385,8 @@ class HtmlStats(Stats):
         if not self.snapshots:
             return "<p>No snapshots.</p>"
         e = html.escape
-        totals = [sum(self.annotate_snapshot(s)[c]["sum"] for c in classes if c in s.classes)
-                  for s in self.snapshots]
+        self.annotate()
+        totals = [sum(s.classes[c]["sum"] for c in classes if c in s.classes) for s in self.snapshots]
         peak = max(totals) or 1
         width, height, bar = 60 + 50 * len(self.snapshots), 220, 30
         # inline SVG in HTML needs no namespace declaration (so the page names no URL at all)
