@@ -117,6 +117,22 @@ def test_track_object_keep_trace_and_resolution(tracker):
     assert tobj.ref() is not None and id(tobj.ref()) == ident  # keep=True holds it
 
 
+def test_track_change_and_untrack(tracker):
+    obj = Node(3)
+    tracker.track_object(obj)
+    tracker.create_snapshot()
+    tracker.track_change(obj, resolution_level=1)
+    tracker.create_snapshot()
+    (tobj,) = tracker.index[NAME]
+    assert tobj.snapshots[0][1].refs == []
+    assert ".payload" in [r.name for r in tobj.snapshots[1][1].refs]
+    tracker.untrack_object(obj)
+    tracker.create_snapshot()
+    assert len(tobj.snapshots) == 2
+    with pytest.raises(ValueError):
+        tracker.track_change(obj)
+
+
 def test_not_weakly_referenceable_is_held(tracker):
     tracker.track_class(Leaf)
     leaf = Leaf(bytearray(50))

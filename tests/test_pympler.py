@@ -140,6 +140,14 @@ def test_get_size_filter_sort_exact():
     assert [id(o) for o in muppy.sort(objs)] == [id(o) for o in expected]
 
 
+def test_get_diff_by_identity():
+    a, b, c = [1], [1], [2]  # a == b but not the same object
+    diff = muppy.get_diff([a, c, c], [b, c])
+    assert [id(o) for o in diff["+"]] == [id(b)]
+    assert [id(o) for o in diff["-"]] == [id(a)]
+    assert muppy.get_diff([], []) == {"+": [], "-": []}
+
+
 def test_get_referents_by_level():
     inner1, inner2 = [1], [2]
     outer = [inner1, inner2]

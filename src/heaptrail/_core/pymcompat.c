@@ -228,6 +228,74 @@ fail:
     return NULL;
 }
 
+/* Appends to out the items of `items` whose address is not in `other`
+ * (each listed once). 0 or -1. */
+static int
+ht_pym_missing(PyObject *items, const ht_table *other, PyObject *out)
+{
+    ht_table done = {0};
+    int rc = -1;
+    if (ht_table_init(&done, (size_t)PyList_GET_SIZE(items), 0) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
+        PyObject *op = PyList_GET_ITEM(items, i);
+        if (ht_table_contains(other, (uint64_t)(uintptr_t)op))
+            continue;
+        if (ht_pym_append_new(out, &done, op) < 0)
+            goto cleanup;
+    }
+    rc = 0;
+cleanup:
+    ht_table_free(&done);
+    return rc;
+}
+
+/* Address set of a list's items; 0 or -1 with MemoryError. */
+static int
+ht_pym_id_set(PyObject *items, ht_table *t)
+{
+    if (ht_table_init(t, (size_t)PyList_GET_SIZE(items), 0) < 0)
+        goto nomem;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++)
+        if (ht_table_add(t, (uint64_t)(uintptr_t)PyList_GET_ITEM(items, i)) < 0)
+            goto nomem;
+    return 0;
+nomem:
+    PyErr_NoMemory();
+    return -1;
+}
+
+/* pym_diff(left, right) -> (objects only in right, objects only in left),
+ * by identity, each once, in list order. */
+static PyObject *
+ht_pym_diff(PyObject *self, PyObject *args)
+{
+    PyObject *lseq, *rseq, *left = NULL, *right = NULL, *plus = NULL, *minus = NULL;
+    PyObject *result = NULL;
+    ht_table lset = {0}, rset = {0};
+    if (!PyArg_ParseTuple(args, "OO:pym_diff", &lseq, &rseq))
+        return NULL;
+    if ((left = ht_pym_items(lseq)) == NULL || (right = ht_pym_items(rseq)) == NULL)
+        goto cleanup;
+    if (ht_pym_id_set(left, &lset) < 0 || ht_pym_id_set(right, &rset) < 0)
+        goto cleanup;
+    if ((plus = PyList_New(0)) == NULL || (minus = PyList_New(0)) == NULL)
+        goto cleanup;
+    if (ht_pym_missing(right, &lset, plus) < 0 || ht_pym_missing(left, &rset, minus) < 0)
+        goto cleanup;
+    result = PyTuple_Pack(2, plus, minus);
+cleanup:
+    Py_XDECREF(left);
+    Py_XDECREF(right);
+    Py_XDECREF(plus);
+    Py_XDECREF(minus);
+    ht_table_free(&lset);
+    ht_table_free(&rset);
+    return result;
+}
+
 typedef struct ht_pym_keyed {
     Py_ssize_t size;
     Py_ssize_t pos;  /* original position: equal sizes keep their order */
@@ -484,6 +552,8 @@ static PyMethodDef ht_pym_methods[] = {
     {"pym_get_size", ht_pym_get_size, METH_O, "pym_get_size(objects) -> sum of flat sizes"},
     {"pym_filter", ht_pym_filter, METH_VARARGS,
      "pym_filter(objects, Type, min, max) -> objects of Type within the size bounds"},
+    {"pym_diff", ht_pym_diff, METH_VARARGS,
+     "pym_diff(left, right) -> (only in right, only in left), by identity"},
     {"pym_sort", ht_pym_sort, METH_O, "pym_sort(objects) -> by flat size, smallest first"},
     {"pym_summarize", ht_pym_summarize, METH_O,
      "pym_summarize(objects) -> [(type, name, count, size)]"},

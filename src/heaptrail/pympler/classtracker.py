@@ -243,6 +243,22 @@ class ClassTracker:
             self.objects[id(instance)] = tobj
             self.index.setdefault(name, []).append(tobj)
 
+    def track_change(self, instance, resolution_level=0):
+        """Changes the resolution level of a tracked instance."""
+        with self._lock:
+            tobj = self.objects.get(id(instance))
+            if tobj is None or tobj.ref() is not instance:
+                raise ValueError("track_change: the instance is not tracked")
+            tobj.set_resolution_level(resolution_level)
+
+    def untrack_object(self, instance):
+        """Stops measuring ``instance`` (its records stay in the index)."""
+        with self._lock:
+            tobj = self.objects.get(id(instance))
+            if tobj is not None and tobj.ref() is instance:
+                del self.objects[id(instance)]
+                tobj._strong = None
+
     def track_class(self, cls, name=None, resolution_level=0, keep=False, trace=False):
         """Tracks every instance of ``cls`` created from now on (instances that exist already
         are not tracked). Calling it again for the same class changes the parameters."""

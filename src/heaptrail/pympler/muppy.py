@@ -86,8 +86,6 @@ def get_types(objects):
 
 
 def get_diff(left, right):
-    """``{'+': objects only in right, '-': objects only in left}`` (by identity)."""
-    lids = {id(o) for o in left}
-    rids = {id(o) for o in right}
-    return {"+": [o for o in right if id(o) not in lids],
-            "-": [o for o in left if id(o) not in rids]}
+    """``{'+': objects only in right, '-': objects only in left}``, by identity, each once."""
+    plus, minus = _core.pym_diff(left, right)
+    return {"+": plus, "-": minus}
