@@ -7,7 +7,10 @@ searches and the leak search run in C over the live heap (``_core/live.c``): typ
 pass over the gc objects, referrers from one indexed pass instead of one ``gc.get_referrers``
 walk per visited object. This module only formats the small results (tables, DOT text).
 
-Differences from objgraph: a missing Graphviz ``dot`` when an image file is asked for raises
+Differences from objgraph: ``find_ref_chain``/``find_backref_chain`` do not run
+``gc.collect()`` first (on a big heap the collection costs more than the whole search; garbage
+cannot put a root on a chain, at most it is explored) - call it yourself to search a heap
+without garbage. A missing Graphviz ``dot`` when an image file is asked for raises
 :class:`heaptrail.HeaptrailError` (objgraph prints a note and writes nothing); no IPython inline
 display and no xdot viewer - without ``filename``/``output`` the graph goes to a temporary
 ``.dot`` file, converted to ``.png`` when ``dot`` is installed.
@@ -186,7 +189,6 @@ def find_ref_chain(obj, predicate, max_depth=20, extra_ignore=()):
     ``[obj, ..., found]``; ``[obj]`` when none is within ``max_depth`` references.
     ``extra_ignore`` holds ids of objects not to go through."""
     ignore = _own_ignore(extra_ignore)
-    gc.collect()
     return _core.live_find_chain(obj, predicate, int(max_depth), ignore, False)[::-1]
 
 
@@ -195,7 +197,6 @@ def find_backref_chain(obj, predicate, max_depth=20, extra_ignore=()):
     (e.g. :func:`is_proper_module`): ``[found, ..., obj]``; ``[obj]`` when none is within
     ``max_depth``."""
     ignore = _own_ignore(extra_ignore)
-    gc.collect()
     return _core.live_find_chain(obj, predicate, int(max_depth), ignore, True)
 
 
