@@ -145,6 +145,8 @@ def test_detach_restores_init(tracker):
     original = Node.__dict__["__init__"]
     tracker.track_class(Node)
     assert Node.__dict__["__init__"] is not original
+    import inspect
+    assert str(inspect.signature(Node)) == "(n)"
     tracker.detach_class(Node)
     assert Node.__dict__["__init__"] is original
     Node(1)

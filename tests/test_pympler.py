@@ -82,6 +82,18 @@ def test_refs_are_the_referents_and_dict_keys():
     assert asizeof.refs(_fresh("leaf")) == []
 
 
+def _shared_function():
+    return 1
+
+
+def test_asizeof_options_all_and_code():
+    holder = [_shared_function]
+    assert asizeof.asizeof(holder) == sys.getsizeof(holder)  # functions are shared
+    assert asizeof.asizeof(holder, code=True) > sys.getsizeof(holder) + sys.getsizeof(_shared_function)
+    big = bytearray(1 << 20)
+    assert asizeof.asizeof(all=True) > len(big)
+
+
 def test_unknown_option_is_an_error():
     with pytest.raises(TypeError, match="bogus"):
         asizeof.asizeof([], bogus=1)

@@ -22,6 +22,7 @@ such an instance is measured with its dict; at resolution_level 0 nothing is ask
 Snapshots also record the total size of the live heap (``heaptrail.snapshot()``, walked in C)
 when ``compute_total=True``, and the process's resident memory.
 """
+import functools
 import sys
 import threading
 import time
@@ -291,8 +292,10 @@ class ClassTracker:
                         tracker.track_object(obj, **params)
                     break
 
-        __init__.__qualname__ = f"{cls.__qualname__}.__init__"
-        __init__.__doc__ = getattr(own, "__doc__", None)
+        if own is not None:
+            functools.update_wrapper(__init__, own)  # signature, name and doc of the original
+        else:
+            __init__.__qualname__ = f"{cls.__qualname__}.__init__"
         __init__._heaptrail_tracked = True
         cls.__init__ = __init__
 
