@@ -23,6 +23,7 @@ Snapshots also record the total size of the live heap (``heaptrail.snapshot()``,
 when ``compute_total=True``, and the process's resident memory.
 """
 import functools
+import os
 import sys
 import threading
 import time
@@ -110,7 +111,7 @@ class TrackedObject:
         self.snapshots = []
         self.trace = None
         if trace:
-            self.trace = _stack(3)
+            self.trace = _stack()
         self._strong = None
         try:
             self.ref = weakref.ref(instance, self._finalize if on_delete is None else on_delete)
@@ -151,9 +152,15 @@ class TrackedObject:
         return state
 
 
-def _stack(skip):
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _stack():
+    """The caller's stack, outermost first, without heaptrail's own frames on top."""
     out = []
-    f = sys._getframe(skip)
+    f = sys._getframe(1)
+    while f is not None and f.f_code.co_filename.startswith(_PACKAGE_DIR):
+        f = f.f_back
     while f is not None:
         out.append((f.f_code.co_filename, f.f_lineno, f.f_code.co_name))
         f = f.f_back
