@@ -300,3 +300,20 @@ def test_refbrowser_drawing_same_as_pympler():
 def test_pympler_is_a_heaptrail_submodule():
     assert heaptrail.pympler.asizeof is asizeof
     gc.collect()
+
+
+def test_muppy_same_as_pympler():
+    pym = _pympler("muppy")
+    objs = [[1, 2, 3], _fresh("abc"), (1,), {}, Payload(1), 2.5, [], _fresh("a much longer string")]
+    assert [id(o) for o in muppy.sort(objs)] == [id(o) for o in pym.sort(objs)]
+    assert [id(o) for o in muppy.filter(objs, Type=list)] == [id(o) for o in pym.filter(objs, Type=list)]
+    assert [id(o) for o in muppy.filter(objs, min=50, max=80)] == \
+        [id(o) for o in pym.filter(objs, min=50, max=80)]
+    assert muppy.get_size(objs) == pym.get_size(objs)
+    outer = [[1], [2, (3,)]]
+    assert [id(o) for o in muppy.get_referents(outer)] == [id(o) for o in pym.get_referents(outer)]
+    # at level 2 pympler also walks what it appends while iterating (the 3 in the tuple):
+    # heaptrail stops at the level asked for
+    assert [id(o) for o in muppy.get_referents(outer, 2)] == \
+        [id(o) for o in pym.get_referents(outer, 2)][:4]
+    assert 3 not in muppy.get_referents(outer, 2) and 3 in muppy.get_referents(outer, 3)

@@ -8,8 +8,9 @@ heap snapshot, ``heaptrail.snapshot()``, sees more - everything reachable at any
 holds addresses, not objects; muppy's callers want the objects themselves.)
 
 Sizes are flat sizes (``sys.getsizeof``), computed in C. ``get_referents(obj, level)`` walks
-level by level and lists each object once, in the order found (pympler extends the list it is
-iterating, which repeats deeper levels; for ``level`` 1 and 2 the results agree).
+level by level and lists each object once, in the order found, stopping at ``level``. pympler
+extends the list it is iterating, so from level 2 on it also walks the objects it appends
+(everything reachable); at level 1 the results are the same.
 """
 import gc
 import os
