@@ -61,8 +61,9 @@ ht_pym_traverse(PyObject *op, ht_pym_visit_ctx *c, int dict_keys)
 {
     if (PyObject_IS_GC(op)) {
         traverseproc tr = Py_TYPE(op)->tp_traverse;
-        if (tr != NULL && tr(op, ht_pym_visit, c) != 0 && c->failed)
-            return -1;
+        /* the visitor stops the traversal (non-zero) only after a failure */
+        if (tr != NULL)
+            tr(op, ht_pym_visit, c);
         if (c->failed)
             return -1;
     }
@@ -74,12 +75,6 @@ ht_pym_traverse(PyObject *op, ht_pym_visit_ctx *c, int dict_keys)
                 return -1;
     }
     return 0;
-}
-
-static int
-ht_pym_is_frame(PyObject *op)
-{
-    return PyFrame_Check(op);
 }
 
 /* ================================================================ muppy */
@@ -123,7 +118,7 @@ ht_pym_objects(PyObject *self, PyObject *args)
     /* referents first (pympler's order), then the gc objects */
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(objs); i++) {
         PyObject *op = PyList_GET_ITEM(objs, i);
-        if (ht_pym_is_frame(op) || ht_table_contains(&skip, (uint64_t)(uintptr_t)op))
+        if (PyFrame_Check(op) || ht_table_contains(&skip, (uint64_t)(uintptr_t)op))
             continue;
         Py_INCREF(op); /* a __del__ run by a list append cannot free it */
         int r = ht_pym_traverse(op, &c, 0);
@@ -133,7 +128,7 @@ ht_pym_objects(PyObject *self, PyObject *args)
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(objs); i++) {
         PyObject *op = PyList_GET_ITEM(objs, i);
-        if (ht_pym_is_frame(op) || ht_table_contains(&skip, (uint64_t)(uintptr_t)op))
+        if (PyFrame_Check(op) || ht_table_contains(&skip, (uint64_t)(uintptr_t)op))
             continue;
         if (ht_pym_append_new(out, remove_dups ? &seen : NULL, op) < 0)
             goto cleanup;
