@@ -339,3 +339,17 @@ def test_missing_graphviz_is_a_clear_error(tmp_path, monkeypatch):
 
 def test_reachable_from_package():
     assert heaptrail.objgraph is hog
+
+
+def test_bad_arguments_are_clear_errors():
+    with pytest.raises(TypeError, match="typename must be a str"):
+        hog.by_type(3)
+    with pytest.raises(TypeError, match="objects must be a sequence"):
+        hog.typestats(objects=5)
+    with pytest.raises(ValueError, match="sortby must be one of"):
+        hog.get_new_ids(sortby="size", _state={})
+    with pytest.raises(ValueError, match="Cannot specify both output and filename"):
+        hog.show_refs([1], output=io.StringIO(), filename="x.dot")
+    with pytest.raises(ZeroDivisionError):  # the predicate's own error comes through
+        hog.find_ref_chain([1], lambda o: 1 / 0)
+

@@ -172,7 +172,9 @@ def is_proper_module(obj):
     return inspect.ismodule(obj) and obj is sys.modules.get(getattr(obj, "__name__", None))
 
 
-def _own_ignore(extra_ignore, depth=2):
+def _own_ignore(extra_ignore, depth):
+    """Ids not to go through: extra_ignore, and the frames of this module's functions that
+    are running (the caller's and, with depth 2, its caller's - never the user's)."""
     ignore = set(extra_ignore)
     ignore.add(id(extra_ignore))
     f = sys._getframe(1)
@@ -188,7 +190,7 @@ def find_ref_chain(obj, predicate, max_depth=20, extra_ignore=()):
     """The shortest chain of references from ``obj`` to an object satisfying ``predicate``:
     ``[obj, ..., found]``; ``[obj]`` when none is within ``max_depth`` references.
     ``extra_ignore`` holds ids of objects not to go through."""
-    ignore = _own_ignore(extra_ignore)
+    ignore = _own_ignore(extra_ignore, 1)
     return _core.live_find_chain(obj, predicate, int(max_depth), ignore, False)[::-1]
 
 
@@ -196,7 +198,7 @@ def find_backref_chain(obj, predicate, max_depth=20, extra_ignore=()):
     """The shortest chain of references to ``obj`` from an object satisfying ``predicate``
     (e.g. :func:`is_proper_module`): ``[found, ..., obj]``; ``[obj]`` when none is within
     ``max_depth``."""
-    ignore = _own_ignore(extra_ignore)
+    ignore = _own_ignore(extra_ignore, 1)
     return _core.live_find_chain(obj, predicate, int(max_depth), ignore, True)
 
 
@@ -245,7 +247,7 @@ def _show_graph(objs, backrefs, max_depth, extra_ignore, filter, too_many, highl
         objs = [objs]
     if filename and output:
         raise ValueError("Cannot specify both output and filename.")
-    ignore = _own_ignore(extra_ignore, depth=3)
+    ignore = _own_ignore(extra_ignore, 2)  # _show_graph, show_refs/show_backrefs
     ignore.add(id(objs))
     gc.collect()
     rows = _core.live_graph(objs, bool(backrefs), int(max_depth), int(too_many), ignore, filter,
