@@ -617,9 +617,11 @@ ht_live_py_new_ids(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
             goto done;
         }
     }
-    for (size_t j = 0; j <= st->current.mask && st->current.keys; j++)
-        if (st->current.keys[j])
-            cnt[(st->current.values[j] - 1) * 3]++;
+    for (size_t j = 0; j <= st->current.mask && st->current.keys; j++) {
+        uint64_t c = st->current.values[j] - 1;
+        if (st->current.keys[j] && c < (uint64_t)k) /* k only grows: always true for our state */
+            cnt[c * 3]++;
+    }
     for (size_t j = 0; j <= now.mask; j++) {
         if (!now.keys[j])
             continue;
