@@ -5,6 +5,8 @@ PY311 := $(firstword $(PYTHONS))
 VENV := .venv
 VPY := $(VENV)/bin/python
 PIP_FLAGS := --disable-pip-version-check -q
+# test-time peers: the compatibility tests compare heaptrail with them
+TEST_DEPS := setuptools wheel pytest protobuf pympler objgraph
 SRC := $(wildcard src/heaptrail/_core/*.c src/heaptrail/_core/*.h src/heaptrail/*.py src/heaptrail/*/*.py) setup.py pyproject.toml
 
 .PHONY: demo test test-one asan bench dev clean venv
@@ -17,7 +19,7 @@ endif
 # whenever a source file changes, so `make test` always tests what is checked out.
 $(VENV)/.stamp: $(SRC)
 	@test -x $(VPY) || $(PY311) -m venv $(VENV)
-	@$(VPY) -m pip install $(PIP_FLAGS) setuptools wheel pytest protobuf
+	@$(VPY) -m pip install $(PIP_FLAGS) $(TEST_DEPS)
 	@$(VPY) -m pip install $(PIP_FLAGS) --no-build-isolation .
 	@touch $@
 
@@ -43,7 +45,7 @@ test-one: $(VENV)/.stamp
 # checked by tests that start/stop engines many times and watch RSS.
 asan:
 	@test -x .venv-asan/bin/python || $(PY311) -m venv .venv-asan
-	@.venv-asan/bin/python -m pip install $(PIP_FLAGS) setuptools wheel pytest protobuf
+	@.venv-asan/bin/python -m pip install $(PIP_FLAGS) $(TEST_DEPS)
 	@HEAPTRAIL_ASAN=1 .venv-asan/bin/python -m pip install $(PIP_FLAGS) --no-build-isolation --force-reinstall --no-deps .
 	@echo "== tests under ASan/UBSan"
 	@cd tests && LD_PRELOAD=$$(gcc -print-file-name=libasan.so) \
