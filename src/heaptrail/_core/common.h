@@ -44,5 +44,6 @@ int ht_capture_init(PyObject *m);
 int ht_report_init(PyObject *m);
 int ht_tracesnap_init(PyObject *m);
 int ht_selftest_init(PyObject *m);
+int ht_leaks_init(PyObject *m);
 
 #endif

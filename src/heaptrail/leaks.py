@@ -1,0 +1,430 @@
+"""Leak reports: what grows, where it was allocated, and who keeps it alive.
+
+    report = heaptrail.leaks.check(func, runs=10, warmup=2)
+    print(report)
+
+    with heaptrail.leaks.watch() as w:      # code that cannot be wrapped in a function
+        for request in requests:
+            handle(request)
+            w.step()                        # one iteration ends here
+    print(w.report)
+
+Under ``heaptrail leaks script.py`` a script marks its iterations with ``heaptrail.leaks.step()``.
+
+How it works (the engines are C: ``_core/leaks.c``, ``heap.c``, ``graph.c``, ``tracer.c``):
+
+1. the tracer is started for the check (unless it already runs), so every new object has the
+   stack that allocated it;
+2. ``warmup`` iterations run unmeasured (caches fill, imports happen, lazy state is built);
+3. a full heap snapshot is taken at the start of the measured phase, then after each of the
+   ``runs`` measured iterations a cheap C pass counts the live objects per type (a collection
+   first); a full snapshot is taken again at the end;
+4. a type is *growing* when its count, or its bytes, went up in nearly every measured step:
+   in at least ``runs - 1`` of the ``runs`` steps (every step when ``runs <= 2``), and more at
+   the end than at the start;
+5. the NEW objects are those of the end snapshot that the start snapshot does not hold (same
+   address, same type), grouped by owner kind (``Session``, ``dict of Session``); a kind is
+   reported when its type is growing and it has new objects. Interned strings and small ints
+   are never new, an lru_cache that stopped growing after warm-up never grows, and what one
+   iteration allocates and frees is gone before the count: none of them is reported;
+6. for each reported kind: growth per iteration (count, bytes), totals, the allocation sites
+   of its new objects (tracer stacks, innermost line outside heaptrail first), sample objects
+   with a short repr and their shortest retention path from a root, and the *holder*: the
+   lowest common dominator of the new objects (in the end snapshot's dominator tree), i.e. the
+   root-most single object that keeps all of the growth alive, with its retained size.
+"""
+import gc
+import json
+import os
+import re
+import reprlib
+import sys
+
+from heaptrail import _core
+from heaptrail._core import Error as HeaptrailError
+from heaptrail._format import human_bytes
+
+__all__ = ["check", "watch", "step", "LeakReport", "LeakKind"]
+
+MAX_SAMPLES = 3        # sample objects shown per kind
+MAX_SITE_OBJECTS = 100 # new objects per kind whose allocation stacks are looked up
+MAX_DOM_OBJECTS = 200  # new objects per kind used to find their common dominator
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_ADDR = re.compile(r" 0x[0-9a-f]+>")
+_DEFAULT_REPR = re.compile(r"^<[^<>]* at 0x[0-9a-f]+>$")
+_repr = reprlib.Repr()
+_repr.maxstring = 60
+_repr.maxother = 60
+
+
+def _strip_addr(text):
+    return _ADDR.sub(">", text)
+
+
+class LeakKind:
+    """One kind of object that grew in nearly every iteration: see :class:`LeakReport`."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+    def as_dict(self):
+        return dict(self.__dict__)
+
+    def __repr__(self):
+        return f"<LeakKind {self.kind}: +{self.count_per_iteration:g}/iteration>"
+
+
+class LeakReport:
+    """The result of a leak check. ``kinds`` holds one :class:`LeakKind` per leaking kind,
+    most bytes per iteration first, with fields: kind, type, count_per_iteration,
+    bytes_per_iteration, new_count, new_bytes, retained (bytes held by the holder), holder
+    (text), holder_path, sites (allocation sites: dicts with count, bytes, innermost, stack),
+    samples (dicts with address, repr, path, path_steps), steps (count growth per step)."""
+
+    def __init__(self, kinds, runs, warmup, steps, tracing, dot_paths):
+        self.kinds = kinds
+        self.runs = runs
+        self.warmup = warmup
+        self.steps = steps
+        self.tracing = tracing
+        self._dot_paths = dot_paths
+
+    def __bool__(self):
+        return bool(self.kinds)
+
+    def __len__(self):
+        return len(self.kinds)
+
+    def __iter__(self):
+        return iter(self.kinds)
+
+    def as_dict(self):
+        return {"runs": self.runs, "warmup": self.warmup, "steps": self.steps,
+                "allocation_sites": self.tracing,
+                "leaks": [k.as_dict() for k in self.kinds]}
+
+    def to_json(self):
+        return json.dumps(self.as_dict(), indent=2)
+
+    def format(self):
+        head = (f"heaptrail leak report: {self.steps} measured iterations after {self.warmup} "
+                f"warm-up")
+        if not self.kinds:
+            return head + "\nno leak: nothing grew in nearly every iteration"
+        lines = [head + f", {len(self.kinds)} kind(s) growing"]
+        for n, k in enumerate(self.kinds, 1):
+            lines.append("")
+            lines.append(f"#{n} {k.kind}: +{k.count_per_iteration:g} objects, "
+                         f"+{human_bytes(k.bytes_per_iteration)} per iteration "
+                         f"({k.new_count} new objects, {human_bytes(k.new_bytes)} in total)")
+            if k.holder:
+                lines.append(f"   held by {k.holder} (retains {human_bytes(k.retained)}): "
+                             f"{k.holder_path}")
+            if k.sites:
+                lines.append("   allocated at:")
+                for s in k.sites[:5]:
+                    lines.append(f"     {s['count']:>6} x {s['innermost']}")
+            elif not self.tracing:
+                lines.append("   allocated at: unknown (the tracer could not be started)")
+            for s in k.samples:
+                lines.append(f"   sample {s['repr']}")
+                lines.append(f"     path: {s['path']}")
+        return "\n".join(lines)
+
+    __str__ = format
+
+    def print(self, file=None):
+        print(self.format(), file=file or sys.stdout)
+
+    def to_dot(self):
+        """Graphviz text of the samples' retention paths (one node per object, labeled
+        edges, the sample objects in red)."""
+        out = ["digraph leaks {", '  node [shape=box, fontname="monospace", fontsize=10];',
+               "  rankdir=LR;"]
+        nodes, edges = {}, set()
+        for steps, sample in self._dot_paths:
+            prev = None
+            for lab, idx, text in steps:
+                if idx not in nodes:
+                    nodes[idx] = len(nodes)
+                    color = ', color=red' if idx == sample else ""
+                    out.append(f'  n{nodes[idx]} [label="{_dot_escape(text)}"{color}];')
+                if prev is not None and (prev, idx, lab) not in edges:
+                    edges.add((prev, idx, lab))
+                    out.append(f'  n{nodes[prev]} -> n{nodes[idx]} [label="{_dot_escape(lab or "")}"];')
+                prev = idx
+        out.append("}")
+        return "\n".join(out) + "\n"
+
+    def render(self, path):
+        """Writes :meth:`to_dot` to ``path`` (.svg/.png/.pdf through Graphviz's ``dot``,
+        .dot/.gv as text); returns ``path``."""
+        from heaptrail.graph import render_dot
+
+        return render_dot(self.to_dot(), path)
+
+
+def _dot_escape(s):
+    return str(s).replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _is_own(filename):
+    return filename.startswith(_PACKAGE_DIR)
+
+
+def _growing(counts, nbytes):
+    """True when the count or the bytes grew in at least len-1 of the steps (all of them for
+    two steps or fewer) and ended higher than they started."""
+    steps = len(counts) - 1
+    if steps <= 0:
+        return False
+    need = steps if steps <= 2 else steps - 1
+    for series in (counts, nbytes):
+        ups = sum(1 for a, b in zip(series, series[1:]) if b > a)
+        if ups >= need and series[-1] > series[0]:
+            return True
+    return False
+
+
+class _Session:
+    """One measurement: start, step() after each iteration, finish() -> LeakReport."""
+
+    def __init__(self, warmup=2, frames=32):
+        if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+            raise HeaptrailError(f"warmup must be an int >= 0, not {warmup!r}")
+        self.warmup = warmup
+        self.frames = frames
+        self.nsteps = 0
+        self.counter = None
+        self.start_snap = None
+        self.own_tracer = False
+        self.tracing = False
+        self.done = False
+
+    def start(self):
+        from heaptrail import tracer
+
+        if not tracer.is_tracing():
+            try:
+                tracer.start(self.frames)
+                self.own_tracer = True
+            except HeaptrailError:
+                pass  # stdlib tracemalloc runs: no allocation sites
+        self.tracing = tracer.is_tracing()
+        if self.warmup == 0:
+            self._begin()
+
+    def _begin(self):
+        self.start_snap = _snapshot(self)
+        self.counter = _core._leaks_counter()
+        gc.collect()
+        self.counter.sample()
+
+    def step(self):
+        if self.done:
+            raise HeaptrailError("step() after the leak check finished")
+        self.nsteps += 1
+        if self.nsteps == self.warmup:
+            self._begin()
+        elif self.nsteps > self.warmup:
+            gc.collect()
+            self.counter.sample()
+
+    def abort(self):
+        self.done = True
+        if self.own_tracer:
+            from heaptrail import tracer
+
+            tracer.stop()
+
+    def finish(self):
+        self.done = True
+        try:
+            measured = self.nsteps - self.warmup
+            if self.counter is None or measured < 1:
+                raise HeaptrailError(
+                    f"no measured iteration: {self.nsteps} step(s) for {self.warmup} warm-up; "
+                    "call step() after each iteration, at least warmup + 1 times")
+            end = _snapshot(self)
+            return _build(self, self.start_snap, end, measured)
+        finally:
+            if self.own_tracer:
+                from heaptrail import tracer
+
+                tracer.stop()
+
+
+def _snapshot(session):
+    from heaptrail.heap import Snapshot, _own_frames
+
+    return Snapshot(_core.heap_snapshot(True, (Snapshot, _Session, Watch, LeakReport, LeakKind),
+                                        _own_frames()))
+
+
+def _build(session, start, end, measured):
+    growing = {name for name, counts, nbytes in session.counter.rows()
+               if _growing(counts, nbytes)}
+    rows = _core._leaks_new(end._h, start._h, max(MAX_SITE_OBJECTS, MAX_DOM_OBJECTS))
+    kinds, dot_paths = [], []
+    for kind, count, nbytes, indexes in rows:
+        tname = end._h.record(indexes[0])[1] if indexes else kind
+        if tname not in growing or count <= 0:
+            continue
+        kinds.append(_kind(session, end, kind, tname, count, nbytes, indexes, measured, dot_paths))
+    kinds.sort(key=lambda k: (-k.bytes_per_iteration, -k.count_per_iteration, k.kind))
+    return LeakReport(kinds, session.nsteps - session.warmup, session.warmup, measured,
+                      session.tracing, dot_paths)
+
+
+def _path_text(path):
+    if not path.reachable:
+        return _strip_addr(str(path))
+    return _strip_addr(str(path))
+
+
+def _kind(session, snap, kind, tname, count, nbytes, indexes, measured, dot_paths):
+    addrs = [snap._h.record(i)[0] for i in indexes[:MAX_SITE_OBJECTS]]
+    live = _core._leaks_objects(addrs)
+    sites = _sites(live, addrs) if session.tracing else []
+    samples = []
+    for i in indexes[:MAX_SAMPLES]:
+        addr = snap._h.record(i)[0]
+        obj = live.get(addr)
+        try:
+            text = _repr.repr(obj) if obj is not None else snap._describe(i)
+        except Exception:  # a __repr__ of the program's that fails: the snapshot's text
+            text = snap._describe(i)
+        if _DEFAULT_REPR.match(text):  # object.__repr__: the snapshot's shorter "<Session>"
+            text = snap._describe(i)
+        path = snap.path_to_root(addr)
+        dot_paths.append(([(s.label, s.index, _strip_addr(s.text)) for s in path.steps], i))
+        samples.append({"address": addr, "repr": _strip_addr(text), "path": _path_text(path),
+                        "path_steps": [[s.label, _strip_addr(s.text)] for s in path.steps]})
+    holder, holder_path, retained = _holder(snap, indexes[:MAX_DOM_OBJECTS])
+    return LeakKind(kind=kind, type=tname, count_per_iteration=count / measured,
+                    bytes_per_iteration=nbytes / measured, new_count=count, new_bytes=nbytes,
+                    retained=retained, holder=holder, holder_path=holder_path, sites=sites,
+                    samples=samples)
+
+
+def _sites(live, addrs):
+    """Allocation sites of the live new objects, grouped by full stack, most objects first."""
+    from heaptrail import tracer
+
+    groups = {}
+    for a in addrs:
+        obj = live.get(a)
+        tb = tracer.get_object_traceback(obj) if obj is not None else None
+        if tb is None:
+            continue
+        frames = [(f.filename, f.lineno) for f in tb]  # oldest first
+        user = [f for f in frames if not _is_own(f[0])] or frames
+        key = tuple(frames)
+        g = groups.get(key)
+        if g is None:
+            fn, ln = user[-1]
+            g = groups[key] = {"count": 0, "bytes": 0, "innermost": f"{fn}:{ln}",
+                               "filename": fn, "lineno": ln,
+                               "line": _line(fn, ln), "stack": [f"{f}:{n}" for f, n in frames]}
+        g["count"] += 1
+        g["bytes"] += sys.getsizeof(obj)
+    out = sorted(groups.values(), key=lambda g: (-g["count"], g["innermost"]))
+    for g in out:
+        if g["line"]:
+            g["innermost"] += "  " + g["line"]
+    return out
+
+
+def _line(filename, lineno):
+    import linecache
+
+    return linecache.getline(filename, lineno).strip()
+
+
+def _holder(snap, indexes):
+    """Lowest common dominator of the objects: (text, path from a root, retained size), or
+    (None, None, 0) when only the virtual root holds them all."""
+    if not indexes:
+        return None, None, 0
+    chains = []
+    for i in indexes:
+        chain = [i]
+        j = _core.graph_idom(snap._h, i)
+        while j is not None:
+            chain.append(j)
+            j = _core.graph_idom(snap._h, j)
+        chains.append(chain[::-1])  # root-most first
+    common = None
+    for depth in range(min(len(c) for c in chains)):
+        v = chains[0][depth]
+        if all(c[depth] == v for c in chains):
+            common = v
+        else:
+            break
+    if common is None:
+        return None, None, 0
+    if len(indexes) == 1 and common == indexes[0] and len(chains[0]) > 1:
+        common = chains[0][-2]  # a single new object: its holder is its dominator
+    addr = snap._h.record(common)[0]
+    return (_strip_addr(snap._describe(common)), _path_text(snap.path_to_root(addr)),
+            _core.graph_retained(snap._h, common))
+
+
+# ---- public API ---------------------------------------------------------------------------------
+
+def check(func, runs=10, warmup=2, args=(), kwargs=None):
+    """Calls ``func(*args, **kwargs)`` ``warmup + runs`` times and returns a
+    :class:`LeakReport` of what grew in nearly every one of the ``runs`` measured calls."""
+    if not callable(func):
+        raise TypeError(f"check() needs a callable, not {type(func).__name__}")
+    if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
+        raise HeaptrailError(f"runs must be an int >= 1, not {runs!r}")
+    kwargs = kwargs or {}
+    s = _Session(warmup)
+    s.start()
+    try:
+        for _ in range(warmup + runs):
+            func(*args, **kwargs)
+            s.step()
+    except BaseException:
+        s.abort()
+        raise
+    return s.finish()
+
+
+class Watch:
+    """``with heaptrail.leaks.watch(warmup=2) as w:`` ... ``w.step()`` after each iteration;
+    the report is ``w.report`` once the block ends."""
+
+    def __init__(self, warmup=2):
+        self._s = _Session(warmup)
+        self.report = None
+
+    def __enter__(self):
+        self._s.start()
+        return self
+
+    def step(self):
+        self._s.step()
+
+    def __exit__(self, et, ev, tb):
+        if et is not None:
+            self._s.abort()
+            return False
+        self.report = self._s.finish()
+        return False
+
+
+def watch(warmup=2):
+    return Watch(warmup)
+
+
+_active = None  # the Watch that module-level step() drives (set by `heaptrail leaks`)
+
+
+def step():
+    """Marks the end of one iteration of a script run under ``heaptrail leaks script.py``;
+    does nothing otherwise."""
+    if _active is not None:
+        _active.step()
