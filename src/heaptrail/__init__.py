@@ -17,7 +17,7 @@ _FUNCTIONS = {
     "mark": "heaptrail.heap",
 }
 # submodules reachable as attributes (heaptrail.process.memory() ...)
-_SUBMODULES = {"process", "size", "heap", "graph", "tracer", "tracemalloc", "tracesnap", "cli", "capture"}
+_SUBMODULES = {"process", "size", "heap", "graph", "tracer", "tracemalloc", "tracesnap", "cli", "capture", "leaks"}
 
 __all__ = ["HeaptrailError", "__version__", *_FUNCTIONS, *sorted(_SUBMODULES)]
 

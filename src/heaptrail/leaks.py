@@ -52,6 +52,7 @@ MAX_DOM_OBJECTS = 200  # new objects per kind used to find their common dominato
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _ADDR = re.compile(r" 0x[0-9a-f]+>")
+_AT_ADDR = re.compile(r" at 0x[0-9a-f]+")
 _DEFAULT_REPR = re.compile(r"^<[^<>]* at 0x[0-9a-f]+>$")
 _repr = reprlib.Repr()
 _repr.maxstring = 60
@@ -190,10 +191,12 @@ def _growing(counts, nbytes):
 class _Session:
     """One measurement: start, step() after each iteration, finish() -> LeakReport."""
 
-    def __init__(self, warmup=2, frames=32):
+    def __init__(self, warmup=2, frames=32, runs=None):
         if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
             raise HeaptrailError(f"warmup must be an int >= 0, not {warmup!r}")
         self.warmup = warmup
+        self.runs = runs  # None: every step() until finish(); else finish at warmup + runs
+        self.report = None
         self.frames = frames
         self.nsteps = 0
         self.counter = None
@@ -223,8 +226,13 @@ class _Session:
 
     def step(self):
         if self.done:
+            if self.runs is not None:
+                return  # measured enough: later iterations are not looked at
             raise HeaptrailError("step() after the leak check finished")
         self.nsteps += 1
+        if self.runs is not None and self.nsteps == self.warmup + self.runs:
+            self.report = self.finish()
+            return
         if self.nsteps == self.warmup:
             self._begin()
         elif self.nsteps > self.warmup:
@@ -239,6 +247,8 @@ class _Session:
             tracer.stop()
 
     def finish(self):
+        if self.report is not None:
+            return self.report
         self.done = True
         try:
             measured = self.nsteps - self.warmup
@@ -255,17 +265,25 @@ class _Session:
                 tracer.stop()
 
 
+_exclude = None  # made once: a tuple made per snapshot would be a new object each time
+
+
 def _snapshot(session):
+    global _exclude
     from heaptrail.heap import Snapshot, _own_frames
 
-    return Snapshot(_core.heap_snapshot(True, (Snapshot, _Session, Watch, LeakReport, LeakKind),
-                                        _own_frames()))
+    if _exclude is None:
+        _exclude = (Snapshot, _Session, Watch, LeakReport, LeakKind)
+    return Snapshot(_core.heap_snapshot(True, _exclude, _own_frames()))
 
 
 def _build(session, start, end, measured):
     growing = {name for name, counts, nbytes in session.counter.rows()
                if _growing(counts, nbytes)}
-    rows = _core._leaks_new(end._h, start._h, max(MAX_SITE_OBJECTS, MAX_DOM_OBJECTS))
+    # the tuple of arguments of the end snapshot's own call is held by C while it walks: not
+    # the program's; it is the one new tuple that refers to the exclusion tuple
+    own = [rec.address for _, rec in end.referrers(_exclude) if rec.type == "tuple"]
+    rows = _core._leaks_new(end._h, start._h, max(MAX_SITE_OBJECTS, MAX_DOM_OBJECTS), own)
     kinds, dot_paths = [], []
     for kind, count, nbytes, indexes in rows:
         tname = end._h.record(indexes[0])[1] if indexes else kind
@@ -295,11 +313,12 @@ def _kind(session, snap, kind, tname, count, nbytes, indexes, measured, dot_path
             text = _repr.repr(obj) if obj is not None else snap._describe(i)
         except Exception:  # a __repr__ of the program's that fails: the snapshot's text
             text = snap._describe(i)
-        if _DEFAULT_REPR.match(text):  # object.__repr__: the snapshot's shorter "<Session>"
-            text = snap._describe(i)
+        if obj is None or _DEFAULT_REPR.match(text):  # object.__repr__: the snapshot's shorter "<Session>"
+            text = _strip_addr(snap._describe(i))
+        text = _AT_ADDR.sub("", text)
         path = snap.path_to_root(addr)
         dot_paths.append(([(s.label, s.index, _strip_addr(s.text)) for s in path.steps], i))
-        samples.append({"address": addr, "repr": _strip_addr(text), "path": _path_text(path),
+        samples.append({"address": addr, "repr": text, "path": _path_text(path),
                         "path_steps": [[s.label, _strip_addr(s.text)] for s in path.steps]})
     holder, holder_path, retained = _holder(snap, indexes[:MAX_DOM_OBJECTS])
     return LeakKind(kind=kind, type=tname, count_per_iteration=count / measured,
@@ -397,8 +416,8 @@ class Watch:
     """``with heaptrail.leaks.watch(warmup=2) as w:`` ... ``w.step()`` after each iteration;
     the report is ``w.report`` once the block ends."""
 
-    def __init__(self, warmup=2):
-        self._s = _Session(warmup)
+    def __init__(self, warmup=2, runs=None):
+        self._s = _Session(warmup, runs=runs)
         self.report = None
 
     def __enter__(self):
@@ -416,8 +435,10 @@ class Watch:
         return False
 
 
-def watch(warmup=2):
-    return Watch(warmup)
+def watch(warmup=2, runs=None):
+    """A :class:`Watch`: ``warmup`` steps unmeasured, then every step (or only ``runs`` of
+    them, the later ones being ignored) measured."""
+    return Watch(warmup, runs)
 
 
 _active = None  # the Watch that module-level step() drives (set by `heaptrail leaks`)

@@ -145,31 +145,58 @@ ht_leaks_add(ht_leaks_counter *c, PyObject *op)
     r->bytes[c->nsamples] += sz;
 }
 
-/* tp_traverse visitor: counts the untracked referents of a tracked object. */
+/* Untracked containers (a tuple or dict of atomic values, untracked by the
+ * collector) are looked into too, so that what they hold is counted; the
+ * depth is bounded (untracked containers nest little: they only hold
+ * untracked objects). */
+#define HT_LEAKS_MAX_DEPTH 16
+
+typedef struct {
+    ht_leaks_counter *c;
+    int depth;
+} ht_leaks_walk;
+
+static void ht_leaks_referents(ht_leaks_walk *w, PyObject *op);
+
+/* tp_traverse visitor: counts the untracked referents of an object. */
 static int
 ht_leaks_visit(PyObject *o, void *arg)
 {
-    if (o != NULL && !(PyObject_IS_GC(o) && PyObject_GC_IsTracked(o)))
-        ht_leaks_add((ht_leaks_counter *)arg, o);
+    ht_leaks_walk *w = arg;
+    if (o == NULL || (PyObject_IS_GC(o) && PyObject_GC_IsTracked(o)))
+        return 0;
+    ht_leaks_add(w->c, o);
+    if (PyObject_IS_GC(o) && w->depth < HT_LEAKS_MAX_DEPTH) {
+        w->depth++;
+        ht_leaks_referents(w, o);
+        w->depth--;
+    }
     return 0;
 }
 
 static void
-ht_leaks_count_one(ht_leaks_counter *c, PyObject *op)
+ht_leaks_referents(ht_leaks_walk *w, PyObject *op)
 {
-    ht_leaks_add(c, op);
     if (PyDict_CheckExact(op)) {
         Py_ssize_t it = 0;
         PyObject *k, *v;
         while (PyDict_Next(op, &it, &k, &v)) {
-            ht_leaks_visit(k, c);
-            ht_leaks_visit(v, c);
+            ht_leaks_visit(k, w);
+            ht_leaks_visit(v, w);
         }
         return;
     }
     traverseproc tr = Py_TYPE(op)->tp_traverse;
     if (tr)
-        (void)tr(op, ht_leaks_visit, c);
+        (void)tr(op, ht_leaks_visit, w);
+}
+
+static void
+ht_leaks_count_one(ht_leaks_counter *c, PyObject *op)
+{
+    ht_leaks_walk w = {c, 0};
+    ht_leaks_add(c, op);
+    ht_leaks_referents(&w, op);
 }
 
 /* Makes room for one more sample column in every row. */
@@ -440,6 +467,24 @@ ht_leaks_in_older(ht_heap *older, const ht_heap *h, uint32_t i)
     return a == b && memcmp(x, y, a) == 0;
 }
 
+/* Held only by the running code: a frame, an object that only frames refer
+ * to (a local variable, on 3.12+ where locals are edges), or a root held
+ * from outside the graph that nothing in it refers to (a local on 3.11,
+ * where a running frame's locals are not edges). Such an object is the
+ * current iteration's work, not growth: a watch() or a script's step()
+ * ends its snapshot with the loop's locals alive. rc: referrer counts;
+ * fr: referrers that are frames. */
+static int
+ht_leaks_transient(const ht_heap *h, uint32_t i, const uint32_t *rc, const uint32_t *fr)
+{
+    uint32_t f = h->flags[i];
+    if (f & HT_OBJ_FRAME)
+        return 1;
+    if (rc[i] == 0)
+        return (f & HT_OBJ_EXTERNAL) != 0;
+    return rc[i] == fr[i];
+}
+
 static int
 ht_leaks_by_bytes(const void *a, const void *b)
 {
@@ -480,14 +525,15 @@ ht_leaks_kinds_list(ht_leaks_kinds *ks)
     return out;
 }
 
-/* _leaks_new(new, old, max_samples) -> [(kind, count, bytes, [indexes])],
- * most bytes first */
+/* _leaks_new(new, old, max_samples, ignore=()) -> [(kind, count, bytes,
+ * [indexes])], most bytes first; objects of `new` at the addresses in
+ * `ignore` are left out (the snapshot call's own argument tuple). */
 static PyObject *
 ht_leaks_new(PyObject *mod, PyObject *args)
 {
-    PyObject *hn, *ho;
+    PyObject *hn, *ho, *ignore = NULL;
     Py_ssize_t max_samples;
-    if (!PyArg_ParseTuple(args, "OOn", &hn, &ho, &max_samples))
+    if (!PyArg_ParseTuple(args, "OOn|O", &hn, &ho, &max_samples, &ignore))
         return NULL;
     if (max_samples < 0 || max_samples > 1000000)
         return ht_error("_leaks_new: max_samples must be in 0..1000000");
@@ -497,11 +543,44 @@ ht_leaks_new(PyObject *mod, PyObject *args)
     ht_leaks_kinds ks;
     memset(&ks, 0, sizeof ks);
     ks.max_samples = (size_t)max_samples;
-    if (ht_table_init(&ks.by_name, 256, 1) < 0)
+    ht_table skip;
+    memset(&skip, 0, sizeof skip);
+    if (ht_table_init(&ks.by_name, 256, 1) < 0 || ht_table_init(&skip, 16, 0) < 0) {
+        ht_table_free(&ks.by_name);
         return PyErr_NoMemory();
-    PyObject *out = NULL;
+    }
+    PyObject *out = NULL, *seq = NULL;
+    uint32_t *rc = NULL, *fr = NULL;
+    if (ignore) {
+        seq = PySequence_Fast(ignore, "_leaks_new: ignore must be a sequence of addresses");
+        if (seq == NULL)
+            goto done;
+        for (Py_ssize_t k = 0; k < PySequence_Fast_GET_SIZE(seq); k++) {
+            unsigned long long a = PyLong_AsUnsignedLongLong(PySequence_Fast_GET_ITEM(seq, k));
+            if (PyErr_Occurred())
+                goto done;
+            if (a != 0 && ht_table_add(&skip, a) < 0) {
+                PyErr_NoMemory();
+                goto done;
+            }
+        }
+    }
+    rc = ht_heap_referrer_counts(h);
+    fr = calloc((size_t)h->n + 1, sizeof(uint32_t));
+    if (rc == NULL || fr == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (uint32_t i = 0; i < h->n; i++)
+        if (h->flags[i] & HT_OBJ_FRAME)
+            for (uint32_t e = h->edge_start[i]; e < h->edge_start[i + 1]; e++)
+                fr[h->edge_dst[e]]++;
     char buf[600];
     for (uint32_t i = 0; i < h->n; i++) {
+        if (skip.count && ht_table_contains(&skip, h->addr[i]))
+            continue;
+        if (ht_leaks_transient(h, i, rc, fr))
+            continue;
         int in = ht_leaks_in_older(o, h, i);
         if (in < 0)
             goto done;
@@ -520,6 +599,10 @@ ht_leaks_new(PyObject *mod, PyObject *args)
     }
     out = ht_leaks_kinds_list(&ks);
 done:
+    Py_XDECREF(seq);
+    free(rc);
+    free(fr);
+    ht_table_free(&skip);
     ht_leaks_kinds_free(&ks);
     return out;
 }
@@ -532,7 +615,10 @@ typedef struct {
     ht_table want;      /* addresses asked for */
     PyObject *found;    /* dict address -> object */
     int err;
+    int depth;          /* untracked containers entered (bounded as when counting) */
 } ht_leaks_find;
+
+static void ht_leaks_find_in(ht_leaks_find *f, PyObject *op);
 
 static void
 ht_leaks_find_one(ht_leaks_find *f, PyObject *o)
@@ -550,9 +636,32 @@ ht_leaks_find_one(ht_leaks_find *f, PyObject *o)
 static int
 ht_leaks_find_visit(PyObject *o, void *arg)
 {
-    if (o != NULL)
-        ht_leaks_find_one((ht_leaks_find *)arg, o);
+    ht_leaks_find *f = arg;
+    if (o == NULL || (PyObject_IS_GC(o) && PyObject_GC_IsTracked(o)))
+        return 0; /* tracked objects are in gc.get_objects() themselves */
+    ht_leaks_find_one(f, o);
+    if (PyObject_IS_GC(o) && f->depth < HT_LEAKS_MAX_DEPTH) {
+        f->depth++;
+        ht_leaks_find_in(f, o);
+        f->depth--;
+    }
     return 0;
+}
+
+/* Looks at op's referents (a dict's keys too) and into untracked ones. */
+static void
+ht_leaks_find_in(ht_leaks_find *f, PyObject *op)
+{
+    if (PyDict_CheckExact(op)) {
+        Py_ssize_t it = 0;
+        PyObject *kk, *v;
+        while (PyDict_Next(op, &it, &kk, &v)) {
+            ht_leaks_find_visit(kk, f);
+            ht_leaks_find_visit(v, f);
+        }
+    } else if (Py_TYPE(op)->tp_traverse) {
+        (void)Py_TYPE(op)->tp_traverse(op, ht_leaks_find_visit, f);
+    }
 }
 
 /* _leaks_objects(addresses) -> {address: object} for the addresses that are
@@ -593,16 +702,7 @@ ht_leaks_objects(PyObject *mod, PyObject *addrs)
     for (Py_ssize_t k = 0; k < PyList_GET_SIZE(list) && !f.err && f.want.count; k++) {
         PyObject *op = PyList_GET_ITEM(list, k);
         ht_leaks_find_one(&f, op);
-        if (PyDict_CheckExact(op)) {
-            Py_ssize_t it = 0;
-            PyObject *kk, *v;
-            while (PyDict_Next(op, &it, &kk, &v)) {
-                ht_leaks_find_one(&f, kk);
-                ht_leaks_find_one(&f, v);
-            }
-        } else if (Py_TYPE(op)->tp_traverse) {
-            (void)Py_TYPE(op)->tp_traverse(op, ht_leaks_find_visit, &f);
-        }
+        ht_leaks_find_in(&f, op);
     }
     if (was_enabled)
         PyGC_Enable();
