@@ -40,9 +40,13 @@ import re
 import reprlib
 import sys
 
-from heaptrail import _core
+from heaptrail import _core, tracer
 from heaptrail._core import Error as HeaptrailError
 from heaptrail._format import human_bytes
+# imported now, not during a check: an import while measuring would create new objects
+from heaptrail.graph import render_dot
+from heaptrail.heap import Snapshot, _own_frames
+import linecache
 
 __all__ = ["check", "watch", "step", "LeakReport", "LeakKind"]
 
@@ -161,8 +165,6 @@ class LeakReport:
     def render(self, path):
         """Writes :meth:`to_dot` to ``path`` (.svg/.png/.pdf through Graphviz's ``dot``,
         .dot/.gv as text); returns ``path``."""
-        from heaptrail.graph import render_dot
-
         return render_dot(self.to_dot(), path)
 
 
@@ -200,14 +202,11 @@ class _Session:
         self.frames = frames
         self.nsteps = 0
         self.counter = None
-        self.start_snap = None
         self.own_tracer = False
         self.tracing = False
         self.done = False
 
     def start(self):
-        from heaptrail import tracer
-
         if not tracer.is_tracing():
             try:
                 tracer.start(self.frames)
@@ -219,10 +218,9 @@ class _Session:
             self._begin()
 
     def _begin(self):
-        self.start_snap = _snapshot(self)
         self.counter = _core._leaks_counter()
         gc.collect()
-        self.counter.sample()
+        self.counter.sample(True)  # also remembers every object now: "the start"
 
     def step(self):
         if self.done:
@@ -236,15 +234,13 @@ class _Session:
         if self.nsteps == self.warmup:
             self._begin()
         elif self.nsteps > self.warmup:
-            gc.collect()
+            gc.collect(1)  # young cycles; a full collection per step costs as much as a walk
             self.counter.sample()
 
     def abort(self):
         self.done = True
         if self.own_tracer:
-            from heaptrail import tracer
-
-            tracer.stop()
+                tracer.stop()
 
     def finish(self):
         if self.report is not None:
@@ -257,12 +253,10 @@ class _Session:
                     f"no measured iteration: {self.nsteps} step(s) for {self.warmup} warm-up; "
                     "call step() after each iteration, at least warmup + 1 times")
             end = _snapshot(self)
-            return _build(self, self.start_snap, end, measured)
+            return _build(self, end, measured)
         finally:
             if self.own_tracer:
-                from heaptrail import tracer
-
-                tracer.stop()
+                        tracer.stop()
 
 
 _exclude = None  # made once: a tuple made per snapshot would be a new object each time
@@ -270,20 +264,19 @@ _exclude = None  # made once: a tuple made per snapshot would be a new object ea
 
 def _snapshot(session):
     global _exclude
-    from heaptrail.heap import Snapshot, _own_frames
 
     if _exclude is None:
         _exclude = (Snapshot, _Session, Watch, LeakReport, LeakKind)
     return Snapshot(_core.heap_snapshot(True, _exclude, _own_frames()))
 
 
-def _build(session, start, end, measured):
+def _build(session, end, measured):
     growing = {name for name, counts, nbytes in session.counter.rows()
                if _growing(counts, nbytes)}
     # the tuple of arguments of the end snapshot's own call is held by C while it walks: not
     # the program's; it is the one new tuple that refers to the exclusion tuple
     own = [rec.address for _, rec in end.referrers(_exclude) if rec.type == "tuple"]
-    rows = _core._leaks_new(end._h, start._h, max(MAX_SITE_OBJECTS, MAX_DOM_OBJECTS), own)
+    rows = _core._leaks_new(end._h, session.counter, max(MAX_SITE_OBJECTS, MAX_DOM_OBJECTS), own)
     kinds, dot_paths = [], []
     for kind, count, nbytes, indexes in rows:
         tname = end._h.record(indexes[0])[1] if indexes else kind
@@ -329,8 +322,6 @@ def _kind(session, snap, kind, tname, count, nbytes, indexes, measured, dot_path
 
 def _sites(live, addrs):
     """Allocation sites of the live new objects, grouped by full stack, most objects first."""
-    from heaptrail import tracer
-
     groups = {}
     for a in addrs:
         obj = live.get(a)
@@ -356,8 +347,6 @@ def _sites(live, addrs):
 
 
 def _line(filename, lineno):
-    import linecache
-
     return linecache.getline(filename, lineno).strip()
 
 

@@ -55,6 +55,9 @@ typedef struct {
     size_t nrows, cap_rows;
     size_t nsamples, cap_samples;
     int oom;
+    int recording;           /* this sample also fills `known` */
+    ht_table known;          /* address -> type address of every object counted by
+                                the sample(record=True): "the objects at the start" */
 } ht_leaks_counter;
 
 /* Qualified name as heap.c records it: "str", "app.Session" (the module is
@@ -146,9 +149,12 @@ ht_leaks_add(ht_leaks_counter *c, PyObject *op)
 }
 
 /* Untracked containers (a tuple or dict of atomic values, untracked by the
- * collector) are looked into too, so that what they hold is counted; the
- * depth is bounded (untracked containers nest little: they only hold
- * untracked objects). */
+ * collector) and code objects (not gc objects at all, but holders of
+ * constants and names) are looked into too, so that what they hold is
+ * counted. The passes do not deduplicate (a shared untracked object counts
+ * once per reference, and every pass, recording or not, counts the same
+ * way so that the columns compare), so their depth is bounded: untracked
+ * containers nest little, as they hold only untracked objects. */
 #define HT_LEAKS_MAX_DEPTH 16
 
 typedef struct {
@@ -158,6 +164,19 @@ typedef struct {
 
 static void ht_leaks_referents(ht_leaks_walk *w, PyObject *op);
 
+/* Counts o, and records it when recording. */
+static void
+ht_leaks_take(ht_leaks_walk *w, PyObject *o)
+{
+    ht_leaks_counter *c = w->c;
+    if (c->recording &&
+        ht_table_put(&c->known, (uint64_t)(uintptr_t)o, (uint64_t)(uintptr_t)Py_TYPE(o)) < 0) {
+        c->oom = 1;
+        return;
+    }
+    ht_leaks_add(c, o);
+}
+
 /* tp_traverse visitor: counts the untracked referents of an object. */
 static int
 ht_leaks_visit(PyObject *o, void *arg)
@@ -165,8 +184,8 @@ ht_leaks_visit(PyObject *o, void *arg)
     ht_leaks_walk *w = arg;
     if (o == NULL || (PyObject_IS_GC(o) && PyObject_GC_IsTracked(o)))
         return 0;
-    ht_leaks_add(w->c, o);
-    if (PyObject_IS_GC(o) && w->depth < HT_LEAKS_MAX_DEPTH) {
+    ht_leaks_take(w, o);
+    if (w->depth < HT_LEAKS_MAX_DEPTH && (PyObject_IS_GC(o) || PyCode_Check(o))) {
         w->depth++;
         ht_leaks_referents(w, o);
         w->depth--;
@@ -186,6 +205,14 @@ ht_leaks_referents(ht_leaks_walk *w, PyObject *op)
         }
         return;
     }
+    if (PyCode_Check(op)) {
+        PyCodeObject *co = (PyCodeObject *)op;
+        PyObject *parts[] = {co->co_consts, co->co_names, co->co_localsplusnames, co->co_filename,
+                             co->co_name, co->co_qualname, co->co_linetable, co->co_exceptiontable};
+        for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++)
+            ht_leaks_visit(parts[k], w);
+        return;
+    }
     traverseproc tr = Py_TYPE(op)->tp_traverse;
     if (tr)
         (void)tr(op, ht_leaks_visit, w);
@@ -195,7 +222,7 @@ static void
 ht_leaks_count_one(ht_leaks_counter *c, PyObject *op)
 {
     ht_leaks_walk w = {c, 0};
-    ht_leaks_add(c, op);
+    ht_leaks_take(&w, op);
     ht_leaks_referents(&w, op);
 }
 
@@ -222,12 +249,23 @@ ht_leaks_grow_samples(ht_leaks_counter *c)
     return 0;
 }
 
-/* sample(): one counting pass, appended as a new column. */
+/* sample(record=False): one counting pass, appended as a new column; with
+ * record=True it also remembers every object it counts (address and type),
+ * replacing what an earlier record=True remembered. */
 static PyObject *
-ht_leaks_sample(ht_leaks_counter *c, PyObject *unused)
+ht_leaks_sample(ht_leaks_counter *c, PyObject *args)
 {
+    int record = 0;
+    if (!PyArg_ParseTuple(args, "|p", &record))
+        return NULL;
     if (ht_leaks_grow_samples(c) < 0)
         return PyErr_NoMemory();
+    if (record) {
+        ht_table_free(&c->known);
+        if (ht_table_init(&c->known, 1 << 16, 1) < 0)
+            return PyErr_NoMemory();
+    }
+    c->recording = record;
     PyObject *gc = PyImport_ImportModule("gc");
     if (gc == NULL)
         return NULL;
@@ -252,6 +290,7 @@ ht_leaks_sample(ht_leaks_counter *c, PyObject *unused)
     if (was_enabled)
         PyGC_Enable();
     Py_DECREF(list);
+    c->recording = 0;
     if (c->oom)
         return PyErr_NoMemory();
     c->nsamples++;
@@ -303,12 +342,14 @@ ht_leaks_counter_dealloc(ht_leaks_counter *c)
     }
     free(c->rows);
     ht_table_free(&c->rows_by_type);
+    ht_table_free(&c->known);
     PyObject_Free(c);
 }
 
 static PyMethodDef ht_leaks_counter_methods[] = {
-    {"sample", (PyCFunction)ht_leaks_sample, METH_NOARGS,
-     "sample() -> number of samples: counts the live objects by type"},
+    {"sample", (PyCFunction)ht_leaks_sample, METH_VARARGS,
+     "sample(record=False) -> number of samples: counts the live objects by type; record=True "
+     "also remembers them (address, type) for _leaks_new"},
     {"rows", (PyCFunction)ht_leaks_rows, METH_NOARGS,
      "rows() -> [(type name, counts, bytes)], one entry per sample"},
     {NULL},
@@ -339,7 +380,7 @@ ht_leaks_counter_new(PyObject *mod, PyObject *unused)
     if (c == NULL)
         return NULL;
     memset((char *)c + sizeof(PyObject), 0, sizeof *c - sizeof(PyObject));
-    if (ht_table_init(&c->rows_by_type, 512, 1) < 0) {
+    if (ht_table_init(&c->rows_by_type, 512, 1) < 0 || ht_table_init(&c->known, 16, 1) < 0) {
         Py_DECREF(c);
         return PyErr_NoMemory();
     }
@@ -455,16 +496,17 @@ ht_leaks_kind_name(const ht_heap *h, uint32_t i, char *buf, size_t cap)
     return (size_t)n >= cap ? cap - 1 : (size_t)n;
 }
 
-/* Object i of h is in older (same address, same type name). -1 on error. */
+/* Object i of h was there at the start: the counter's recorded sample saw
+ * an object at the same address with the same type (Snapshot.diff's rule:
+ * a reused address with another type is a new object). */
 static int
-ht_leaks_in_older(ht_heap *older, const ht_heap *h, uint32_t i)
+ht_leaks_known(const ht_leaks_counter *c, const ht_heap *h, uint32_t i)
 {
-    uint32_t j = ht_heap_index_of(older, h->addr[i]);
-    if (j == HT_NONE)
-        return PyErr_Occurred() ? -1 : 0;
-    size_t a, b;
-    const char *x = ht_heap_type_name(h, i, &a), *y = ht_heap_type_name(older, j, &b);
-    return a == b && memcmp(x, y, a) == 0;
+    const uint64_t *t = ht_table_find(&c->known, h->addr[i]);
+    if (t == NULL)
+        return 0;
+    uint32_t ti = h->type[i];
+    return ti != HT_NONE && h->addr[ti] == *t;
 }
 
 /* Held only by the running code: a frame, an object that only frames refer
@@ -525,21 +567,25 @@ ht_leaks_kinds_list(ht_leaks_kinds *ks)
     return out;
 }
 
-/* _leaks_new(new, old, max_samples, ignore=()) -> [(kind, count, bytes,
- * [indexes])], most bytes first; objects of `new` at the addresses in
+/* _leaks_new(snapshot, counter, max_samples, ignore=()) -> [(kind, count,
+ * bytes, [indexes])], most bytes first: the snapshot's objects that the
+ * counter's sample(record=True) did not see; objects at the addresses in
  * `ignore` are left out (the snapshot call's own argument tuple). */
 static PyObject *
 ht_leaks_new(PyObject *mod, PyObject *args)
 {
     PyObject *hn, *ho, *ignore = NULL;
     Py_ssize_t max_samples;
-    if (!PyArg_ParseTuple(args, "OOn|O", &hn, &ho, &max_samples, &ignore))
+    if (!PyArg_ParseTuple(args, "OO!n|O", &hn, &ht_leaks_counter_type, &ho, &max_samples, &ignore))
         return NULL;
     if (max_samples < 0 || max_samples > 1000000)
         return ht_error("_leaks_new: max_samples must be in 0..1000000");
-    ht_heap *h = ht_heap_from_handle(hn), *o = ht_heap_from_handle(ho);
-    if (h == NULL || o == NULL)
+    ht_heap *h = ht_heap_from_handle(hn);
+    ht_leaks_counter *o = (ht_leaks_counter *)ho;
+    if (h == NULL)
         return NULL;
+    if (o->known.count == 0)
+        return ht_error("_leaks_new: the counter has no recorded sample (sample(record=True))");
     ht_leaks_kinds ks;
     memset(&ks, 0, sizeof ks);
     ks.max_samples = (size_t)max_samples;
@@ -581,10 +627,7 @@ ht_leaks_new(PyObject *mod, PyObject *args)
             continue;
         if (ht_leaks_transient(h, i, rc, fr))
             continue;
-        int in = ht_leaks_in_older(o, h, i);
-        if (in < 0)
-            goto done;
-        if (in)
+        if (ht_leaks_known(o, h, i))
             continue;
         size_t len = ht_leaks_kind_name(h, i, buf, sizeof buf);
         ht_leaks_kind *k = ht_leaks_kind_get(&ks, buf, len);
