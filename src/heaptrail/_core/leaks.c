@@ -56,6 +56,8 @@ typedef struct {
     size_t nsamples, cap_samples;
     int oom;
     int recording;           /* this sample also fills `known` */
+    PyTypeObject *last_type; /* one-entry cache in front of rows_by_type: */
+    size_t last_row;         /* neighbouring objects often share a type */
     ht_table known;          /* address -> type address of every object counted by
                                 the sample(record=True): "the objects at the start" */
 } ht_leaks_counter;
@@ -99,9 +101,14 @@ ht_leaks_type_name(PyTypeObject *tp)
 static ht_leaks_row *
 ht_leaks_row_of(ht_leaks_counter *c, PyTypeObject *tp)
 {
+    if (tp == c->last_type)
+        return &c->rows[c->last_row];
     uint64_t *v = ht_table_find(&c->rows_by_type, (uint64_t)(uintptr_t)tp);
-    if (v)
+    if (v) {
+        c->last_type = tp;
+        c->last_row = (size_t)(*v - 1);
         return &c->rows[*v - 1];
+    }
     if (c->nrows == c->cap_rows) {
         size_t cap = c->cap_rows ? c->cap_rows * 2 : 256;
         ht_leaks_row *r = realloc(c->rows, cap * sizeof *r);
