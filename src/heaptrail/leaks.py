@@ -278,11 +278,17 @@ def _build(session, end, measured):
     own = [rec.address for _, rec in end.referrers(_exclude) if rec.type == "tuple"]
     rows = _core._leaks_new(end._h, session.counter, max(MAX_SITE_OBJECTS, MAX_DOM_OBJECTS), own)
     kinds, dot_paths = [], []
+    chosen = []
     for kind, count, nbytes, indexes in rows:
         tname = end._h.record(indexes[0])[1] if indexes else kind
-        if tname not in growing or count <= 0:
-            continue
-        kinds.append(_kind(session, end, kind, tname, count, nbytes, indexes, measured, dot_paths))
+        if tname in growing and count > 0:
+            chosen.append((kind, tname, count, nbytes, indexes))
+    # one pass over the live objects finds every kind's samples
+    live = _core._leaks_objects([end._h.record(i)[0] for row in chosen
+                                 for i in row[4][:MAX_SITE_OBJECTS]]) if chosen else {}
+    for kind, tname, count, nbytes, indexes in chosen:
+        kinds.append(_kind(session, end, live, kind, tname, count, nbytes, indexes, measured,
+                           dot_paths))
     kinds.sort(key=lambda k: (-k.bytes_per_iteration, -k.count_per_iteration, k.kind))
     return LeakReport(kinds, session.nsteps - session.warmup, session.warmup, measured,
                       session.tracing, dot_paths)
@@ -294,9 +300,8 @@ def _path_text(path):
     return _strip_addr(str(path))
 
 
-def _kind(session, snap, kind, tname, count, nbytes, indexes, measured, dot_paths):
+def _kind(session, snap, live, kind, tname, count, nbytes, indexes, measured, dot_paths):
     addrs = [snap._h.record(i)[0] for i in indexes[:MAX_SITE_OBJECTS]]
-    live = _core._leaks_objects(addrs)
     sites = _sites(live, addrs) if session.tracing else []
     samples = []
     for i in indexes[:MAX_SAMPLES]:

@@ -38,6 +38,16 @@
 #include "heap.h"
 #include "size.h"
 
+/* PyObject_IS_GC without the function call (the counting pass asks it for
+ * every referent): a gc type, and for types with tp_is_gc (type objects:
+ * static ones have no gc header) what that says. */
+static inline int
+ht_leaks_is_gc(PyObject *o)
+{
+    PyTypeObject *tp = Py_TYPE(o);
+    return PyType_IS_GC(tp) && (tp->tp_is_gc == NULL || tp->tp_is_gc(o));
+}
+
 /* ======================================================================
  * the per-iteration counter
  * ====================================================================== */
@@ -189,10 +199,10 @@ static int
 ht_leaks_visit(PyObject *o, void *arg)
 {
     ht_leaks_walk *w = arg;
-    if (o == NULL || (PyObject_IS_GC(o) && PyObject_GC_IsTracked(o)))
+    if (o == NULL || (ht_leaks_is_gc(o) && PyObject_GC_IsTracked(o)))
         return 0;
     ht_leaks_take(w, o);
-    if (w->depth < HT_LEAKS_MAX_DEPTH && (PyObject_IS_GC(o) || PyCode_Check(o))) {
+    if (w->depth < HT_LEAKS_MAX_DEPTH && (ht_leaks_is_gc(o) || PyCode_Check(o))) {
         w->depth++;
         ht_leaks_referents(w, o);
         w->depth--;
@@ -267,12 +277,7 @@ ht_leaks_sample(ht_leaks_counter *c, PyObject *args)
         return NULL;
     if (ht_leaks_grow_samples(c) < 0)
         return PyErr_NoMemory();
-    if (record) {
-        ht_table_free(&c->known);
-        if (ht_table_init(&c->known, 1 << 16, 1) < 0)
-            return PyErr_NoMemory();
-    }
-    c->recording = record;
+
     PyObject *gc = PyImport_ImportModule("gc");
     if (gc == NULL)
         return NULL;
@@ -285,6 +290,15 @@ ht_leaks_sample(ht_leaks_counter *c, PyObject *args)
         PyErr_SetString(PyExc_TypeError, "gc.get_objects() did not return a list");
         return NULL;
     }
+    if (record) {
+        /* sized once: untracked objects are typically 1-1.5x the tracked ones */
+        ht_table_free(&c->known);
+        if (ht_table_init(&c->known, (size_t)PyList_GET_SIZE(list) * 5 / 2 + 1024, 1) < 0) {
+            Py_DECREF(list);
+            return PyErr_NoMemory();
+        }
+    }
+    c->recording = record;
     /* no collection may run while we read raw referents; the list holds a
      * reference to every tracked object, so no __sizeof__ can free one */
     int was_enabled = PyGC_Disable();
@@ -687,10 +701,10 @@ static int
 ht_leaks_find_visit(PyObject *o, void *arg)
 {
     ht_leaks_find *f = arg;
-    if (o == NULL || (PyObject_IS_GC(o) && PyObject_GC_IsTracked(o)))
+    if (o == NULL || (ht_leaks_is_gc(o) && PyObject_GC_IsTracked(o)))
         return 0; /* tracked objects are in gc.get_objects() themselves */
     ht_leaks_find_one(f, o);
-    if (PyObject_IS_GC(o) && f->depth < HT_LEAKS_MAX_DEPTH) {
+    if (ht_leaks_is_gc(o) && f->depth < HT_LEAKS_MAX_DEPTH) {
         f->depth++;
         ht_leaks_find_in(f, o);
         f->depth--;
