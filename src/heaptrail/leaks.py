@@ -16,22 +16,33 @@ How it works (the engines are C: ``_core/leaks.c``, ``heap.c``, ``graph.c``, ``t
 1. the tracer is started for the check (unless it already runs), so every new object has the
    stack that allocated it;
 2. ``warmup`` iterations run unmeasured (caches fill, imports happen, lazy state is built);
-3. a full heap snapshot is taken at the start of the measured phase, then after each of the
-   ``runs`` measured iterations a cheap C pass counts the live objects per type (a collection
-   first); a full snapshot is taken again at the end;
+3. at the start of the measured phase a C pass (``_core/leaks.c``) counts the live objects per
+   type and remembers every object it saw (address and type): that is "the start", at the
+   cost of a counting pass rather than a full snapshot; after each of the ``runs`` measured
+   iterations a collection of the young generations and the same counting pass run again; a
+   full snapshot is taken at the end only (paths, dominators, retained sizes);
 4. a type is *growing* when its count, or its bytes, went up in nearly every measured step:
    in at least ``runs - 1`` of the ``runs`` steps (every step when ``runs <= 2``), and more at
-   the end than at the start;
-5. the NEW objects are those of the end snapshot that the start snapshot does not hold (same
-   address, same type), grouped by owner kind (``Session``, ``dict of Session``); a kind is
+   the end than at the start. Untracked objects (str, int, tuples of atoms ...) are counted
+   through the containers that hold them, once per reference;
+5. the NEW objects are those of the end snapshot that the start did not hold (same address,
+   same type: Snapshot.diff's rule), grouped by owner kind (``Session``, ``dict of Session``);
+   objects held only by running frames (the loop's own locals) are left out. A kind is
    reported when its type is growing and it has new objects. Interned strings and small ints
    are never new, an lru_cache that stopped growing after warm-up never grows, and what one
    iteration allocates and frees is gone before the count: none of them is reported;
-6. for each reported kind: growth per iteration (count, bytes), totals, the allocation sites
-   of its new objects (tracer stacks, innermost line outside heaptrail first), sample objects
-   with a short repr and their shortest retention path from a root, and the *holder*: the
-   lowest common dominator of the new objects (in the end snapshot's dominator tree), i.e. the
-   root-most single object that keeps all of the growth alive, with its retained size.
+6. for each reported kind: growth per iteration (new objects and bytes / measured runs),
+   totals, the allocation sites of its new objects (tracer stacks, grouped by stack; the
+   innermost line outside heaptrail is shown), sample objects with a short repr and their
+   shortest retention path from a root, and the *holder*: the lowest common dominator of the
+   new objects in the end snapshot's dominator tree, i.e. the root-most single object that
+   keeps all of the growth alive, with its retained size.
+
+Known limits: an object reused from one of CPython's free lists (list, dict, tuple, float)
+keeps the allocation stack of the memory block's first allocation, as with tracemalloc; a
+module global rebound to a fresh object each iteration (a script's loop variable at module
+level) shows as one extra new object of its kind; an object that the counting pass cannot
+reach (held only by a C extension's private state) may be taken for a new one at the end.
 """
 import gc
 import json
