@@ -18,7 +18,7 @@ _FUNCTIONS = {
 }
 # submodules reachable as attributes (heaptrail.process.memory() ...)
 _SUBMODULES = {"process", "size", "heap", "graph", "tracer", "tracemalloc", "tracesnap", "cli", "capture",
-               "pympler", "objgraph", "garbage"}
+               "pympler", "objgraph", "garbage", "leaks"}
 
 __all__ = ["HeaptrailError", "__version__", *_FUNCTIONS, *sorted(_SUBMODULES)]
 

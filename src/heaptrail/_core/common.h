@@ -46,5 +46,6 @@ int ht_tracesnap_init(PyObject *m);
 int ht_selftest_init(PyObject *m);
 int ht_live_init(PyObject *m);
 int ht_pym_init(PyObject *m);
+int ht_leaks_init(PyObject *m);
 
 #endif
