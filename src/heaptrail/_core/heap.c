@@ -380,9 +380,12 @@ typedef struct {
     size_t cap;              /* per-object capacity */
     PyObject **objs;         /* [cap] recorded objects, each held by a reference */
     uint64_t *refcnt;        /* [cap] refcount seen when recorded */
-    ht_table index;          /* address -> index + 1 */
+    ht_table chunks;         /* (address >> HT_HW_CHUNK_SHIFT) + 1 -> block offset in slots */
+    uint32_t *slots;         /* blocks of HT_HW_CHUNK_SLOTS: index + 1, or 0 (see ht_hw_slot) */
+    size_t slots_len, slots_cap;
+    uint64_t last_chunk;     /* the chunk looked up last (key), and its block offset */
+    size_t last_base;
     ht_table excluded;       /* addresses never recorded */
-    ht_table owned;          /* dict address -> owner address */
     ht_table labels;         /* (key address | owned bit) -> label id + 1 */
     ht_table slotcache;      /* type address -> slot list position + 1 */
     uint32_t *slot_off;      /* slot lists: [count, (offset, label)...] */
@@ -426,15 +429,77 @@ ht_hw_grow_objects(ht_hw *w, size_t need)
     return 0;
 }
 
+/* ---- the walk's address index ------------------------------------------
+ * address -> object index, laid out by address: the address space is cut in
+ * chunks of 1 KiB; the shared hash table maps a chunk to a block of 64
+ * slots, one per 16 bytes (every object is at least 16 bytes long, so two
+ * objects never share a slot, whatever their alignment). The walk looks up
+ * the referents of each object, which the allocator mostly put near it, in
+ * about the order they were allocated: consecutive lookups then fall in the
+ * same block, often the same cache line, where a hash of the full address
+ * sent each one to a random slot of a table far bigger than the caches (a
+ * cache and TLB miss per edge). The chunk table is small (one entry per KiB
+ * of heap) and the last chunk is remembered. Memory: 256 bytes per chunk
+ * that holds an object, at most 256 per object, typically ~4-8. */
+#define HT_HW_CHUNK_SHIFT 10
+#define HT_HW_CHUNK_SLOTS 64
+
+/* The slot of address a, creating its block when create; NULL when absent
+ * (create=0) or out of memory (create=1, w->oom set). */
+static inline uint32_t *
+ht_hw_slot(ht_hw *w, uint64_t a, int create)
+{
+    uint64_t key = (a >> HT_HW_CHUNK_SHIFT) + 1;
+    size_t off = (size_t)(a >> 4) & (HT_HW_CHUNK_SLOTS - 1);
+    if (key == w->last_chunk)
+        return &w->slots[w->last_base + off];
+    uint64_t *v = ht_table_find(&w->chunks, key);
+    if (v == NULL) {
+        if (!create)
+            return NULL;
+        if (w->slots_len + HT_HW_CHUNK_SLOTS > w->slots_cap) {
+            size_t cap = w->slots_cap ? w->slots_cap * 2 : HT_HW_CHUNK_SLOTS * 4096;
+            uint32_t *s = realloc(w->slots, cap * sizeof(uint32_t));
+            if (s == NULL) {
+                w->oom = 1;
+                return NULL;
+            }
+            w->slots = s;
+            w->slots_cap = cap;
+        }
+        if (ht_table_put(&w->chunks, key, w->slots_len) < 0) {
+            w->oom = 1;
+            return NULL;
+        }
+        memset(&w->slots[w->slots_len], 0, HT_HW_CHUNK_SLOTS * sizeof(uint32_t));
+        w->last_base = w->slots_len;
+        w->slots_len += HT_HW_CHUNK_SLOTS;
+    } else {
+        w->last_base = (size_t)*v;
+    }
+    w->last_chunk = key;
+    return &w->slots[w->last_base + off];
+}
+
+/* Index of the recorded object at address a, or HT_NONE. */
+static inline uint32_t
+ht_hw_find(ht_hw *w, uint64_t a)
+{
+    uint32_t *s = ht_hw_slot(w, a, 0);
+    return (s && *s) ? *s - 1 : HT_NONE;
+}
+
 /* Index of op, recording it if new; HT_NONE for excluded objects, or with
  * w->oom set when out of memory. */
 static uint32_t
 ht_hw_add(ht_hw *w, PyObject *op)
 {
     uint64_t a = (uint64_t)(uintptr_t)op;
-    uint64_t *v = ht_table_find(&w->index, a);
-    if (v)
-        return (uint32_t)(*v - 1);
+    uint32_t *s = ht_hw_slot(w, a, 1);
+    if (s == NULL)
+        return HT_NONE;
+    if (*s)
+        return *s - 1;
     if (w->excluded.count && ht_table_contains(&w->excluded, a))
         return HT_NONE;
     if (Py_IS_TYPE(op, &ht_handle_type))
@@ -445,27 +510,30 @@ ht_hw_add(ht_hw *w, PyObject *op)
                 return HT_NONE;
     }
     uint32_t i = w->h->n;
-    if (i >= HT_LABEL_INDEX - 1 || ht_hw_grow_objects(w, (size_t)i + 1) < 0 ||
-        ht_table_put(&w->index, a, (uint64_t)i + 1) < 0) {
+    if (i >= HT_LABEL_INDEX - 1 || ht_hw_grow_objects(w, (size_t)i + 1) < 0) {
         w->oom = 1;
         return HT_NONE;
     }
+    /* the slot pointer is still valid: nothing above touched the slots */
+    *s = i + 1;
     Py_INCREF(op);
     w->objs[i] = op;
     w->h->addr[i] = a;
     w->h->flags[i] = 0;
+    w->h->owner[i] = HT_NONE;
     w->h->n = i + 1;
     return i;
 }
 
-/* Prefetches the index slot of op: lookups of a big container's items are
- * random accesses into a table larger than the caches. */
+/* Prefetches the chunk-table slot of op (a container's items may lie far
+ * from the container). */
 static inline void
 ht_hw_prefetch(ht_hw *w, PyObject *op)
 {
-    size_t slot = (size_t)ht_hash64((uint64_t)(uintptr_t)op) & w->index.mask;
-    __builtin_prefetch(&w->index.keys[slot]);
-    __builtin_prefetch(&w->index.values[slot]);
+    uint64_t key = ((uint64_t)(uintptr_t)op >> HT_HW_CHUNK_SHIFT) + 1;
+    size_t slot = (size_t)ht_hash64(key) & w->chunks.mask;
+    __builtin_prefetch(&w->chunks.keys[slot]);
+    __builtin_prefetch(&w->chunks.values[slot]);
 }
 
 static void
@@ -1346,12 +1414,6 @@ ht_hw_record(ht_hw *w, uint32_t i)
     }
     h->size[i] = (uint64_t)sz;
     h->total_size += (uint64_t)sz;
-    h->owner[i] = HT_NONE;
-    if (PyDict_Check(op)) {
-        uint64_t *ow = ht_table_find(&w->owned, h->addr[i]);
-        if (ow)
-            h->owner[i] = ht_hw_add(w, (PyObject *)(uintptr_t)*ow);
-    }
     ht_hw_describe(w, op, i);
     w->refcnt[i] = (uint64_t)Py_REFCNT(op);
     h->edge_start[i] = h->m;
@@ -1368,9 +1430,11 @@ ht_hw_root(ht_hw *w, PyObject *op, uint32_t flag)
         w->h->flags[i] |= HT_OBJ_ROOT | flag;
 }
 
-/* Marks the __dict__ of op (instance, module, class) as owned by op. */
+/* Records the __dict__ of op (instance, module, class; op is object i)
+ * with op as its owner. Called for every object gc.get_objects() lists
+ * (owners are gc-tracked) before any dict is recorded. */
 static void
-ht_hw_note_owner(ht_hw *w, PyObject *op)
+ht_hw_note_owner(ht_hw *w, PyObject *op, uint32_t i)
 {
     PyObject *d = NULL;
     if (PyModule_Check(op))
@@ -1379,8 +1443,11 @@ ht_hw_note_owner(ht_hw *w, PyObject *op)
         d = ((PyTypeObject *)op)->tp_dict;
     else if (Py_TYPE(op)->tp_flags & Py_TPFLAGS_HEAPTYPE)
         d = ht_hw_instance_dict(op);
-    if (d && ht_table_put(&w->owned, (uint64_t)(uintptr_t)d, (uint64_t)(uintptr_t)op) < 0)
-        w->oom = 1;
+    if (d && PyDict_Check(d)) {
+        uint32_t j = ht_hw_add(w, d);
+        if (j != HT_NONE)
+            w->h->owner[j] = i;
+    }
 }
 
 static void
@@ -1470,10 +1537,9 @@ ht_hw_label_cells(ht_hw *w)
 {
     ht_heap *h = w->h;
     for (size_t k = 0; k + 1 < w->ncells; k += 2) {
-        uint64_t *v = ht_table_find(&w->index, w->cells[k]);
-        if (v == NULL)
+        uint32_t c = ht_hw_find(w, w->cells[k]);
+        if (c == HT_NONE)
             continue;
-        uint32_t c = (uint32_t)(*v - 1);
         for (uint32_t e = h->edge_start[c]; e < h->edge_start[c + 1]; e++)
             h->edge_label[e] = (uint32_t)w->cells[k + 1];
     }
@@ -1486,9 +1552,9 @@ ht_hw_free(ht_hw *w)
         Py_DECREF(w->objs[i]);
     free(w->objs);
     free(w->refcnt);
-    ht_table_free(&w->index);
+    ht_table_free(&w->chunks);
+    free(w->slots);
     ht_table_free(&w->excluded);
-    ht_table_free(&w->owned);
     ht_table_free(&w->labels);
     ht_table_free(&w->slotcache);
     ht_table_free(&w->attrcache);
@@ -1549,26 +1615,6 @@ ht_hw_gc_objects(void)
     return list;
 }
 
-/* Asks for transparent huge pages on a big table: its lookups are random,
- * and with 4 KiB pages each one also misses the TLB. Advice only: errors
- * are ignored. */
-static void
-ht_hw_hugepages(void *p, size_t len)
-{
-#ifdef MADV_HUGEPAGE
-    long page = sysconf(_SC_PAGESIZE);
-    if (p == NULL || page <= 0 || len < (4u << 20))
-        return;
-    uintptr_t a = ((uintptr_t)p + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
-    uintptr_t end = ((uintptr_t)p + len) & ~((uintptr_t)page - 1);
-    if (end > a)
-        (void)madvise((void *)a, end - a, MADV_HUGEPAGE);
-#else
-    HT_UNUSED(p);
-    HT_UNUSED(len);
-#endif
-}
-
 static PyObject *
 ht_heap_snapshot(PyObject *mod, PyObject *args)
 {
@@ -1599,18 +1645,16 @@ ht_heap_snapshot(PyObject *mod, PyObject *args)
     /* untracked objects (str, int ...) are typically 1-1.5x the tracked ones:
      * size for 2.5x so that neither the index nor the arrays regrow */
     size_t guess = (size_t)nl * 5 / 2 + 1024;
-    if (ht_table_init(&w.index, guess, 1) < 0 ||
-        ht_table_init(&w.excluded, 16, 0) < 0 || ht_table_init(&w.owned, 1024, 1) < 0 ||
+    if (ht_table_init(&w.chunks, guess / 16, 1) < 0 ||
+        ht_table_init(&w.excluded, 16, 0) < 0 ||
         ht_table_init(&w.labels, 4096, 1) < 0 || ht_table_init(&w.slotcache, 256, 1) < 0 ||
         ht_table_init(&w.attrcache, 256, 1) < 0 ||
         ht_hw_grow_objects(&w, guess) < 0)
         goto oom;
     if (ht_table_add(&w.excluded, (uint64_t)(uintptr_t)list) < 0)
         goto oom;
-    ht_hw_hugepages(w.index.keys, (w.index.mask + 1) * sizeof(uint64_t));
-    ht_hw_hugepages(w.index.values, (w.index.mask + 1) * sizeof(uint64_t));
     ht_hw_roots(&w, skip_frames);
-    /* one pass over the list: owners of dicts, then the object itself (each
+    /* one pass over the list: the object itself, then its __dict__ (each
      * object is touched once here and once when recorded) */
     for (Py_ssize_t k = 0; k < nl && !w.oom; k++) {
         PyObject *op = PyList_GET_ITEM(list, k);
@@ -1618,10 +1662,11 @@ ht_heap_snapshot(PyObject *mod, PyObject *args)
             __builtin_prefetch(PyList_GET_ITEM(list, k + 8));
             ht_hw_prefetch(&w, PyList_GET_ITEM(list, k + 4));
         }
-        ht_hw_note_owner(&w, op);
         uint32_t i = ht_hw_add(&w, op);
-        if (i != HT_NONE)
+        if (i != HT_NONE) {
             w.h->flags[i] |= HT_HW_IN_LIST;
+            ht_hw_note_owner(&w, op, i);
+        }
     }
     if (w.oom)
         goto oom;
