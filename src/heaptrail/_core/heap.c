@@ -375,6 +375,8 @@ typedef struct {
     int extra;     /* not visited by tp_traverse: add the edge if unmatched */
 } ht_hw_cand;
 
+#define HT_HW_RECENT 32      /* chunks remembered: one per allocation stream */
+
 typedef struct {
     ht_heap *h;
     size_t cap;              /* per-object capacity */
@@ -383,11 +385,12 @@ typedef struct {
     ht_table chunks;         /* (address >> HT_HW_CHUNK_SHIFT) + 1 -> block offset in slots */
     uint32_t *slots;         /* blocks of HT_HW_CHUNK_SLOTS: index + 1, or 0 (see ht_hw_slot) */
     size_t slots_len, slots_cap;
-    uint64_t last_chunk;     /* the chunk looked up last (key), and its block offset */
-    size_t last_base;
+    uint64_t recent_key[HT_HW_RECENT];  /* recently used chunks (direct-mapped) */
+    size_t recent_base[HT_HW_RECENT];   /* ... and their block offsets */
     ht_table excluded;       /* addresses never recorded */
     ht_table labels;         /* (key address | owned bit) -> label id + 1 */
     ht_table slotcache;      /* type address -> slot list position + 1 */
+    ht_table literals;       /* label literal's address -> string id (ht_hw_lit) */
     uint32_t *slot_off;      /* slot lists: [count, (offset, label)...] */
     ht_table attrcache;      /* type address -> attribute list position + 1 */
     PyObject **attr_name;    /* attribute lists: names (held), see ht_hw_attrs */
@@ -406,6 +409,27 @@ typedef struct {
     int minor;
     PyObject *s_module;      /* interned "__module__" */
 } ht_hw;
+
+/* Asks for transparent huge pages on a big array the walk is about to fill:
+ * on a big heap the arrays are ~100 MB of fresh memory, and faulting it in
+ * 4 KiB pages costs more than the walk's own work on them. Advice only:
+ * errors are ignored. */
+static void
+ht_hw_hugepages(void *p, size_t len)
+{
+#ifdef MADV_HUGEPAGE
+    long page = sysconf(_SC_PAGESIZE);
+    if (p == NULL || page <= 0 || len < (4u << 20))
+        return;
+    uintptr_t a = ((uintptr_t)p + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+    uintptr_t end = ((uintptr_t)p + len) & ~((uintptr_t)page - 1);
+    if (end > a)
+        (void)madvise((void *)a, end - a, MADV_HUGEPAGE);
+#else
+    HT_UNUSED(p);
+    HT_UNUSED(len);
+#endif
+}
 
 static int
 ht_hw_grow_objects(ht_hw *w, size_t need)
@@ -426,6 +450,18 @@ ht_hw_grow_objects(ht_hw *w, size_t need)
         return -1;
     w->refcnt = r;
     w->cap = cap;
+    ht_heap *h = w->h;
+    ht_hw_hugepages(w->objs, cap * sizeof(PyObject *));
+    ht_hw_hugepages(w->refcnt, cap * sizeof(uint64_t));
+    ht_hw_hugepages(h->addr, cap * sizeof(uint64_t));
+    ht_hw_hugepages(h->size, cap * sizeof(uint64_t));
+    ht_hw_hugepages(h->len, cap * sizeof(int64_t));
+    ht_hw_hugepages(h->type, cap * sizeof(uint32_t));
+    ht_hw_hugepages(h->flags, cap * sizeof(uint32_t));
+    ht_hw_hugepages(h->value, cap * sizeof(uint32_t));
+    ht_hw_hugepages(h->owner, cap * sizeof(uint32_t));
+    ht_hw_hugepages(h->module, cap * sizeof(uint32_t));
+    ht_hw_hugepages(h->edge_start, cap * sizeof(uint32_t));
     return 0;
 }
 
@@ -441,8 +477,8 @@ ht_hw_grow_objects(ht_hw *w, size_t need)
  * cache and TLB miss per edge). The chunk table is small (one entry per KiB
  * of heap) and the last chunk is remembered. Memory: 256 bytes per chunk
  * that holds an object, at most 256 per object, typically ~4-8. */
-#define HT_HW_CHUNK_SHIFT 10
-#define HT_HW_CHUNK_SLOTS 64
+#define HT_HW_CHUNK_SHIFT 12
+#define HT_HW_CHUNK_SLOTS 256
 
 /* The slot of address a, creating its block when create; NULL when absent
  * (create=0) or out of memory (create=1, w->oom set). */
@@ -451,8 +487,10 @@ ht_hw_slot(ht_hw *w, uint64_t a, int create)
 {
     uint64_t key = (a >> HT_HW_CHUNK_SHIFT) + 1;
     size_t off = (size_t)(a >> 4) & (HT_HW_CHUNK_SLOTS - 1);
-    if (key == w->last_chunk)
-        return &w->slots[w->last_base + off];
+    size_t r = (size_t)(key ^ (key >> 5)) & (HT_HW_RECENT - 1);
+    if (key == w->recent_key[r])
+        return &w->slots[w->recent_base[r] + off];
+    size_t base;
     uint64_t *v = ht_table_find(&w->chunks, key);
     if (v == NULL) {
         if (!create)
@@ -472,13 +510,14 @@ ht_hw_slot(ht_hw *w, uint64_t a, int create)
             return NULL;
         }
         memset(&w->slots[w->slots_len], 0, HT_HW_CHUNK_SLOTS * sizeof(uint32_t));
-        w->last_base = w->slots_len;
+        base = w->slots_len;
         w->slots_len += HT_HW_CHUNK_SLOTS;
     } else {
-        w->last_base = (size_t)*v;
+        base = (size_t)*v;
     }
-    w->last_chunk = key;
-    return &w->slots[w->last_base + off];
+    w->recent_key[r] = key;
+    w->recent_base[r] = base;
+    return &w->slots[base + off];
 }
 
 /* Index of the recorded object at address a, or HT_NONE. */
@@ -536,33 +575,38 @@ ht_hw_prefetch(ht_hw *w, PyObject *op)
     __builtin_prefetch(&w->chunks.values[slot]);
 }
 
+/* Makes room for edges up to cap (bounded below UINT32_MAX); 0 or -1. */
+static int
+ht_hw_reserve_edges(ht_hw *w, size_t cap)
+{
+    ht_heap *h = w->h;
+    if (cap > UINT32_MAX - 1)
+        cap = UINT32_MAX - 1;
+    if (cap <= w->mcap)
+        return h->m < w->mcap ? 0 : -1;
+    uint32_t *d = realloc(h->edge_dst, cap * sizeof(uint32_t));
+    if (d == NULL)
+        return -1;
+    h->edge_dst = d;
+    uint32_t *l = realloc(h->edge_label, cap * sizeof(uint32_t));
+    if (l == NULL)
+        return -1;
+    h->edge_label = l;
+    w->mcap = cap;
+    ht_hw_hugepages(h->edge_dst, cap * sizeof(uint32_t));
+    ht_hw_hugepages(h->edge_label, cap * sizeof(uint32_t));
+    return 0;
+}
+
 static void
 ht_hw_edge(ht_hw *w, uint32_t dst, uint32_t label)
 {
     if (dst == HT_NONE)
         return;
     ht_heap *h = w->h;
-    if (h->m >= w->mcap) {
-        size_t cap = w->mcap ? w->mcap * 2 : 4096;
-        if (cap > UINT32_MAX - 1)
-            cap = UINT32_MAX - 1;
-        if (h->m >= cap) {
-            w->oom = 1;
-            return;
-        }
-        uint32_t *d = realloc(h->edge_dst, cap * sizeof(uint32_t));
-        if (d == NULL) {
-            w->oom = 1;
-            return;
-        }
-        h->edge_dst = d;
-        uint32_t *l = realloc(h->edge_label, cap * sizeof(uint32_t));
-        if (l == NULL) {
-            w->oom = 1;
-            return;
-        }
-        h->edge_label = l;
-        w->mcap = cap;
+    if (h->m >= w->mcap && ht_hw_reserve_edges(w, w->mcap ? w->mcap * 2 : 4096) < 0) {
+        w->oom = 1;
+        return;
     }
     h->edge_dst[h->m] = dst;
     h->edge_label[h->m] = label;
@@ -789,11 +833,27 @@ ht_hw_cand_add(ht_hw *w, PyObject *p, uint32_t label)
     w->ncand++;
 }
 
+/* The id of a label given as a string literal ("type", "__dict__"):
+ * interned once per walk, then found by the literal's address in a small
+ * table instead of hashing its text again for every object. */
+static uint32_t
+ht_hw_lit(ht_hw *w, const char *label)
+{
+    uint64_t key = (uint64_t)(uintptr_t)label;
+    uint64_t *v = ht_table_find(&w->literals, key);
+    if (v)
+        return (uint32_t)*v;
+    uint32_t id = ht_hw_intern(w, label, strlen(label));
+    if (id != HT_NONE && ht_table_put(&w->literals, key, id) < 0)
+        w->oom = 1;
+    return id;
+}
+
 static void
 ht_hw_cand_str(ht_hw *w, PyObject *p, const char *label)
 {
     if (p)
-        ht_hw_cand_add(w, p, ht_hw_intern(w, label, strlen(label)));
+        ht_hw_cand_add(w, p, ht_hw_lit(w, label));
 }
 
 /* Label of a dict entry with key k: "['k']", "[42]", ".k" for owned dicts;
@@ -1147,7 +1207,7 @@ ht_hw_code_edges(ht_hw *w, PyCodeObject *co)
     };
     for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++)
         if (parts[k].p)
-            ht_hw_edge(w, ht_hw_add(w, parts[k].p), ht_hw_intern(w, parts[k].label, strlen(parts[k].label)));
+            ht_hw_edge(w, ht_hw_add(w, parts[k].p), ht_hw_lit(w, parts[k].label));
 }
 
 /* Label candidates for the referents of a non-container object. */
@@ -1557,6 +1617,7 @@ ht_hw_free(ht_hw *w)
     ht_table_free(&w->excluded);
     ht_table_free(&w->labels);
     ht_table_free(&w->slotcache);
+    ht_table_free(&w->literals);
     ht_table_free(&w->attrcache);
     for (size_t k = 0; k < w->attr_len; k++)
         Py_XDECREF(w->attr_name[k]);
@@ -1615,6 +1676,20 @@ ht_hw_gc_objects(void)
     return list;
 }
 
+#ifdef HT_HW_TIMING
+#include <time.h>
+static double ht_hw_t0;
+static void ht_hw_tick(const char *what) {
+    struct timespec ts; clock_gettime(CLOCK_MONOTONIC, &ts);
+    double t = ts.tv_sec + ts.tv_nsec * 1e-9;
+    if (what) fprintf(stderr, "%s %.1f ms\n", what, (t - ht_hw_t0) * 1e3);
+    ht_hw_t0 = t;
+}
+#define HT_TICK(x) ht_hw_tick(x)
+#else
+#define HT_TICK(x)
+#endif
+
 static PyObject *
 ht_heap_snapshot(PyObject *mod, PyObject *args)
 {
@@ -1638,9 +1713,11 @@ ht_heap_snapshot(PyObject *mod, PyObject *args)
     /* no collection (and no finalizer of the program's) may run while the
      * walk holds raw pointers; restored at the end */
     gc_was_enabled = PyGC_Disable();
+    HT_TICK(NULL);
     list = ht_hw_gc_objects();
     if (list == NULL)
         goto fail;
+    HT_TICK("get_objects");
     Py_ssize_t nl = PyList_GET_SIZE(list);
     /* untracked objects (str, int ...) are typically 1-1.5x the tracked ones:
      * size for 2.5x so that neither the index nor the arrays regrow */
@@ -1648,12 +1725,15 @@ ht_heap_snapshot(PyObject *mod, PyObject *args)
     if (ht_table_init(&w.chunks, guess / 16, 1) < 0 ||
         ht_table_init(&w.excluded, 16, 0) < 0 ||
         ht_table_init(&w.labels, 4096, 1) < 0 || ht_table_init(&w.slotcache, 256, 1) < 0 ||
+        ht_table_init(&w.literals, 64, 1) < 0 ||
         ht_table_init(&w.attrcache, 256, 1) < 0 ||
-        ht_hw_grow_objects(&w, guess) < 0)
+        ht_hw_grow_objects(&w, guess) < 0 || ht_hw_reserve_edges(&w, guess * 2) < 0)
         goto oom;
     if (ht_table_add(&w.excluded, (uint64_t)(uintptr_t)list) < 0)
         goto oom;
+    HT_TICK("init");
     ht_hw_roots(&w, skip_frames);
+    HT_TICK("roots");
     /* one pass over the list: the object itself, then its __dict__ (each
      * object is touched once here and once when recorded) */
     for (Py_ssize_t k = 0; k < nl && !w.oom; k++) {
@@ -1670,6 +1750,7 @@ ht_heap_snapshot(PyObject *mod, PyObject *args)
     }
     if (w.oom)
         goto oom;
+    HT_TICK("list pass");
     for (uint32_t i = 0; i < w.h->n && !w.oom; i++) {
         if (i + 6 < w.h->n)
             __builtin_prefetch((char *)w.objs[i + 6] - 16);
@@ -1677,10 +1758,13 @@ ht_heap_snapshot(PyObject *mod, PyObject *args)
     }
     if (w.oom)
         goto oom;
+    HT_TICK("record pass");
     ht_hw_finish(&w);
+    HT_TICK("finish");
     ht_hw_label_cells(&w);
     if (ht_hw_reach(&w) < 0)
         goto oom;
+    HT_TICK("cells+reach");
     result = ht_heap_wrap(w.h);
     w.h = NULL;
     if (result == NULL)
@@ -1703,8 +1787,10 @@ done:
         for (uint32_t i = h->n; i-- > 0;)
             Py_DECREF(w.objs[i]);
     }
+    HT_TICK("decref");
     ht_hw_free(&w);
     Py_XDECREF(list);
+    HT_TICK("free");
     if (gc_was_enabled)
         PyGC_Enable();
     Py_XDECREF(w.exclude_types);
