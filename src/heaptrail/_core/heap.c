@@ -44,6 +44,7 @@
 #include <structmember.h>
 
 #define HT_HW_IN_LIST (1u << 31) /* walk-time flag: listed by gc.get_objects() */
+#define HT_HW_HELD (1u << 30)    /* walk-time flag: the walk holds a reference */
 #define HT_VALUE_MAX 60     /* characters kept of a str/bytes value */
 #define HT_LABEL_MAX 60     /* characters kept of a dict key in a label */
 
@@ -98,6 +99,30 @@ ht_strtab_append(ht_strtab *s, const char *p, size_t n)
     s->count++;
     s->offset[s->count] = s->data_len;
     return s->count - 1;
+}
+
+/* Makes room for count strings of data_len bytes in all, so that a walk
+ * of a big heap does not copy the table as it doubles; 0 or -1. */
+static int
+ht_strtab_reserve(ht_strtab *s, size_t count, size_t data_len)
+{
+    if (s->offset_cap < count + 2) {
+        uint64_t *o = realloc(s->offset, (count + 2) * sizeof(uint64_t));
+        if (o == NULL)
+            return -1;
+        if (s->offset_cap == 0)
+            o[0] = 0;
+        s->offset = o;
+        s->offset_cap = count + 2;
+    }
+    if (s->data_cap < data_len) {
+        char *d = realloc(s->data, data_len);
+        if (d == NULL)
+            return -1;
+        s->data = d;
+        s->data_cap = data_len;
+    }
+    return 0;
 }
 
 /* Interns p[0..n): returns the id of an equal string, adding it if new, or
@@ -480,6 +505,21 @@ ht_hw_grow_objects(ht_hw *w, size_t need)
 #define HT_HW_CHUNK_SHIFT 12
 #define HT_HW_CHUNK_SLOTS 256
 
+/* Makes room for cap slots; 0 or -1. */
+static int
+ht_hw_reserve_slots(ht_hw *w, size_t cap)
+{
+    if (cap <= w->slots_cap)
+        return 0;
+    uint32_t *s = realloc(w->slots, cap * sizeof(uint32_t));
+    if (s == NULL)
+        return -1;
+    w->slots = s;
+    w->slots_cap = cap;
+    ht_hw_hugepages(s, cap * sizeof(uint32_t));
+    return 0;
+}
+
 /* The slot of address a, creating its block when create; NULL when absent
  * (create=0) or out of memory (create=1, w->oom set). */
 static inline uint32_t *
@@ -495,15 +535,10 @@ ht_hw_slot(ht_hw *w, uint64_t a, int create)
     if (v == NULL) {
         if (!create)
             return NULL;
-        if (w->slots_len + HT_HW_CHUNK_SLOTS > w->slots_cap) {
-            size_t cap = w->slots_cap ? w->slots_cap * 2 : HT_HW_CHUNK_SLOTS * 4096;
-            uint32_t *s = realloc(w->slots, cap * sizeof(uint32_t));
-            if (s == NULL) {
-                w->oom = 1;
-                return NULL;
-            }
-            w->slots = s;
-            w->slots_cap = cap;
+        if (w->slots_len + HT_HW_CHUNK_SLOTS > w->slots_cap &&
+            ht_hw_reserve_slots(w, w->slots_cap ? w->slots_cap * 2 : HT_HW_CHUNK_SLOTS * 4096) < 0) {
+            w->oom = 1;
+            return NULL;
         }
         if (ht_table_put(&w->chunks, key, w->slots_len) < 0) {
             w->oom = 1;
@@ -529,16 +564,21 @@ ht_hw_find(ht_hw *w, uint64_t a)
 }
 
 /* Index of op, recording it if new; HT_NONE for excluded objects, or with
- * w->oom set when out of memory. */
+ * w->oom set when out of memory. listed: op comes from the gc.get_objects()
+ * list, which holds it for the whole walk; any other new object is held by
+ * a reference of the walk's own (HT_HW_HELD), dropped at the end. */
 static uint32_t
-ht_hw_add(ht_hw *w, PyObject *op)
+ht_hw_add_ex(ht_hw *w, PyObject *op, int listed)
 {
     uint64_t a = (uint64_t)(uintptr_t)op;
     uint32_t *s = ht_hw_slot(w, a, 1);
     if (s == NULL)
         return HT_NONE;
-    if (*s)
+    if (*s) {
+        if (listed)
+            w->h->flags[*s - 1] |= HT_HW_IN_LIST;
         return *s - 1;
+    }
     if (w->excluded.count && ht_table_contains(&w->excluded, a))
         return HT_NONE;
     if (Py_IS_TYPE(op, &ht_handle_type))
@@ -555,13 +595,20 @@ ht_hw_add(ht_hw *w, PyObject *op)
     }
     /* the slot pointer is still valid: nothing above touched the slots */
     *s = i + 1;
-    Py_INCREF(op);
+    if (!listed)
+        Py_INCREF(op);
     w->objs[i] = op;
     w->h->addr[i] = a;
-    w->h->flags[i] = 0;
+    w->h->flags[i] = listed ? HT_HW_IN_LIST : HT_HW_HELD;
     w->h->owner[i] = HT_NONE;
     w->h->n = i + 1;
     return i;
+}
+
+static inline uint32_t
+ht_hw_add(ht_hw *w, PyObject *op)
+{
+    return ht_hw_add_ex(w, op, 0);
 }
 
 /* Prefetches the chunk-table slot of op (a container's items may lie far
@@ -1220,9 +1267,11 @@ ht_hw_cands(ht_hw *w, PyObject *op, uint32_t i)
         ht_hw_cand_str(w, (PyObject *)tp, "type");
         /* 3.13 visits inline values even when a dict was made from
          * them: the dict is then an extra edge (an untracked one would
-         * otherwise be missed) */
+         * otherwise be missed). d is a live object whatever it is (the
+         * __dict__ setters only take dicts), so it is not looked at here:
+         * that would be a cache miss per instance */
         PyObject *d = ht_hw_instance_dict(op);
-        if (d && PyDict_Check(d)) {
+        if (d) {
             ht_hw_cand_str(w, d, "__dict__");
             if (w->ncand)
                 w->cand[w->ncand - 1].extra = 1;
@@ -1565,7 +1614,8 @@ ht_hw_reach(ht_hw *w)
     size_t sp = 0;
     for (uint32_t i = 0; i < n; i++) {
         if (h->flags[i] & HT_OBJ_GC) {
-            uint64_t held = 1 + ((h->flags[i] & HT_HW_IN_LIST) ? 1 : 0) + inner[i];
+            uint64_t held = ((h->flags[i] & HT_HW_HELD) ? 1 : 0) +
+                            ((h->flags[i] & HT_HW_IN_LIST) ? 1 : 0) + inner[i];
             if (w->refcnt[i] > held)
                 h->flags[i] |= HT_OBJ_EXTERNAL | HT_OBJ_ROOT;
         }
@@ -1605,11 +1655,29 @@ ht_hw_label_cells(ht_hw *w)
     }
 }
 
+/* Drops the references the walk holds (HT_HW_HELD), in index order (the
+ * order the objects were found in: mostly the allocator's), prefetching
+ * ahead since each one is a cache miss. The objects gc.get_objects() listed
+ * are held by the list until it goes. */
+static void
+ht_hw_release(ht_heap *h, PyObject **objs)
+{
+    uint32_t n = h->n;
+    for (uint32_t i = 0; i < n; i++) {
+        if (i + 16 < n && (h->flags[i + 16] & HT_HW_HELD))
+            __builtin_prefetch(objs[i + 16], 1);
+        if (h->flags[i] & HT_HW_HELD) {
+            h->flags[i] &= ~HT_HW_HELD;
+            Py_DECREF(objs[i]);
+        }
+    }
+}
+
 static void
 ht_hw_free(ht_hw *w)
 {
-    for (uint32_t i = w->h ? w->h->n : 0; i-- > 0;)
-        Py_DECREF(w->objs[i]);
+    if (w->h)
+        ht_hw_release(w->h, w->objs);
     free(w->objs);
     free(w->refcnt);
     ht_table_free(&w->chunks);
@@ -1727,7 +1795,9 @@ ht_heap_snapshot(PyObject *mod, PyObject *args)
         ht_table_init(&w.labels, 4096, 1) < 0 || ht_table_init(&w.slotcache, 256, 1) < 0 ||
         ht_table_init(&w.literals, 64, 1) < 0 ||
         ht_table_init(&w.attrcache, 256, 1) < 0 ||
-        ht_hw_grow_objects(&w, guess) < 0 || ht_hw_reserve_edges(&w, guess * 2) < 0)
+        ht_hw_grow_objects(&w, guess) < 0 || ht_hw_reserve_edges(&w, guess * 2) < 0 ||
+        ht_strtab_reserve(&w.h->strings, guess / 2, guess * 8) < 0 ||
+        ht_hw_reserve_slots(&w, guess * 8) < 0)
         goto oom;
     if (ht_table_add(&w.excluded, (uint64_t)(uintptr_t)list) < 0)
         goto oom;
@@ -1742,18 +1812,16 @@ ht_heap_snapshot(PyObject *mod, PyObject *args)
             __builtin_prefetch(PyList_GET_ITEM(list, k + 8));
             ht_hw_prefetch(&w, PyList_GET_ITEM(list, k + 4));
         }
-        uint32_t i = ht_hw_add(&w, op);
-        if (i != HT_NONE) {
-            w.h->flags[i] |= HT_HW_IN_LIST;
+        uint32_t i = ht_hw_add_ex(&w, op, 1);
+        if (i != HT_NONE)
             ht_hw_note_owner(&w, op, i);
-        }
     }
     if (w.oom)
         goto oom;
     HT_TICK("list pass");
     for (uint32_t i = 0; i < w.h->n && !w.oom; i++) {
-        if (i + 6 < w.h->n)
-            __builtin_prefetch((char *)w.objs[i + 6] - 16);
+        if (i + 8 < w.h->n)
+            __builtin_prefetch((char *)w.objs[i + 8] - 16);
         ht_hw_record(&w, i);
     }
     if (w.oom)
@@ -1765,6 +1833,9 @@ ht_heap_snapshot(PyObject *mod, PyObject *args)
     if (ht_hw_reach(&w) < 0)
         goto oom;
     HT_TICK("cells+reach");
+#ifdef HT_HW_TIMING
+    fprintf(stderr, "n %u m %u strings %u data %zu slots %zu chunks %zu\n", w.h->n, w.h->m, w.h->strings.count, w.h->strings.data_len, w.slots_len, w.chunks.count);
+#endif
     result = ht_heap_wrap(w.h);
     w.h = NULL;
     if (result == NULL)
@@ -1775,17 +1846,14 @@ oom:
     PyErr_NoMemory();
 fail:
     if (w.h) {
-        for (uint32_t i = w.h->n; i-- > 0;)
-            Py_DECREF(w.objs[i]);
+        ht_hw_release(w.h, w.objs);
         w.h->n = 0;
     }
     ht_heap_free(w.h);
     w.h = NULL;
 done:
     if (result) {
-        ht_heap *h = ((ht_handle *)result)->heap;
-        for (uint32_t i = h->n; i-- > 0;)
-            Py_DECREF(w.objs[i]);
+        ht_hw_release(((ht_handle *)result)->heap, w.objs);
     }
     HT_TICK("decref");
     ht_hw_free(&w);
