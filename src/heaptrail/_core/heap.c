@@ -34,8 +34,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "graph.h"
 #include "hashtable.h"
@@ -435,27 +433,6 @@ typedef struct {
     PyObject *s_module;      /* interned "__module__" */
 } ht_hw;
 
-/* Asks for transparent huge pages on a big array the walk is about to fill:
- * on a big heap the arrays are ~100 MB of fresh memory, and faulting it in
- * 4 KiB pages costs more than the walk's own work on them. Advice only:
- * errors are ignored. */
-static void
-ht_hw_hugepages(void *p, size_t len)
-{
-#ifdef MADV_HUGEPAGE
-    long page = sysconf(_SC_PAGESIZE);
-    if (p == NULL || page <= 0 || len < (4u << 20))
-        return;
-    uintptr_t a = ((uintptr_t)p + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
-    uintptr_t end = ((uintptr_t)p + len) & ~((uintptr_t)page - 1);
-    if (end > a)
-        (void)madvise((void *)a, end - a, MADV_HUGEPAGE);
-#else
-    HT_UNUSED(p);
-    HT_UNUSED(len);
-#endif
-}
-
 static int
 ht_hw_grow_objects(ht_hw *w, size_t need)
 {
@@ -475,18 +452,6 @@ ht_hw_grow_objects(ht_hw *w, size_t need)
         return -1;
     w->refcnt = r;
     w->cap = cap;
-    ht_heap *h = w->h;
-    ht_hw_hugepages(w->objs, cap * sizeof(PyObject *));
-    ht_hw_hugepages(w->refcnt, cap * sizeof(uint64_t));
-    ht_hw_hugepages(h->addr, cap * sizeof(uint64_t));
-    ht_hw_hugepages(h->size, cap * sizeof(uint64_t));
-    ht_hw_hugepages(h->len, cap * sizeof(int64_t));
-    ht_hw_hugepages(h->type, cap * sizeof(uint32_t));
-    ht_hw_hugepages(h->flags, cap * sizeof(uint32_t));
-    ht_hw_hugepages(h->value, cap * sizeof(uint32_t));
-    ht_hw_hugepages(h->owner, cap * sizeof(uint32_t));
-    ht_hw_hugepages(h->module, cap * sizeof(uint32_t));
-    ht_hw_hugepages(h->edge_start, cap * sizeof(uint32_t));
     return 0;
 }
 
@@ -516,7 +481,6 @@ ht_hw_reserve_slots(ht_hw *w, size_t cap)
         return -1;
     w->slots = s;
     w->slots_cap = cap;
-    ht_hw_hugepages(s, cap * sizeof(uint32_t));
     return 0;
 }
 
@@ -640,8 +604,6 @@ ht_hw_reserve_edges(ht_hw *w, size_t cap)
         return -1;
     h->edge_label = l;
     w->mcap = cap;
-    ht_hw_hugepages(h->edge_dst, cap * sizeof(uint32_t));
-    ht_hw_hugepages(h->edge_label, cap * sizeof(uint32_t));
     return 0;
 }
 
