@@ -376,7 +376,12 @@ def test_real_path_starts_at_the_module_when_its_globals_are_in_use(module_name)
     reads .CACHE, not "dict of module ... -> .CACHE"."""
     from heaptrail.heap import ROOT
 
-    mod = make_module(module_name, RUNNING_APP)
+    import sys
+    import types
+
+    mod = types.ModuleType(module_name)
+    sys.modules[module_name] = mod  # as an import does, before the module's code runs
+    exec(RUNNING_APP, mod.__dict__)
     snap = mod.SNAP
     del mod.SNAP
     addr = id(mod.CACHE["user:42"][3])
@@ -385,8 +390,19 @@ def test_real_path_starts_at_the_module_when_its_globals_are_in_use(module_name)
     path = snap.path_to_root(addr)
     assert str(path) == (f"module {module_name} -> .CACHE -> ['user:42'] -> [3] "
                          f"-> <Session 0x{addr:x}>")
+    del mod, snap
+    # the same while the module is not in sys.modules yet (nor a root): still read from it
+    mod = make_module(module_name + "_2", RUNNING_APP)
+    snap = mod.SNAP
+    del mod.SNAP
+    addr = id(mod.CACHE["user:42"][3])
+    d = snap._index(mod.__dict__)
+    path = snap.path_to_root(addr)
+    assert str(path) == (f"module {module_name}_2 -> .CACHE -> ['user:42'] -> [3] "
+                         f"-> <Session 0x{addr:x}>")
+    sys.modules.pop(module_name + "_2", None)
     assert [(s.label, s.index) for s in path.steps[:2]] == [(None, snap._index(mod)), ("__dict__", d)]
-    assert path.steps[1].text == f"dict of module {module_name}"
+    assert path.steps[1].text == f"dict of module {module_name}_2"
     assert len(path) == 4  # references: module -> dict -> CACHE -> list -> Session
 
 

@@ -846,15 +846,16 @@ ht_graph_edge_label(const ht_heap *h, uint32_t src, uint32_t dst)
 }
 
 /* The owner of root dict d when a path may start there instead: d is the
- * __dict__ of an object (module, class, instance) that is a root and refers
- * to d; else HT_NONE. */
+ * __dict__ of a module (a module's namespace is read from the module, even
+ * one not in sys.modules yet, whose code is still running), or of a class or
+ * instance that is a root itself, and the owner refers to d; else HT_NONE. */
 static uint32_t
 ht_graph_root_owner(const ht_heap *h, uint32_t d)
 {
     if (!(h->flags[d] & HT_OBJ_DICT) || h->owner == NULL)
         return HT_NONE;
     uint32_t o = h->owner[d];
-    if (o == HT_NONE || o >= h->n || o == d || !(h->flags[o] & HT_OBJ_ROOT))
+    if (o == HT_NONE || o >= h->n || o == d || !(h->flags[o] & (HT_OBJ_ROOT | HT_OBJ_MODULE)))
         return HT_NONE;
     for (uint32_t e = h->edge_start[o]; e < h->edge_start[o + 1]; e++)
         if (h->edge_dst[e] == d)
