@@ -398,3 +398,12 @@ def test_every_listed_object_recorded_once_with_its_owner():
     i = snap._h.index(id(sess.uid))
     assert i >= 0 and snap._h.record(i)[4] == "7"
     assert sum(1 for a in addrs if a == id(sess.uid)) == 1
+
+
+def test_int_values_at_the_edges():
+    """ints are written without printf (heap.c ht_text_int): the extremes and the sign."""
+    keep = [-(2**63), -5, 0, 12345678901234, 2**63 - 1, 2**64, -(2**70), True]
+    snap = heaptrail.snapshot()
+    assert [snap.record(v).value for v in keep] == [
+        "-9223372036854775808", "-5", "0", "12345678901234", "9223372036854775807",
+        "<big int>", "<big negative int>", "True"]

@@ -775,8 +775,16 @@ ht_text_int(ht_text *t, PyObject *op)
         ht_text_put(t, v ? "True" : "False", v ? 4 : 5);
         return;
     }
-    int k = snprintf(b, sizeof b, "%lld", v);
-    ht_text_put(t, b, (size_t)k);
+    /* by hand: snprintf costs more than the rest of recording an int */
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    size_t k = sizeof b;
+    do {
+        b[--k] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        b[--k] = '-';
+    ht_text_put(t, b + k, sizeof b - k);
 }
 
 /* The text of a str object into t (unquoted, up to max characters). */
@@ -1560,7 +1568,7 @@ ht_hw_reach(ht_hw *w)
 {
     ht_heap *h = w->h;
     uint32_t n = h->n;
-    uint64_t *inner = calloc((size_t)n + 1, sizeof(uint64_t));
+    uint32_t *inner = calloc((size_t)n + 1, sizeof(uint32_t)); /* edges into i: < 2^32 */
     uint32_t *stack = malloc(((size_t)n + 1) * sizeof(uint32_t));
     if (inner == NULL || stack == NULL) {
         free(inner);
