@@ -13,10 +13,14 @@
  *      once (address, type, ht_size_flat, len, short value) and its
  *      referents come from tp_traverse, or directly from exact dicts, lists
  *      and tuples so that every edge gets its label (see heap.h);
- *   5. every recorded object is held (Py_INCREF) until the walk ends, so a
- *      __sizeof__ of the program's that drops references cannot free what we
- *      still point at; the references are dropped at the end, leaving every
- *      refcount as it was;
+ *   5. every recorded object is held until the walk ends, so a __sizeof__
+ *      of the program's that drops references cannot free what we still
+ *      point at: the gc-tracked ones by gc.get_objects()'s list, the others
+ *      by a reference of our own (HT_HW_HELD), dropped at the end, leaving
+ *      every refcount as it was;
+ *   The address -> index map of the walk is laid out by address (see
+ *   ht_hw_slot): the allocator put most referents near their referrer, so
+ *   lookups stay in cache where a hash of each address missed on every edge.
  *   6. gc roots and garbage, computed like the collector does: for each
  *      gc-tracked object, refcount minus the references we hold minus the
  *      references from walked tracked objects; a positive remainder means
