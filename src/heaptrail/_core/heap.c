@@ -1718,20 +1718,6 @@ ht_hw_gc_objects(void)
     return list;
 }
 
-#ifdef HT_HW_TIMING
-#include <time.h>
-static double ht_hw_t0;
-static void ht_hw_tick(const char *what) {
-    struct timespec ts; clock_gettime(CLOCK_MONOTONIC, &ts);
-    double t = ts.tv_sec + ts.tv_nsec * 1e-9;
-    if (what) fprintf(stderr, "%s %.1f ms\n", what, (t - ht_hw_t0) * 1e3);
-    ht_hw_t0 = t;
-}
-#define HT_TICK(x) ht_hw_tick(x)
-#else
-#define HT_TICK(x)
-#endif
-
 static PyObject *
 ht_heap_snapshot(PyObject *mod, PyObject *args)
 {
@@ -1755,11 +1741,9 @@ ht_heap_snapshot(PyObject *mod, PyObject *args)
     /* no collection (and no finalizer of the program's) may run while the
      * walk holds raw pointers; restored at the end */
     gc_was_enabled = PyGC_Disable();
-    HT_TICK(NULL);
     list = ht_hw_gc_objects();
     if (list == NULL)
         goto fail;
-    HT_TICK("get_objects");
     Py_ssize_t nl = PyList_GET_SIZE(list);
     /* untracked objects (str, int ...) are typically 1-1.5x the tracked ones:
      * size for 2.5x so that neither the index nor the arrays regrow */
@@ -1775,9 +1759,7 @@ ht_heap_snapshot(PyObject *mod, PyObject *args)
         goto oom;
     if (ht_table_add(&w.excluded, (uint64_t)(uintptr_t)list) < 0)
         goto oom;
-    HT_TICK("init");
     ht_hw_roots(&w, skip_frames);
-    HT_TICK("roots");
     /* one pass over the list: the object itself, then its __dict__ (each
      * object is touched once here and once when recorded) */
     for (Py_ssize_t k = 0; k < nl && !w.oom; k++) {
@@ -1792,7 +1774,6 @@ ht_heap_snapshot(PyObject *mod, PyObject *args)
     }
     if (w.oom)
         goto oom;
-    HT_TICK("list pass");
     for (uint32_t i = 0; i < w.h->n && !w.oom; i++) {
         if (i + 8 < w.h->n)
             __builtin_prefetch((char *)w.objs[i + 8] - 16);
@@ -1800,16 +1781,10 @@ ht_heap_snapshot(PyObject *mod, PyObject *args)
     }
     if (w.oom)
         goto oom;
-    HT_TICK("record pass");
     ht_hw_finish(&w);
-    HT_TICK("finish");
     ht_hw_label_cells(&w);
     if (ht_hw_reach(&w) < 0)
         goto oom;
-    HT_TICK("cells+reach");
-#ifdef HT_HW_TIMING
-    fprintf(stderr, "n %u m %u strings %u data %zu slots %zu chunks %zu\n", w.h->n, w.h->m, w.h->strings.count, w.h->strings.data_len, w.slots_len, w.chunks.count);
-#endif
     result = ht_heap_wrap(w.h);
     w.h = NULL;
     if (result == NULL)
@@ -1829,10 +1804,8 @@ done:
     if (result) {
         ht_hw_release(((ht_handle *)result)->heap, w.objs);
     }
-    HT_TICK("decref");
     ht_hw_free(&w);
     Py_XDECREF(list);
-    HT_TICK("free");
     if (gc_was_enabled)
         PyGC_Enable();
     Py_XDECREF(w.exclude_types);
