@@ -361,6 +361,69 @@ def test_real_path_to_root_of_a_cached_session(module_name):
     assert ("[3]", snap.record(addr)) in snap.referents(the_list.address)
 
 
+RUNNING_APP = LEAKY_APP + '''
+import heaptrail
+
+CACHE["user:42"] = [Session(i) for i in range(5)]
+SNAP = heaptrail.snapshot()
+'''
+
+
+def test_real_path_starts_at_the_module_when_its_globals_are_in_use(module_name):
+    """While the module's own code runs (as __main__'s does), its globals are held from outside
+    the walked graph (the running frame, the caller of exec): the module's __dict__ is then a
+    root itself, one reference nearer than the module. The path still starts at the module and
+    reads .CACHE, not "dict of module ... -> .CACHE"."""
+    from heaptrail.heap import ROOT
+
+    import sys
+    import types
+
+    mod = types.ModuleType(module_name)
+    sys.modules[module_name] = mod  # as an import does, before the module's code runs
+    exec(RUNNING_APP, mod.__dict__)
+    snap = mod.SNAP
+    del mod.SNAP
+    addr = id(mod.CACHE["user:42"][3])
+    d = snap._index(mod.__dict__)
+    assert snap._h.record(d)[5] & ROOT
+    path = snap.path_to_root(addr)
+    assert str(path) == (f"module {module_name} -> .CACHE -> ['user:42'] -> [3] "
+                         f"-> <Session 0x{addr:x}>")
+    del mod, snap
+    # the same while the module is not in sys.modules yet (nor a root): still read from it
+    mod = make_module(module_name + "_2", RUNNING_APP)
+    snap = mod.SNAP
+    del mod.SNAP
+    addr = id(mod.CACHE["user:42"][3])
+    d = snap._index(mod.__dict__)
+    path = snap.path_to_root(addr)
+    assert str(path) == (f"module {module_name}_2 -> .CACHE -> ['user:42'] -> [3] "
+                         f"-> <Session 0x{addr:x}>")
+    sys.modules.pop(module_name + "_2", None)
+    assert [(s.label, s.index) for s in path.steps[:2]] == [(None, snap._index(mod)), ("__dict__", d)]
+    assert path.steps[1].text == f"dict of module {module_name}_2"
+    assert len(path) == 4  # references: module -> dict -> CACHE -> list -> Session
+
+
+def test_top_retainers_list_a_module_once(module_name):
+    """A module's __dict__, dominated by the module, is not a second row beside it; asked for by
+    kind it is there, named after its module."""
+    import heaptrail
+
+    mod = make_module(module_name, "BIG = None\n")
+    mod.BIG = bytearray(30_000_000)
+    snap = heaptrail.snapshot()
+    d = snap._index(mod.__dict__)
+    top = snap.top_retainers(10)
+    assert top[0].text == f"module {module_name}" and top[0].kind == "module"
+    assert top[0].retained >= 30_000_000
+    assert d not in [r.index for r in top]
+    (row,) = snap.top_retainers(1, kind="dict")
+    assert row.index == d and row.text == f"dict of module {module_name}"
+    assert row.retained == top[0].retained - snap.record(mod).size
+
+
 def build_holders(name):
     """module.TOP = [left, right]; left and right each hold their own bytearrays and both hold
     SHARED, also a global: the shared child counts in neither sibling."""

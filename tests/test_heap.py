@@ -373,3 +373,37 @@ def test_walk_with_threads_mutating_the_heap():
 
 
 FRAME_FLAG = 1 << 7
+
+
+def test_every_listed_object_recorded_once_with_its_owner():
+    """The walk's address index (heap.c, blocks of slots by address) records each object once:
+    every gc-tracked object is found at its own address, no address twice; a __dict__'s owner
+    is its instance, module or class."""
+    sess = Session(7)
+    sess.__dict__  # materialized
+    tracked = gc.get_objects()
+    snap = heaptrail.snapshot()
+    addrs = [r.address for r in snap.query("size >= 0")]
+    assert len(addrs) == snap.objects == len(set(addrs))
+    missing = [o for o in tracked if snap._h.index(id(o)) < 0]
+    assert missing == []  # the list above is ours, not the walk's: it is in the heap
+    assert snap._h.index(id(snap)) == -1  # the previous snapshots' handles are left out
+    mod = sys.modules[__name__]
+    for owner, d in ((sess, sess.__dict__), (mod, mod.__dict__)):
+        assert snap._h.record(snap._index(d))[6] == snap._index(owner)
+    cls_dict = [d for d, lab in snap._h.edges(snap._index(Session)) if lab == "__dict__"]
+    assert len(cls_dict) == 1 and snap._h.record(cls_dict[0])[6] == snap._index(Session)
+    assert snap._h.record(snap._index(sys.modules))[6] == -1  # a dict nobody owns
+    # an untracked object reached only through an edge is there, once, with its value
+    i = snap._h.index(id(sess.uid))
+    assert i >= 0 and snap._h.record(i)[4] == "7"
+    assert sum(1 for a in addrs if a == id(sess.uid)) == 1
+
+
+def test_int_values_at_the_edges():
+    """ints are written without printf (heap.c ht_text_int): the extremes and the sign."""
+    keep = [-(2**63), -5, 0, 12345678901234, 2**63 - 1, 2**64, -(2**70), True]
+    snap = heaptrail.snapshot()
+    assert [snap._h.record(snap._h.index(id(v)))[4] for v in keep] == [
+        "-9223372036854775808", "-5", "0", "12345678901234", "9223372036854775807",
+        "<big int>", "<big negative int>", "True"]

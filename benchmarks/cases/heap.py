@@ -1,8 +1,9 @@
 """Heap snapshot + summary by type on a heap of 1,000,000 user objects, against guppy3's
 hpy().heap() and pympler's summary.summarize(muppy.get_objects()), with gc.get_objects() alone
 as the floor. Targets (issue 3): >= 10x faster than guppy3, >= 30x faster than pympler.
-heaptrail and guppy3 both run a full collection first (guppy3 runs two); the row
-"heaptrail gc_first=False" shows the walk without it.
+heaptrail and guppy3 both run a full collection first (guppy3's hpy().heap() runs one, in
+View.heap); the row "heaptrail gc_first=False" shows the walk without it, and "gc.collect
+(alone)" what that collection costs by itself on this heap.
 
 Extra figures (heaptrail row): snapshot memory per object and per edge, file size, save and
 load times.
@@ -68,6 +69,10 @@ def gc_floor(inp):
     return {"objects": len(gc.get_objects())}
 
 
+def gc_collect_alone(inp):
+    return {"collected": gc.collect()}
+
+
 def heaptrail_figures(inp):
     import heaptrail
 
@@ -105,6 +110,7 @@ CASES = [
             Tool("guppy3", guppy_heap, requires=("guppy",)),
             Tool("pympler", pympler_summary, requires=("pympler",)),
             Tool("gc.get_objects (floor)", gc_floor),
+            Tool("gc.collect (alone)", gc_collect_alone),
         ],
         repeat=3,
         extra=None,

@@ -835,6 +835,34 @@ ht_graph_py_referrers(PyObject *mod, PyObject *args)
     return out;
 }
 
+/* The label of the first edge src -> dst, or HT_NONE. */
+static uint32_t
+ht_graph_edge_label(const ht_heap *h, uint32_t src, uint32_t dst)
+{
+    for (uint32_t e = h->edge_start[src]; e < h->edge_start[src + 1]; e++)
+        if (h->edge_dst[e] == dst)
+            return h->edge_label ? h->edge_label[e] : HT_NONE;
+    return HT_NONE;
+}
+
+/* The owner of root dict d when a path may start there instead: d is the
+ * __dict__ of a module (a module's namespace is read from the module, even
+ * one not in sys.modules yet, whose code is still running), or of a class or
+ * instance that is a root itself, and the owner refers to d; else HT_NONE. */
+static uint32_t
+ht_graph_root_owner(const ht_heap *h, uint32_t d)
+{
+    if (!(h->flags[d] & HT_OBJ_DICT) || h->owner == NULL)
+        return HT_NONE;
+    uint32_t o = h->owner[d];
+    if (o == HT_NONE || o >= h->n || o == d || !(h->flags[o] & (HT_OBJ_ROOT | HT_OBJ_MODULE)))
+        return HT_NONE;
+    for (uint32_t e = h->edge_start[o]; e < h->edge_start[o + 1]; e++)
+        if (h->edge_dst[e] == d)
+            return o;
+    return HT_NONE;
+}
+
 /* graph_path(h, i) -> [(None, root), (label, obj), ..., (label, i)], or None
  * when no root reaches i. */
 static PyObject *
@@ -858,7 +886,16 @@ ht_graph_py_path(PyObject *mod, PyObject *args)
         out = Py_NewRef(Py_None);
         goto done;
     }
-    out = Py_BuildValue("[(OI)]", Py_None, (unsigned int)root);
+    /* a module's (or class's, instance's) __dict__ found as a root itself
+     * (held from C: frames' globals, the interpreter) starts at its owner
+     * when the owner is a root too: "module app -> .CACHE", not "dict of
+     * module app -> ['CACHE']" */
+    uint32_t own = ht_graph_root_owner(h, root);
+    if (own != HT_NONE)
+        out = Py_BuildValue("[(OI)(NI)]", Py_None, (unsigned int)own,
+                            ht_graph_label_obj(h, ht_graph_edge_label(h, own, root)), (unsigned int)root);
+    else
+        out = Py_BuildValue("[(OI)]", Py_None, (unsigned int)root);
     for (uint32_t v = root; out != NULL && v != x;) {
         uint64_t step = *ht_table_find(&b.seen, (uint64_t)v + 1);
         v = (uint32_t)(step >> 32);
@@ -1038,6 +1075,12 @@ ht_graph_py_top(PyObject *mod, PyObject *args)
     }
     for (uint32_t i = 0; k > 0 && i < h->n; i++) {
         if (is_type != NULL && (h->type[i] >= h->n || !is_type[h->type[i]]))
+            continue;
+        /* a __dict__ dominated by its owner (module, class, instance) says
+         * again what its owner's row says, a few bytes less: the owner
+         * stands for both, unless dicts were asked for by kind */
+        if (is_type == NULL && (h->flags[i] & HT_OBJ_DICT) && h->owner != NULL &&
+            h->owner[i] != HT_NONE && c->idom[i] == h->owner[i])
             continue;
         if (len < k) {
             best[len++] = i;

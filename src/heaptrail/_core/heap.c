@@ -13,10 +13,14 @@
  *      once (address, type, ht_size_flat, len, short value) and its
  *      referents come from tp_traverse, or directly from exact dicts, lists
  *      and tuples so that every edge gets its label (see heap.h);
- *   5. every recorded object is held (Py_INCREF) until the walk ends, so a
- *      __sizeof__ of the program's that drops references cannot free what we
- *      still point at; the references are dropped at the end, leaving every
- *      refcount as it was;
+ *   5. every recorded object is held until the walk ends, so a __sizeof__
+ *      of the program's that drops references cannot free what we still
+ *      point at: the gc-tracked ones by gc.get_objects()'s list, the others
+ *      by a reference of our own (HT_HW_HELD), dropped at the end, leaving
+ *      every refcount as it was;
+ *   The address -> index map of the walk is laid out by address (see
+ *   ht_hw_slot): the allocator put most referents near their referrer, so
+ *   lookups stay in cache where a hash of each address missed on every edge.
  *   6. gc roots and garbage, computed like the collector does: for each
  *      gc-tracked object, refcount minus the references we hold minus the
  *      references from walked tracked objects; a positive remainder means
@@ -34,8 +38,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "graph.h"
 #include "hashtable.h"
@@ -44,6 +46,7 @@
 #include <structmember.h>
 
 #define HT_HW_IN_LIST (1u << 31) /* walk-time flag: listed by gc.get_objects() */
+#define HT_HW_HELD (1u << 30)    /* walk-time flag: the walk holds a reference */
 #define HT_VALUE_MAX 60     /* characters kept of a str/bytes value */
 #define HT_LABEL_MAX 60     /* characters kept of a dict key in a label */
 
@@ -98,6 +101,30 @@ ht_strtab_append(ht_strtab *s, const char *p, size_t n)
     s->count++;
     s->offset[s->count] = s->data_len;
     return s->count - 1;
+}
+
+/* Makes room for count strings of data_len bytes in all, so that a walk
+ * of a big heap does not copy the table as it doubles; 0 or -1. */
+static int
+ht_strtab_reserve(ht_strtab *s, size_t count, size_t data_len)
+{
+    if (s->offset_cap < count + 2) {
+        uint64_t *o = realloc(s->offset, (count + 2) * sizeof(uint64_t));
+        if (o == NULL)
+            return -1;
+        if (s->offset_cap == 0)
+            o[0] = 0;
+        s->offset = o;
+        s->offset_cap = count + 2;
+    }
+    if (s->data_cap < data_len) {
+        char *d = realloc(s->data, data_len);
+        if (d == NULL)
+            return -1;
+        s->data = d;
+        s->data_cap = data_len;
+    }
+    return 0;
 }
 
 /* Interns p[0..n): returns the id of an equal string, adding it if new, or
@@ -375,16 +402,22 @@ typedef struct {
     int extra;     /* not visited by tp_traverse: add the edge if unmatched */
 } ht_hw_cand;
 
+#define HT_HW_RECENT 32      /* chunks remembered: one per allocation stream */
+
 typedef struct {
     ht_heap *h;
     size_t cap;              /* per-object capacity */
     PyObject **objs;         /* [cap] recorded objects, each held by a reference */
     uint64_t *refcnt;        /* [cap] refcount seen when recorded */
-    ht_table index;          /* address -> index + 1 */
+    ht_table chunks;         /* (address >> HT_HW_CHUNK_SHIFT) + 1 -> block offset in slots */
+    uint32_t *slots;         /* blocks of HT_HW_CHUNK_SLOTS: index + 1, or 0 (see ht_hw_slot) */
+    size_t slots_len, slots_cap;
+    uint64_t recent_key[HT_HW_RECENT];  /* recently used chunks (direct-mapped) */
+    size_t recent_base[HT_HW_RECENT];   /* ... and their block offsets */
     ht_table excluded;       /* addresses never recorded */
-    ht_table owned;          /* dict address -> owner address */
     ht_table labels;         /* (key address | owned bit) -> label id + 1 */
     ht_table slotcache;      /* type address -> slot list position + 1 */
+    ht_table literals;       /* label literal's address -> string id (ht_hw_lit) */
     uint32_t *slot_off;      /* slot lists: [count, (offset, label)...] */
     ht_table attrcache;      /* type address -> attribute list position + 1 */
     PyObject **attr_name;    /* attribute lists: names (held), see ht_hw_attrs */
@@ -426,15 +459,94 @@ ht_hw_grow_objects(ht_hw *w, size_t need)
     return 0;
 }
 
+/* ---- the walk's address index ------------------------------------------
+ * address -> object index, laid out by address: the address space is cut in
+ * chunks of 1 KiB; the shared hash table maps a chunk to a block of 64
+ * slots, one per 16 bytes (every object is at least 16 bytes long, so two
+ * objects never share a slot, whatever their alignment). The walk looks up
+ * the referents of each object, which the allocator mostly put near it, in
+ * about the order they were allocated: consecutive lookups then fall in the
+ * same block, often the same cache line, where a hash of the full address
+ * sent each one to a random slot of a table far bigger than the caches (a
+ * cache and TLB miss per edge). The chunk table is small (one entry per KiB
+ * of heap) and the last chunk is remembered. Memory: 256 bytes per chunk
+ * that holds an object, at most 256 per object, typically ~4-8. */
+#define HT_HW_CHUNK_SHIFT 12
+#define HT_HW_CHUNK_SLOTS 256
+
+/* Makes room for cap slots; 0 or -1. */
+static int
+ht_hw_reserve_slots(ht_hw *w, size_t cap)
+{
+    if (cap <= w->slots_cap)
+        return 0;
+    uint32_t *s = realloc(w->slots, cap * sizeof(uint32_t));
+    if (s == NULL)
+        return -1;
+    w->slots = s;
+    w->slots_cap = cap;
+    return 0;
+}
+
+/* The slot of address a, creating its block when create; NULL when absent
+ * (create=0) or out of memory (create=1, w->oom set). */
+static inline uint32_t *
+ht_hw_slot(ht_hw *w, uint64_t a, int create)
+{
+    uint64_t key = (a >> HT_HW_CHUNK_SHIFT) + 1;
+    size_t off = (size_t)(a >> 4) & (HT_HW_CHUNK_SLOTS - 1);
+    size_t r = (size_t)(key ^ (key >> 5)) & (HT_HW_RECENT - 1);
+    if (key == w->recent_key[r])
+        return &w->slots[w->recent_base[r] + off];
+    size_t base;
+    uint64_t *v = ht_table_find(&w->chunks, key);
+    if (v == NULL) {
+        if (!create)
+            return NULL;
+        if (w->slots_len + HT_HW_CHUNK_SLOTS > w->slots_cap &&
+            ht_hw_reserve_slots(w, w->slots_cap ? w->slots_cap * 2 : HT_HW_CHUNK_SLOTS * 4096) < 0) {
+            w->oom = 1;
+            return NULL;
+        }
+        if (ht_table_put(&w->chunks, key, w->slots_len) < 0) {
+            w->oom = 1;
+            return NULL;
+        }
+        memset(&w->slots[w->slots_len], 0, HT_HW_CHUNK_SLOTS * sizeof(uint32_t));
+        base = w->slots_len;
+        w->slots_len += HT_HW_CHUNK_SLOTS;
+    } else {
+        base = (size_t)*v;
+    }
+    w->recent_key[r] = key;
+    w->recent_base[r] = base;
+    return &w->slots[base + off];
+}
+
+/* Index of the recorded object at address a, or HT_NONE. */
+static inline uint32_t
+ht_hw_find(ht_hw *w, uint64_t a)
+{
+    uint32_t *s = ht_hw_slot(w, a, 0);
+    return (s && *s) ? *s - 1 : HT_NONE;
+}
+
 /* Index of op, recording it if new; HT_NONE for excluded objects, or with
- * w->oom set when out of memory. */
+ * w->oom set when out of memory. listed: op comes from the gc.get_objects()
+ * list, which holds it for the whole walk; any other new object is held by
+ * a reference of the walk's own (HT_HW_HELD), dropped at the end. */
 static uint32_t
-ht_hw_add(ht_hw *w, PyObject *op)
+ht_hw_add_ex(ht_hw *w, PyObject *op, int listed)
 {
     uint64_t a = (uint64_t)(uintptr_t)op;
-    uint64_t *v = ht_table_find(&w->index, a);
-    if (v)
-        return (uint32_t)(*v - 1);
+    uint32_t *s = ht_hw_slot(w, a, 1);
+    if (s == NULL)
+        return HT_NONE;
+    if (*s) {
+        if (listed)
+            w->h->flags[*s - 1] |= HT_HW_IN_LIST;
+        return *s - 1;
+    }
     if (w->excluded.count && ht_table_contains(&w->excluded, a))
         return HT_NONE;
     if (Py_IS_TYPE(op, &ht_handle_type))
@@ -445,27 +557,58 @@ ht_hw_add(ht_hw *w, PyObject *op)
                 return HT_NONE;
     }
     uint32_t i = w->h->n;
-    if (i >= HT_LABEL_INDEX - 1 || ht_hw_grow_objects(w, (size_t)i + 1) < 0 ||
-        ht_table_put(&w->index, a, (uint64_t)i + 1) < 0) {
+    if (i >= HT_LABEL_INDEX - 1 || ht_hw_grow_objects(w, (size_t)i + 1) < 0) {
         w->oom = 1;
         return HT_NONE;
     }
-    Py_INCREF(op);
+    /* the slot pointer is still valid: nothing above touched the slots */
+    *s = i + 1;
+    if (!listed)
+        Py_INCREF(op);
     w->objs[i] = op;
     w->h->addr[i] = a;
-    w->h->flags[i] = 0;
+    w->h->flags[i] = listed ? HT_HW_IN_LIST : HT_HW_HELD;
+    w->h->owner[i] = HT_NONE;
     w->h->n = i + 1;
     return i;
 }
 
-/* Prefetches the index slot of op: lookups of a big container's items are
- * random accesses into a table larger than the caches. */
+static inline uint32_t
+ht_hw_add(ht_hw *w, PyObject *op)
+{
+    return ht_hw_add_ex(w, op, 0);
+}
+
+/* Prefetches the chunk-table slot of op (a container's items may lie far
+ * from the container). */
 static inline void
 ht_hw_prefetch(ht_hw *w, PyObject *op)
 {
-    size_t slot = (size_t)ht_hash64((uint64_t)(uintptr_t)op) & w->index.mask;
-    __builtin_prefetch(&w->index.keys[slot]);
-    __builtin_prefetch(&w->index.values[slot]);
+    uint64_t key = ((uint64_t)(uintptr_t)op >> HT_HW_CHUNK_SHIFT) + 1;
+    size_t slot = (size_t)ht_hash64(key) & w->chunks.mask;
+    __builtin_prefetch(&w->chunks.keys[slot]);
+    __builtin_prefetch(&w->chunks.values[slot]);
+}
+
+/* Makes room for edges up to cap (bounded below UINT32_MAX); 0 or -1. */
+static int
+ht_hw_reserve_edges(ht_hw *w, size_t cap)
+{
+    ht_heap *h = w->h;
+    if (cap > UINT32_MAX - 1)
+        cap = UINT32_MAX - 1;
+    if (cap <= w->mcap)
+        return h->m < w->mcap ? 0 : -1;
+    uint32_t *d = realloc(h->edge_dst, cap * sizeof(uint32_t));
+    if (d == NULL)
+        return -1;
+    h->edge_dst = d;
+    uint32_t *l = realloc(h->edge_label, cap * sizeof(uint32_t));
+    if (l == NULL)
+        return -1;
+    h->edge_label = l;
+    w->mcap = cap;
+    return 0;
 }
 
 static void
@@ -474,27 +617,9 @@ ht_hw_edge(ht_hw *w, uint32_t dst, uint32_t label)
     if (dst == HT_NONE)
         return;
     ht_heap *h = w->h;
-    if (h->m >= w->mcap) {
-        size_t cap = w->mcap ? w->mcap * 2 : 4096;
-        if (cap > UINT32_MAX - 1)
-            cap = UINT32_MAX - 1;
-        if (h->m >= cap) {
-            w->oom = 1;
-            return;
-        }
-        uint32_t *d = realloc(h->edge_dst, cap * sizeof(uint32_t));
-        if (d == NULL) {
-            w->oom = 1;
-            return;
-        }
-        h->edge_dst = d;
-        uint32_t *l = realloc(h->edge_label, cap * sizeof(uint32_t));
-        if (l == NULL) {
-            w->oom = 1;
-            return;
-        }
-        h->edge_label = l;
-        w->mcap = cap;
+    if (h->m >= w->mcap && ht_hw_reserve_edges(w, w->mcap ? w->mcap * 2 : 4096) < 0) {
+        w->oom = 1;
+        return;
     }
     h->edge_dst[h->m] = dst;
     h->edge_label[h->m] = label;
@@ -654,8 +779,16 @@ ht_text_int(ht_text *t, PyObject *op)
         ht_text_put(t, v ? "True" : "False", v ? 4 : 5);
         return;
     }
-    int k = snprintf(b, sizeof b, "%lld", v);
-    ht_text_put(t, b, (size_t)k);
+    /* by hand: snprintf costs more than the rest of recording an int */
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    size_t k = sizeof b;
+    do {
+        b[--k] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        b[--k] = '-';
+    ht_text_put(t, b + k, sizeof b - k);
 }
 
 /* The text of a str object into t (unquoted, up to max characters). */
@@ -721,11 +854,27 @@ ht_hw_cand_add(ht_hw *w, PyObject *p, uint32_t label)
     w->ncand++;
 }
 
+/* The id of a label given as a string literal ("type", "__dict__"):
+ * interned once per walk, then found by the literal's address in a small
+ * table instead of hashing its text again for every object. */
+static uint32_t
+ht_hw_lit(ht_hw *w, const char *label)
+{
+    uint64_t key = (uint64_t)(uintptr_t)label;
+    uint64_t *v = ht_table_find(&w->literals, key);
+    if (v)
+        return (uint32_t)*v;
+    uint32_t id = ht_hw_intern(w, label, strlen(label));
+    if (id != HT_NONE && ht_table_put(&w->literals, key, id) < 0)
+        w->oom = 1;
+    return id;
+}
+
 static void
 ht_hw_cand_str(ht_hw *w, PyObject *p, const char *label)
 {
     if (p)
-        ht_hw_cand_add(w, p, ht_hw_intern(w, label, strlen(label)));
+        ht_hw_cand_add(w, p, ht_hw_lit(w, label));
 }
 
 /* Label of a dict entry with key k: "['k']", "[42]", ".k" for owned dicts;
@@ -1079,7 +1228,7 @@ ht_hw_code_edges(ht_hw *w, PyCodeObject *co)
     };
     for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++)
         if (parts[k].p)
-            ht_hw_edge(w, ht_hw_add(w, parts[k].p), ht_hw_intern(w, parts[k].label, strlen(parts[k].label)));
+            ht_hw_edge(w, ht_hw_add(w, parts[k].p), ht_hw_lit(w, parts[k].label));
 }
 
 /* Label candidates for the referents of a non-container object. */
@@ -1092,9 +1241,11 @@ ht_hw_cands(ht_hw *w, PyObject *op, uint32_t i)
         ht_hw_cand_str(w, (PyObject *)tp, "type");
         /* 3.13 visits inline values even when a dict was made from
          * them: the dict is then an extra edge (an untracked one would
-         * otherwise be missed) */
+         * otherwise be missed). d is a live object whatever it is (the
+         * __dict__ setters only take dicts), so it is not looked at here:
+         * that would be a cache miss per instance */
         PyObject *d = ht_hw_instance_dict(op);
-        if (d && PyDict_Check(d)) {
+        if (d) {
             ht_hw_cand_str(w, d, "__dict__");
             if (w->ncand)
                 w->cand[w->ncand - 1].extra = 1;
@@ -1346,12 +1497,6 @@ ht_hw_record(ht_hw *w, uint32_t i)
     }
     h->size[i] = (uint64_t)sz;
     h->total_size += (uint64_t)sz;
-    h->owner[i] = HT_NONE;
-    if (PyDict_Check(op)) {
-        uint64_t *ow = ht_table_find(&w->owned, h->addr[i]);
-        if (ow)
-            h->owner[i] = ht_hw_add(w, (PyObject *)(uintptr_t)*ow);
-    }
     ht_hw_describe(w, op, i);
     w->refcnt[i] = (uint64_t)Py_REFCNT(op);
     h->edge_start[i] = h->m;
@@ -1368,9 +1513,11 @@ ht_hw_root(ht_hw *w, PyObject *op, uint32_t flag)
         w->h->flags[i] |= HT_OBJ_ROOT | flag;
 }
 
-/* Marks the __dict__ of op (instance, module, class) as owned by op. */
+/* Records the __dict__ of op (instance, module, class; op is object i)
+ * with op as its owner. Called for every object gc.get_objects() lists
+ * (owners are gc-tracked) before any dict is recorded. */
 static void
-ht_hw_note_owner(ht_hw *w, PyObject *op)
+ht_hw_note_owner(ht_hw *w, PyObject *op, uint32_t i)
 {
     PyObject *d = NULL;
     if (PyModule_Check(op))
@@ -1379,8 +1526,11 @@ ht_hw_note_owner(ht_hw *w, PyObject *op)
         d = ((PyTypeObject *)op)->tp_dict;
     else if (Py_TYPE(op)->tp_flags & Py_TPFLAGS_HEAPTYPE)
         d = ht_hw_instance_dict(op);
-    if (d && ht_table_put(&w->owned, (uint64_t)(uintptr_t)d, (uint64_t)(uintptr_t)op) < 0)
-        w->oom = 1;
+    if (d && PyDict_Check(d)) {
+        uint32_t j = ht_hw_add(w, d);
+        if (j != HT_NONE)
+            w->h->owner[j] = i;
+    }
 }
 
 static void
@@ -1422,7 +1572,7 @@ ht_hw_reach(ht_hw *w)
 {
     ht_heap *h = w->h;
     uint32_t n = h->n;
-    uint64_t *inner = calloc((size_t)n + 1, sizeof(uint64_t));
+    uint32_t *inner = calloc((size_t)n + 1, sizeof(uint32_t)); /* edges into i: < 2^32 */
     uint32_t *stack = malloc(((size_t)n + 1) * sizeof(uint32_t));
     if (inner == NULL || stack == NULL) {
         free(inner);
@@ -1438,7 +1588,8 @@ ht_hw_reach(ht_hw *w)
     size_t sp = 0;
     for (uint32_t i = 0; i < n; i++) {
         if (h->flags[i] & HT_OBJ_GC) {
-            uint64_t held = 1 + ((h->flags[i] & HT_HW_IN_LIST) ? 1 : 0) + inner[i];
+            uint64_t held = ((h->flags[i] & HT_HW_HELD) ? 1 : 0) +
+                            ((h->flags[i] & HT_HW_IN_LIST) ? 1 : 0) + inner[i];
             if (w->refcnt[i] > held)
                 h->flags[i] |= HT_OBJ_EXTERNAL | HT_OBJ_ROOT;
         }
@@ -1470,27 +1621,45 @@ ht_hw_label_cells(ht_hw *w)
 {
     ht_heap *h = w->h;
     for (size_t k = 0; k + 1 < w->ncells; k += 2) {
-        uint64_t *v = ht_table_find(&w->index, w->cells[k]);
-        if (v == NULL)
+        uint32_t c = ht_hw_find(w, w->cells[k]);
+        if (c == HT_NONE)
             continue;
-        uint32_t c = (uint32_t)(*v - 1);
         for (uint32_t e = h->edge_start[c]; e < h->edge_start[c + 1]; e++)
             h->edge_label[e] = (uint32_t)w->cells[k + 1];
+    }
+}
+
+/* Drops the references the walk holds (HT_HW_HELD), in index order (the
+ * order the objects were found in: mostly the allocator's), prefetching
+ * ahead since each one is a cache miss. The objects gc.get_objects() listed
+ * are held by the list until it goes. */
+static void
+ht_hw_release(ht_heap *h, PyObject **objs)
+{
+    uint32_t n = h->n;
+    for (uint32_t i = 0; i < n; i++) {
+        if (i + 16 < n && (h->flags[i + 16] & HT_HW_HELD))
+            __builtin_prefetch(objs[i + 16], 1);
+        if (h->flags[i] & HT_HW_HELD) {
+            h->flags[i] &= ~HT_HW_HELD;
+            Py_DECREF(objs[i]);
+        }
     }
 }
 
 static void
 ht_hw_free(ht_hw *w)
 {
-    for (uint32_t i = w->h ? w->h->n : 0; i-- > 0;)
-        Py_DECREF(w->objs[i]);
+    if (w->h)
+        ht_hw_release(w->h, w->objs);
     free(w->objs);
     free(w->refcnt);
-    ht_table_free(&w->index);
+    ht_table_free(&w->chunks);
+    free(w->slots);
     ht_table_free(&w->excluded);
-    ht_table_free(&w->owned);
     ht_table_free(&w->labels);
     ht_table_free(&w->slotcache);
+    ht_table_free(&w->literals);
     ht_table_free(&w->attrcache);
     for (size_t k = 0; k < w->attr_len; k++)
         Py_XDECREF(w->attr_name[k]);
@@ -1549,26 +1718,6 @@ ht_hw_gc_objects(void)
     return list;
 }
 
-/* Asks for transparent huge pages on a big table: its lookups are random,
- * and with 4 KiB pages each one also misses the TLB. Advice only: errors
- * are ignored. */
-static void
-ht_hw_hugepages(void *p, size_t len)
-{
-#ifdef MADV_HUGEPAGE
-    long page = sysconf(_SC_PAGESIZE);
-    if (p == NULL || page <= 0 || len < (4u << 20))
-        return;
-    uintptr_t a = ((uintptr_t)p + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
-    uintptr_t end = ((uintptr_t)p + len) & ~((uintptr_t)page - 1);
-    if (end > a)
-        (void)madvise((void *)a, end - a, MADV_HUGEPAGE);
-#else
-    HT_UNUSED(p);
-    HT_UNUSED(len);
-#endif
-}
-
 static PyObject *
 ht_heap_snapshot(PyObject *mod, PyObject *args)
 {
@@ -1599,18 +1748,19 @@ ht_heap_snapshot(PyObject *mod, PyObject *args)
     /* untracked objects (str, int ...) are typically 1-1.5x the tracked ones:
      * size for 2.5x so that neither the index nor the arrays regrow */
     size_t guess = (size_t)nl * 5 / 2 + 1024;
-    if (ht_table_init(&w.index, guess, 1) < 0 ||
-        ht_table_init(&w.excluded, 16, 0) < 0 || ht_table_init(&w.owned, 1024, 1) < 0 ||
+    if (ht_table_init(&w.chunks, guess / 16, 1) < 0 ||
+        ht_table_init(&w.excluded, 16, 0) < 0 ||
         ht_table_init(&w.labels, 4096, 1) < 0 || ht_table_init(&w.slotcache, 256, 1) < 0 ||
+        ht_table_init(&w.literals, 64, 1) < 0 ||
         ht_table_init(&w.attrcache, 256, 1) < 0 ||
-        ht_hw_grow_objects(&w, guess) < 0)
+        ht_hw_grow_objects(&w, guess) < 0 || ht_hw_reserve_edges(&w, guess * 2) < 0 ||
+        ht_strtab_reserve(&w.h->strings, guess / 2, guess * 8) < 0 ||
+        ht_hw_reserve_slots(&w, guess * 8) < 0)
         goto oom;
     if (ht_table_add(&w.excluded, (uint64_t)(uintptr_t)list) < 0)
         goto oom;
-    ht_hw_hugepages(w.index.keys, (w.index.mask + 1) * sizeof(uint64_t));
-    ht_hw_hugepages(w.index.values, (w.index.mask + 1) * sizeof(uint64_t));
     ht_hw_roots(&w, skip_frames);
-    /* one pass over the list: owners of dicts, then the object itself (each
+    /* one pass over the list: the object itself, then its __dict__ (each
      * object is touched once here and once when recorded) */
     for (Py_ssize_t k = 0; k < nl && !w.oom; k++) {
         PyObject *op = PyList_GET_ITEM(list, k);
@@ -1618,16 +1768,15 @@ ht_heap_snapshot(PyObject *mod, PyObject *args)
             __builtin_prefetch(PyList_GET_ITEM(list, k + 8));
             ht_hw_prefetch(&w, PyList_GET_ITEM(list, k + 4));
         }
-        ht_hw_note_owner(&w, op);
-        uint32_t i = ht_hw_add(&w, op);
+        uint32_t i = ht_hw_add_ex(&w, op, 1);
         if (i != HT_NONE)
-            w.h->flags[i] |= HT_HW_IN_LIST;
+            ht_hw_note_owner(&w, op, i);
     }
     if (w.oom)
         goto oom;
     for (uint32_t i = 0; i < w.h->n && !w.oom; i++) {
-        if (i + 6 < w.h->n)
-            __builtin_prefetch((char *)w.objs[i + 6] - 16);
+        if (i + 8 < w.h->n)
+            __builtin_prefetch((char *)w.objs[i + 8] - 16);
         ht_hw_record(&w, i);
     }
     if (w.oom)
@@ -1646,17 +1795,14 @@ oom:
     PyErr_NoMemory();
 fail:
     if (w.h) {
-        for (uint32_t i = w.h->n; i-- > 0;)
-            Py_DECREF(w.objs[i]);
+        ht_hw_release(w.h, w.objs);
         w.h->n = 0;
     }
     ht_heap_free(w.h);
     w.h = NULL;
 done:
     if (result) {
-        ht_heap *h = ((ht_handle *)result)->heap;
-        for (uint32_t i = h->n; i-- > 0;)
-            Py_DECREF(w.objs[i]);
+        ht_hw_release(((ht_handle *)result)->heap, w.objs);
     }
     ht_hw_free(&w);
     Py_XDECREF(list);
