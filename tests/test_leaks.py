@@ -235,8 +235,8 @@ def test_cli_script_with_step(tmp_path, cli):
     assert code == 0, err
     assert out.startswith("heaptrail leak report: 4 measured iterations after 2 warm-up, 2 kind(s)")
     assert f"{script}:9  HISTORY.append" in out
-    assert "path: dict of module __main__ -> .HISTORY -> [2] -> <dict>\n" in out
-    assert "path: dict of module __main__ -> .HISTORY -> [2] -> ['payload'] -> <list>\n" in out
+    assert "path: module __main__ -> .HISTORY -> [2] -> <dict>\n" in out
+    assert "path: module __main__ -> .HISTORY -> [2] -> ['payload'] -> <list>\n" in out
 
 
 def test_cli_json_shape(tmp_path):
@@ -252,8 +252,10 @@ def test_cli_json_shape(tmp_path):
     dct = d["leaks"][0]
     assert dct["new_count"] == 3 and dct["count_per_iteration"] == 1.0
     assert dct["sites"][0]["lineno"] == 9 and dct["sites"][0]["filename"] == str(script)
-    # the script's globals dict is held by the running exec() as well: it is a root itself
-    assert dct["samples"][0]["path_steps"] == [[None, "dict of module __main__"],
+    # the script's globals dict is held by the running exec() as well: the path
+    # starts at its module (the text form folds the module's __dict__ step)
+    assert dct["samples"][0]["path_steps"] == [[None, "module __main__"],
+                                               ["__dict__", "dict of module __main__"],
                                                [".HISTORY", "<list>"], ["[2]", "<dict>"]]
 
 
