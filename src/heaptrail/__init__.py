@@ -14,10 +14,10 @@ _FUNCTIONS = {
     "deepsize_detail": "heaptrail.size",
     "snapshot": "heaptrail.heap",
     "load": "heaptrail.heap",
-    "mark": "heaptrail.heap",
+    "mark": "heaptrail.marks",
 }
 # submodules reachable as attributes (heaptrail.process.memory() ...)
-_SUBMODULES = {"process", "size", "heap", "graph", "tracer", "tracemalloc", "tracesnap", "cli", "capture"}
+_SUBMODULES = {"process", "size", "heap", "graph", "tracer", "tracemalloc", "tracesnap", "cli", "capture", "run"}
 
 __all__ = ["HeaptrailError", "__version__", *_FUNCTIONS, *sorted(_SUBMODULES)]
 
