@@ -200,6 +200,8 @@ def _run_program(kind, what, code, argv, main):
         etype, value, tb = sys.exc_info()
         while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
             tb = tb.tb_next
+        if value is not None:
+            value.__traceback__ = tb   # the default hook prints the exception's own traceback
         try:
             sys.excepthook(etype, value, tb)
         except Exception:  # noqa: BLE001 - a broken excepthook still exits 1
