@@ -271,3 +271,35 @@ def test_summary_still_reads_snapshots(tmp_path):
     assert proc.returncode == 0, proc.stderr
     s = run_cli("summary", str(snap), "--top", "3")
     assert s.returncode == 0 and "Partition of a set of" in s.stdout
+
+
+THREADS = textwrap.dedent("""\
+    import threading
+    out = []
+    def work():
+        out.append(bytearray(2 * 2**20))         # line 4, in thread "worker-1"
+    t = threading.Thread(target=work, name="worker-1"); t.start(); t.join()
+    big = [bytes(1000) for _ in range(20000)]    # line 6
+    """)
+
+
+def test_threads_named_and_sampling_estimates(tmp_path):
+    from heaptrail import capture
+
+    script = tmp_path / "thr.py"
+    script.write_text(THREADS)
+    out = tmp_path / "t.htcap"
+    assert run_cli("run", "--quiet", "-o", str(out), str(script)).returncode == 0
+    cap = capture.open(out)
+    threads = {t.name: t for t in cap.threads()}
+    assert "MainThread" in threads and "worker-1" in threads
+    assert 2 * MiB <= threads["worker-1"].bytes < 2 * MiB + 64 * 1024
+    # sampled: each recorded block weighs size/p, so totals are estimates
+    out = tmp_path / "s.htcap"
+    assert run_cli("run", "--quiet", "--sample", "64k", "-o", str(out), str(script)).returncode == 0
+    cap = capture.open(out)
+    assert cap.sample_bytes == 65536
+    leaks = _line_rows(cap, "leaks", script)
+    true_z = 20000 * (1000 + 33)
+    assert 0.7 * true_z < leaks[6][0] < 1.35 * true_z     # ~sqrt(64k/20M) = 6% standard error: 5+ sigmas
+    assert 2 * MiB <= leaks[4][0] < 2 * MiB + 8192        # a 2 MiB block is always sampled
