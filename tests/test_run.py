@@ -303,3 +303,28 @@ def test_threads_named_and_sampling_estimates(tmp_path):
     true_z = 20000 * (1000 + 33)
     assert 0.7 * true_z < leaks[6][0] < 1.35 * true_z     # ~sqrt(64k/20M) = 6% standard error: 5+ sigmas
     assert 2 * MiB <= leaks[4][0] < 2 * MiB + 8192        # a 2 MiB block is always sampled
+
+
+SUB = textwrap.dedent("""\
+    import subprocess, sys
+    code = "x = bytearray(5 * 2**20)\\nprint('child done')"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    print(r.stdout.strip(), r.returncode)
+    """)
+
+
+def test_follow_fork_subprocess_running_python(tmp_path):
+    from heaptrail import capture, run
+
+    script = tmp_path / "sub.py"
+    script.write_text(SUB)
+    out = tmp_path / "sub.htcap"
+    proc = run_cli("run", "--follow-fork", "--quiet", "-o", str(out), str(script))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "child done 0\n"
+    kids = run.children(out)
+    assert len(kids) == 1          # the forked-then-exec'd child wrote nothing before exec
+    cap = capture.open(kids[0])
+    assert cap.truncated is None
+    leaks = {(r.file, r.line): r.bytes for r in cap.rows("leaks", by="line", top=0)}
+    assert 5 * MiB <= leaks[("<string>", 1)] < 5 * MiB + 4096
