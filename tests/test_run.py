@@ -328,3 +328,22 @@ def test_follow_fork_subprocess_running_python(tmp_path):
     assert cap.truncated is None
     leaks = {(r.file, r.line): r.bytes for r in cap.rows("leaks", by="line", top=0)}
     assert 5 * MiB <= leaks[("<string>", 1)] < 5 * MiB + 4096
+
+
+def test_idle_program_is_sampled_and_flushed(tmp_path):
+    """A program that sleeps allocates nothing: the sampler visits with the
+    GIL, so samples go on and the pending events reach the file before a
+    SIGKILL during the sleep."""
+    from heaptrail import capture
+
+    script = tmp_path / "sleepy.py"
+    script.write_text("import os, signal, time\nbig = bytearray(8 * 2**20)\ntime.sleep(0.3)\n"
+                      "os.kill(os.getpid(), signal.SIGKILL)\n")
+    out = tmp_path / "z.htcap"
+    proc = run_cli("run", "--quiet", "--interval", "10ms", "-o", str(out), str(script))
+    assert proc.returncode == -9
+    cap = capture.open(out)
+    assert cap.truncated
+    assert 8 * MiB <= _line_rows(cap, "leaks", script)[2][0] < 8 * MiB + 4096
+    during = [s for s in cap.samples() if s.traced >= 8 * MiB]
+    assert len(during) >= 5      # ~ one per two intervals while idle

@@ -70,6 +70,9 @@ def start(path, interval=0.01, sample=None, frames=tracer.DEFAULT_FRAMES, follow
         _core._runcap_stop()
         raise
     _state.update(path=path, follow=bool(follow_fork), pid=os.getpid())
+    if not _state["atexit"]:   # the sampler must stop before the interpreter finalizes
+        atexit.register(stop)
+        _state["atexit"] = True
     threading.setprofile(_name_thread)
     if not _state["fork_hook"]:
         os.register_at_fork(after_in_child=_after_fork_child)
@@ -142,6 +145,3 @@ def _start_child(base):
     os.environ[ENV_CAPTURE] = base
     _state["pid"] = os.getpid()
     _state["path"] = path
-    if not _state["atexit"]:
-        atexit.register(stop)
-        _state["atexit"] = True

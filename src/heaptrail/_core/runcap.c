@@ -41,10 +41,12 @@ static struct {
     pthread_cond_t cv;
     pthread_t thread;
     int running, stop;
+    PyThreadState *ts;        /* the sampler's, for its rare GIL visits */
 } rc = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 static atomic_uint rc_slow;      /* RC_DUE | RC_CHILD */
 static atomic_ullong rc_rss;     /* latest RSS read by the sampler */
+static atomic_int rc_stopping;   /* the sampler must not write any more */
 
 /* ---- frames and stacks ---------------------------------------------------- */
 
@@ -192,6 +194,29 @@ rc_read_rss(void)
     return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
+static void rc_slow_path(void);
+
+/* No thread allocated for a whole interval (sleep, blocking I/O, a long C
+ * call): the sampler takes the GIL itself, writes the sample and so flushes
+ * every pending event (serialized writer: the last thread's buffer goes
+ * first). Rare by construction: a program that allocates answers the flag. */
+static void
+rc_idle_visit(void)
+{
+    if (rc.ts == NULL)
+        return;
+    PyEval_RestoreThread(rc.ts);
+    if (!atomic_load(&rc_stopping) && ht_runcap_on && atomic_load(&rc_slow)) {
+        static _Thread_local int named;   /* this sampler thread, in this file */
+        rc_slow_path();
+        if (!named && ht_runcap_on) {
+            ht_cap_thread_name("heaptrail sampler");
+            named = 1;
+        }
+    }
+    PyEval_SaveThread();
+}
+
 static void *
 rc_sampler_main(void *arg)
 {
@@ -209,11 +234,23 @@ rc_sampler_main(void *arg)
             break;
         pthread_mutex_unlock(&rc.mu);
         atomic_store_explicit(&rc_rss, rc_read_rss(), memory_order_relaxed);
-        atomic_fetch_or_explicit(&rc_slow, RC_DUE, memory_order_release);
+        unsigned was = atomic_fetch_or_explicit(&rc_slow, RC_DUE, memory_order_acq_rel);
+        if (was & RC_DUE)      /* last interval's request is still unanswered */
+            rc_idle_visit();
         pthread_mutex_lock(&rc.mu);
     }
     pthread_mutex_unlock(&rc.mu);
     return NULL;
+}
+
+static void
+rc_forget_ts(void)
+{
+    if (rc.ts != NULL) {
+        PyThreadState_Clear(rc.ts);
+        PyThreadState_Delete(rc.ts);
+        rc.ts = NULL;
+    }
 }
 
 /* Starts the sampler (GIL held, capture open). 0, or -1 with errno. */
@@ -226,6 +263,12 @@ rc_sampler_start(void)
     pthread_cond_init(&rc.cv, &ca);
     pthread_condattr_destroy(&ca);
     rc.stop = 0;
+    atomic_store(&rc_stopping, 0);
+    /* the sampler's own thread state, made now (GIL held, outside any hook) */
+    if (rc.ts == NULL && (rc.ts = PyThreadState_New(PyInterpreterState_Get())) == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
     /* signals stay with the program's threads */
     sigset_t all, old;
     sigfillset(&all);
@@ -233,6 +276,7 @@ rc_sampler_start(void)
     int err = pthread_create(&rc.thread, NULL, rc_sampler_main, NULL);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (err != 0) {
+        rc_forget_ts();
         errno = err;
         return -1;
     }
@@ -245,12 +289,17 @@ rc_sampler_stop(void)
 {
     if (!rc.running)
         return;
+    atomic_store(&rc_stopping, 1);
     pthread_mutex_lock(&rc.mu);
     rc.stop = 1;
     pthread_cond_signal(&rc.cv);
     pthread_mutex_unlock(&rc.mu);
-    pthread_join(rc.thread, NULL);   /* the sampler never waits for the GIL */
+    /* the sampler may be waiting for the GIL (an idle visit): let it pass */
+    Py_BEGIN_ALLOW_THREADS
+    pthread_join(rc.thread, NULL);
+    Py_END_ALLOW_THREADS
     rc.running = 0;
+    rc_forget_ts();
 }
 
 /* ---- events ---------------------------------------------------------------------- */
@@ -345,6 +394,7 @@ rc_atfork_child(void)
      * been held by it */
     pthread_mutex_init(&rc.mu, NULL);
     rc.running = 0;
+    rc.ts = NULL;   /* CPython deletes the other threads' states in the child */
     ht_cap_after_fork_child();
     rc_forget_tables();
     rc.current = 0;   /* the tracer drops the parent's records in the child too */

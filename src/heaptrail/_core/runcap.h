@@ -17,22 +17,26 @@
  *     co_qualname read from the object (UTF-8 copied into a libc buffer), so
  *     nothing allocates through Python and no Python code runs. Frames are
  *     shared by (code, line).
- *   - SAMPLE: a C thread (never touches Python: no thread state, no GIL)
- *     wakes every interval, reads RSS from /proc/self/statm and raises a
- *     "due" flag; the next hook event (GIL held) writes the sample (RSS and
- *     the traced current bytes) and flushes its buffer. The writer runs in
- *     serialized mode (every event call is under the GIL), so at any time
- *     only the last thread's buffer holds unwritten events: a program killed
- *     loses at most the events since the last interval in which it
- *     allocated. Limit: while no thread allocates (sleep, blocking I/O, a
- *     long C call), no sample is written and the last buffer waits.
+ *   - SAMPLE: a C thread wakes every interval, reads RSS from
+ *     /proc/self/statm and raises a "due" flag; the next hook event (GIL
+ *     held) writes the sample (RSS and the traced current bytes) and flushes
+ *     its buffer. The writer runs in serialized mode (every event call is
+ *     under the GIL), so at any time only the last thread's buffer holds
+ *     unwritten events. When a whole interval passes and no hook answered
+ *     the flag (sleep, blocking I/O, a long C call), the sampler takes the
+ *     GIL itself with a thread state of its own (made at start, outside any
+ *     hook, never running Python code) and writes the sample, which flushes
+ *     the pending buffer. So a killed program loses at most about two
+ *     intervals of events, and the timeline has a sample every interval.
+ *     The sampler is stopped (GIL released while joining) before the
+ *     interpreter finalizes: run.stop() runs at the latest from atexit.
  *   - MARKER: heaptrail.mark() under `heaptrail run`, from Python.
  *   - THREAD: the main thread's name at start; other threads name
  *     themselves from Python (heaptrail/run.py).
  *
  * All event functions are called with the GIL held (the tracer's books are
  * GIL-protected): the runcap state is protected by the GIL, except the
- * sampler's fields (rc_due, rss: atomics; its mutex for start/stop).
+ * sampler's fields (rc_slow, rss, stopping: atomics; its mutex for stop).
  *
  * fork: a pthread_atfork child handler forgets the parent's file (its
  * buffers belong to the parent) and, with follow_fork, opens FILE.<pid> at
