@@ -14,11 +14,11 @@ _FUNCTIONS = {
     "deepsize_detail": "heaptrail.size",
     "snapshot": "heaptrail.heap",
     "load": "heaptrail.heap",
-    "mark": "heaptrail.heap",
+    "mark": "heaptrail.marks",
 }
 # submodules reachable as attributes (heaptrail.process.memory() ...)
 _SUBMODULES = {"process", "size", "heap", "graph", "tracer", "tracemalloc", "tracesnap", "cli", "capture",
-               "pympler", "objgraph", "garbage", "leaks"}
+               "pympler", "objgraph", "garbage", "leaks", "run"}
 
 __all__ = ["HeaptrailError", "__version__", *_FUNCTIONS, *sorted(_SUBMODULES)]
 

@@ -42,6 +42,7 @@ int ht_graph_init(PyObject *m);
 int ht_tracer_init(PyObject *m);
 int ht_capture_init(PyObject *m);
 int ht_report_init(PyObject *m);
+int ht_runcap_init(PyObject *m);
 int ht_tracesnap_init(PyObject *m);
 int ht_selftest_init(PyObject *m);
 int ht_live_init(PyObject *m);

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "blockmap.h"
+#include "runcap.h"  /* runcap: heaptrail run streams the books' changes */
 #include "hashtable.h"
 #include "stacks.h"
 #include "tracesnap.h"
@@ -306,6 +307,7 @@ tr_forget_unlocked(uint32_t i, const void *p)
     uint64_t w = tr_est_bytes(r->size);
     tr.current -= w;
     tr.threads[r->tslot].current -= w;
+    ht_runcap_free(p, w);  /* runcap: the record left the books */
     if (tr.filter != NULL)
         __atomic_fetch_sub(&tr.filter[tr_filter_index(p)], 1, __ATOMIC_RELAXED);
     if (r->seq <= tr.peak_seq) {  /* it was live at the peak: keep it for peak_snapshot */
@@ -356,6 +358,7 @@ tr_add_slot(void *p, uint64_t size, uint32_t stack, int domain, uint32_t slot, i
     }
     if (tr.filter != NULL && !counted)
         __atomic_fetch_add(&tr.filter[tr_filter_index(p)], 1, __ATOMIC_RELAXED);
+    ht_runcap_alloc(p, w, stack);  /* runcap: the record entered the books */
 }
 
 static void

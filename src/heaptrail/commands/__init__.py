@@ -4,7 +4,7 @@ Add a module's name here to expose its command; order is the order of
 `heaptrail --help`.
 """
 COMMAND_MODULES = [
-    "mem",
+    "mem", "run",
     "snapshot", "summary", "diff", "query", "path", "retainers", "cycles", "dot",
     "table", "tree", "stats", "flamegraph", "plot", "export", "leaks",
 ]

@@ -19,11 +19,15 @@ class PlotCommand:
         capture.add_file_argument(parser, reports=False)
         parser.add_argument("-o", "--output", required=True, help="out.svg, out.html or out.png")
         parser.add_argument("--title", default=None)
+        parser.add_argument("--children", action="store_true",
+                            help="stack the child processes' memory (FILE.<pid>) on this one's (SVG/HTML)")
 
     def run(self, args):
         ext = os.path.splitext(args.output)[1].lower()
         if ext not in (".svg", ".html", ".htm", ".png"):
             raise CommandError(f"unknown plot format {ext or '(none)'}: use .svg, .html or .png")
+        if args.children:
+            return _plot_children(args, ext)
         cap = capture.open(args.file)
         if not cap.samples():
             raise CommandError(f"{args.file} holds no memory samples to plot")
@@ -120,6 +124,23 @@ def _png(cap, path, title):
     ax.legend()
     fig.savefig(path)
     plt.close(fig)
+
+
+def _plot_children(args, ext):
+    from heaptrail.commands._children import open_family, stacked_svg
+
+    if ext == ".png":
+        raise CommandError("--children draws .svg or .html")
+    caps = open_family(args.file)
+    title = args.title or f"memory of {caps[0].command or caps[0].path} and {len(caps) - 1} children"
+    svg = stacked_svg(caps, title=title)
+    text = svg if ext == ".svg" else (
+        f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"</head><body>\n{svg}\n</body></html>\n")
+    with open(args.output, "w", encoding="utf-8") as f:
+        f.write(text)
+    print(f"wrote {args.output}")
+    return 0
 
 
 COMMAND = PlotCommand

@@ -1,4 +1,5 @@
-"""`heaptrail summary FILE`: the heapy-style table of a heap snapshot file."""
+"""`heaptrail summary FILE`: the heapy-style table of a heap snapshot file, or
+the at-exit report of a capture file (dispatched on the file's magic)."""
 from heaptrail.commands._snapshots import open_snapshot, positive, print_json
 
 
@@ -14,8 +15,14 @@ class SummaryCommand:
         parser.add_argument("--top", type=positive, default=20, metavar="N",
                             help="rows to show (default 20)")
         parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+        parser.add_argument("--children", action="store_true",
+                            help="capture files: add the child processes' captures (FILE.<pid>)")
 
     def run(self, args):
+        from heaptrail.capture import is_capture_file
+        if is_capture_file(args.file):
+            from heaptrail.commands._children import capture_summary
+            return capture_summary(args)
         snap = open_snapshot(args.file, self.name)
         rows = snap.summary(by=args.by)
         if args.json:

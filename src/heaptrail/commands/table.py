@@ -4,6 +4,7 @@ import json
 
 from heaptrail import capture
 from heaptrail._format import human_bytes, table
+from heaptrail.commands._children import add_children_argument, merged_rows, open_family
 
 
 def _count(text):
@@ -27,11 +28,18 @@ class TableCommand:
         parser.add_argument("--sort", choices=("size", "count"), default="size")
         parser.add_argument("--top", type=_count, default=20, help="rows to show (0: all; default 20)")
         parser.add_argument("--json", action="store_true", help="rows as JSON")
+        add_children_argument(parser)
 
     def run(self, args):
-        cap = capture.load_for_command(args.file)
-        rows = cap.rows(args.report, by=args.by, sort=args.sort, top=args.top)
-        total = cap.report_bytes(args.report)
+        if args.children:   # this capture and its children's, added up by place
+            caps = open_family(args.file)
+            cap = caps[0]
+            rows = merged_rows(caps, args.report, args.by, args.sort, args.top)
+            total = sum(c.report_bytes(args.report) for c in caps)
+        else:
+            cap = capture.load_for_command(args.file)
+            rows = cap.rows(args.report, by=args.by, sort=args.sort, top=args.top)
+            total = cap.report_bytes(args.report)
         if args.json:
             out = []
             for r in rows:

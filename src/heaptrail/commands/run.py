@@ -1,0 +1,272 @@
+"""`heaptrail run [-o FILE] [options] script.py ARGS | -m module ARGS | -c CODE`:
+runs a program as Python would (its own argv, __name__ == "__main__", its exit
+code, stdin/stdout untouched) while every allocation is streamed to a capture
+file; at the end a short report goes to stderr."""
+import argparse
+import builtins
+import os
+import re
+import sys
+import threading
+import types
+
+from heaptrail.cli import CommandError
+
+_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "": 1.0}
+_SIZES = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 2**20, "mb": 2**20, "mib": 2**20,
+          "g": 2**30, "gb": 2**30, "gib": 2**30}
+
+
+def interval(text):
+    """'10ms', '0.5s', '200us', '0.01' (seconds) -> seconds."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ns|us|ms|s|)\s*", text)
+    if not m:
+        raise ValueError(f"not a duration: {text!r} (say 10ms, 0.5s)")
+    v = float(m.group(1)) * _UNITS[m.group(2)]
+    if v < 0.001 or v > 3600:
+        raise ValueError(f"interval must be between 1ms and 1h, not {text!r}")
+    return v
+
+
+interval.__name__ = "interval"
+
+
+def size(text):
+    """'524288', '512k', '1MiB' -> bytes."""
+    m = re.fullmatch(r"\s*([0-9]+)\s*([a-zA-Z]*)\s*", text)
+    if not m or m.group(2).lower() not in _SIZES or int(m.group(1)) <= 0:
+        raise ValueError(f"not a positive size in bytes: {text!r}")
+    return int(m.group(1)) * _SIZES[m.group(2).lower()]
+
+
+size.__name__ = "size"
+
+
+def frames(text):
+    v = int(text)
+    if not 1 <= v <= 65535:
+        raise ValueError(f"frames must be between 1 and 65535, not {v}")
+    return v
+
+
+frames.__name__ = "frames"
+
+
+class RunCommand:
+    name = "run"
+    help = "run a Python program and capture every allocation to a file"
+
+    def prepare_parser(self, parser):
+        parser.add_argument("-o", "--output", metavar="FILE",
+                            help="capture file (default heaptrail-<program>-<pid>.htcap here)")
+        parser.add_argument("--sample", type=size, default=None, metavar="BYTES",
+                            help="record a sample of the allocations, one per BYTES on average "
+                                 "(weighted: totals stay unbiased) instead of every one")
+        parser.add_argument("--interval", type=interval, default=0.01, metavar="TIME",
+                            help="memory sample period (default 10ms)")
+        parser.add_argument("--follow-fork", action="store_true",
+                            help="capture child processes too (os.fork, multiprocessing, "
+                                 "subprocess running Python) into FILE.<pid>")
+        parser.add_argument("--frames", type=frames, default=128, metavar="N",
+                            help="frames kept per stack (default 128)")
+        parser.add_argument("--quiet", action="store_true", help="no report at the end")
+        parser.add_argument("-m", dest="module", nargs=argparse.REMAINDER, metavar="MODULE ARGS",
+                            help="run a module as python -m does")
+        parser.add_argument("-c", dest="code", nargs=argparse.REMAINDER, metavar="CODE ARGS",
+                            help="run code as python -c does")
+        parser.add_argument("target", nargs=argparse.REMAINDER, metavar="script.py ARGS")
+
+    def run(self, args):
+        kind, what, argv = _target(args)
+        spec = None
+        if kind == "script":
+            code = _compile_script(what)
+            label = os.path.splitext(os.path.basename(what))[0]
+        elif kind == "code":
+            code = _compile(what, "<string>")
+            label = "c"
+        else:
+            code, spec = _module_code(what)
+            label = what.rsplit(".", 1)[-1]
+        out = args.output or f"heaptrail-{_safe(label)}-{os.getpid()}.htcap"
+        out_dir = os.path.dirname(os.path.abspath(out))
+        if not os.path.isdir(out_dir):
+            raise CommandError(f"{out}: no such directory {out_dir}")
+
+        from heaptrail import run as capture_run
+        import heaptrail
+        import heaptrail.capture  # noqa: F401 - imported now, not traced inside the program
+        heaptrail.mark  # noqa: B018 - bound now (heaptrail.marks), not on the program's first call
+        main = _main_module(kind, what, spec)
+        pid = os.getpid()
+        capture_run.start(out, interval=args.interval, sample=args.sample, frames=args.frames,
+                          follow_fork=args.follow_fork)
+        try:
+            status = _run_program(kind, what, code, argv, main)
+        finally:
+            # the program's globals are still alive here: what they hold is
+            # "still allocated at exit"
+            written = capture_run.stop()
+        del main
+        if os.getpid() != pid:   # a forked child of the program came back here: exit quietly
+            return status
+        if not args.quiet:
+            _report(written or os.path.abspath(out), args.follow_fork)
+        return status
+
+
+def _target(args):
+    chosen = [k for k in ("module", "code") if getattr(args, k) is not None]
+    if len(chosen) > 1:
+        raise CommandError("give one of script.py, -m MODULE or -c CODE")
+    if args.module is not None:
+        if not args.module or args.target:
+            raise CommandError("-m needs a module name" if not args.module else
+                               "give one of script.py, -m MODULE or -c CODE")
+        return "module", args.module[0], args.module[1:]
+    if args.code is not None:
+        if not args.code or args.target:
+            raise CommandError("-c needs the code to run" if not args.code else
+                               "give one of script.py, -m MODULE or -c CODE")
+        return "code", args.code[0], args.code[1:]
+    if not args.target:
+        raise CommandError("nothing to run: give script.py, -m MODULE or -c CODE")
+    if args.target[0].startswith("-") and args.target[0] != "-":
+        raise CommandError(f"unknown option {args.target[0]} (options go before the script)")
+    return "script", args.target[0], args.target[1:]
+
+
+def _safe(label):
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", label) or "program"
+
+
+def _compile(source, filename):
+    try:
+        return compile(source, filename, "exec")
+    except SyntaxError as e:
+        raise CommandError(f"{filename}:{e.lineno}: syntax error: {e.msg}")
+    except ValueError as e:   # null bytes
+        raise CommandError(f"{filename}: {e}")
+
+
+def _compile_script(script):
+    try:
+        with open(script, "rb") as f:
+            source = f.read()
+    except OSError as e:
+        raise CommandError(f"{script}: {e.strerror or e}")
+    return _compile(source, script)
+
+
+def _module_code(name):
+    """(code, spec) of module `name` as python -m finds it (a package runs
+    its __main__)."""
+    import importlib.util
+    try:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.submodule_search_locations is not None:
+            spec = importlib.util.find_spec(name + ".__main__")
+    except (ImportError, ValueError) as e:
+        raise CommandError(f"no module named {name!r} ({e})")
+    if spec is None or spec.loader is None or not hasattr(spec.loader, "get_code"):
+        raise CommandError(f"no module named {name!r}")
+    try:
+        code = spec.loader.get_code(spec.name)
+    except SyntaxError as e:
+        raise CommandError(f"{e.filename}:{e.lineno}: syntax error: {e.msg}")
+    except ImportError as e:
+        raise CommandError(f"cannot run module {name!r}: {e}")
+    if code is None:
+        raise CommandError(f"no code to run in module {name!r}")
+    return code, spec
+
+
+def _run_program(kind, what, code, argv, main):
+    """Runs the program's code in module `main` (as __main__, left in
+    sys.modules while it runs); returns its exit status as Python would."""
+    saved_argv, saved_path, saved_main = sys.argv, list(sys.path), sys.modules.get("__main__")
+    status = 0
+    try:
+        sys.argv = [main.__dict__.get("__file__", what) if kind == "module" else what, *argv]
+        if kind == "code":
+            sys.argv[0] = "-c"
+        sys.path.insert(0, os.path.dirname(os.path.abspath(what)) if kind == "script" else os.getcwd())
+        sys.modules["__main__"] = main
+        exec(code, main.__dict__)
+        _join_threads()
+    except SystemExit as e:
+        status = _exit_status(e)
+    except BaseException:  # the program's own failure: its traceback is its output
+        etype, value, tb = sys.exc_info()
+        while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+            tb = tb.tb_next
+        if value is not None:
+            value.__traceback__ = tb   # the default hook prints the exception's own traceback
+        try:
+            sys.excepthook(etype, value, tb)
+        except Exception:  # noqa: BLE001 - a broken excepthook still exits 1
+            pass
+        status = 130 if isinstance(value, KeyboardInterrupt) else 1
+    finally:
+        sys.argv = saved_argv
+        sys.path[:] = saved_path
+        if saved_main is not None:
+            sys.modules["__main__"] = saved_main
+        try:
+            sys.stdout.flush()
+        except Exception:  # noqa: BLE001 - the program may have closed its stdout
+            pass
+    return status
+
+
+def _main_module(kind, what, spec):
+    main = types.ModuleType("__main__")
+    main.__builtins__ = builtins
+    if kind == "script":
+        main.__file__ = what
+    elif kind == "module":
+        main.__spec__ = spec
+        main.__loader__ = spec.loader
+        main.__package__ = spec.parent
+        if spec.has_location:
+            main.__file__ = spec.origin
+            main.__cached__ = spec.cached
+    return main
+
+
+def _exit_status(e):
+    if e.code is None:
+        return 0
+    if isinstance(e.code, int):
+        return e.code & 0xFF
+    print(e.code, file=sys.stderr)
+    return 1
+
+
+def _join_threads():
+    """Python waits for the program's non-daemon threads before it ends: so
+    does the capture, to see their allocations."""
+    for t in threading.enumerate():
+        if t is not threading.main_thread() and not t.daemon:
+            t.join()
+
+
+def _report(path, follow):
+    from heaptrail import capture, run as capture_run
+
+    try:
+        text = capture.summary_text(path)
+    except Exception as e:  # noqa: BLE001 - the program ran; its capture is kept
+        print(f"heaptrail: capture written to {path}, but it cannot be summarized: {e}", file=sys.stderr)
+        return
+    print(text, file=sys.stderr)
+    kids = capture_run.children(path) if follow else []
+    if kids:
+        print(f"child processes: {len(kids)} captures ({', '.join(os.path.basename(k) for k in kids[:8])}"
+              f"{' ...' if len(kids) > 8 else ''}); together: heaptrail summary {path} --children",
+              file=sys.stderr)
+    print(f"capture: {path}\n  heaptrail summary {path}\n  heaptrail flamegraph {path} -o flame.html\n"
+          f"  heaptrail plot {path} -o memory.svg", file=sys.stderr)
+
+
+COMMAND = RunCommand
