@@ -25,7 +25,15 @@ $(VENV)/.stamp: $(SRC)
 
 venv: $(VENV)/.stamp
 
+# The main job on the bundled example: capture the whole program and report
+# it, then the live-object views (process memory, heap snapshot, deep sizes).
 demo: $(VENV)/.stamp
+	@mkdir -p build/demo
+	@echo "== heaptrail run examples/orderbook.py"
+	@$(VENV)/bin/heaptrail run -o build/demo/orderbook.htcap examples/orderbook.py
+	@$(VENV)/bin/heaptrail flamegraph build/demo/orderbook.htcap -o build/demo/flamegraph.html
+	@$(VENV)/bin/heaptrail plot build/demo/orderbook.htcap -o build/demo/memory.svg
+	@echo "written: build/demo/flamegraph.html build/demo/memory.svg"
 	@$(VPY) examples/demo.py
 
 # The whole suite on every CPython >= 3.11 this machine has.
