@@ -232,7 +232,7 @@ def test_sampling_live_estimate_and_snapshot():
 
 def test_errors():
     with pytest.raises(heaptrail.HeaptrailError, match="frames"):
-        tracer.start(frames=0)
+        tracer.start(frames=-1)  # 0 is valid: counting only (lines)
     with pytest.raises(heaptrail.HeaptrailError, match="sample"):
         tracer.start(sample=-5)
     with pytest.raises(TypeError):

@@ -43,6 +43,7 @@ int ht_tracer_init(PyObject *m);
 int ht_capture_init(PyObject *m);
 int ht_report_init(PyObject *m);
 int ht_tracesnap_init(PyObject *m);
+int ht_lines_init(PyObject *m);
 int ht_selftest_init(PyObject *m);
 
 #endif

@@ -33,7 +33,7 @@ typedef int (*ht_init_fn)(PyObject *);
 
 static const ht_init_fn ht_inits[] = {
     ht_proc_init, ht_size_init, ht_heap_init, ht_graph_init, ht_tracer_init, ht_tracesnap_init,
-    ht_capture_init, ht_report_init, ht_selftest_init,
+    ht_capture_init, ht_report_init, ht_lines_init, ht_selftest_init,
 };
 
 PyMODINIT_FUNC
