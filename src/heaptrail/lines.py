@@ -23,6 +23,7 @@ the decorated function's line that called them.
 script with `profile` in builtins, as `python -m memory_profiler` does.
 The engine is C (`_core/lines.c`); its design is written in `_core/lines.h`.
 """
+import argparse
 import atexit
 import functools
 import inspect
@@ -279,7 +280,7 @@ def run_script(script, argv, stream=None, precision=1, rss=False, json_path=None
 
 def add_arguments(parser):
     parser.add_argument("script", help="the Python script to run")
-    parser.add_argument("args", nargs="*", help="its arguments (after --)")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")
     parser.add_argument("--precision", type=int, default=1, help="digits after the point (default 1)")
     parser.add_argument("--rss", action="store_true", help="Mem usage column from RSS, not traced memory")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
@@ -299,7 +300,6 @@ def run_args(args):
 
 
 def main(argv=None):
-    import argparse
     parser = argparse.ArgumentParser(prog="python -m heaptrail.lines",
                                      description="Line-by-line memory profile of a script's @profile functions.")
     add_arguments(parser)

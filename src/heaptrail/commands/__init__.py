@@ -6,5 +6,5 @@ Add a module's name here to expose its command; order is the order of
 COMMAND_MODULES = [
     "mem",
     "snapshot", "summary", "diff", "query", "path", "retainers", "cycles", "dot",
-    "table", "tree", "stats", "flamegraph", "plot", "export",
+    "table", "tree", "stats", "flamegraph", "plot", "export", "lines",
 ]
