@@ -218,7 +218,8 @@ def test_recursion():
     assert r[1]["occurrences"] == 6 and r[3]["occurrences"] == 5
     assert _near(r[1]["allocated"], 6 * item)
     # a level's call line includes every deeper level: 5 + 4 + ... + 1 blocks
-    assert _near(r[3]["allocated"], 15 * item, rel=0.05)
+    # (plus what the calls themselves allocate: argument tuples, frame objects)
+    assert 15 * item <= r[3]["allocated"] <= 15 * item + 5 * 4096
     assert abs(r[3]["increment"]) < item
 
 

@@ -55,7 +55,6 @@ def _ensure_tracing():
 def _register(func, stream, precision):
     global _atexit_registered
     code = func.__code__
-    _ensure_tracing()
     _core._lines_register(code)
     if code not in _profiled:
         _profiled[code] = {"function": func.__qualname__, "filename": code.co_filename,
@@ -65,8 +64,16 @@ def _register(func, stream, precision):
         _atexit_registered = True
 
 
+def _enter(is_tracing=_core._tracer_is_tracing, enter=_core._lines_enter):
+    """A profiled function starts on this thread. The tracer starts at the
+    first call (not at decoration: importing a module starts no engine)."""
+    if not is_tracing():
+        tracer.start(frames=0)
+    enter()
+
+
 def _wrap(func):
-    enter, leave = _core._lines_enter, _core._lines_leave
+    enter, leave = _enter, _core._lines_leave
     if inspect.isgeneratorfunction(func):
         @functools.wraps(func)
         def gen_wrapper(*args, **kwargs):
@@ -345,7 +352,7 @@ def _mprun(ip, line):
         _register(f, None, 1)
         _core._lines_reset(f.__code__)
         codes.append(f.__code__)
-    _core._lines_enter()
+    _enter()
     try:
         ip.ex(stmt)
     finally:
