@@ -333,7 +333,7 @@ ln_py_reset(PyObject *self, PyObject *args)
         return NULL;
     for (uint32_t f = 0; f < ln.nfuncs; f++) {
         ln_func *fn = &ln.funcs[f];
-        if (code == Py_None || code == fn->code)
+        if ((code == Py_None || code == fn->code) && fn->rows != NULL)
             memset(fn->rows, 0, (size_t)fn->nrows * sizeof(ln_row));
     }
     Py_RETURN_NONE;
