@@ -333,3 +333,15 @@ def test_ipython_magics():
     mp = out.split("MPRUN ")[1].split()
     assert _near(int(mp[0]), 3 * MiB) and int(mp[1]) == 1
     assert HEADER in out
+
+
+def test_restores_a_previous_trace_function():
+    def other_tracer(frame, event, arg):  # a debugger's or coverage's
+        return None
+    sys.settrace(other_tracer)
+    try:
+        _inner()
+        assert sys.gettrace() is other_tracer
+    finally:
+        sys.settrace(None)
+    assert _near(_rows(_inner)[1]["increment"], 500_000)

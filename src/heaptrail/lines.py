@@ -64,52 +64,62 @@ def _register(func, stream, precision):
         _atexit_registered = True
 
 
-def _enter(is_tracing=_core._tracer_is_tracing, enter=_core._lines_enter):
-    """A profiled function starts on this thread. The tracer starts at the
-    first call (not at decoration: importing a module starts no engine)."""
+def _enter(is_tracing=_core._tracer_is_tracing, enter=_core._lines_enter, gettrace=sys.gettrace):
+    """A profiled function starts on this thread; returns the Python trace
+    function it replaces (a debugger's, coverage's) for _leave to restore.
+    The tracer starts at the first call (not at decoration: importing a
+    module starts no engine)."""
     if not is_tracing():
         tracer.start(frames=0)
+    prev = gettrace()
     enter()
+    return prev
+
+
+def _leave(prev, leave=_core._lines_leave, gettrace=sys.gettrace):
+    leave()
+    if prev is not None and gettrace() is None:
+        sys.settrace(prev)
 
 
 def _wrap(func):
-    enter, leave = _enter, _core._lines_leave
+    enter, leave = _enter, _leave
     if inspect.isgeneratorfunction(func):
         @functools.wraps(func)
         def gen_wrapper(*args, **kwargs):
-            enter()
+            prev = enter()
             try:
                 return (yield from func(*args, **kwargs))
             finally:
-                leave()
+                leave(prev)
         return gen_wrapper
     if inspect.iscoroutinefunction(func):
         @functools.wraps(func)
         async def coro_wrapper(*args, **kwargs):
-            enter()
+            prev = enter()
             try:
                 return await func(*args, **kwargs)
             finally:
-                leave()
+                leave(prev)
         return coro_wrapper
     if inspect.isasyncgenfunction(func):
         @functools.wraps(func)
         async def agen_wrapper(*args, **kwargs):
-            enter()
+            prev = enter()
             try:
                 async for item in func(*args, **kwargs):
                     yield item
             finally:
-                leave()
+                leave(prev)
         return agen_wrapper
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        enter()
+        prev = enter()
         try:
             return func(*args, **kwargs)
         finally:
-            leave()
+            leave(prev)
     return wrapper
 
 
@@ -352,11 +362,11 @@ def _mprun(ip, line):
         _register(f, None, 1)
         _core._lines_reset(f.__code__)
         codes.append(f.__code__)
-    _enter()
+    prev = _enter()
     try:
         ip.ex(stmt)
     finally:
-        _core._lines_leave()
+        _leave(prev)
     wanted = {(c.co_filename, c.co_firstlineno) for c in codes}
     res = [r for r in results() if (r["filename"], r["first_line"]) in wanted]
     text = format_results(res, precision=1)

@@ -109,9 +109,10 @@ ln_max(int64_t a, int64_t b)
     return a > b ? a : b;
 }
 
-/* The line running in e ended: charge the counters' deltas to it. */
+/* The line running in e ended, traced memory being `now`: charge the
+ * counters' deltas to it. */
 static void
-ln_end(ln_entry *e)
+ln_end(ln_entry *e, int64_t now)
 {
     if (e->line < 0)
         return;
@@ -126,20 +127,20 @@ ln_end(ln_entry *e)
     int64_t pk = e->gmem0 + (p - e->cur0);
     if (!r->has || pk > r->peak)
         r->peak = pk;
-    r->mem = ln.rss ? ln_rss() : (int64_t)ht_tracer_current();
+    r->mem = ln.rss ? ln_rss() : now;
     r->has = 1;
 }
 
 /* Line `line` starts in e; `count` says whether it is an occurrence (a
  * resumed generator continues its line: not a new occurrence). */
 static void
-ln_begin(ln_entry *e, int line, int count)
+ln_begin(ln_entry *e, int line, int count, int64_t now)
 {
     ht_lines_tls *me = &ht_lines_me;
     e->line = line;
     e->cur0 = me->cur;
     e->alloc0 = me->alloc;
-    e->gmem0 = (int64_t)ht_tracer_current();
+    e->gmem0 = now;
     e->child_peak = INT64_MIN;
     me->peak = me->cur;
     if (count) {
@@ -176,14 +177,14 @@ ln_push(ln_thread *t, PyFrameObject *frame, uint32_t f)
     /* a fresh call stands on its first line (memory_profiler shows the
      * decorator's line with one occurrence); a resumed generator or
      * coroutine goes on with the line it yielded in */
-    ln_begin(e, line, line == ln.funcs[f].first);
+    ln_begin(e, line, line == ln.funcs[f].first, (int64_t)ht_tracer_current());
 }
 
 static void
 ln_pop(ln_thread *t)
 {
     ln_entry *e = &t->stk[--t->depth];
-    ln_end(e);
+    ln_end(e, (int64_t)ht_tracer_current());
     if (t->depth != 0) {
         ln_entry *up = &t->stk[t->depth - 1];
         up->child_peak = ln_max(up->child_peak, e->life_peak);
@@ -208,8 +209,9 @@ ln_trace(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
     case PyTrace_LINE:
         if (t->depth != 0 && t->stk[t->depth - 1].frame == frame) {
             ln_entry *e = &t->stk[t->depth - 1];
-            ln_end(e);
-            ln_begin(e, PyFrame_GetLineNumber(frame), 1);
+            int64_t now = (int64_t)ht_tracer_current();
+            ln_end(e, now);
+            ln_begin(e, PyFrame_GetLineNumber(frame), 1, now);
         }
         break;
     case PyTrace_RETURN:

@@ -6,8 +6,16 @@
  *
  * Counters, not stacks. The tracer already sees every block allocated and
  * freed; at the points where its books change the current bytes it calls
- * ht_lines_on_alloc / ht_lines_on_free (three delimited hook lines in
- * tracer.c, see the report in lines.c's banner). They update counters of the
+ * the inline hooks below (tracer.c, each line marked "lines:"):
+ *   tr_add_unlocked, after tr_add_slot:   ht_lines_on_alloc(tr_est_bytes(size))
+ *     (only this thread's own allocations come through tr_add_unlocked);
+ *   tr_forget_unlocked, after the thread slot's current -= w: ht_lines_on_free(w);
+ *   tr_sync_slow, around the loop applying the queue: ht_lines_foreign(1) / (0)
+ *     (another thread's queued RAW operations are not this thread's);
+ *   tr_capture: limit 0 captures no stack (start(frames=0): counting only);
+ *   tr_py_start: frames may be 0;
+ *   ht_tracer_current(): tracer.c's traced bytes now (Mem usage, Peak).
+ * They update counters of the
  * thread that made the operation, in thread-local storage: no lock, no
  * atomic, three adds and a compare. So a line's numbers are those of the
  * thread that ran it, whatever other threads do meanwhile:
