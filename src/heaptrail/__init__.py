@@ -15,10 +15,11 @@ _FUNCTIONS = {
     "snapshot": "heaptrail.heap",
     "load": "heaptrail.heap",
     "mark": "heaptrail.marks",
+    "profile": "heaptrail.lines",
 }
 # submodules reachable as attributes (heaptrail.process.memory() ...)
 _SUBMODULES = {"process", "size", "heap", "graph", "tracer", "tracemalloc", "tracesnap", "cli", "capture",
-               "pympler", "objgraph", "garbage", "leaks", "run"}
+               "pympler", "objgraph", "garbage", "leaks", "run", "lines"}
 
 __all__ = ["HeaptrailError", "__version__", *_FUNCTIONS, *sorted(_SUBMODULES)]
 
@@ -34,6 +35,12 @@ def __getattr__(name):
         raise AttributeError(f"module 'heaptrail' has no attribute {name!r}")
     globals()[name] = value
     return value
+
+
+def load_ipython_extension(ip):
+    """%load_ext heaptrail: %memit, %%memit and %mprun (heaptrail.lines)."""
+    from heaptrail.lines import load_ipython_extension as load
+    load(ip)
 
 
 def __dir__():

@@ -37,7 +37,7 @@ _atexit_registered = False
 
 def start(frames=DEFAULT_FRAMES, sample=None):
     """Start tracing allocations, keeping the innermost `frames` frames of
-    each stack. `sample=BYTES` traces a Poisson sample (mean interval BYTES)
+    each stack (0: counting only, no stacks, as the line profiler uses it). `sample=BYTES` traces a Poisson sample (mean interval BYTES)
     instead of every block. Refused while the stdlib tracemalloc traces."""
     global _atexit_registered
     if isinstance(frames, bool) or not isinstance(frames, int):

@@ -44,6 +44,7 @@ int ht_capture_init(PyObject *m);
 int ht_report_init(PyObject *m);
 int ht_runcap_init(PyObject *m);
 int ht_tracesnap_init(PyObject *m);
+int ht_lines_init(PyObject *m);
 int ht_selftest_init(PyObject *m);
 int ht_live_init(PyObject *m);
 int ht_pym_init(PyObject *m);

@@ -35,7 +35,7 @@ static const ht_init_fn ht_inits[] = {
     ht_proc_init, ht_size_init, ht_heap_init, ht_graph_init, ht_tracer_init, ht_tracesnap_init,
     ht_capture_init, ht_report_init, ht_selftest_init,
     ht_live_init,
-    ht_pym_init, ht_leaks_init, ht_runcap_init,
+    ht_pym_init, ht_leaks_init, ht_runcap_init, ht_lines_init,
 };
 
 PyMODINIT_FUNC

@@ -11,6 +11,7 @@
 #include "blockmap.h"
 #include "runcap.h"  /* runcap: heaptrail run streams the books' changes */
 #include "hashtable.h"
+#include "lines.h"  /* lines: hooks */
 #include "stacks.h"
 #include "tracesnap.h"
 #include "tracesnap_build.h"
@@ -308,6 +309,7 @@ tr_forget_unlocked(uint32_t i, const void *p)
     tr.current -= w;
     tr.threads[r->tslot].current -= w;
     ht_runcap_free(p, w);  /* runcap: the record left the books */
+    ht_lines_on_free(w);  /* lines: hook */
     if (tr.filter != NULL)
         __atomic_fetch_sub(&tr.filter[tr_filter_index(p)], 1, __ATOMIC_RELAXED);
     if (r->seq <= tr.peak_seq) {  /* it was live at the peak: keep it for peak_snapshot */
@@ -365,6 +367,7 @@ static void
 tr_add_unlocked(void *p, uint64_t size, uint32_t stack, int domain)
 {
     tr_add_slot(p, size, stack, domain, tr_thread_slot_unlocked(), 0);
+    ht_lines_on_alloc(tr_est_bytes(size));  /* lines: hook (this thread's own allocation) */
 }
 
 static void
@@ -389,6 +392,7 @@ tr_sync_slow(void)
         tr.nqueue = 0;  /* operations of the parent's threads */
         tr_check_child_unlocked();
     }
+    ht_lines_foreign(1);  /* lines: hook (other threads' operations) */
     for (size_t k = 0; k < tr.nqueue; k++) {
         tr_op op = tr.queue[k];
         if (op.kind == TR_OP_ADD)
@@ -397,6 +401,7 @@ tr_sync_slow(void)
         else
             tr_remove_unlocked((void *)(uintptr_t)op.addr);
     }
+    ht_lines_foreign(0);  /* lines: hook */
     tr.nqueue = 0;
     __atomic_store_n(&tr_slow, 0, __ATOMIC_RELAXED);
     tr_unlock();
@@ -499,7 +504,7 @@ tr_capture(int domain)
      * may be called by another allocator wrapper that holds its own lock
      * (tracemalloc's raw_malloc does) while a capture can allocate a frame
      * object through that wrapper's other hooks: a deadlock. */
-    if (domain == TR_RAW)
+    if (domain == TR_RAW || tr.limit == 0)  /* lines: frames=0 counts only, no stacks */
         return HT_NONE;
 #if PY_VERSION_HEX < 0x030C0000
     /* materializing a frame object may start a collection on 3.11 */
@@ -791,8 +796,8 @@ tr_py_start(PyObject *self, PyObject *args, PyObject *kw)
     unsigned long long sample = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|lK:start", kwlist, &frames, &sample))
         return NULL;
-    if (frames < 1 || frames > (long)TR_MAX_FRAMES)
-        return ht_error("frames must be between 1 and %u, not %ld", TR_MAX_FRAMES, frames);
+    if (frames < 0 || frames > (long)TR_MAX_FRAMES)  /* lines: 0 = counting only */
+        return ht_error("frames must be between 0 and %u, not %ld", TR_MAX_FRAMES, frames);
 #ifdef Py_GIL_DISABLED
     return ht_error("the tracer does not support free-threaded Python");
 #endif
@@ -857,6 +862,14 @@ tr_py_stop(PyObject *self, PyObject *noargs)
 }
 
 /* ---- queries ------------------------------------------------------------------- */
+
+/* lines: traced bytes now, for the line profiler's Mem usage (GIL held). */
+uint64_t
+ht_tracer_current(void)
+{
+    tr_sync();
+    return tr.current;
+}
 
 static PyObject *
 tr_py_is_tracing(PyObject *self, PyObject *noargs)

@@ -6,5 +6,5 @@ Add a module's name here to expose its command; order is the order of
 COMMAND_MODULES = [
     "mem", "run",
     "snapshot", "summary", "diff", "query", "path", "retainers", "cycles", "dot",
-    "table", "tree", "stats", "flamegraph", "plot", "export", "leaks",
+    "table", "tree", "stats", "flamegraph", "plot", "export", "leaks", "lines",
 ]

@@ -70,6 +70,10 @@ class RunCommand:
         parser.add_argument("--frames", type=frames, default=128, metavar="N",
                             help="frames kept per stack (default 128)")
         parser.add_argument("--quiet", action="store_true", help="no report at the end")
+        parser.add_argument("--lines", action="store_true",
+                            help="line-by-line profile of the functions decorated with @profile "
+                                 "(memory_profiler's table; `profile` needs no import), "
+                                 "instead of a capture file")
         parser.add_argument("-m", dest="module", nargs=argparse.REMAINDER, metavar="MODULE ARGS",
                             help="run a module as python -m does")
         parser.add_argument("-c", dest="code", nargs=argparse.REMAINDER, metavar="CODE ARGS",
@@ -78,6 +82,11 @@ class RunCommand:
 
     def run(self, args):
         kind, what, argv = _target(args)
+        if args.lines:
+            if kind != "script":
+                raise CommandError("--lines profiles a script: heaptrail run --lines script.py ARGS")
+            from heaptrail import lines
+            return lines.run_script(what, argv)
         spec = None
         if kind == "script":
             code = _compile_script(what)

@@ -1,0 +1,393 @@
+"""Line-by-line memory profiling: memory_profiler's @profile, from the tracer.
+
+    from heaptrail import profile
+
+    @profile
+    def build():
+        a = bytearray(10 * 2**20)
+        ...
+
+At exit (or on `heaptrail.lines.show()`), each decorated function's table,
+in memory_profiler's layout plus two columns:
+
+    Line #    Mem usage    Increment  Occurrences    Allocated         Peak   Line Contents
+
+Increment is the bytes the line allocated minus the bytes it freed (what
+traced memory really did, not an RSS sample), Allocated the bytes it
+allocated whatever was freed later, Peak the highest traced memory reached
+while it ran, Mem usage the traced memory after it (RSS with rss=True / --rss).
+Whatever inner functions, comprehensions and library calls do is charged to
+the decorated function's line that called them.
+
+`python -m heaptrail.lines script.py ARGS` (also `heaptrail lines`) runs a
+script with `profile` in builtins, as `python -m memory_profiler` does.
+The engine is C (`_core/lines.c`); its design is written in `_core/lines.h`.
+"""
+import argparse
+import atexit
+import functools
+import inspect
+import json
+import linecache
+import sys
+
+from heaptrail import _core
+from heaptrail import tracer
+
+__all__ = ["profile", "show", "results", "reset", "format_results", "main"]
+
+MIB = 1024 * 1024
+HEADER_FIELDS = ("Line #", "Mem usage", "Increment", "Occurrences", "Allocated", "Peak", "Line Contents")
+_TEMPLATE = "{0:>6} {1:>12} {2:>12}  {3:>10} {4:>12} {5:>12}   {6:<}"
+
+# code object -> {"function", "filename", "stream", "precision"}; in decoration order
+_profiled = {}
+_atexit_registered = False
+_rss = False
+
+
+def _ensure_tracing():
+    """The tracer must run: counting only (frames=0) unless already started."""
+    if not tracer.is_tracing():
+        tracer.start(frames=0)
+
+
+def _register(func, stream, precision):
+    global _atexit_registered
+    code = func.__code__
+    _core._lines_register(code)
+    if code not in _profiled:
+        _profiled[code] = {"function": func.__qualname__, "filename": code.co_filename,
+                           "stream": stream, "precision": precision}
+    if not _atexit_registered:
+        atexit.register(_show_at_exit)
+        _atexit_registered = True
+
+
+def _enter(is_tracing=_core._tracer_is_tracing, enter=_core._lines_enter, gettrace=sys.gettrace):
+    """A profiled function starts on this thread; returns the Python trace
+    function it replaces (a debugger's, coverage's) for _leave to restore.
+    The tracer starts at the first call (not at decoration: importing a
+    module starts no engine)."""
+    if not is_tracing():
+        tracer.start(frames=0)
+    prev = gettrace()
+    enter()
+    return prev
+
+
+def _leave(prev, leave=_core._lines_leave, gettrace=sys.gettrace):
+    leave()
+    if prev is not None and gettrace() is None:
+        sys.settrace(prev)
+
+
+def _wrap(func):
+    enter, leave = _enter, _leave
+    if inspect.isgeneratorfunction(func):
+        @functools.wraps(func)
+        def gen_wrapper(*args, **kwargs):
+            prev = enter()
+            try:
+                return (yield from func(*args, **kwargs))
+            finally:
+                leave(prev)
+        return gen_wrapper
+    if inspect.iscoroutinefunction(func):
+        @functools.wraps(func)
+        async def coro_wrapper(*args, **kwargs):
+            prev = enter()
+            try:
+                return await func(*args, **kwargs)
+            finally:
+                leave(prev)
+        return coro_wrapper
+    if inspect.isasyncgenfunction(func):
+        @functools.wraps(func)
+        async def agen_wrapper(*args, **kwargs):
+            prev = enter()
+            try:
+                async for item in func(*args, **kwargs):
+                    yield item
+            finally:
+                leave(prev)
+        return agen_wrapper
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        prev = enter()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            leave(prev)
+    return wrapper
+
+
+def profile(func=None, stream=None, precision=1, rss=None):
+    """Decorator: profile `func` line by line. As memory_profiler's:
+    `@profile`, or `@profile(stream=f, precision=3)`. `rss=True` shows RSS
+    in the Mem usage column (the other columns stay traced bytes)."""
+    global _rss
+    if isinstance(precision, bool) or not isinstance(precision, int) or precision < 0:
+        raise ValueError("precision must be an int >= 0, not %r" % (precision,))
+    if rss is not None:
+        _rss = bool(rss)
+        _core._lines_set_rss(_rss)
+    if func is None:
+        return functools.partial(profile, stream=stream, precision=precision)
+    if isinstance(func, (staticmethod, classmethod)):
+        return type(func)(profile(func.__func__, stream=stream, precision=precision))
+    if not hasattr(func, "__code__"):
+        raise TypeError("profile needs a function, not %s" % type(func).__name__)
+    _register(func, stream, precision)
+    return _wrap(func)
+
+
+def _source_lines(filename, first):
+    """The function's source lines from `first` (1-based) to its end."""
+    lines = linecache.getlines(filename)
+    if not lines or first > len(lines):
+        return []
+    try:
+        block = inspect.getblock(lines[first - 1:])
+    except Exception:  # tokenizer errors on odd sources: show what we ran
+        block = lines[first - 1:]
+    return block
+
+
+def results():
+    """Every profiled function's rows, as data (bytes, not MiB): a list of
+    dicts {function, filename, first_line, rows: [{line, mem_usage,
+    increment, occurrences, allocated, peak, contents}]}; lines that never
+    ran have None in their numbers."""
+    out = []
+    for code, first, rows in _core._lines_results():
+        info = _profiled.get(code, {"function": code.co_name, "filename": code.co_filename})
+        by_line = {r[0]: r for r in rows}
+        source = _source_lines(code.co_filename, first)
+        last = max([first + len(source) - 1] + list(by_line))
+        table = []
+        for line in range(first, last + 1):
+            i = line - first
+            text = source[i].rstrip("\n") if i < len(source) else ""
+            r = by_line.get(line)
+            if r is None:
+                table.append({"line": line, "mem_usage": None, "increment": None, "occurrences": None,
+                              "allocated": None, "peak": None, "contents": text})
+            else:
+                table.append({"line": line, "mem_usage": r[5], "increment": r[2], "occurrences": r[1],
+                              "allocated": r[3], "peak": r[4], "contents": text})
+        out.append({"function": info["function"], "filename": info["filename"],
+                    "first_line": first, "rows": table})
+    return out
+
+
+def _mib(value, precision):
+    return ("{0:%d.%df} MiB" % (precision + 4, precision)).format(value / MIB)
+
+
+def format_function(fres, precision=1):
+    """One function's table, memory_profiler's layout plus Allocated and Peak."""
+    header = _TEMPLATE.format(*HEADER_FIELDS)
+    out = ["Filename: " + fres["filename"], "", header, "=" * len(header)]
+    for r in fres["rows"]:
+        if r["occurrences"] is None:
+            cells = ("", "", "", "", "")
+        else:
+            cells = (_mib(r["mem_usage"], precision), _mib(r["increment"], precision), r["occurrences"],
+                     _mib(r["allocated"], precision), _mib(r["peak"], precision))
+        out.append(_TEMPLATE.format(r["line"], *cells, r["contents"]))
+    return "\n".join(out) + "\n\n\n"
+
+
+def format_results(res=None, precision=None):
+    """Every table as one string (each function with its own precision
+    unless `precision` is given)."""
+    res = results() if res is None else res
+    parts = []
+    for fres in res:
+        p = precision
+        if p is None:
+            p = next((i["precision"] for c, i in _profiled.items()
+                      if c.co_filename == fres["filename"] and c.co_firstlineno == fres["first_line"]), 1)
+        parts.append(format_function(fres, p))
+    return "".join(parts)
+
+
+def show(stream=None, precision=None):
+    """Prints each profiled function's table (to its own stream, given to
+    profile(), else `stream`, else stdout). Functions that never ran are
+    left out."""
+    by_key = {(c.co_filename, c.co_firstlineno): i for c, i in _profiled.items()}
+    for fres in results():
+        if not any(r["occurrences"] for r in fres["rows"]):
+            continue
+        info = by_key.get((fres["filename"], fres["first_line"]), {})
+        out = stream or info.get("stream") or sys.stdout
+        out.write(format_function(fres, precision if precision is not None else info.get("precision", 1)))
+        try:
+            out.flush()
+        except (AttributeError, ValueError, OSError):
+            pass
+
+
+def reset(func=None):
+    """Forgets the rows of `func` (a decorated function, or its code), or of all."""
+    if func is None:
+        _core._lines_reset()
+        return
+    code = getattr(inspect.unwrap(func), "__code__", func)
+    _core._lines_reset(code)
+
+
+_shown_at_exit = False
+
+
+def _show_at_exit():
+    global _shown_at_exit
+    if _shown_at_exit:
+        return
+    _shown_at_exit = True
+    try:
+        show()
+    except (ValueError, OSError):  # stdout closed at exit: nothing to print to
+        pass
+
+
+# ---- running a script: python -m heaptrail.lines / heaptrail lines --------------
+
+def run_script(script, argv, stream=None, precision=1, rss=False, json_path=None):
+    """Runs `script` as __main__ with `profile` in builtins; prints the tables
+    (and writes --json) afterwards; returns the script's exit status."""
+    import builtins
+    import os
+    import runpy
+
+    global _shown_at_exit
+    if not os.path.isfile(script):
+        raise OSError(2, "no such script", script)
+    _core._lines_set_rss(rss)
+    _ensure_tracing()
+    decorator = functools.partial(profile, stream=stream, precision=precision)
+    old_argv, had = sys.argv, hasattr(builtins, "profile")
+    old_profile = getattr(builtins, "profile", None)
+    builtins.profile = decorator
+    sys.argv = [script, *argv]
+    sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+    status = 0
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except SystemExit as e:
+        status = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if not isinstance(e.code, int) and e.code is not None:
+            print(e.code, file=sys.stderr)
+    finally:
+        sys.argv = old_argv
+        if had:
+            builtins.profile = old_profile
+        else:
+            del builtins.profile
+    _shown_at_exit = True  # shown here, not again at exit
+    show(stream=stream, precision=precision)
+    if json_path is not None:
+        with open(json_path, "w") as f:
+            json.dump(results(), f, indent=1)
+    return status
+
+
+def add_arguments(parser):
+    parser.add_argument("script", help="the Python script to run")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")
+    parser.add_argument("--precision", type=int, default=1, help="digits after the point (default 1)")
+    parser.add_argument("--rss", action="store_true", help="Mem usage column from RSS, not traced memory")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
+    parser.add_argument("-o", "--output", metavar="FILE", help="write the tables to FILE, not stdout")
+
+
+def run_args(args):
+    if args.precision < 0:
+        raise ValueError("--precision must be 0 or more, not %d" % args.precision)
+    stream = open(args.output, "w") if args.output else None
+    try:
+        return run_script(args.script, args.args, stream=stream, precision=args.precision,
+                          rss=args.rss, json_path=args.json)
+    finally:
+        if stream is not None:
+            stream.close()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m heaptrail.lines",
+                                     description="Line-by-line memory profile of a script's @profile functions.")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run_args(args)
+    except (OSError, ValueError, _core.Error) as e:
+        msg = "%s: %s" % (e.strerror, e.filename) if isinstance(e, OSError) and e.filename else str(e)
+        print("heaptrail: error: " + msg, file=sys.stderr)
+        return 1
+
+
+# ---- IPython: %memit, %%memit, %mprun ---------------------------------------------
+
+def _memit(ip, stmt, cell=None):
+    code = cell if cell is not None else stmt
+    _ensure_tracing()
+    cur0, _, _, traced0 = _core._lines_counters(True)
+    ip.run_cell(code) if cell is not None else ip.ex(code)
+    cur1, _, peak, traced1 = _core._lines_counters()
+    result = {"peak": traced0 + (peak - cur0), "increment": cur1 - cur0}
+    print("peak memory: %.2f MiB, increment: %.2f MiB" % (result["peak"] / MIB, result["increment"] / MIB))
+    return result
+
+
+def _mprun(ip, line):
+    import shlex
+    words = shlex.split(line)
+    funcs, i = [], 0
+    while i < len(words) and words[i] == "-f":
+        if i + 1 >= len(words):
+            raise ValueError("%mprun: -f needs a function name")
+        funcs.append(ip.ev(words[i + 1]))
+        i += 2
+    stmt = " ".join(words[i:])
+    if not funcs or not stmt:
+        raise ValueError("usage: %mprun -f func [-f func ...] statement")
+    codes = []
+    for f in funcs:
+        f = inspect.unwrap(f)
+        if not hasattr(f, "__code__"):
+            raise TypeError("%mprun -f needs a function, not %s" % type(f).__name__)
+        _register(f, None, 1)
+        _core._lines_reset(f.__code__)
+        codes.append(f.__code__)
+    prev = _enter()
+    try:
+        ip.ex(stmt)
+    finally:
+        _leave(prev)
+    wanted = {(c.co_filename, c.co_firstlineno) for c in codes}
+    res = [r for r in results() if (r["filename"], r["first_line"]) in wanted]
+    text = format_results(res, precision=1)
+    print(text, end="")
+    return res
+
+
+def load_ipython_extension(ip):
+    """%load_ext heaptrail: %memit, %%memit and %mprun."""
+    def memit(line, cell=None):
+        return _memit(ip, line, cell)
+
+    def mprun(line):
+        return _mprun(ip, line)
+
+    ip.register_magic_function(memit, "line_cell", "memit")
+    ip.register_magic_function(mprun, "line", "mprun")
+
+
+if __name__ == "__main__":
+    # run the imported module's main, so `from heaptrail import profile` in
+    # the script and this entry point share one registry
+    from heaptrail.lines import main as _main
+    sys.exit(_main())
