@@ -1,7 +1,7 @@
 """CLI plumbing: --version, --help on every command, usage errors."""
 import heaptrail
 from heaptrail.cli import build_parser
-from conftest import run_cli
+from conftest import run_cli, run_python
 
 
 def test_version(cli):
@@ -36,3 +36,17 @@ def test_python_dash_m_entry_point():
     assert proc.returncode == 0
     assert proc.stdout.strip() == f"heaptrail {heaptrail.__version__}"
     assert proc.stderr == ""
+
+
+def test_closed_pipe_is_quiet():
+    """`heaptrail ... | head`: no error line, no traceback when the reader goes away."""
+    proc = run_python("""
+        import os, sys
+        r, w = os.pipe()
+        os.close(r)                      # the reader is gone before we write
+        os.dup2(w, 1)
+        from heaptrail.cli import main
+        code = main(["mem", "--top", "50"])
+        os.write(2, b"exit %d" % code)
+    """, check=False)
+    assert proc.stderr == "exit 141", proc.stderr

@@ -228,10 +228,13 @@ main()
 """
 
 
-def test_cli_script_with_step(tmp_path, cli):
+def test_cli_script_with_step(tmp_path):
+    """In a process of its own, as the CLI runs: in the test process, other
+    tests' leftovers (threads, caches) can grow while the script steps."""
     script = tmp_path / "loop.py"
     script.write_text(textwrap.dedent(STEP_SCRIPT))
-    code, out, err = cli("leaks", str(script), "--runs", "4", "--warmup", "2")
+    proc = run_cli("leaks", str(script), "--runs", "4", "--warmup", "2")
+    code, out, err = proc.returncode, proc.stdout, proc.stderr
     assert code == 0, err
     assert out.startswith("heaptrail leak report: 4 measured iterations after 2 warm-up, 2 kind(s)")
     assert f"{script}:9  HISTORY.append" in out

@@ -61,6 +61,9 @@ def main(argv=None):
         return EXIT_USAGE
     try:
         return int(args._command.run(args) or 0)
+    except BrokenPipeError:  # `heaptrail ... | head`: the reader left, nothing to say
+        _silence_stdout()
+        return 141
     except CommandError as e:
         return _fail(str(e), e.code)
     except heaptrail.HeaptrailError as e:
@@ -73,7 +76,20 @@ def main(argv=None):
         try:
             sys.stdout.flush()
         except BrokenPipeError:  # `heaptrail ... | head`
-            sys.stdout = None
+            _silence_stdout()
+
+
+def _silence_stdout():
+    """Points stdout at /dev/null so the interpreter's own flush at exit does
+    not complain about the closed pipe."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def _os_message(e):
