@@ -17,6 +17,7 @@
  * Memory: 12 bytes a reference while the call runs.
  */
 #include "common.h"
+#include "graph.h"
 #include "hashtable.h"
 #include "size.h"
 
@@ -1181,73 +1182,16 @@ ht_live_gg_free(ht_live_gg *g)
     free(g->comp);
 }
 
-/* Iterative Tarjan over the CSR: comp[v] for every member. 0 or -1. */
+/* Components of the CSR (graph.c's Tarjan): comp[v] for every member. 0 or -1. */
 static int
 ht_live_gg_scc(ht_live_gg *g)
 {
-    uint32_t n = g->n, counter = 0, sp = 0;
-    uint32_t *index = malloc((n + 1) * sizeof(uint32_t)), *low = malloc((n + 1) * sizeof(uint32_t));
-    uint32_t *stack = malloc((n + 1) * sizeof(uint32_t)), *cnode = malloc((n + 1) * sizeof(uint32_t));
-    uint32_t *cpos = malloc((n + 1) * sizeof(uint32_t));
-    uint8_t *on = calloc(n + 1, 1);
-    g->comp = malloc((n + 1) * sizeof(uint32_t));
-    int rc = -1;
-    if (!index || !low || !stack || !cnode || !cpos || !on || !g->comp) {
+    g->comp = malloc(((size_t)g->n + 1) * sizeof(uint32_t));
+    if (g->comp == NULL) {
         PyErr_NoMemory();
-        goto done;
+        return -1;
     }
-    memset(index, 0xff, (n + 1) * sizeof(uint32_t));
-    for (uint32_t root = 0; root < n; root++) {
-        if (index[root] != UINT32_MAX)
-            continue;
-        uint32_t top = 0;
-        index[root] = low[root] = counter++;
-        stack[sp++] = root;
-        on[root] = 1;
-        cnode[0] = root;
-        cpos[0] = g->start[root];
-        for (;;) {
-            uint32_t v = cnode[top], p = cpos[top];
-            if (p < g->start[v + 1]) {
-                uint32_t w = g->dst[p];
-                cpos[top] = p + 1;
-                if (index[w] == UINT32_MAX) {
-                    index[w] = low[w] = counter++;
-                    stack[sp++] = w;
-                    on[w] = 1;
-                    top++;
-                    cnode[top] = w;
-                    cpos[top] = g->start[w];
-                } else if (on[w] && index[w] < low[v]) {
-                    low[v] = index[w];
-                }
-                continue;
-            }
-            if (low[v] == index[v]) {
-                uint32_t w;
-                do {
-                    w = stack[--sp];
-                    on[w] = 0;
-                    g->comp[w] = g->ncomp;
-                } while (w != v);
-                g->ncomp++;
-            }
-            if (top == 0)
-                break;
-            top--;
-            if (low[v] < low[cnode[top]])
-                low[cnode[top]] = low[v];
-        }
-    }
-    rc = 0;
-done:
-    free(index);
-    free(low);
-    free(stack);
-    free(cnode);
-    free(cpos);
-    free(on);
-    return rc;
+    return ht_graph_scc(g->n, g->start, g->dst, g->comp, NULL, &g->ncomp);
 }
 
 /* Builds the CSR of references between members. 0 or -1. */
