@@ -188,9 +188,9 @@ ht_snap_read_objects(ht_snap_rd *s, ht_rd *r, ht_heap *h)
         if (h->len[i] < -1)
             return ht_snap_bad(s, "object length out of range");
         h->edge_start[i] = (uint32_t)edges;
-        edges += ne;
-        if (edges > h->m)
+        if (ne > h->m - edges) /* compared before adding: a huge ne must not wrap around */
             return ht_snap_bad(s, "objects have more edges than the header says");
+        edges += ne;
         h->total_size += h->size[i];
     }
     h->edge_start[h->n] = (uint32_t)edges;
