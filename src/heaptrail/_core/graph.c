@@ -1305,7 +1305,8 @@ ht_graph_dot(const ht_heap *h, const ht_graph_cache *c, uint32_t x, int back, ui
     if (back)
         ht_graph_dot_puts(b, "  rankdir=BT;\n");
     queue[tail++] = x;
-    ht_table_put(&seen, (uint64_t)x + 1, 0);
+    if (ht_table_put(&seen, (uint64_t)x + 1, 0) < 0) /* its depth is read back below */
+        goto nomem;
     ht_graph_dot_node(b, h, x, 1);
     while (head < tail) {
         uint32_t u = queue[head++];
