@@ -668,29 +668,28 @@ ht_graph_components(ht_heap *h, ht_graph_cache *c)
     ht_graph_scc_kept s;
     memset(&s, 0, sizeof(s));
     uint32_t *comp = ht_graph_alloc(n, sizeof(uint32_t));
-    uint32_t *order = ht_graph_alloc(n, sizeof(uint32_t));
     s.members = ht_graph_alloc(n, sizeof(uint32_t));
     s.starts = ht_graph_alloc((size_t)n + 1, sizeof(uint32_t));
     int rc = -1;
-    if (!comp || !order || !s.members || !s.starts)
+    if (!comp || !s.members || !s.starts)
         goto done;
-    if (ht_graph_scc(n, h->edge_start, h->edge_dst, comp, order, &nscc) < 0)
+    if (ht_graph_scc(n, h->edge_start, h->edge_dst, comp, s.members, &nscc) < 0)
         goto done;
-    /* order[] holds each component contiguously: keep the cycles. */
+    /* members[] holds each component contiguously: keep the cycles, moved
+     * down in place (the write position never passes the read position). */
     s.starts[0] = 0;
     for (uint32_t a = 0, b; a < n; a = b) {
-        for (b = a + 1; b < n && comp[order[b]] == comp[order[a]]; b++)
+        for (b = a + 1; b < n && comp[s.members[b]] == comp[s.members[a]]; b++)
             ;
-        if (b - a == 1 && !ht_graph_has_self_loop(h, order[a]))
+        if (b - a == 1 && !ht_graph_has_self_loop(h, s.members[a]))
             continue;
-        memcpy(s.members + s.nmembers, order + a, (size_t)(b - a) * sizeof(uint32_t));
+        memmove(s.members + s.nmembers, s.members + a, (size_t)(b - a) * sizeof(uint32_t));
         s.nmembers += b - a;
         s.starts[++s.ncomp] = s.nmembers;
     }
     rc = ht_graph_scc_store(h, &s, c);
 done:
     free(comp);
-    free(order);
     free(s.members);
     free(s.starts);
     return rc;
