@@ -1,4 +1,4 @@
-"""The shared C pieces, tested through the extension: hash table and varints."""
+"""The shared C pieces, tested through the extension: hash table, varints, SCC."""
 import pytest
 
 import heaptrail
@@ -38,3 +38,26 @@ def test_varint_rejects_bad_input(data, why):
 def test_version_and_error_type():
     assert heaptrail.__version__.count(".") == 2
     assert issubclass(heaptrail.HeaptrailError, Exception)
+
+
+def test_graph_scc_known_components():
+    # 0 -> 1 -> 2 -> 0 and 2 -> 3 <-> 4; 5 alone; 6 with a self loop.
+    edges = [(0, 1), (1, 2), (2, 0), (2, 3), (3, 4), (4, 3), (6, 6)]
+    comp, order, ncomp = _core._graph_scc(7, edges)
+    # Tarjan completes {3, 4} first (it is reached from {0, 1, 2}), then the rest in index order.
+    assert comp == [1, 1, 1, 0, 0, 2, 3]
+    assert ncomp == 4
+    assert order == [4, 3, 2, 1, 0, 5, 6]
+
+
+def test_graph_scc_deep_chain_is_one_component():
+    # a 200k-long ring: a recursive Tarjan would overflow the C stack
+    n = 200_000
+    comp, order, ncomp = _core._graph_scc(n, [(i, (i + 1) % n) for i in range(n)])
+    assert ncomp == 1 and set(comp) == {0}
+    assert order[-1] == 0 and len(set(order)) == n
+
+
+def test_graph_scc_rejects_out_of_range_edge():
+    with pytest.raises(heaptrail.HeaptrailError, match="out of range"):
+        _core._graph_scc(2, [(0, 2)])

@@ -135,6 +135,27 @@ def test_huge_counts_in_header_are_refused(tmp_path):
         heaptrail.load(path)
 
 
+def test_edge_count_that_wraps_around_is_refused(tmp_path):
+    # 3 objects, 2 edges; object 1 claims 2**64 - 1 edges, which wraps the running total back
+    # below the header's count: edge_start would go backwards (object 1 ending before it starts)
+    def obj(edges):  # address delta, type, size 8, len, flags, value, owner, module, edges
+        return bytes([2, 0, 8, 0, 0, 0, 0, 0]) + edges
+    objects = obj(b"\x02") + obj(b"\xff" * 9 + b"\x01") + obj(b"\x01")
+    data = (MAGIC + bytes([1, 0, 0, 0, 11, 3, 2, 0]) + bytes([1, 0])
+            + bytes([2, len(objects)]) + objects + bytes([3, 4, 1, 0, 2, 0]) + bytes([0, 0]))
+    path = tmp_path / "wrap.htsnap"
+    path.write_bytes(data)
+    with pytest.raises(HeaptrailError, match="more edges than the header says"):
+        heaptrail.load(path)
+    # the same file with objects holding 1, 0 and 1 edges is a good file
+    objects = obj(b"\x01") + obj(b"\x00") + obj(b"\x01")
+    path.write_bytes(MAGIC + bytes([1, 0, 0, 0, 11, 3, 2, 0]) + bytes([1, 0])
+                     + bytes([2, len(objects)]) + objects + bytes([3, 4, 1, 0, 2, 0]) + bytes([0, 0]))
+    snap = heaptrail.load(path)
+    assert (snap.objects, snap.edges) == (3, 2)
+    assert [d for d, _ in snap._h.edges(0)] == [1] and [d for d, _ in snap._h.edges(2)] == [2]
+
+
 @pytest.mark.parametrize("content, message", [
     (b"", "bad magic"),
     (b"PK\x03\x04 a zip file, not ours", "bad magic"),

@@ -287,3 +287,26 @@ def test_cli_errors(tmp_path, cli):
     code, out, err = cli("leaks", "--call", "no_such_module_xyz:f")
     assert code == 1 and "cannot import no_such_module_xyz" in err
     assert not tracer.is_tracing()
+
+
+def test_counter_counts_untracked_objects_through_containers():
+    # floats are never gc-tracked: the counter finds them only through the list
+    # (and a dict's str keys through PyDict_Next), with their flat bytes
+    from heaptrail import _core
+    counter = _core._leaks_counter()
+    counter.sample()
+    held = [float(i) + 0.5 for i in range(1000)]
+    names = {f"key-{i}-{'x' * 20}": None for i in range(300)}  # untracked: str keys, None
+    held.append(names)  # reached through the list, then into the untracked dict
+    counter.sample()
+    rows = {name: (counts, size) for name, counts, size in counter.rows()}
+    counts, size = rows["float"]
+    assert counts[1] - counts[0] == 1000
+    assert size[1] - size[0] == 1000 * sys.getsizeof(0.5)
+    counts, size = rows["dict"]
+    assert counts[1] - counts[0] == 1 and size[1] - size[0] == sys.getsizeof(names)
+    counts, size = rows["str"]
+    assert counts[1] - counts[0] >= 300
+    assert size[1] - size[0] >= sum(sys.getsizeof(k) for k in names)
+    assert counter.samples == 2
+    del held, names

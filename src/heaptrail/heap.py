@@ -57,26 +57,20 @@ class SummaryRow(NamedTuple):
     kind: str
 
 
-class Summary(list):
-    """Rows of :meth:`Snapshot.summary`, largest total size first. ``str()`` prints heapy's
-    table; ``format(top=N)`` limits the rows."""
+class _Rows(list):
+    """A list of named-tuple rows printed as a fixed-width table: subclasses give the header
+    lines and one line per row; ``format(top=N)`` limits the rows, ``str()`` shows 20."""
 
-    def __init__(self, rows, by, objects, total):
-        super().__init__(rows)
-        self.by = by
-        self.objects = objects
-        self.total_size = total
+    def _header(self):
+        raise NotImplementedError
+
+    def _line(self, r):
+        raise NotImplementedError
 
     def format(self, top=None):
-        kind = {"type": "Kind (class / type)", "owner": "Kind (class / dict of class)",
-                "module": "Kind (module of class)"}[self.by]
-        lines = [f"Partition of a set of {self.objects} objects. Total size = {self.total_size} bytes.",
-                 f"{'Index':>6} {'Count':>8} {'%':>3} {'Size':>10} {'%':>3} {'Cumulative':>11} {'%':>3}"
-                 f" {'Max':>8} {kind}"]
+        lines = self._header()
         shown = self if top is None else self[:top]
-        for r in shown:
-            lines.append(f"{r.index:>6} {r.count:>8} {r.count_percent:>3.0f} {r.size:>10} {r.size_percent:>3.0f}"
-                         f" {r.cumulative:>11} {r.cumulative_percent:>3.0f} {r.max:>8} {r.kind}")
+        lines.extend(self._line(r) for r in shown)
         if len(shown) < len(self):
             lines.append(f"<{len(self) - len(shown)} more rows>")
         return "\n".join(lines)
@@ -86,6 +80,28 @@ class Summary(list):
 
     def as_dicts(self):
         return [r._asdict() for r in self]
+
+
+class Summary(_Rows):
+    """Rows of :meth:`Snapshot.summary`, largest total size first. ``str()`` prints heapy's
+    table; ``format(top=N)`` limits the rows."""
+
+    def __init__(self, rows, by, objects, total):
+        super().__init__(rows)
+        self.by = by
+        self.objects = objects
+        self.total_size = total
+
+    def _header(self):
+        kind = {"type": "Kind (class / type)", "owner": "Kind (class / dict of class)",
+                "module": "Kind (module of class)"}[self.by]
+        return [f"Partition of a set of {self.objects} objects. Total size = {self.total_size} bytes.",
+                f"{'Index':>6} {'Count':>8} {'%':>3} {'Size':>10} {'%':>3} {'Cumulative':>11} {'%':>3}"
+                f" {'Max':>8} {kind}"]
+
+    def _line(self, r):
+        return (f"{r.index:>6} {r.count:>8} {r.count_percent:>3.0f} {r.size:>10} {r.size_percent:>3.0f}"
+                f" {r.cumulative:>11} {r.cumulative_percent:>3.0f} {r.max:>8} {r.kind}")
 
 
 class DiffRow(NamedTuple):
@@ -98,24 +114,15 @@ class DiffRow(NamedTuple):
     size: int
 
 
-class Diff(list):
+class Diff(_Rows):
     """Rows of :meth:`Snapshot.diff`, largest size growth first; ``str()`` prints a table."""
 
-    def format(self, top=None):
-        lines = [f"{'Count':>9} {'Size':>12} {'Added':>8} {'Removed':>8} {'Now':>8}  Kind"]
-        shown = self if top is None else self[:top]
-        for r in shown:
-            lines.append(f"{r.count_delta:>+9} {human_bytes(r.size_delta):>12} {r.added:>8} {r.removed:>8}"
-                         f" {r.count:>8}  {r.kind}")
-        if len(shown) < len(self):
-            lines.append(f"<{len(self) - len(shown)} more rows>")
-        return "\n".join(lines)
+    def _header(self):
+        return [f"{'Count':>9} {'Size':>12} {'Added':>8} {'Removed':>8} {'Now':>8}  Kind"]
 
-    def __str__(self):
-        return self.format(top=20)
-
-    def as_dicts(self):
-        return [r._asdict() for r in self]
+    def _line(self, r):
+        return (f"{r.count_delta:>+9} {human_bytes(r.size_delta):>12} {r.added:>8} {r.removed:>8}"
+                f" {r.count:>8}  {r.kind}")
 
 
 def _quote(s):

@@ -1,8 +1,12 @@
 /* codec.c - byte buffers and LEB128 varints. */
+#include "common.h" /* Python.h first: it sets the feature macros */
 #include "codec.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 void
 ht_buf_init(ht_buf *b)
@@ -202,4 +206,96 @@ ht_rd_count(ht_rd *r, size_t min_item_bytes)
         return 0;
     }
     return n;
+}
+
+/* ---- whole files ---------------------------------------------------------- */
+
+/* Reads f to its end into *data (malloc'd, grown as needed; a regular
+ * file's size is the first guess, so it is read in one go). 0 or an errno. */
+static int
+ht_rd_file_all(FILE *f, uint8_t **data, size_t *len)
+{
+    struct stat st;
+    size_t cap = 65536, n = 0;
+    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size < SIZE_MAX - 1)
+        cap = (size_t)st.st_size + 1; /* +1: the EOF is seen without growing */
+    uint8_t *d = NULL;
+    for (;;) {
+        if (d == NULL || n == cap) {
+            size_t nc = d == NULL ? cap : cap > SIZE_MAX / 2 ? 0 : cap * 2;
+            uint8_t *g = nc == 0 ? NULL : realloc(d, nc);
+            if (g == NULL) {
+                free(d);
+                return ENOMEM;
+            }
+            d = g;
+            cap = nc;
+        }
+        size_t got = fread(d + n, 1, cap - n, f);
+        n += got;
+        if (got == 0) {
+            if (ferror(f)) {
+                int e = errno ? errno : EIO;
+                free(d);
+                return e;
+            }
+            break;
+        }
+    }
+    *data = d;
+    *len = n;
+    return 0;
+}
+
+uint8_t *
+ht_rd_file(const char *path, size_t *len)
+{
+    uint8_t *data = NULL;
+    int err;
+    Py_BEGIN_ALLOW_THREADS
+    errno = 0;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        err = errno;
+    } else {
+        err = ht_rd_file_all(f, &data, len);
+        fclose(f);
+    }
+    Py_END_ALLOW_THREADS
+    if (err == ENOMEM) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    if (err != 0) {
+        errno = err;
+        ht_error_os(path);
+        return NULL;
+    }
+    return data;
+}
+
+int
+ht_buf_write_file(const ht_buf *b, const char *path)
+{
+    if (b->error) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    int ok, err = 0;
+    Py_BEGIN_ALLOW_THREADS
+    FILE *f = fopen(path, "wb");
+    ok = f != NULL && (b->len == 0 || fwrite(b->data, 1, b->len, f) == b->len);
+    if (!ok)
+        err = errno;
+    if (f != NULL && fclose(f) != 0 && ok) {
+        ok = 0;
+        err = errno;
+    }
+    Py_END_ALLOW_THREADS
+    if (!ok) {
+        errno = err ? err : EIO;
+        ht_error_os(path);
+        return -1;
+    }
+    return 0;
 }

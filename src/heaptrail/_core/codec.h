@@ -80,4 +80,15 @@ uint64_t ht_rd_count(ht_rd *r, size_t min_item_bytes);
 /* Sets the error if not already set. */
 static inline void ht_rd_fail(ht_rd *r, const char *why) { if (!r->error) r->error = why; }
 
+/* ---- whole files (every format is read and written whole) ---- */
+
+/* Reads the whole file at path into a malloc'd buffer (*len bytes); the GIL
+ * is released while reading. NULL with OSError (ht_error_os) or MemoryError
+ * set. Call with the GIL held. */
+uint8_t *ht_rd_file(const char *path, size_t *len);
+/* Writes b (created or truncated), the GIL released while writing. 0, or -1
+ * with OSError (ht_error_os) or, when b ran out of memory, MemoryError set.
+ * Call with the GIL held. */
+int ht_buf_write_file(const ht_buf *b, const char *path);
+
 #endif

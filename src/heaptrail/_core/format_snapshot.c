@@ -65,25 +65,6 @@ ht_snap_put_edges(ht_buf *b, const ht_heap *h)
     }
 }
 
-static int
-ht_snap_write_file(const char *path, const ht_buf *b)
-{
-    FILE *f = fopen(path, "wb");
-    if (f == NULL) {
-        ht_error_os(path);
-        return -1;
-    }
-    size_t w = fwrite(b->data, 1, b->len, f);
-    int bad = w != b->len;
-    if (fclose(f) != 0)
-        bad = 1;
-    if (bad) {
-        ht_error_os(path);
-        return -1;
-    }
-    return 0;
-}
-
 int
 ht_snapshot_save(const ht_heap *h, const char *path)
 {
@@ -107,10 +88,10 @@ ht_snapshot_save(const ht_heap *h, const char *path)
     ht_buf_u8(&out, HT_SEC_END);
     ht_buf_varint(&out, 0);
     int r = -1;
-    if (out.error || sec.error)
+    if (sec.error)
         PyErr_NoMemory();
     else
-        r = ht_snap_write_file(path, &out);
+        r = ht_buf_write_file(&out, path);
     ht_buf_free(&out);
     ht_buf_free(&sec);
     return r;
@@ -188,9 +169,9 @@ ht_snap_read_objects(ht_snap_rd *s, ht_rd *r, ht_heap *h)
         if (h->len[i] < -1)
             return ht_snap_bad(s, "object length out of range");
         h->edge_start[i] = (uint32_t)edges;
-        edges += ne;
-        if (edges > h->m)
+        if (ne > h->m - edges) /* compared before adding: a huge ne must not wrap around */
             return ht_snap_bad(s, "objects have more edges than the header says");
+        edges += ne;
         h->total_size += h->size[i];
     }
     h->edge_start[h->n] = (uint32_t)edges;
@@ -283,52 +264,11 @@ ht_snap_parse(ht_snap_rd *s, const uint8_t *data, size_t len, ht_heap *h)
     }
 }
 
-/* Reads the whole file (its size bounds every later allocation). */
-static uint8_t *
-ht_snap_slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        ht_error_os(path);
-        return NULL;
-    }
-    uint8_t *data = NULL;
-    size_t cap = 0, n = 0;
-    for (;;) {
-        if (n == cap) {
-            size_t nc = cap ? cap * 2 : 65536;
-            uint8_t *d = realloc(data, nc);
-            if (d == NULL) {
-                free(data);
-                fclose(f);
-                PyErr_NoMemory();
-                return NULL;
-            }
-            data = d;
-            cap = nc;
-        }
-        size_t got = fread(data + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) {
-            if (ferror(f)) {
-                free(data);
-                fclose(f);
-                ht_error_os(path);
-                return NULL;
-            }
-            break;
-        }
-    }
-    fclose(f);
-    *len = n;
-    return data;
-}
-
 PyObject *
 ht_snapshot_load(const char *path)
 {
     size_t len = 0;
-    uint8_t *data = ht_snap_slurp(path, &len);
+    uint8_t *data = ht_rd_file(path, &len); /* its size bounds every later allocation */
     if (data == NULL)
         return NULL;
     ht_heap *h = ht_heap_new();

@@ -178,22 +178,10 @@ ft_dump(PyObject *self, PyObject *args)
         ht_buf_free(&out);
         return NULL;
     }
-    int ok, err = 0;
-    Py_BEGIN_ALLOW_THREADS
-    FILE *f = fopen(path, "wb");
-    ok = f != NULL && fwrite(out.data, 1, out.len, f) == out.len;
-    if (!ok)
-        err = errno;
-    if (f != NULL && fclose(f) != 0 && ok) {
-        ok = 0;
-        err = errno;
-    }
-    Py_END_ALLOW_THREADS
+    int rc = ht_buf_write_file(&out, path);
     ht_buf_free(&out);
-    if (!ok) {
-        errno = err;
-        return ht_error_os(path);
-    }
+    if (rc < 0)
+        return NULL;
     Py_RETURN_NONE;
 }
 
@@ -420,44 +408,6 @@ ft_decode(const uint8_t *data, size_t len, const char **why)
     return s;
 }
 
-/* Reads the whole file into memory; NULL with OSError set. */
-static uint8_t *
-ft_read_file(const char *path, size_t *len)
-{
-    uint8_t *buf = NULL;
-    int err = 0;
-    Py_BEGIN_ALLOW_THREADS
-    FILE *f = fopen(path, "rb");
-    struct stat st;
-    if (f == NULL || fstat(fileno(f), &st) != 0) {
-        err = errno;
-    } else if (!S_ISREG(st.st_mode)) {
-        err = EINVAL;
-    } else {
-        size_t n = (size_t)st.st_size;
-        buf = malloc(n + 1);
-        if (buf == NULL)
-            err = ENOMEM;
-        else if (fread(buf, 1, n, f) != n || ferror(f)) {
-            err = ferror(f) ? EIO : 0;
-            free(buf);
-            buf = NULL;
-            if (err == 0)
-                err = EIO;  /* the file shrank while we read it */
-        } else {
-            *len = n;
-        }
-    }
-    if (f != NULL)
-        fclose(f);
-    Py_END_ALLOW_THREADS
-    if (buf == NULL) {
-        errno = err;
-        ht_error_os(path);
-    }
-    return buf;
-}
-
 /* _tsnap_load(path) -> handle */
 static PyObject *
 ft_load(PyObject *self, PyObject *args)
@@ -466,7 +416,7 @@ ft_load(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "y:_tsnap_load", &path))
         return NULL;
     size_t len = 0;
-    uint8_t *data = ft_read_file(path, &len);
+    uint8_t *data = ht_rd_file(path, &len);
     if (data == NULL)
         return NULL;
     const char *why = NULL;

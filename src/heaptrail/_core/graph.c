@@ -460,27 +460,107 @@ ht_graph_retained(ht_heap *h, uint32_t i, uint64_t *out)
  * stack; only the components that are cycles are kept
  * ====================================================================== */
 
-typedef struct ht_graph_scc {
+/* Tarjan's working state over one CSR graph. */
+typedef struct {
+    const uint32_t *start, *dst;
     uint32_t *index, *low, *stack, *cnode, *cpos;
     uint8_t *onstack;
-    uint32_t sp;          /* Tarjan stack size */
-    uint32_t *members;    /* [n] members of kept components, concatenated */
-    uint32_t nmembers;
-    uint32_t *starts;     /* [n + 1] */
-    uint32_t ncomp;
-} ht_graph_scc;
+    uint32_t sp, counter;  /* Tarjan stack size, next DFS number */
+    uint32_t *comp, *order;
+    uint32_t ncomp, norder;
+} ht_graph_tarjan;
+
+/* Pops the component rooted at v off the Tarjan stack into order[] and
+ * comp[] (either may be NULL). */
+static void
+ht_graph_tarjan_pop(ht_graph_tarjan *t, uint32_t v)
+{
+    uint32_t w;
+    do {
+        w = t->stack[--t->sp];
+        t->onstack[w] = 0;
+        if (t->comp != NULL)
+            t->comp[w] = t->ncomp;
+        if (t->order != NULL)
+            t->order[t->norder] = w;
+        t->norder++;
+    } while (w != v);
+    t->ncomp++;
+}
 
 static void
-ht_graph_scc_free(ht_graph_scc *s)
+ht_graph_tarjan_from(ht_graph_tarjan *t, uint32_t root)
 {
-    free(s->index);
-    free(s->low);
-    free(s->stack);
-    free(s->cnode);
-    free(s->cpos);
-    free(s->onstack);
-    free(s->members);
-    free(s->starts);
+    uint32_t top = 0;
+    t->index[root] = t->low[root] = t->counter++;
+    t->stack[t->sp++] = root;
+    t->onstack[root] = 1;
+    t->cnode[0] = root;
+    t->cpos[0] = t->start[root];
+    for (;;) {
+        uint32_t v = t->cnode[top], p = t->cpos[top];
+        if (p < t->start[v + 1]) {
+            uint32_t w = t->dst[p];
+            t->cpos[top] = p + 1;
+            if (t->index[w] == HT_NONE) {
+                t->index[w] = t->low[w] = t->counter++;
+                t->stack[t->sp++] = w;
+                t->onstack[w] = 1;
+                top++;
+                t->cnode[top] = w;
+                t->cpos[top] = t->start[w];
+            } else if (t->onstack[w] && t->index[w] < t->low[v]) {
+                t->low[v] = t->index[w];
+            }
+            continue;
+        }
+        if (t->low[v] == t->index[v])
+            ht_graph_tarjan_pop(t, v);
+        if (top == 0)
+            return;
+        top--;
+        uint32_t u = t->cnode[top];
+        if (t->low[v] < t->low[u])
+            t->low[u] = t->low[v];
+    }
+}
+
+int
+ht_graph_scc(uint32_t n, const uint32_t *edge_start, const uint32_t *edge_dst,
+             uint32_t *out_comp, uint32_t *out_order, uint32_t *out_ncomp)
+{
+    ht_graph_tarjan t;
+    memset(&t, 0, sizeof(t));
+    t.start = edge_start;
+    t.dst = edge_dst;
+    t.comp = out_comp;
+    t.order = out_order;
+    t.index = ht_graph_alloc(n, sizeof(uint32_t));
+    t.low = ht_graph_alloc(n, sizeof(uint32_t));
+    t.stack = ht_graph_alloc(n, sizeof(uint32_t));
+    t.cnode = ht_graph_alloc(n, sizeof(uint32_t));
+    t.cpos = ht_graph_alloc(n, sizeof(uint32_t));
+    t.onstack = calloc((size_t)n + 1, 1);
+    int rc = -1;
+    if (!t.index || !t.low || !t.stack || !t.cnode || !t.cpos || !t.onstack) {
+        if (!PyErr_Occurred())
+            PyErr_NoMemory();
+        goto done;
+    }
+    memset(t.index, 0xff, (size_t)(n ? n : 1) * sizeof(uint32_t));
+    for (uint32_t i = 0; i < n; i++)
+        if (t.index[i] == HT_NONE)
+            ht_graph_tarjan_from(&t, i);
+    *out_ncomp = t.ncomp;
+    rc = 0;
+done:
+    free(t.index);
+    free(t.low);
+    free(t.stack);
+    free(t.cnode);
+    free(t.cpos);
+    free(t.onstack);
+    return rc;
 }
 
 static int
@@ -492,60 +572,15 @@ ht_graph_has_self_loop(const ht_heap *h, uint32_t v)
     return 0;
 }
 
-/* Pops the component rooted at v off the Tarjan stack; keeps it when it is
- * a cycle (more than one member, or one with an edge to itself). */
-static void
-ht_graph_scc_pop(const ht_heap *h, ht_graph_scc *s, uint32_t v)
-{
-    uint32_t first = s->nmembers, w;
-    do {
-        w = s->stack[--s->sp];
-        s->onstack[w] = 0;
-        s->members[s->nmembers++] = w;
-    } while (w != v);
-    if (s->nmembers - first == 1 && !ht_graph_has_self_loop(h, v)) {
-        s->nmembers = first;
-        return;
-    }
-    s->starts[++s->ncomp] = s->nmembers;
-}
-
-static void
-ht_graph_scc_from(const ht_heap *h, ht_graph_scc *s, uint32_t root, uint32_t *counter)
-{
-    uint32_t top = 0;
-    s->index[root] = s->low[root] = (*counter)++;
-    s->stack[s->sp++] = root;
-    s->onstack[root] = 1;
-    s->cnode[0] = root;
-    s->cpos[0] = h->edge_start[root];
-    for (;;) {
-        uint32_t v = s->cnode[top], p = s->cpos[top];
-        if (p < h->edge_start[v + 1]) {
-            uint32_t w = h->edge_dst[p];
-            s->cpos[top] = p + 1;
-            if (s->index[w] == HT_NONE) {
-                s->index[w] = s->low[w] = (*counter)++;
-                s->stack[s->sp++] = w;
-                s->onstack[w] = 1;
-                top++;
-                s->cnode[top] = w;
-                s->cpos[top] = h->edge_start[w];
-            } else if (s->onstack[w] && s->index[w] < s->low[v]) {
-                s->low[v] = s->index[w];
-            }
-            continue;
-        }
-        if (s->low[v] == s->index[v])
-            ht_graph_scc_pop(h, s, v);
-        if (top == 0)
-            return;
-        top--;
-        uint32_t u = s->cnode[top];
-        if (s->low[v] < s->low[u])
-            s->low[u] = s->low[v];
-    }
-}
+/* The snapshot's components that are cycles (more than one member, or one
+ * with an edge to itself), members concatenated in members[], component j
+ * at members[starts[j] .. starts[j + 1]). */
+typedef struct {
+    uint32_t *members;    /* [n] */
+    uint32_t nmembers;
+    uint32_t *starts;     /* [n + 1] */
+    uint32_t ncomp;
+} ht_graph_scc_kept;
 
 typedef struct {
     uint64_t total;
@@ -581,7 +616,7 @@ ht_graph_comp_flags(const ht_heap *h, const uint32_t *mem, uint32_t k)
 
 /* Copies the kept components into the cache, biggest total size first. */
 static int
-ht_graph_scc_store(const ht_heap *h, ht_graph_scc *s, ht_graph_cache *c)
+ht_graph_scc_store(const ht_heap *h, ht_graph_scc_kept *s, ht_graph_cache *c)
 {
     uint32_t k = s->ncomp;
     ht_graph_comp_key *keys = ht_graph_alloc(k, sizeof(*keys));
@@ -629,32 +664,34 @@ ht_graph_components(ht_heap *h, ht_graph_cache *c)
 {
     if (c->have_comps)
         return 0;
-    uint32_t n = h->n, counter = 0;
-    ht_graph_scc s;
+    uint32_t n = h->n, nscc = 0;
+    ht_graph_scc_kept s;
     memset(&s, 0, sizeof(s));
-    s.index = ht_graph_alloc(n, sizeof(uint32_t));
-    s.low = ht_graph_alloc(n, sizeof(uint32_t));
-    s.stack = ht_graph_alloc(n, sizeof(uint32_t));
-    s.cnode = ht_graph_alloc(n, sizeof(uint32_t));
-    s.cpos = ht_graph_alloc(n, sizeof(uint32_t));
+    uint32_t *comp = ht_graph_alloc(n, sizeof(uint32_t));
     s.members = ht_graph_alloc(n, sizeof(uint32_t));
     s.starts = ht_graph_alloc((size_t)n + 1, sizeof(uint32_t));
-    s.onstack = calloc((size_t)n + 1, 1);
     int rc = -1;
-    if (!s.index || !s.low || !s.stack || !s.cnode || !s.cpos || !s.members || !s.starts ||
-        !s.onstack) {
-        if (!PyErr_Occurred())
-            PyErr_NoMemory();
+    if (!comp || !s.members || !s.starts)
         goto done;
-    }
-    memset(s.index, 0xff, (size_t)(n ? n : 1) * sizeof(uint32_t));
+    if (ht_graph_scc(n, h->edge_start, h->edge_dst, comp, s.members, &nscc) < 0)
+        goto done;
+    /* members[] holds each component contiguously: keep the cycles, moved
+     * down in place (the write position never passes the read position). */
     s.starts[0] = 0;
-    for (uint32_t i = 0; i < n; i++)
-        if (s.index[i] == HT_NONE)
-            ht_graph_scc_from(h, &s, i, &counter);
+    for (uint32_t a = 0, b; a < n; a = b) {
+        for (b = a + 1; b < n && comp[s.members[b]] == comp[s.members[a]]; b++)
+            ;
+        if (b - a == 1 && !ht_graph_has_self_loop(h, s.members[a]))
+            continue;
+        memmove(s.members + s.nmembers, s.members + a, (size_t)(b - a) * sizeof(uint32_t));
+        s.nmembers += b - a;
+        s.starts[++s.ncomp] = s.nmembers;
+    }
     rc = ht_graph_scc_store(h, &s, c);
 done:
-    ht_graph_scc_free(&s);
+    free(comp);
+    free(s.members);
+    free(s.starts);
     return rc;
 }
 
@@ -1267,7 +1304,8 @@ ht_graph_dot(const ht_heap *h, const ht_graph_cache *c, uint32_t x, int back, ui
     if (back)
         ht_graph_dot_puts(b, "  rankdir=BT;\n");
     queue[tail++] = x;
-    ht_table_put(&seen, (uint64_t)x + 1, 0);
+    if (ht_table_put(&seen, (uint64_t)x + 1, 0) < 0) /* its depth is read back below */
+        goto nomem;
     ht_graph_dot_node(b, h, x, 1);
     while (head < tail) {
         uint32_t u = queue[head++];

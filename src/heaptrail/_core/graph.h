@@ -33,4 +33,16 @@ void ht_graph_cache_free(ht_heap *h);
  * memory, corrupt heap, i >= h->n). */
 int ht_graph_retained(ht_heap *h, uint32_t i, uint64_t *out);
 
+/* Strongly connected components of a plain CSR graph of n nodes (node v's
+ * successors are edge_dst[edge_start[v] .. edge_start[v + 1])), by Tarjan's
+ * algorithm with an explicit stack (no recursion, any depth). Components are
+ * numbered in the order Tarjan completes them (a component is numbered after
+ * every component it reaches). Fills out_comp[v] (the component of v) and
+ * out_order (every node, each component's members contiguous and the
+ * components in number order); either may be NULL; each holds n entries.
+ * *out_ncomp gets the number of components. Returns 0, or -1 with
+ * MemoryError set. Every edge_dst must be < n. */
+int ht_graph_scc(uint32_t n, const uint32_t *edge_start, const uint32_t *edge_dst,
+                 uint32_t *out_comp, uint32_t *out_order, uint32_t *out_ncomp);
+
 #endif

@@ -5,7 +5,8 @@
  * Counting (ht_leaks_counter, `_core._leaks_counter()`): a full snapshot per
  * iteration would cost a walk with edges, labels and values every time; the
  * growth test only needs, per type, how many objects there are and their
- * bytes. One pass over gc.get_objects() counts every gc-tracked object by
+ * bytes. One pass over gc.get_objects() (live.h's counting pass, with
+ * HT_LIVE_BYTES | HT_LIVE_UNTRACKED) counts every gc-tracked object by
  * type (flat size from ht_size_flat) and, for each, its untracked referents
  * (str, int, float, bytes, untracked tuples and dicts ...), which are found
  * only through a container: those are counted once per reference, not once
@@ -36,17 +37,7 @@
 
 #include "hashtable.h"
 #include "heap.h"
-#include "size.h"
-
-/* PyObject_IS_GC without the function call (the counting pass asks it for
- * every referent): a gc type, and for types with tp_is_gc (type objects:
- * static ones have no gc header) what that says. */
-static inline int
-ht_leaks_is_gc(PyObject *o)
-{
-    PyTypeObject *tp = Py_TYPE(o);
-    return PyType_IS_GC(tp) && (tp->tp_is_gc == NULL || tp->tp_is_gc(o));
-}
+#include "live.h"
 
 /* ======================================================================
  * the per-iteration counter
@@ -60,14 +51,11 @@ typedef struct {
 
 typedef struct {
     PyObject_HEAD
-    ht_table rows_by_type;   /* type address -> row index + 1 */
-    ht_leaks_row *rows;
+    ht_live_types types;     /* the counting pass (live.h): type -> slot, and the
+                                counts of the sample being taken */
+    ht_leaks_row *rows;      /* [nrows] row j keeps the columns of slot j */
     size_t nrows, cap_rows;
     size_t nsamples, cap_samples;
-    int oom;
-    int recording;           /* this sample also fills `known` */
-    PyTypeObject *last_type; /* one-entry cache in front of rows_by_type: */
-    size_t last_row;         /* neighbouring objects often share a type */
     ht_table known;          /* address -> type address of every object counted by
                                 the sample(record=True): "the objects at the start" */
 } ht_leaks_counter;
@@ -106,24 +94,16 @@ ht_leaks_type_name(PyTypeObject *tp)
     return s;
 }
 
-/* The row of type tp, created (with zeros for earlier samples) on first
- * sight; NULL when out of memory (c->oom set). */
-static ht_leaks_row *
-ht_leaks_row_of(ht_leaks_counter *c, PyTypeObject *tp)
+/* Adds the row of slot nrows (zeros for earlier samples), named after tp,
+ * which must still be alive. 0 or -1. */
+static int
+ht_leaks_row_add(ht_leaks_counter *c, PyTypeObject *tp)
 {
-    if (tp == c->last_type)
-        return &c->rows[c->last_row];
-    uint64_t *v = ht_table_find(&c->rows_by_type, (uint64_t)(uintptr_t)tp);
-    if (v) {
-        c->last_type = tp;
-        c->last_row = (size_t)(*v - 1);
-        return &c->rows[*v - 1];
-    }
     if (c->nrows == c->cap_rows) {
         size_t cap = c->cap_rows ? c->cap_rows * 2 : 256;
         ht_leaks_row *r = realloc(c->rows, cap * sizeof *r);
         if (r == NULL)
-            goto oom;
+            return -1;
         c->rows = r;
         c->cap_rows = cap;
     }
@@ -135,112 +115,27 @@ ht_leaks_row_of(ht_leaks_counter *c, PyTypeObject *tp)
         free(r->name);
         free(r->count);
         free(r->bytes);
-        goto oom;
-    }
-    if (ht_table_put(&c->rows_by_type, (uint64_t)(uintptr_t)tp, c->nrows + 1) < 0) {
-        free(r->name);
-        free(r->count);
-        free(r->bytes);
-        goto oom;
+        return -1;
     }
     c->nrows++;
-    return r;
-oom:
-    c->oom = 1;
-    return NULL;
-}
-
-static void
-ht_leaks_add(ht_leaks_counter *c, PyObject *op)
-{
-    ht_leaks_row *r = ht_leaks_row_of(c, Py_TYPE(op));
-    if (r == NULL)
-        return;
-    Py_ssize_t sz = ht_size_flat(op);
-    if (sz < 0) {
-        PyErr_Clear(); /* a failing __sizeof__: counted, with no bytes */
-        sz = 0;
-    }
-    r->count[c->nsamples]++;
-    r->bytes[c->nsamples] += sz;
-}
-
-/* Untracked containers (a tuple or dict of atomic values, untracked by the
- * collector) and code objects (not gc objects at all, but holders of
- * constants and names) are looked into too, so that what they hold is
- * counted. The passes do not deduplicate (a shared untracked object counts
- * once per reference, and every pass, recording or not, counts the same
- * way so that the columns compare), so their depth is bounded: untracked
- * containers nest little, as they hold only untracked objects. */
-#define HT_LEAKS_MAX_DEPTH 16
-
-typedef struct {
-    ht_leaks_counter *c;
-    int depth;
-} ht_leaks_walk;
-
-static void ht_leaks_referents(ht_leaks_walk *w, PyObject *op);
-
-/* Counts o, and records it when recording. */
-static void
-ht_leaks_take(ht_leaks_walk *w, PyObject *o)
-{
-    ht_leaks_counter *c = w->c;
-    if (c->recording &&
-        ht_table_put(&c->known, (uint64_t)(uintptr_t)o, (uint64_t)(uintptr_t)Py_TYPE(o)) < 0) {
-        c->oom = 1;
-        return;
-    }
-    ht_leaks_add(c, o);
-}
-
-/* tp_traverse visitor: counts the untracked referents of an object. */
-static int
-ht_leaks_visit(PyObject *o, void *arg)
-{
-    ht_leaks_walk *w = arg;
-    if (o == NULL || (ht_leaks_is_gc(o) && PyObject_GC_IsTracked(o)))
-        return 0;
-    ht_leaks_take(w, o);
-    if (w->depth < HT_LEAKS_MAX_DEPTH && (ht_leaks_is_gc(o) || PyCode_Check(o))) {
-        w->depth++;
-        ht_leaks_referents(w, o);
-        w->depth--;
-    }
     return 0;
 }
 
-static void
-ht_leaks_referents(ht_leaks_walk *w, PyObject *op)
+/* Stores the pass's counts as column nsamples, adding a row for each type
+ * first seen in it (while the objects counted, and so their types, are
+ * still alive). 0 or -1. */
+static int
+ht_leaks_store_column(ht_leaks_counter *c)
 {
-    if (PyDict_CheckExact(op)) {
-        Py_ssize_t it = 0;
-        PyObject *k, *v;
-        while (PyDict_Next(op, &it, &k, &v)) {
-            ht_leaks_visit(k, w);
-            ht_leaks_visit(v, w);
-        }
-        return;
+    const ht_live_types *t = &c->types;
+    while (c->nrows < t->n)
+        if (ht_leaks_row_add(c, t->types[c->nrows]) < 0)
+            return -1;
+    for (size_t j = 0; j < t->n; j++) {
+        c->rows[j].count[c->nsamples] = (int64_t)t->counts[j];
+        c->rows[j].bytes[c->nsamples] = (int64_t)t->bytes[j];
     }
-    if (PyCode_Check(op)) {
-        PyCodeObject *co = (PyCodeObject *)op;
-        PyObject *parts[] = {co->co_consts, co->co_names, co->co_localsplusnames, co->co_filename,
-                             co->co_name, co->co_qualname, co->co_linetable, co->co_exceptiontable};
-        for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++)
-            ht_leaks_visit(parts[k], w);
-        return;
-    }
-    traverseproc tr = Py_TYPE(op)->tp_traverse;
-    if (tr)
-        (void)tr(op, ht_leaks_visit, w);
-}
-
-static void
-ht_leaks_count_one(ht_leaks_counter *c, PyObject *op)
-{
-    ht_leaks_walk w = {c, 0};
-    ht_leaks_take(&w, op);
-    ht_leaks_referents(&w, op);
+    return 0;
 }
 
 /* Makes room for one more sample column in every row. */
@@ -298,22 +193,21 @@ ht_leaks_sample(ht_leaks_counter *c, PyObject *args)
             return PyErr_NoMemory();
         }
     }
-    c->recording = record;
     /* no collection may run while we read raw referents; the list holds a
      * reference to every tracked object, so no __sizeof__ can free one */
+    ht_live_types_zero(&c->types);
     int was_enabled = PyGC_Disable();
-    Py_ssize_t n = PyList_GET_SIZE(list);
-    for (Py_ssize_t k = 0; k < n && !c->oom; k++) {
-        if (k + 8 < n)
-            __builtin_prefetch(PyList_GET_ITEM(list, k + 8));
-        ht_leaks_count_one(c, PyList_GET_ITEM(list, k));
-    }
+    int rc = ht_live_types_count(&c->types, list, NULL, record ? &c->known : NULL);
     if (was_enabled)
         PyGC_Enable();
+    if (rc == 0 && ht_leaks_store_column(c) < 0)
+        rc = -1;
     Py_DECREF(list);
-    c->recording = 0;
-    if (c->oom)
-        return PyErr_NoMemory();
+    if (rc < 0) {
+        if (!PyErr_Occurred())
+            PyErr_NoMemory();
+        return NULL;
+    }
     c->nsamples++;
     return PyLong_FromSize_t(c->nsamples);
 }
@@ -362,7 +256,7 @@ ht_leaks_counter_dealloc(ht_leaks_counter *c)
         free(c->rows[j].bytes);
     }
     free(c->rows);
-    ht_table_free(&c->rows_by_type);
+    ht_live_types_free(&c->types);
     ht_table_free(&c->known);
     PyObject_Free(c);
 }
@@ -401,7 +295,8 @@ ht_leaks_counter_new(PyObject *mod, PyObject *unused)
     if (c == NULL)
         return NULL;
     memset((char *)c + sizeof(PyObject), 0, sizeof *c - sizeof(PyObject));
-    if (ht_table_init(&c->rows_by_type, 512, 1) < 0 || ht_table_init(&c->known, 16, 1) < 0) {
+    if (ht_live_types_init(&c->types, HT_LIVE_BYTES | HT_LIVE_UNTRACKED) < 0 ||
+        ht_table_init(&c->known, 16, 1) < 0) {
         Py_DECREF(c);
         return PyErr_NoMemory();
     }
@@ -680,14 +575,12 @@ typedef struct {
     ht_table want;      /* addresses asked for */
     PyObject *found;    /* dict address -> object */
     int err;
-    int depth;          /* untracked containers entered (bounded as when counting) */
 } ht_leaks_find;
 
-static void ht_leaks_find_in(ht_leaks_find *f, PyObject *op);
-
 static void
-ht_leaks_find_one(ht_leaks_find *f, PyObject *o)
+ht_leaks_find_one(PyObject *o, void *arg)
 {
+    ht_leaks_find *f = arg;
     uint64_t a = (uint64_t)(uintptr_t)o;
     if (f->err || !ht_table_contains(&f->want, a))
         return;
@@ -698,40 +591,10 @@ ht_leaks_find_one(ht_leaks_find *f, PyObject *o)
     ht_table_remove(&f->want, a, NULL);
 }
 
-static int
-ht_leaks_find_visit(PyObject *o, void *arg)
-{
-    ht_leaks_find *f = arg;
-    if (o == NULL || (ht_leaks_is_gc(o) && PyObject_GC_IsTracked(o)))
-        return 0; /* tracked objects are in gc.get_objects() themselves */
-    ht_leaks_find_one(f, o);
-    if (ht_leaks_is_gc(o) && f->depth < HT_LEAKS_MAX_DEPTH) {
-        f->depth++;
-        ht_leaks_find_in(f, o);
-        f->depth--;
-    }
-    return 0;
-}
-
-/* Looks at op's referents (a dict's keys too) and into untracked ones. */
-static void
-ht_leaks_find_in(ht_leaks_find *f, PyObject *op)
-{
-    if (PyDict_CheckExact(op)) {
-        Py_ssize_t it = 0;
-        PyObject *kk, *v;
-        while (PyDict_Next(op, &it, &kk, &v)) {
-            ht_leaks_find_visit(kk, f);
-            ht_leaks_find_visit(v, f);
-        }
-    } else if (Py_TYPE(op)->tp_traverse) {
-        (void)Py_TYPE(op)->tp_traverse(op, ht_leaks_find_visit, f);
-    }
-}
-
 /* _leaks_objects(addresses) -> {address: object} for the addresses that are
- * live objects now: the gc-tracked ones and their direct referents (a dict's
- * keys included). Never dereferences an address it was given: it only
+ * live objects now: the gc-tracked ones and the untracked objects they hold
+ * (a dict's keys included), as the counter walks them (ht_live_untracked).
+ * Never dereferences an address it was given: it only
  * compares them with objects it reaches. */
 static PyObject *
 ht_leaks_objects(PyObject *mod, PyObject *addrs)
@@ -766,8 +629,8 @@ ht_leaks_objects(PyObject *mod, PyObject *addrs)
     int was_enabled = PyGC_Disable();
     for (Py_ssize_t k = 0; k < PyList_GET_SIZE(list) && !f.err && f.want.count; k++) {
         PyObject *op = PyList_GET_ITEM(list, k);
-        ht_leaks_find_one(&f, op);
-        ht_leaks_find_in(&f, op);
+        ht_leaks_find_one(op, &f);
+        ht_live_untracked(op, ht_leaks_find_one, &f); /* as the counter sees them */
     }
     if (was_enabled)
         PyGC_Enable();

@@ -17,7 +17,9 @@
  * Memory: 12 bytes a reference while the call runs.
  */
 #include "common.h"
+#include "graph.h"
 #include "hashtable.h"
+#include "live.h"
 #include "size.h"
 
 #include <stdlib.h>
@@ -120,26 +122,15 @@ ht_live_ssize(PyObject *o, Py_ssize_t *out)
  * flight to hide the memory latency. */
 #define HT_LIVE_AHEAD 16
 
-/* ---- per-type counting ---------------------------------------------------- */
-
-/* Types in first-seen order (so equal counts sort as objgraph's dicts do),
- * with a table type address -> slot + 1. */
-typedef struct {
-    ht_table index;
-    PyTypeObject **types;
-    uint64_t *counts;
-    size_t n, cap;
-    /* direct-mapped cache type -> slot in front of the table: a heap has
-     * few types, and the pass is bound by memory, not by hashing */
-    struct { PyTypeObject *tp; size_t slot; } cache[64];
-} ht_live_types;
+/* ---- per-type counting (live.h) -------------------------------------------- */
 
 #define HT_LIVE_CACHE_SLOT(tp) (((uintptr_t)(tp) >> 4) & 63)
 
-static int
-ht_live_types_init(ht_live_types *t)
+int
+ht_live_types_init(ht_live_types *t, int flags)
 {
     memset(t, 0, sizeof(*t));
+    t->flags = flags;
     if (ht_table_init(&t->index, 1024, 1) < 0) {
         PyErr_NoMemory();
         return -1;
@@ -147,16 +138,48 @@ ht_live_types_init(ht_live_types *t)
     return 0;
 }
 
-static void
+void
 ht_live_types_free(ht_live_types *t)
 {
     ht_table_free(&t->index);
     free(t->types);
     free(t->counts);
+    free(t->bytes);
 }
 
-/* Slot of tp, added when new; (size_t)-1 with MemoryError set. */
-static size_t
+void
+ht_live_types_zero(ht_live_types *t)
+{
+    if (t->n == 0)
+        return;
+    memset(t->counts, 0, t->n * sizeof(*t->counts));
+    if (t->bytes != NULL)
+        memset(t->bytes, 0, t->n * sizeof(*t->bytes));
+}
+
+/* Grows the per-slot arrays to cap. 0 or -1 (arrays left valid). */
+static int
+ht_live_types_grow(ht_live_types *t, size_t cap)
+{
+    PyTypeObject **nt = realloc(t->types, cap * sizeof(*nt));
+    if (nt == NULL)
+        return -1;
+    t->types = nt;
+    uint64_t *nc = realloc(t->counts, cap * sizeof(*nc));
+    if (nc == NULL)
+        return -1;
+    t->counts = nc;
+    if (t->flags & HT_LIVE_BYTES) {
+        uint64_t *nb = realloc(t->bytes, cap * sizeof(*nb));
+        if (nb == NULL)
+            return -1;
+        t->bytes = nb;
+    }
+    t->cap = cap;
+    return 0;
+}
+
+size_t
 ht_live_types_slot(ht_live_types *t, PyTypeObject *tp)
 {
     size_t c = HT_LIVE_CACHE_SLOT(tp);
@@ -168,20 +191,12 @@ ht_live_types_slot(ht_live_types *t, PyTypeObject *tp)
         goto nomem;
     size_t slot = (size_t)*v - 1;
     if (added) {
-        if (t->n == t->cap) {
-            size_t cap = t->cap ? t->cap * 2 : 256;
-            PyTypeObject **nt = realloc(t->types, cap * sizeof(*nt));
-            if (nt == NULL)
-                goto undo;
-            t->types = nt;
-            uint64_t *nc = realloc(t->counts, cap * sizeof(*nc));
-            if (nc == NULL)
-                goto undo;
-            t->counts = nc;
-            t->cap = cap;
-        }
+        if (t->n == t->cap && ht_live_types_grow(t, t->cap ? t->cap * 2 : 256) < 0)
+            goto undo;
         t->types[t->n] = tp;
         t->counts[t->n] = 0;
+        if (t->bytes != NULL)
+            t->bytes[t->n] = 0;
         t->n++;
     }
     t->cache[c].tp = tp;
@@ -194,10 +209,138 @@ nomem:
     return (size_t)-1;
 }
 
-/* Counts the objects of seq by type; filter (or NULL) is called on each and
- * only objects it accepts are counted. 0 or -1. */
+/* PyObject_IS_GC without the function call (the untracked walk asks it for
+ * every referent): a gc type, and for types with tp_is_gc (type objects:
+ * static ones have no gc header) what that says. */
+static inline int
+ht_live_is_gc(PyObject *o)
+{
+    PyTypeObject *tp = Py_TYPE(o);
+    return PyType_IS_GC(tp) && (tp->tp_is_gc == NULL || tp->tp_is_gc(o));
+}
+
+/* Untracked containers (a tuple or dict of atomic values, untracked by the
+ * collector) and code objects (not gc objects at all, but holders of
+ * constants and names) are looked into too, so that what they hold is seen.
+ * The walk does not deduplicate (a shared untracked object is seen once per
+ * reference, and every pass sees the same way so that passes compare), so
+ * its depth is bounded: untracked containers nest little, as they hold only
+ * untracked objects. */
+#define HT_LIVE_MAX_DEPTH 16
+
+typedef struct {
+    ht_live_untracked_fn fn;
+    void *arg;
+    int depth;
+} ht_live_walk;
+
+static void ht_live_walk_referents(ht_live_walk *w, PyObject *op);
+
+/* tp_traverse visitor: hands over the untracked referents of an object. */
 static int
-ht_live_types_count(ht_live_types *t, PyObject *seq, PyObject *filter)
+ht_live_walk_visit(PyObject *o, void *arg)
+{
+    ht_live_walk *w = arg;
+    if (o == NULL || (ht_live_is_gc(o) && PyObject_GC_IsTracked(o)))
+        return 0; /* tracked objects are in gc.get_objects() themselves */
+    w->fn(o, w->arg);
+    if (w->depth < HT_LIVE_MAX_DEPTH && (ht_live_is_gc(o) || PyCode_Check(o))) {
+        w->depth++;
+        ht_live_walk_referents(w, o);
+        w->depth--;
+    }
+    return 0;
+}
+
+/* Exact dicts are read with PyDict_Next so their str keys (which dict's
+ * tp_traverse leaves out) count too; code objects through their parts. */
+static void
+ht_live_walk_referents(ht_live_walk *w, PyObject *op)
+{
+    if (PyDict_CheckExact(op)) {
+        Py_ssize_t it = 0;
+        PyObject *k, *v;
+        while (PyDict_Next(op, &it, &k, &v)) {
+            ht_live_walk_visit(k, w);
+            ht_live_walk_visit(v, w);
+        }
+        return;
+    }
+    if (PyCode_Check(op)) {
+        PyCodeObject *co = (PyCodeObject *)op;
+        PyObject *parts[] = {co->co_consts, co->co_names, co->co_localsplusnames, co->co_filename,
+                             co->co_name, co->co_qualname, co->co_linetable, co->co_exceptiontable};
+        for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++)
+            ht_live_walk_visit(parts[k], w);
+        return;
+    }
+    traverseproc tr = Py_TYPE(op)->tp_traverse;
+    if (tr)
+        (void)tr(op, ht_live_walk_visit, w);
+}
+
+void
+ht_live_untracked(PyObject *op, ht_live_untracked_fn fn, void *arg)
+{
+    ht_live_walk w = {fn, arg, 0};
+    ht_live_walk_referents(&w, op);
+}
+
+typedef struct {
+    ht_live_types *t;
+    ht_table *record;
+    int error;  /* MemoryError set */
+} ht_live_take_ctx;
+
+/* Counts o (and its flat size with HT_LIVE_BYTES); records it when asked. */
+static void
+ht_live_take(PyObject *o, void *arg)
+{
+    ht_live_take_ctx *w = arg;
+    if (w->error)
+        return;
+    if (w->record != NULL &&
+        ht_table_put(w->record, (uint64_t)(uintptr_t)o, (uint64_t)(uintptr_t)Py_TYPE(o)) < 0) {
+        PyErr_NoMemory();
+        w->error = 1;
+        return;
+    }
+    size_t s = ht_live_types_slot(w->t, Py_TYPE(o));
+    if (s == (size_t)-1) {
+        w->error = 1;
+        return;
+    }
+    w->t->counts[s]++;
+    if (w->t->bytes != NULL) {
+        Py_ssize_t sz = ht_size_flat(o);
+        if (sz < 0) {
+            PyErr_Clear(); /* a failing __sizeof__: counted, with no bytes */
+            sz = 0;
+        }
+        w->t->bytes[s] += (uint64_t)sz;
+    }
+}
+
+/* Counts one object of the sequence. 0 or -1. */
+static int
+ht_live_types_one(ht_live_types *t, PyObject *o, ht_table *record)
+{
+    if (HT_LIKELY(t->flags == 0 && record == NULL)) {
+        size_t s = ht_live_types_slot(t, Py_TYPE(o));
+        if (s == (size_t)-1)
+            return -1;
+        t->counts[s]++;
+        return 0;
+    }
+    ht_live_take_ctx w = {t, record, 0};
+    ht_live_take(o, &w);
+    if (t->flags & HT_LIVE_UNTRACKED)
+        ht_live_untracked(o, ht_live_take, &w);
+    return w.error ? -1 : 0;
+}
+
+int
+ht_live_types_count(ht_live_types *t, PyObject *seq, PyObject *filter, ht_table *record)
 {
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject **items = PySequence_Fast_ITEMS(seq);
@@ -217,10 +360,8 @@ ht_live_types_count(ht_live_types *t, PyObject *seq, PyObject *filter)
             n = PySequence_Fast_GET_SIZE(seq);
             items = PySequence_Fast_ITEMS(seq);
         }
-        size_t s = ht_live_types_slot(t, Py_TYPE(o));
-        if (s == (size_t)-1)
+        if (ht_live_types_one(t, o, record) < 0)
             return -1;
-        t->counts[s]++;
     }
     return 0;
 }
@@ -358,7 +499,7 @@ ht_live_py_typestats(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     PyObject *out = NULL;
 #if PY_VERSION_HEX >= 0x030C0000
     if (objects == Py_None && filter == Py_None) {
-        if (ht_live_types_init(&t) < 0)
+        if (ht_live_types_init(&t, 0) < 0)
             return NULL;
         if (ht_live_types_count_all(&t) == 0)
             out = ht_live_types_dict(&t, shortnames);
@@ -370,7 +511,7 @@ ht_live_py_typestats(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         PyObject *all = ht_live_gc_objects();
         if (all == NULL)
             return NULL;
-        if (ht_live_types_init(&t) == 0) {
+        if (ht_live_types_init(&t, 0) == 0) {
             if (ht_live_types_count_release(&t, all) == 0)
                 out = ht_live_types_dict(&t, shortnames);
             ht_live_types_free(&t);
@@ -382,8 +523,8 @@ ht_live_py_typestats(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     PyObject *seq = ht_live_seq(objects);
     if (seq == NULL)
         return NULL;
-    if (ht_live_types_init(&t) == 0) {
-        if (ht_live_types_count(&t, seq, filter == Py_None ? NULL : filter) == 0) {
+    if (ht_live_types_init(&t, 0) == 0) {
+        if (ht_live_types_count(&t, seq, filter == Py_None ? NULL : filter, NULL) == 0) {
             Py_CLEAR(seq); /* names are made after the objects are let go */
             out = ht_live_types_dict(&t, shortnames);
         }
@@ -409,7 +550,7 @@ ht_live_py_by_type(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     ht_live_types t;
     uint8_t *match = NULL;
-    if (ht_live_types_init(&t) < 0 || ht_live_types_count(&t, seq, NULL) < 0)
+    if (ht_live_types_init(&t, 0) < 0 || ht_live_types_count(&t, seq, NULL, NULL) < 0)
         goto done;
     match = calloc(t.n + 1, 1);
     if (match == NULL) {
@@ -588,7 +729,7 @@ ht_live_py_new_ids(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     uint32_t *cls = NULL;
     uint64_t *cnt = NULL;
     ht_table now = {0};
-    if (ht_live_types_init(&t) < 0 || ht_live_types_count(&t, seq, NULL) < 0)
+    if (ht_live_types_init(&t, 0) < 0 || ht_live_types_count(&t, seq, NULL, NULL) < 0)
         goto done;
     cls = ht_live_class_numbers(&t, shortnames, classes, names);
     if (cls == NULL)
@@ -1181,73 +1322,16 @@ ht_live_gg_free(ht_live_gg *g)
     free(g->comp);
 }
 
-/* Iterative Tarjan over the CSR: comp[v] for every member. 0 or -1. */
+/* Components of the CSR (graph.c's Tarjan): comp[v] for every member. 0 or -1. */
 static int
 ht_live_gg_scc(ht_live_gg *g)
 {
-    uint32_t n = g->n, counter = 0, sp = 0;
-    uint32_t *index = malloc((n + 1) * sizeof(uint32_t)), *low = malloc((n + 1) * sizeof(uint32_t));
-    uint32_t *stack = malloc((n + 1) * sizeof(uint32_t)), *cnode = malloc((n + 1) * sizeof(uint32_t));
-    uint32_t *cpos = malloc((n + 1) * sizeof(uint32_t));
-    uint8_t *on = calloc(n + 1, 1);
-    g->comp = malloc((n + 1) * sizeof(uint32_t));
-    int rc = -1;
-    if (!index || !low || !stack || !cnode || !cpos || !on || !g->comp) {
+    g->comp = malloc(((size_t)g->n + 1) * sizeof(uint32_t));
+    if (g->comp == NULL) {
         PyErr_NoMemory();
-        goto done;
+        return -1;
     }
-    memset(index, 0xff, (n + 1) * sizeof(uint32_t));
-    for (uint32_t root = 0; root < n; root++) {
-        if (index[root] != UINT32_MAX)
-            continue;
-        uint32_t top = 0;
-        index[root] = low[root] = counter++;
-        stack[sp++] = root;
-        on[root] = 1;
-        cnode[0] = root;
-        cpos[0] = g->start[root];
-        for (;;) {
-            uint32_t v = cnode[top], p = cpos[top];
-            if (p < g->start[v + 1]) {
-                uint32_t w = g->dst[p];
-                cpos[top] = p + 1;
-                if (index[w] == UINT32_MAX) {
-                    index[w] = low[w] = counter++;
-                    stack[sp++] = w;
-                    on[w] = 1;
-                    top++;
-                    cnode[top] = w;
-                    cpos[top] = g->start[w];
-                } else if (on[w] && index[w] < low[v]) {
-                    low[v] = index[w];
-                }
-                continue;
-            }
-            if (low[v] == index[v]) {
-                uint32_t w;
-                do {
-                    w = stack[--sp];
-                    on[w] = 0;
-                    g->comp[w] = g->ncomp;
-                } while (w != v);
-                g->ncomp++;
-            }
-            if (top == 0)
-                break;
-            top--;
-            if (low[v] < low[cnode[top]])
-                low[cnode[top]] = low[v];
-        }
-    }
-    rc = 0;
-done:
-    free(index);
-    free(low);
-    free(stack);
-    free(cnode);
-    free(cpos);
-    free(on);
-    return rc;
+    return ht_graph_scc(g->n, g->start, g->dst, g->comp, NULL, &g->ncomp);
 }
 
 /* Builds the CSR of references between members. 0 or -1. */

@@ -1,10 +1,12 @@
-/* selftest.c - C-level tests of the shared pieces (hash table, varint codec),
- * driven from tests/test_core.py. Underscore names: not public API. */
+/* selftest.c - C-level tests of the shared pieces (hash table, varint codec,
+ * graph SCC), driven from tests/test_core.py. Underscore names: not public API. */
 #include "common.h"
 #include "codec.h"
+#include "graph.h"
 #include "hashtable.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 /* _hashtable_check(n, with_values) -> int: inserts n pseudo-random keys,
  * removes every third, re-inserts some, and compares each step with a plain
@@ -153,7 +155,76 @@ done:
     return out;
 }
 
+/* _graph_scc(n, [(src, dst), ...]) -> (comp, order): ht_graph_scc over
+ * the CSR of those edges (kept in the order given per source). */
+static PyObject *
+st_graph_scc(PyObject *self, PyObject *args)
+{
+    Py_ssize_t n;
+    PyObject *edges, *out = NULL;
+    if (!PyArg_ParseTuple(args, "nO!:_graph_scc", &n, &PyList_Type, &edges))
+        return NULL;
+    Py_ssize_t m = PyList_GET_SIZE(edges);
+    if (n < 0 || n >= (Py_ssize_t)UINT32_MAX || m >= (Py_ssize_t)UINT32_MAX)
+        return ht_error("_graph_scc: bad sizes");
+    uint32_t *start = calloc((size_t)n + 2, sizeof(uint32_t));
+    uint32_t *src = malloc(((size_t)m + 1) * sizeof(uint32_t));
+    uint32_t *dst = malloc(((size_t)m + 1) * sizeof(uint32_t));
+    uint32_t *comp = malloc(((size_t)n + 1) * sizeof(uint32_t));
+    uint32_t *order = malloc(((size_t)n + 1) * sizeof(uint32_t));
+    uint32_t *at = malloc(((size_t)n + 1) * sizeof(uint32_t));
+    uint32_t ncomp = 0;
+    if (!start || !src || !dst || !comp || !order || !at) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t e = 0; e < m; e++) {
+        unsigned int a, b;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(edges, e), "II", &a, &b))
+            goto done;
+        if (a >= (size_t)n || b >= (size_t)n) {
+            ht_error("_graph_scc: edge out of range");
+            goto done;
+        }
+        src[e] = a;
+        start[a + 1]++;
+        dst[e] = b;
+    }
+    for (Py_ssize_t v = 0; v < n; v++)
+        start[v + 1] += start[v];
+    uint32_t *csr = malloc(((size_t)m + 1) * sizeof(uint32_t));
+    if (csr == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    memcpy(at, start, (size_t)n * sizeof(uint32_t));
+    for (Py_ssize_t e = 0; e < m; e++)
+        csr[at[src[e]]++] = dst[e];
+    int rc = ht_graph_scc((uint32_t)n, start, csr, comp, order, &ncomp);
+    free(csr);
+    if (rc < 0)
+        goto done;
+    PyObject *c = PyList_New(n), *o = PyList_New(n);
+    for (Py_ssize_t v = 0; c && o && v < n; v++) {
+        PyList_SET_ITEM(c, v, PyLong_FromUnsignedLong(comp[v]));
+        PyList_SET_ITEM(o, v, PyLong_FromUnsignedLong(order[v]));
+    }
+    if (c && o && !PyErr_Occurred())
+        out = Py_BuildValue("(OOI)", c, o, (unsigned int)ncomp);
+    Py_XDECREF(c);
+    Py_XDECREF(o);
+done:
+    free(start);
+    free(src);
+    free(dst);
+    free(comp);
+    free(order);
+    free(at);
+    return out;
+}
+
 static PyMethodDef st_methods[] = {
+    {"_graph_scc", st_graph_scc, METH_VARARGS, NULL},
     {"_hashtable_check", st_hashtable_check, METH_VARARGS, NULL},
     {"_varint_encode", st_varint_encode, METH_VARARGS, NULL},
     {"_varint_decode", st_varint_decode, METH_VARARGS, NULL},

@@ -91,7 +91,7 @@ def stacked_svg(caps, key="rss", width=960, height=360, title=""):
     import bisect
     import html
 
-    from heaptrail.commands.plot import _nice_top
+    from heaptrail.commands.plot import _nice_top, _y_grid
 
     series = []
     for c in caps:
@@ -129,10 +129,7 @@ def stacked_svg(caps, key="rss", width=960, height=360, title=""):
            f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
            f'<rect width="{width}" height="{height}" fill="white"/>',
            f'<text x="{left}" y="18" font-size="13">{html.escape(title)}</text>']
-    for i in range(5):
-        v = y_top * i / 4
-        out.append(f'<line x1="{left}" x2="{left + w}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#ddd"/>')
-        out.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{human_bytes(v)}</text>')
+    _y_grid(out, left, w, y, y_top)
     for i in range(6):
         t = t0 + t_span * i / 5
         out.append(f'<text x="{x(t):.1f}" y="{top + h + 16}" text-anchor="middle">{(t - t0) / 1e9:.2f} s</text>')

@@ -1,5 +1,5 @@
 """Helpers shared by the snapshot commands: open a snapshot file with a clear error, parse an
-address, print JSON."""
+address, print JSON; argument types (positive, count) for every command."""
 import json
 import os
 import sys
@@ -40,3 +40,11 @@ def positive(text):
     if n <= 0:
         raise ValueError
     return n
+
+
+def count(text):
+    """A row count: 0 (meaning all) or more. argparse reports a failure as "invalid count value"."""
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"must be 0 or more: {text!r}")
+    return value

@@ -11,6 +11,7 @@ import os
 from heaptrail import HeaptrailError, process
 from heaptrail._format import human_bytes, table
 from heaptrail.cli import CommandError
+from heaptrail.commands._snapshots import count
 
 _MEMORY_FIELDS = ("rss", "vms", "shared", "uss", "pss", "swap", "peak_rss", "data", "stack", "threads")
 _MAP_FIELDS = ("start", "end", "perms", "offset", "path", "kind", "size", "rss", "pss",
@@ -27,18 +28,7 @@ def _positive_int(text):
     return value
 
 
-def _top(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"not a number: {text!r}") from None
-    if value < 0:
-        raise ValueError(f"must be 0 or more: {text!r}")
-    return value
-
-
 _positive_int.__name__ = "pid"
-_top.__name__ = "count"
 
 
 def _kinds(rows):
@@ -72,7 +62,7 @@ class MemCommand:
         parser.add_argument("--self", dest="self_", action="store_true",
                             help="this process, with pymalloc, glibc malloc and gc summaries")
         parser.add_argument("--json", action="store_true", help="print one JSON object")
-        parser.add_argument("--top", type=_top, default=10, metavar="N",
+        parser.add_argument("--top", type=count, default=10, metavar="N",
                             help="show the N largest mappings by RSS (default 10)")
 
     def run(self, args):

@@ -36,14 +36,26 @@ class PlotCommand:
         if ext == ".png":
             _png(cap, args.output, title)
         else:
-            svg = memory_svg(cap, title=title)
-            text = svg if ext == ".svg" else (
-                f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-                f"</head><body>\n{svg}\n</body></html>\n")
-            with open(args.output, "w", encoding="utf-8") as f:
-                f.write(text)
+            _write_chart(args.output, ext, title, memory_svg(cap, title=title))
         print(f"wrote {args.output}")
         return 0
+
+
+def _write_chart(path, ext, title, svg):
+    """Writes svg to path as is (.svg) or wrapped in a minimal HTML page (.html)."""
+    text = svg if ext == ".svg" else (
+        f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"</head><body>\n{svg}\n</body></html>\n")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def _y_grid(out, left, w, y, y_top):
+    """Five horizontal grid lines from 0 to y_top, labelled in bytes, appended to out."""
+    for i in range(5):
+        v = y_top * i / 4
+        out.append(f'<line x1="{left}" x2="{left + w}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#ddd"/>')
+        out.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{human_bytes(v)}</text>')
 
 
 def _nice_top(v):
@@ -79,10 +91,7 @@ def memory_svg(cap, width=960, height=320, title=""):
            f'data-left="{left}" data-plot-width="{w}" data-time-end="{t_end}">',
            f'<rect width="{width}" height="{height}" fill="white"/>',
            f'<text x="{left}" y="18" font-size="13">{html.escape(title)}</text>']
-    for i in range(5):
-        v = y_top * i / 4
-        out.append(f'<line x1="{left}" x2="{left + w}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#ddd"/>')
-        out.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{human_bytes(v)}</text>')
+    _y_grid(out, left, w, y, y_top)
     for i in range(6):
         t = t_end * i / 5
         out.append(f'<text x="{x(t):.1f}" y="{top + h + 16}" text-anchor="middle">{t / 1e9:.2f} s</text>')
@@ -133,12 +142,7 @@ def _plot_children(args, ext):
         raise CommandError("--children draws .svg or .html")
     caps = open_family(args.file)
     title = args.title or f"memory of {caps[0].command or caps[0].path} and {len(caps) - 1} children"
-    svg = stacked_svg(caps, title=title)
-    text = svg if ext == ".svg" else (
-        f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"</head><body>\n{svg}\n</body></html>\n")
-    with open(args.output, "w", encoding="utf-8") as f:
-        f.write(text)
+    _write_chart(args.output, ext, title, stacked_svg(caps, title=title))
     print(f"wrote {args.output}")
     return 0
 

@@ -5,16 +5,7 @@ import json
 from heaptrail import capture
 from heaptrail._format import human_bytes, table
 from heaptrail.commands._children import add_children_argument, merged_rows, open_family
-
-
-def _count(text):
-    value = int(text)
-    if value < 0:
-        raise ValueError(f"must be 0 or more: {text!r}")
-    return value
-
-
-_count.__name__ = "count"
+from heaptrail.commands._snapshots import count
 
 
 class TableCommand:
@@ -26,7 +17,7 @@ class TableCommand:
         parser.add_argument("--by", choices=capture.GROUPINGS, default="line",
                             help="group by the innermost frame's line (default), function or file, or by whole stack")
         parser.add_argument("--sort", choices=("size", "count"), default="size")
-        parser.add_argument("--top", type=_count, default=20, help="rows to show (0: all; default 20)")
+        parser.add_argument("--top", type=count, default=20, help="rows to show (0: all; default 20)")
         parser.add_argument("--json", action="store_true", help="rows as JSON")
         add_children_argument(parser)
 
