@@ -3,8 +3,14 @@
  *
  * An address a (16-byte aligned, as pymalloc's and glibc's blocks are) lives
  * in page a >> 12, slot (a >> 4) & 255 of that page's array of 256 uint32
- * (record index + 1, 0 = empty). Pages are found through the shared ht_table
- * (page number -> page index), with a one-entry cache of the last page.
+ * (record index + 1, 0 = empty). Pages are found through a two-level radix
+ * directory (page number -> page index + 1: a top array of 2^21 pointers,
+ * reserved with mmap and touched only where used, then arrays of 2^14
+ * uint32, 64 KiB each covering 64 MiB of address space) for page numbers
+ * below 2^35 (47-bit user space), else through the shared ht_table; a
+ * one-entry cache of the last page sits in front. The radix costs a few
+ * instructions where the hash probe cost ~40 on every miss of that cache
+ * (alloc and free alternate between pages: it misses often).
  * Objects allocated together sit in the same pool, so their slots share a
  * cache line (16 slots = 256 bytes of address space per line), where a hash
  * table scatters them over random lines. Addresses that are not 16-byte
@@ -27,9 +33,13 @@
 #define HT_BM_PAGE_SHIFT 12
 #define HT_BM_GRAIN_SHIFT 4
 #define HT_BM_SLOTS (1u << (HT_BM_PAGE_SHIFT - HT_BM_GRAIN_SHIFT))
+#define HT_BM_LEAF_BITS 14
+#define HT_BM_TOP_BITS 21  /* 12 + 21 + 14 = 47 bits of address */
 
 typedef struct ht_bm {
-    ht_table dir;        /* page number + 1 -> page index */
+    uint32_t **top;      /* [2^HT_BM_TOP_BITS] radix leaves (page index + 1), mmap'ed; NULL if unavailable */
+    uint32_t nleaves;    /* leaves allocated */
+    ht_table dir;        /* page number + 1 -> page index, for pages beyond the radix */
     uint32_t **pages;    /* [npages] arrays of HT_BM_SLOTS (record index + 1) */
     uint64_t *pageno;    /* [npages] page numbers */
     uint32_t npages, cappages;
