@@ -302,7 +302,7 @@ tr_check_child_unlocked(void)
 /* ---- accounting (lock held) ------------------------------------------------ */
 
 /* Record i leaves the live set (its block was freed or reallocated). */
-static void
+static inline __attribute__((always_inline)) void
 tr_forget_unlocked(uint32_t i, const void *p)
 {
     tr_rec *r = &tr.recs[i];
@@ -319,7 +319,7 @@ tr_forget_unlocked(uint32_t i, const void *p)
         tr_rec_release_unlocked(i);
 }
 
-static void
+static inline __attribute__((always_inline)) void
 tr_add_slot(void *p, uint64_t size, uint32_t stack, int domain, uint32_t slot, int counted)
 {
     uint32_t i = tr_rec_new_unlocked();
@@ -363,13 +363,13 @@ tr_add_slot(void *p, uint64_t size, uint32_t stack, int domain, uint32_t slot, i
     ht_runcap_alloc(p, w, stack);  /* runcap: the record entered the books */
 }
 
-static void
+static inline __attribute__((always_inline)) void
 tr_add_unlocked(void *p, uint64_t size, uint32_t stack, int domain)
 {
     tr_add_slot(p, size, stack, domain, tr_thread_slot_unlocked(), 0);
 }
 
-static void
+static inline __attribute__((always_inline)) void
 tr_remove_unlocked(void *p)
 {
     uint32_t i;
