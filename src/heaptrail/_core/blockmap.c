@@ -149,7 +149,7 @@ bm_page(ht_bm *m, uint64_t addr, int create)
 }
 
 int
-ht_bm_put(ht_bm *m, uint64_t addr, uint32_t idx, uint32_t *prev)
+ht_bm_put_slow(ht_bm *m, uint64_t addr, uint32_t idx, uint32_t *prev)
 {
     if (!BM_ALIGNED(addr)) {
         int added;
@@ -179,7 +179,7 @@ ht_bm_put(ht_bm *m, uint64_t addr, uint32_t idx, uint32_t *prev)
 }
 
 int
-ht_bm_take(ht_bm *m, uint64_t addr, uint32_t *idx)
+ht_bm_take_slow(ht_bm *m, uint64_t addr, uint32_t *idx)
 {
     if (!BM_ALIGNED(addr)) {
         uint64_t v;

@@ -56,13 +56,71 @@ void ht_bm_clear(ht_bm *m);
 
 /* Maps addr -> idx. Returns 1 when added, 0 when addr was mapped already
  * (its previous index stored in *prev and replaced), -1 out of memory. */
-int ht_bm_put(ht_bm *m, uint64_t addr, uint32_t idx, uint32_t *prev);
+static inline int ht_bm_put(ht_bm *m, uint64_t addr, uint32_t idx, uint32_t *prev);
 /* Unmaps addr: 1 and its index in *idx, or 0 when absent. */
-int ht_bm_take(ht_bm *m, uint64_t addr, uint32_t *idx);
+static inline int ht_bm_take(ht_bm *m, uint64_t addr, uint32_t *idx);
+/* Their out-of-line halves: unaligned addresses, pages not mapped yet. The
+ * inline versions (below) handle aligned addresses on existing pages. */
+int ht_bm_put_slow(ht_bm *m, uint64_t addr, uint32_t idx, uint32_t *prev);
+int ht_bm_take_slow(ht_bm *m, uint64_t addr, uint32_t *idx);
 /* The index of addr, or UINT32_MAX when absent. */
 uint32_t ht_bm_find(ht_bm *m, uint64_t addr);
 /* Calls fn(addr, idx, arg) for every mapped block. */
 void ht_bm_foreach(const ht_bm *m, void (*fn)(uint64_t addr, uint32_t idx, void *arg), void *arg);
 size_t ht_bm_memory(const ht_bm *m);
+
+/* ---- inline fast path (every traced allocation and free) ---------------- */
+
+/* addr's slot when addr is aligned and its page exists, else NULL. */
+static inline uint32_t *
+ht_bm_slot(ht_bm *m, uint64_t addr)
+{
+    if (addr & ((1u << HT_BM_GRAIN_SHIFT) - 1))
+        return NULL;
+    uint64_t pn = addr >> HT_BM_PAGE_SHIFT;
+    uint32_t *arr;
+    if (pn + 1 == m->last_key)
+        arr = m->last;
+    else {
+        if (m->top == NULL || pn >= (1ULL << (HT_BM_TOP_BITS + HT_BM_LEAF_BITS)))
+            return NULL;
+        const uint32_t *leaf = m->top[pn >> HT_BM_LEAF_BITS];
+        uint32_t v = leaf == NULL ? 0 : leaf[pn & ((1u << HT_BM_LEAF_BITS) - 1)];
+        if (v == 0)
+            return NULL;
+        arr = m->pages[v - 1];
+        m->last_key = pn + 1;
+        m->last = arr;
+    }
+    return &arr[(uint32_t)(addr >> HT_BM_GRAIN_SHIFT) & (HT_BM_SLOTS - 1)];
+}
+
+static inline int
+ht_bm_put(ht_bm *m, uint64_t addr, uint32_t idx, uint32_t *prev)
+{
+    uint32_t *s = ht_bm_slot(m, addr);
+    if (s == NULL)
+        return ht_bm_put_slow(m, addr, idx, prev);
+    int added = *s == 0;
+    if (!added)
+        *prev = *s - 1;
+    *s = idx + 1;
+    m->count += (uint64_t)added;
+    return added;
+}
+
+static inline int
+ht_bm_take(ht_bm *m, uint64_t addr, uint32_t *idx)
+{
+    uint32_t *s = ht_bm_slot(m, addr);
+    if (s == NULL)
+        return ht_bm_take_slow(m, addr, idx);
+    if (*s == 0)
+        return 0;
+    *idx = *s - 1;
+    *s = 0;
+    m->count--;
+    return 1;
+}
 
 #endif
