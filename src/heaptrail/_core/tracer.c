@@ -17,7 +17,7 @@
 
 enum { TR_RAW, TR_MEM, TR_OBJ, TR_NDOMAINS };
 
-#define TR_FILTER_BITS 16
+#define TR_FILTER_BITS 14
 #define TR_FILTER_SIZE (1u << TR_FILTER_BITS)
 #define TR_MAX_FRAMES 65535u
 
@@ -92,7 +92,7 @@ static struct {
     tr_thread *threads;
     uint32_t nthreads, capthreads;
     ht_table thread_index;  /* ident + 1 -> slot */
-    uint32_t *filter;    /* sampling: counters of sampled addresses (atomic), NULL when full */
+    uint8_t *filter;     /* sampling: counters of sampled addresses (atomic), NULL when full */
     /* protected by tr_lock */
     tr_op *queue;
     size_t nqueue, capqueue;
@@ -105,7 +105,7 @@ static int tr_slow;
 
 /* The sampling filter: static, so a RAW hook reading it without the GIL can
  * never see it freed. */
-static uint32_t tr_filter_arr[TR_FILTER_SIZE];
+static uint8_t tr_filter_arr[TR_FILTER_SIZE];
 
 /* ---- the lock ------------------------------------------------------------ */
 
@@ -242,6 +242,20 @@ tr_filter_index(const void *p)
     return (uint32_t)((((uint64_t)(uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ULL) >> (64 - TR_FILTER_BITS));
 }
 
+/* Counters are bytes, 16 KiB in all, so the read on every free stays in L1
+ * (65536 uint32 = 256 KiB missed it). A counter that reaches 255 sticks
+ * there until start() resets the array (only false positives: the slow,
+ * correct path); below 255 it is exact. */
+static inline void
+tr_filter_add(const void *p, int delta)
+{
+    uint8_t *c = &tr_filter_arr[tr_filter_index(p)];
+    uint8_t v = __atomic_load_n(c, __ATOMIC_RELAXED);
+    while (v != UINT8_MAX && !__atomic_compare_exchange_n(c, &v, (uint8_t)(v + delta), 1,
+                                                          __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
+
 /* Lock-free: 0 means p is certainly not a sampled block (see tracer.h). */
 static inline int
 tr_filter_maybe(const void *p)
@@ -311,7 +325,7 @@ tr_forget_unlocked(uint32_t i, const void *p)
     tr.threads[r->tslot].current -= w;
     ht_runcap_free(p, w);  /* runcap: the record left the books */
     if (tr.filter != NULL)
-        __atomic_fetch_sub(&tr.filter[tr_filter_index(p)], 1, __ATOMIC_RELAXED);
+        tr_filter_add(p, -1);
     if (r->seq <= tr.peak_seq) {  /* it was live at the peak: keep it for peak_snapshot */
         tr.side[tr.nside++] = i;
     }
@@ -326,7 +340,7 @@ tr_add_slot(void *p, uint64_t size, uint32_t stack, int domain, uint32_t slot, i
     if (i == HT_NONE) {
         tr.lost++;
         if (counted)
-            __atomic_fetch_sub(&tr.filter[tr_filter_index(p)], 1, __ATOMIC_RELAXED);
+            tr_filter_add(p, -1);
         return;
     }
     uint32_t old;
@@ -335,7 +349,7 @@ tr_add_slot(void *p, uint64_t size, uint32_t stack, int domain, uint32_t slot, i
         tr_rec_release_unlocked(i);
         tr.lost++;
         if (counted)
-            __atomic_fetch_sub(&tr.filter[tr_filter_index(p)], 1, __ATOMIC_RELAXED);
+            tr_filter_add(p, -1);
         return;
     }
     if (added == 0)  /* a stale record at a reused address (defensive) */
@@ -359,7 +373,7 @@ tr_add_slot(void *p, uint64_t size, uint32_t stack, int domain, uint32_t slot, i
         tr_side_release_unlocked();
     }
     if (tr.filter != NULL && !counted)
-        __atomic_fetch_add(&tr.filter[tr_filter_index(p)], 1, __ATOMIC_RELAXED);
+        tr_filter_add(p, 1);
     ht_runcap_alloc(p, w, stack);  /* runcap: the record entered the books */
 }
 
@@ -438,7 +452,7 @@ tr_push(uint32_t kind, void *p, uint64_t size, int counted)
 drop:
     tr_unlock();
     if (counted)
-        __atomic_fetch_sub(&tr_filter_arr[tr_filter_index(p)], 1, __ATOMIC_RELAXED);
+        tr_filter_add(p, -1);
 }
 
 /* Without the GIL: a sampled RAW block counts in the filter from now on, so
@@ -448,7 +462,7 @@ tr_count_early(void *p)
 {
     if (__atomic_load_n(&tr.filter, __ATOMIC_RELAXED) == NULL)
         return 0;
-    __atomic_fetch_add(&tr_filter_arr[tr_filter_index(p)], 1, __ATOMIC_RELAXED);
+    tr_filter_add(p, 1);
     return 1;
 }
 
@@ -953,7 +967,7 @@ tr_memory_unlocked(void)
 {
     return ht_bm_memory(&tr.blocks) + ht_table_memory(&tr.thread_index) +
            (size_t)tr.caprecs * (sizeof(tr_rec) + 2 * sizeof(uint32_t)) + (size_t)tr.capthreads * sizeof(tr_thread) +
-           (tr.filter ? TR_FILTER_SIZE * sizeof(uint32_t) : 0);
+           (tr.filter ? TR_FILTER_SIZE * sizeof(uint8_t) : 0);
 }
 
 static PyObject *
