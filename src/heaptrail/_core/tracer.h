@@ -83,7 +83,11 @@
  * full 2.98 (1.85x) -> 2.69 (1.67x); sampled 1.77 (1.10x) -> 1.73 (1.07x),
  * and 1.72 (1.04x, untraced 1.65) with the byte filter; max RSS untraced
  * 32.8 MB, full 49.4 MB (1.5x), sampled 35 MB. Harness (wall, loaded
- * machine, final code): see benchmarks/results/latest.json.
+ * machine, final code): see benchmarks/results/latest.json. deep_recursion
+ * in one process (CPU, scale 0.5, two rounds): untraced 0.165, sampled
+ * 0.18 (1.08x), full 0.305 (1.85x); the harness's "none" child there took
+ * 0.55 s against 0.36 s sampled (ratios below 1): not understood yet, so
+ * those harness ratios mean nothing.
  * Targets: full <= 1.5x still missed (1.67-1.74x CPU); sampled <= 1.05x met
  * in CPU time on the last A/B run (1.04x), within noise of it; RSS met.
  * What is left in the sampled mode is the wrapper itself (an extra indirect
