@@ -3,8 +3,14 @@
  *
  * An address a (16-byte aligned, as pymalloc's and glibc's blocks are) lives
  * in page a >> 12, slot (a >> 4) & 255 of that page's array of 256 uint32
- * (record index + 1, 0 = empty). Pages are found through the shared ht_table
- * (page number -> page index), with a one-entry cache of the last page.
+ * (record index + 1, 0 = empty). Pages are found through a two-level radix
+ * directory (page number -> page index + 1: a top array of 2^21 pointers,
+ * reserved with mmap and touched only where used, then arrays of 2^14
+ * uint32, 64 KiB each covering 64 MiB of address space) for page numbers
+ * below 2^35 (47-bit user space), else through the shared ht_table; a
+ * one-entry cache of the last page sits in front. The radix costs a few
+ * instructions where the hash probe cost ~40 on every miss of that cache
+ * (alloc and free alternate between pages: it misses often).
  * Objects allocated together sit in the same pool, so their slots share a
  * cache line (16 slots = 256 bytes of address space per line), where a hash
  * table scatters them over random lines. Addresses that are not 16-byte
@@ -27,9 +33,13 @@
 #define HT_BM_PAGE_SHIFT 12
 #define HT_BM_GRAIN_SHIFT 4
 #define HT_BM_SLOTS (1u << (HT_BM_PAGE_SHIFT - HT_BM_GRAIN_SHIFT))
+#define HT_BM_LEAF_BITS 14
+#define HT_BM_TOP_BITS 21  /* 12 + 21 + 14 = 47 bits of address */
 
 typedef struct ht_bm {
-    ht_table dir;        /* page number + 1 -> page index */
+    uint32_t **top;      /* [2^HT_BM_TOP_BITS] radix leaves (page index + 1), mmap'ed; NULL if unavailable */
+    uint32_t nleaves;    /* leaves allocated */
+    ht_table dir;        /* page number + 1 -> page index, for pages beyond the radix */
     uint32_t **pages;    /* [npages] arrays of HT_BM_SLOTS (record index + 1) */
     uint64_t *pageno;    /* [npages] page numbers */
     uint32_t npages, cappages;
@@ -46,13 +56,71 @@ void ht_bm_clear(ht_bm *m);
 
 /* Maps addr -> idx. Returns 1 when added, 0 when addr was mapped already
  * (its previous index stored in *prev and replaced), -1 out of memory. */
-int ht_bm_put(ht_bm *m, uint64_t addr, uint32_t idx, uint32_t *prev);
+static inline int ht_bm_put(ht_bm *m, uint64_t addr, uint32_t idx, uint32_t *prev);
 /* Unmaps addr: 1 and its index in *idx, or 0 when absent. */
-int ht_bm_take(ht_bm *m, uint64_t addr, uint32_t *idx);
+static inline int ht_bm_take(ht_bm *m, uint64_t addr, uint32_t *idx);
+/* Their out-of-line halves: unaligned addresses, pages not mapped yet. The
+ * inline versions (below) handle aligned addresses on existing pages. */
+int ht_bm_put_slow(ht_bm *m, uint64_t addr, uint32_t idx, uint32_t *prev);
+int ht_bm_take_slow(ht_bm *m, uint64_t addr, uint32_t *idx);
 /* The index of addr, or UINT32_MAX when absent. */
 uint32_t ht_bm_find(ht_bm *m, uint64_t addr);
 /* Calls fn(addr, idx, arg) for every mapped block. */
 void ht_bm_foreach(const ht_bm *m, void (*fn)(uint64_t addr, uint32_t idx, void *arg), void *arg);
 size_t ht_bm_memory(const ht_bm *m);
+
+/* ---- inline fast path (every traced allocation and free) ---------------- */
+
+/* addr's slot when addr is aligned and its page exists, else NULL. */
+static inline uint32_t *
+ht_bm_slot(ht_bm *m, uint64_t addr)
+{
+    if (addr & ((1u << HT_BM_GRAIN_SHIFT) - 1))
+        return NULL;
+    uint64_t pn = addr >> HT_BM_PAGE_SHIFT;
+    uint32_t *arr;
+    if (pn + 1 == m->last_key)
+        arr = m->last;
+    else {
+        if (m->top == NULL || pn >= (1ULL << (HT_BM_TOP_BITS + HT_BM_LEAF_BITS)))
+            return NULL;
+        const uint32_t *leaf = m->top[pn >> HT_BM_LEAF_BITS];
+        uint32_t v = leaf == NULL ? 0 : leaf[pn & ((1u << HT_BM_LEAF_BITS) - 1)];
+        if (v == 0)
+            return NULL;
+        arr = m->pages[v - 1];
+        m->last_key = pn + 1;
+        m->last = arr;
+    }
+    return &arr[(uint32_t)(addr >> HT_BM_GRAIN_SHIFT) & (HT_BM_SLOTS - 1)];
+}
+
+static inline int
+ht_bm_put(ht_bm *m, uint64_t addr, uint32_t idx, uint32_t *prev)
+{
+    uint32_t *s = ht_bm_slot(m, addr);
+    if (s == NULL)
+        return ht_bm_put_slow(m, addr, idx, prev);
+    int added = *s == 0;
+    if (!added)
+        *prev = *s - 1;
+    *s = idx + 1;
+    m->count += (uint64_t)added;
+    return added;
+}
+
+static inline int
+ht_bm_take(ht_bm *m, uint64_t addr, uint32_t *idx)
+{
+    uint32_t *s = ht_bm_slot(m, addr);
+    if (s == NULL)
+        return ht_bm_take_slow(m, addr, idx);
+    if (*s == 0)
+        return 0;
+    *idx = *s - 1;
+    *s = 0;
+    m->count--;
+    return 1;
+}
 
 #endif

@@ -31,6 +31,7 @@ static uint32_t stk_count, stk_cap;
 static ht_table stk_index;  /* hash of (parent, code, lasti) -> node, checked on hit */
 ht_table ht_stk_frames;     /* frame block address -> caller node */
 ht_stk_last_t ht_stk_last;  /* the last capture (frame, lasti) -> node */
+uint16_t ht_stk_filter[1u << HT_STK_FILTER_BITS];  /* keys of ht_stk_frames per bucket */
 static stk_walk *stk_buf;   /* frames of the walk in progress */
 static size_t stk_buf_cap;
 static uint32_t *stk_chain; /* nodes whose truncation is being computed */
@@ -79,6 +80,7 @@ ht_stk_reset(int decref)
     stk_count = stk_cap = 0;
     ht_table_free(&stk_index);
     ht_table_free(&ht_stk_frames);
+    memset(ht_stk_filter, 0, sizeof(ht_stk_filter));
     ht_stk_last.block = 0;
     free(stk_buf);
     stk_buf = NULL;
@@ -146,6 +148,20 @@ stk_drop_outer(uint32_t n)
         base = t;
     }
     return base;
+}
+
+/* Caches block's caller node; a new key counts in the filter (stacks.h). */
+static void
+stk_cache_frame(uint64_t block, uint32_t caller)
+{
+    int added;
+    uint64_t *v = ht_table_upsert(&ht_stk_frames, block, caller, &added);
+    if (v == NULL)
+        return;  /* out of memory: the frame is walked again next time */
+    *v = caller;
+    uint16_t *c = &ht_stk_filter[ht_stk_filter_index(block)];
+    if (added && *c != UINT16_MAX)
+        (*c)++;
 }
 
 /* `caller` cut so that one more frame fits in `limit`. */
@@ -244,7 +260,7 @@ ht_stk_capture(unsigned limit, int use_cache)
         if (node == HT_NONE)
             return HT_NONE;
         if (use_cache && !stk_is_generator(w.frame))
-            (void)ht_table_put(&ht_stk_frames, (uint64_t)(uintptr_t)w.frame - STK_GC_HEAD, caller);
+            stk_cache_frame((uint64_t)(uintptr_t)w.frame - STK_GC_HEAD, caller);
         caller = node;
     }
     if (use_cache && n > 0 && !stk_is_generator(top))
@@ -256,6 +272,7 @@ void
 ht_stk_forget_frames(void)
 {
     ht_table_clear(&ht_stk_frames);
+    memset(ht_stk_filter, 0, sizeof(ht_stk_filter));
     ht_stk_last.block = 0;
 }
 

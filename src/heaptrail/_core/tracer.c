@@ -18,7 +18,7 @@
 
 enum { TR_RAW, TR_MEM, TR_OBJ, TR_NDOMAINS };
 
-#define TR_FILTER_BITS 16
+#define TR_FILTER_BITS 14
 #define TR_FILTER_SIZE (1u << TR_FILTER_BITS)
 #define TR_MAX_FRAMES 65535u
 
@@ -93,7 +93,7 @@ static struct {
     tr_thread *threads;
     uint32_t nthreads, capthreads;
     ht_table thread_index;  /* ident + 1 -> slot */
-    uint32_t *filter;    /* sampling: counters of sampled addresses (atomic), NULL when full */
+    uint8_t *filter;     /* sampling: counters of sampled addresses (atomic), NULL when full */
     /* protected by tr_lock */
     tr_op *queue;
     size_t nqueue, capqueue;
@@ -106,7 +106,7 @@ static int tr_slow;
 
 /* The sampling filter: static, so a RAW hook reading it without the GIL can
  * never see it freed. */
-static uint32_t tr_filter_arr[TR_FILTER_SIZE];
+static uint8_t tr_filter_arr[TR_FILTER_SIZE];
 
 /* ---- the lock ------------------------------------------------------------ */
 
@@ -238,7 +238,23 @@ tr_slot_of(uint64_t ident)
 static inline uint32_t
 tr_filter_index(const void *p)
 {
-    return (uint32_t)(ht_hash64((uint64_t)(uintptr_t)p) >> (64 - TR_FILTER_BITS));
+    /* Fibonacci hashing of the 16-byte grain: 3 instructions on every free
+     * (ht_hash64 was ~12), and blocks are spread well enough. */
+    return (uint32_t)((((uint64_t)(uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ULL) >> (64 - TR_FILTER_BITS));
+}
+
+/* Counters are bytes, 16 KiB in all, so the read on every free stays in L1
+ * (65536 uint32 = 256 KiB missed it). A counter that reaches 255 sticks
+ * there until start() resets the array (only false positives: the slow,
+ * correct path); below 255 it is exact. */
+static inline void
+tr_filter_add(const void *p, int delta)
+{
+    uint8_t *c = &tr_filter_arr[tr_filter_index(p)];
+    uint8_t v = __atomic_load_n(c, __ATOMIC_RELAXED);
+    while (v != UINT8_MAX && !__atomic_compare_exchange_n(c, &v, (uint8_t)(v + delta), 1,
+                                                          __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
 }
 
 /* Lock-free: 0 means p is certainly not a sampled block (see tracer.h). */
@@ -301,7 +317,7 @@ tr_check_child_unlocked(void)
 /* ---- accounting (lock held) ------------------------------------------------ */
 
 /* Record i leaves the live set (its block was freed or reallocated). */
-static void
+static inline __attribute__((always_inline)) void
 tr_forget_unlocked(uint32_t i, const void *p)
 {
     tr_rec *r = &tr.recs[i];
@@ -311,7 +327,7 @@ tr_forget_unlocked(uint32_t i, const void *p)
     ht_runcap_free(p, w);  /* runcap: the record left the books */
     ht_lines_on_free(w);  /* lines: hook */
     if (tr.filter != NULL)
-        __atomic_fetch_sub(&tr.filter[tr_filter_index(p)], 1, __ATOMIC_RELAXED);
+        tr_filter_add(p, -1);
     if (r->seq <= tr.peak_seq) {  /* it was live at the peak: keep it for peak_snapshot */
         tr.side[tr.nside++] = i;
     }
@@ -319,14 +335,14 @@ tr_forget_unlocked(uint32_t i, const void *p)
         tr_rec_release_unlocked(i);
 }
 
-static void
+static inline __attribute__((always_inline)) void
 tr_add_slot(void *p, uint64_t size, uint32_t stack, int domain, uint32_t slot, int counted)
 {
     uint32_t i = tr_rec_new_unlocked();
     if (i == HT_NONE) {
         tr.lost++;
         if (counted)
-            __atomic_fetch_sub(&tr.filter[tr_filter_index(p)], 1, __ATOMIC_RELAXED);
+            tr_filter_add(p, -1);
         return;
     }
     uint32_t old;
@@ -335,7 +351,7 @@ tr_add_slot(void *p, uint64_t size, uint32_t stack, int domain, uint32_t slot, i
         tr_rec_release_unlocked(i);
         tr.lost++;
         if (counted)
-            __atomic_fetch_sub(&tr.filter[tr_filter_index(p)], 1, __ATOMIC_RELAXED);
+            tr_filter_add(p, -1);
         return;
     }
     if (added == 0)  /* a stale record at a reused address (defensive) */
@@ -359,18 +375,18 @@ tr_add_slot(void *p, uint64_t size, uint32_t stack, int domain, uint32_t slot, i
         tr_side_release_unlocked();
     }
     if (tr.filter != NULL && !counted)
-        __atomic_fetch_add(&tr.filter[tr_filter_index(p)], 1, __ATOMIC_RELAXED);
+        tr_filter_add(p, 1);
     ht_runcap_alloc(p, w, stack);  /* runcap: the record entered the books */
 }
 
-static void
+static inline __attribute__((always_inline)) void
 tr_add_unlocked(void *p, uint64_t size, uint32_t stack, int domain)
 {
     tr_add_slot(p, size, stack, domain, tr_thread_slot_unlocked(), 0);
     ht_lines_on_alloc(tr_est_bytes(size));  /* lines: hook (this thread's own allocation) */
 }
 
-static void
+static inline __attribute__((always_inline)) void
 tr_remove_unlocked(void *p)
 {
     uint32_t i;
@@ -441,7 +457,7 @@ tr_push(uint32_t kind, void *p, uint64_t size, int counted)
 drop:
     tr_unlock();
     if (counted)
-        __atomic_fetch_sub(&tr_filter_arr[tr_filter_index(p)], 1, __ATOMIC_RELAXED);
+        tr_filter_add(p, -1);
 }
 
 /* Without the GIL: a sampled RAW block counts in the filter from now on, so
@@ -451,7 +467,7 @@ tr_count_early(void *p)
 {
     if (__atomic_load_n(&tr.filter, __ATOMIC_RELAXED) == NULL)
         return 0;
-    __atomic_fetch_add(&tr_filter_arr[tr_filter_index(p)], 1, __ATOMIC_RELAXED);
+    tr_filter_add(p, 1);
     return 1;
 }
 
@@ -518,7 +534,7 @@ tr_capture(int domain)
     return s;
 }
 
-static void
+static __attribute__((noinline)) void
 tr_on_alloc(int domain, void *p, size_t size)
 {
     tr_tls *me = &tr_me;
@@ -538,15 +554,12 @@ tr_on_alloc(int domain, void *p, size_t size)
     me->guard = 0;
 }
 
-static void
+/* p leaves the books. Sampling: the caller already saw p in the filter. */
+static __attribute__((noinline)) void
 tr_on_free(int domain, void *p)
 {
-    if (tr.sample == 0) {
-        if (domain == TR_OBJ)
-            ht_stk_block_freed(p);
-    }
-    else if (!tr_filter_maybe(p))
-        return;
+    if (tr.sample == 0 && domain == TR_OBJ)
+        ht_stk_block_freed(p);
     if (domain == TR_RAW && !PyGILState_Check()) {
         tr_push(TR_OP_REMOVE, p, 0, 0);
         return;
@@ -609,45 +622,93 @@ tr_realloc(int domain, void *ptr, size_t size)
     return q;
 }
 
+/* Sampling's fast path: an allocation of `size` bytes that does not reach
+ * the countdown only decreases it (thread-local, no call, no atomic). 0 when
+ * the slow path must decide (a sample, a new generation, huge sizes). */
+static inline int
+tr_sample_skip(tr_tls *me, size_t size)
+{
+    int64_t c = me->countdown - (int64_t)size;
+    if (HT_LIKELY(c > 0 && (int64_t)size >= 0 &&
+                  me->sample_gen == __atomic_load_n(&tr.gen, __ATOMIC_RELAXED))) {
+        me->countdown = c;
+        return 1;
+    }
+    return 0;
+}
+
+/* The traced (slow) paths, out of line so the hooks' fast paths stay small. */
+static inline __attribute__((always_inline)) void *
+tr_malloc_traced(int d, size_t size)
+{
+    tr_tls *me = &tr_me;
+    me->guard = TR_INNER;
+    void *p = tr_orig[d].malloc(tr_orig[d].ctx, size);
+    me->guard = 0;
+    if (p != NULL)
+        tr_on_alloc(d, p, size);
+    return p;
+}
+
+static inline __attribute__((always_inline)) void *
+tr_calloc_traced(int d, size_t n, size_t elsize)
+{
+    tr_tls *me = &tr_me;
+    me->guard = TR_INNER;
+    void *p = tr_orig[d].calloc(tr_orig[d].ctx, n, elsize);
+    me->guard = 0;
+    if (p != NULL)
+        tr_on_alloc(d, p, n * elsize);
+    return p;
+}
+
 /* The underlying allocator runs with the guard at TR_INNER, so the calls it
  * makes itself (pymalloc handing a large request to the RAW domain) pass
- * through: a block is recorded once, by the outermost hook. */
+ * through: a block is recorded once, by the outermost hook. Under our own
+ * guard (TR_OWN) allocations are never traced, so they call the allocator
+ * directly. Sampling: an allocation that does not reach the countdown only
+ * sets the guard around the allocator (its inner RAW calls must not count
+ * the same bytes again). */
 #define TR_HOOKS(D, NAME)                                                      \
     static void *tr_malloc_##NAME(void *ctx, size_t size)                      \
     {                                                                          \
         tr_tls *me = &tr_me;                                                   \
-        int g = me->guard;                                                     \
-        if (g == TR_INNER || !tr_tracing())                                    \
+        if (HT_UNLIKELY(me->guard != 0) || HT_UNLIKELY(!tr_tracing()))         \
             return tr_orig[D].malloc(tr_orig[D].ctx, size);                    \
-        me->guard = TR_INNER;                                                  \
-        void *p = tr_orig[D].malloc(tr_orig[D].ctx, size);                     \
-        me->guard = g;                                                         \
-        if (p != NULL && g == 0)                                               \
-            tr_on_alloc(D, p, size);                                           \
-        return p;                                                              \
+        if (tr.sample != 0 && tr_sample_skip(me, size)) {                      \
+            me->guard = TR_INNER;                                              \
+            void *p = tr_orig[D].malloc(tr_orig[D].ctx, size);                 \
+            me->guard = 0;                                                     \
+            return p;                                                          \
+        }                                                                      \
+        return tr_malloc_traced(D, size);                                      \
     }                                                                          \
     static void *tr_calloc_##NAME(void *ctx, size_t n, size_t elsize)          \
     {                                                                          \
         tr_tls *me = &tr_me;                                                   \
-        int g = me->guard;                                                     \
-        if (g == TR_INNER || !tr_tracing())                                    \
+        size_t total;                                                          \
+        if (HT_UNLIKELY(me->guard != 0) || HT_UNLIKELY(!tr_tracing()))         \
             return tr_orig[D].calloc(tr_orig[D].ctx, n, elsize);               \
-        me->guard = TR_INNER;                                                  \
-        void *p = tr_orig[D].calloc(tr_orig[D].ctx, n, elsize);                \
-        me->guard = g;                                                         \
-        if (p != NULL && g == 0)                                               \
-            tr_on_alloc(D, p, n * elsize);                                     \
-        return p;                                                              \
+        if (tr.sample != 0 && !__builtin_mul_overflow(n, elsize, &total) &&   \
+            tr_sample_skip(me, total)) {                                       \
+            me->guard = TR_INNER;                                              \
+            void *p = tr_orig[D].calloc(tr_orig[D].ctx, n, elsize);            \
+            me->guard = 0;                                                     \
+            return p;                                                          \
+        }                                                                      \
+        return tr_calloc_traced(D, n, elsize);                                 \
     }                                                                          \
     static void *tr_realloc_##NAME(void *ctx, void *ptr, size_t size)          \
     {                                                                          \
         return tr_realloc(D, ptr, size);                                       \
     }                                                                          \
     /* A free needs no guard around the underlying allocator: a nested free  \
-     * of the same block finds it already gone. */                             \
+     * of the same block finds it already gone. Sampling: a block not in the \
+     * filter was certainly not sampled (one load). */                        \
     static void tr_free_##NAME(void *ctx, void *p)                             \
     {                                                                          \
-        if (p != NULL && tr_me.guard != TR_INNER && tr_tracing())              \
+        if (p != NULL && HT_LIKELY(tr_me.guard != TR_INNER) && tr_tracing() && \
+            (tr.sample == 0 || HT_UNLIKELY(tr_filter_maybe(p))))               \
             tr_on_free(D, p);                                                  \
         tr_orig[D].free(tr_orig[D].ctx, p);                                    \
     }
@@ -919,7 +980,7 @@ tr_memory_unlocked(void)
 {
     return ht_bm_memory(&tr.blocks) + ht_table_memory(&tr.thread_index) +
            (size_t)tr.caprecs * (sizeof(tr_rec) + 2 * sizeof(uint32_t)) + (size_t)tr.capthreads * sizeof(tr_thread) +
-           (tr.filter ? TR_FILTER_SIZE * sizeof(uint32_t) : 0);
+           (tr.filter ? TR_FILTER_SIZE * sizeof(uint8_t) : 0);
 }
 
 static PyObject *
