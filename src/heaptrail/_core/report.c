@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#ifdef HT_HAVE_ZLIB
+#include <zlib.h>
+#endif
 
 #define REP_NONE UINT32_MAX
 
@@ -464,7 +467,7 @@ rep_block(rep_ctx *c, const uint8_t *body, size_t n, int first)
     uint64_t t = ht_rd_u64(&rd);
     if (t > r->duration_ns && c->pass == 1)
         r->duration_ns = t;
-    uint64_t addr = 0, freed = 0;
+    uint64_t abase[HT_CAP_CLASSES] = {0}, fbase[HT_CAP_CLASSES] = {0};
     uint32_t stack = 0;
     int seen_header = 0;
     while (!rd.error && ht_rd_left(&rd) > 0) {
@@ -481,18 +484,20 @@ rep_block(rep_ctx *c, const uint8_t *body, size_t n, int first)
             c->fault = "a second header";
             return -1;
         }
-        if (type == HT_CAP_ALLOC) {
-            addr += (uint64_t)ht_rd_svarint(&rd);
+        if (type == HT_CAP_ALLOC || type == HT_CAP_ALLOC_SAME) {
             uint64_t size = ht_rd_varint(&rd);
-            stack += (uint32_t)ht_rd_svarint(&rd);
+            unsigned k = ht_cap_class(size);
+            uint64_t addr = abase[k] += (uint64_t)ht_rd_svarint(&rd);
+            if (type == HT_CAP_ALLOC)
+                stack += (uint32_t)ht_rd_svarint(&rd);
             if (!rd.error && rep_alloc(c, addr, size, stack) < 0) {
                 c->fault = "out of memory";
                 return -1;
             }
-        } else if (type == HT_CAP_FREE) {
-            freed += (uint64_t)ht_rd_svarint(&rd);
+        } else if (type >= HT_CAP_FREE && type < HT_CAP_FREE + (int)HT_CAP_CLASSES) {
+            uint64_t addr = fbase[type - HT_CAP_FREE] += (uint64_t)ht_rd_svarint(&rd);
             if (!rd.error)
-                rep_free(c, freed);
+                rep_free(c, addr);
         } else if (type >= HT_CAP_STACK && type <= HT_CAP_MARKER) {
             if (c->pass == 1)
                 rep_rd_definition(c, &rd, type);
@@ -524,6 +529,45 @@ rep_block(rep_ctx *c, const uint8_t *body, size_t n, int first)
 
 /* ---- file ---------------------------------------------------------------------------- */
 
+/* The body of a compressed block (data = raw_len:u32 zlib stream) into
+ * *out (grown as needed). NULL, or why the data is not a valid block. */
+static const char *
+rep_inflate(const uint8_t *data, size_t n, uint8_t **out, size_t *cap, size_t *len)
+{
+#ifdef HT_HAVE_ZLIB
+    if (n < 4)
+        return "a compressed block without its length";
+    size_t raw = (size_t)data[0] | (size_t)data[1] << 8 | (size_t)data[2] << 16 | (size_t)data[3] << 24;
+    if (raw < 12 || raw > HT_CAP_MAX_BLOCK)
+        return "a compressed block of a bad length";
+    if (raw > *cap) {
+        uint8_t *nb = realloc(*out, raw);
+        if (nb == NULL)
+            return "out of memory";
+        *out = nb;
+        *cap = raw;
+    }
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (inflateInit(&z) != Z_OK)
+        return "out of memory";
+    z.next_in = (Bytef *)(uintptr_t)(data + 4);
+    z.avail_in = (uInt)(n - 4);
+    z.next_out = *out;
+    z.avail_out = (uInt)raw;
+    int zr = inflate(&z, Z_FINISH);
+    int ok = zr == Z_STREAM_END && z.total_out == raw && z.avail_in == 0;
+    inflateEnd(&z);
+    if (!ok)
+        return "a compressed block that does not inflate to its length";
+    *len = raw;
+    return NULL;
+#else
+    (void)data; (void)n; (void)out; (void)cap; (void)len;
+    return NULL;
+#endif
+}
+
 /* One pass over the file. 0, or -1 with a Python exception. */
 static int
 rep_pass(rep_ctx *c, const char *path)
@@ -531,6 +575,8 @@ rep_pass(rep_ctx *c, const char *path)
     ht_rep *r = c->r;
     FILE *f = fopen(path, "rb");
     uint8_t *body = NULL;
+    uint8_t *raw = NULL;        /* an inflated body */
+    size_t raw_cap = 0;
     int rc = -1;
     if (f == NULL) {
         ht_error_os(path);
@@ -560,7 +606,8 @@ rep_pass(rep_ctx *c, const char *path)
                        (uint32_t)head[11] << 24;
     if (version != HT_CAP_VERSION) {
         ht_error("%s: capture format %u is not supported (this heaptrail reads %u%s)", path,
-                 version, HT_CAP_VERSION, version > HT_CAP_VERSION ? ": written by a newer heaptrail" : "");
+                 version, HT_CAP_VERSION, version > HT_CAP_VERSION ? ": written by a newer heaptrail"
+                 : ": written by an older heaptrail, record it again");
         goto done;
     }
     body = malloc(HT_CAP_BLOCK_BYTES * 2);
@@ -579,14 +626,15 @@ rep_pass(rep_ctx *c, const char *path)
             r->truncated = first ? "it ends before its header block" : "the last block is incomplete";
             break;
         }
-        uint32_t len = (uint32_t)bh[0] | (uint32_t)bh[1] << 8 | (uint32_t)bh[2] << 16 | (uint32_t)bh[3] << 24;
+        uint32_t word = (uint32_t)bh[0] | (uint32_t)bh[1] << 8 | (uint32_t)bh[2] << 16 | (uint32_t)bh[3] << 24;
+        uint32_t len = word & ~HT_CAP_COMPRESSED;
         uint32_t sum = (uint32_t)bh[4] | (uint32_t)bh[5] << 8 | (uint32_t)bh[6] << 16 | (uint32_t)bh[7] << 24;
         int last = off + 8 + len >= size;
         if (off + 8 + len > size) {
             r->truncated = "the last block is incomplete";
             break;
         }
-        if (len < 12 || len > HT_CAP_MAX_BLOCK) {
+        if (len < ((word & HT_CAP_COMPRESSED) ? 5u : 12u) || len > HT_CAP_MAX_BLOCK) {
             ht_error("%s: corrupted capture: bad block length at offset %llu", path,
                      (unsigned long long)off);
             goto done;
@@ -608,7 +656,7 @@ rep_pass(rep_ctx *c, const char *path)
             r->truncated = "the last block is incomplete";
             break;
         }
-        if (ht_cap_checksum(body, len) != sum) {
+        if (ht_cap_checksum(word, body, len) != sum) {
             if (last && !first) {
                 r->truncated = "the last block is damaged";
                 break;
@@ -617,7 +665,23 @@ rep_pass(rep_ctx *c, const char *path)
                      (unsigned long long)off);
             goto done;
         }
-        int more = rep_block(c, body, len, first);
+        const uint8_t *blk = body;
+        size_t blen = len;
+        if (word & HT_CAP_COMPRESSED) {
+            if (!ht_cap_have_zlib()) {
+                ht_error("%s: the capture's blocks are compressed and this heaptrail was built "
+                         "without zlib", path);
+                goto done;
+            }
+            const char *why = rep_inflate(body, len, &raw, &raw_cap, &blen);
+            if (why != NULL) {
+                ht_error("%s: corrupted capture: %s in the block at offset %llu", path, why,
+                         (unsigned long long)off);
+                goto done;
+            }
+            blk = raw;
+        }
+        int more = rep_block(c, blk, blen, first);
         if (more < 0) {
             ht_error("%s: corrupted capture: %s in the block at offset %llu", path, c->fault,
                      (unsigned long long)off);
@@ -630,6 +694,7 @@ rep_pass(rep_ctx *c, const char *path)
     rc = 0;
 done:
     free(body);
+    free(raw);
     fclose(f);
     return rc;
 }
