@@ -447,7 +447,8 @@ def _block(body, compress=False):
     data = body
     word = len(body)
     if compress:
-        data = struct.pack("<I", len(body)) + zlib.compress(body)
+        z = zlib.compressobj(wbits=-15)                  # raw deflate
+        data = struct.pack("<I", len(body)) + z.compress(body) + z.flush()
         word = len(data) | 0x80000000
     return struct.pack("<II", word, _checksum(word, data)) + data
 
@@ -484,7 +485,8 @@ def test_documented_worked_example(tmp_path):
     if _core._capture_zlib():
         import zlib
 
-        body = struct.pack("<I", len(example) + 1) + zlib.compress(example)
+        z = zlib.compressobj(wbits=-15)
+        body = struct.pack("<I", len(example) + 1) + z.compress(example) + z.flush()
         word = len(body) | 0x80000000
         bad = (b"\x89HTCAP\r\n" + struct.pack("<I", 2) + _block(struct.pack("<IQ", 0, 0) + header)
                + struct.pack("<II", word, _checksum(word, body)) + body + _block(end))

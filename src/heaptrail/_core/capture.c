@@ -188,7 +188,9 @@ static int
 cap_z_open(void)
 {
     memset(&cap.z, 0, sizeof cap.z);
-    if (deflateInit(&cap.z, 1) != Z_OK)
+    /* raw deflate (negative window bits): no zlib header or adler32, the
+     * block checksum already guards the data */
+    if (deflateInit2(&cap.z, 1, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK)
         return -1;
     cap.zcap = CAP_BLOCK_HEAD + 4 + deflateBound(&cap.z, CAP_BUF_CAP);
     cap.zbuf = malloc(cap.zcap);

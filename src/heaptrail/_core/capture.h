@@ -11,8 +11,9 @@
  *                                                mangling, as PNG's magic does)
  *   block  := word:u32 checksum:u32 data[word & 0x7FFFFFFF]
  *   data   := body                          when word's bit 31 is clear
- *           | raw_len:u32 zlib-stream       when set: the stream inflates to
- *                                           exactly raw_len bytes, the body
+ *           | raw_len:u32 deflate-stream    when set: the stream (raw deflate,
+ *                                           RFC 1951, no zlib wrapper) inflates
+ *                                           to exactly raw_len bytes, the body
  *   body   := thread:u32 time_ns:u64 record*
  *
  * checksum = ht_cap_checksum(word, data): a 64-bit multiply-xor hash over
@@ -105,7 +106,7 @@
 #define HT_CAP_MAX_BLOCK (1u << 24)           /* readers refuse larger bodies */
 
 #define HT_CAP_CLASSES 66u                   /* size classes 0..65 */
-#define HT_CAP_COMPRESSED 0x80000000u         /* block word: data is zlib */
+#define HT_CAP_COMPRESSED 0x80000000u         /* block word: data is deflated */
 
 static inline unsigned
 ht_cap_class(uint64_t size)

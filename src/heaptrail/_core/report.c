@@ -3,6 +3,7 @@
 #include "report.h"
 #include "capture.h"
 #include "hashtable.h"
+#include "blockmap.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -69,7 +70,8 @@ struct ht_rep {
     rep_agg *aggs; size_t naggs, caggs;
     ht_table agg_index;             /* raw stack id + 1 -> aggs[] */
     /* live blocks */
-    ht_table live;                  /* address -> slots[] */
+    ht_bm live;                     /* address -> slots[] (laid out by address:
+                                       neighbouring blocks share cache lines) */
     rep_slot *slots; size_t nslots, cslots;
     uint32_t free_slot;
     uint64_t current, live_count;
@@ -199,6 +201,7 @@ static void
 rep_remove_live(ht_rep *r, uint64_t slot)
 {
     rep_slot *s = &r->slots[slot];
+    s->agg = REP_NONE;              /* a free slot: iterations skip it */
     r->current -= s->size;
     r->live_count--;
     s->next_free = r->free_slot;
@@ -209,11 +212,11 @@ static int
 rep_free(rep_ctx *c, uint64_t addr)
 {
     ht_rep *r = c->r;
-    uint64_t slot;
+    uint32_t slot;
     r->events++;
     if (c->pass == 1)
         r->frees++;
-    if (ht_table_remove(&r->live, addr, &slot) == 1)
+    if (ht_bm_take(&r->live, addr, &slot) == 1)
         rep_remove_live(r, slot);
     else if (c->pass == 1)
         r->unmatched_frees++;
@@ -263,12 +266,7 @@ rep_alloc(rep_ctx *c, uint64_t addr, uint64_t size, uint32_t stack)
     r->events++;
     if (c->pass == 1)
         rep_note_alloc(c, size, (uint32_t)agg);
-    uint64_t slot;
-    if (ht_table_remove(&r->live, addr, &slot) == 1) {   /* reordered across threads */
-        rep_remove_live(r, slot);
-        if (c->pass == 1)
-            r->replaced++;
-    }
+    uint32_t slot, prev;
     if (r->free_slot != REP_NONE) {
         slot = r->free_slot;
         r->free_slot = r->slots[slot].next_free;
@@ -278,8 +276,14 @@ rep_alloc(rep_ctx *c, uint64_t addr, uint64_t size, uint32_t stack)
         slot = r->nslots++;
     }
     r->slots[slot] = (rep_slot){size, (uint32_t)agg, REP_NONE};
-    if (ht_table_put(&r->live, addr, slot) < 0)
+    int added = ht_bm_put(&r->live, addr, slot, &prev);
+    if (added < 0)
         return -1;
+    if (added == 0) {                             /* reordered across threads */
+        rep_remove_live(r, prev);
+        if (c->pass == 1)
+            r->replaced++;
+    }
     r->current += size;
     r->live_count++;
     if (c->pass == 1 && r->current > r->peak_bytes) {
@@ -337,11 +341,9 @@ rep_checkpoints(rep_ctx *c)
     ht_rep *r = c->r;
     while (c->icp < c->ncp && r->events >= c->cps[c->icp]) {
         uint64_t *out = c->out + c->icp * r->nnodes;
-        for (size_t i = 0; i <= r->live.mask && r->live.keys; i++)
-            if (r->live.keys[i] != 0) {
-                rep_slot *s = &r->slots[r->live.values[i]];
-                out[r->agg_node[s->agg]] += s->size;
-            }
+        for (size_t i = 0; i < r->nslots; i++)
+            if (r->slots[i].agg != REP_NONE)
+                out[r->agg_node[r->slots[i].agg]] += r->slots[i].size;
         c->icp++;
     }
 }
@@ -549,7 +551,7 @@ rep_inflate(const uint8_t *data, size_t n, uint8_t **out, size_t *cap, size_t *l
     }
     z_stream z;
     memset(&z, 0, sizeof z);
-    if (inflateInit(&z) != Z_OK)
+    if (inflateInit2(&z, -15) != Z_OK)     /* raw deflate (capture.h) */
         return "out of memory";
     z.next_in = (Bytef *)(uintptr_t)(data + 4);
     z.avail_in = (uInt)(n - 4);
@@ -820,10 +822,10 @@ done:
 static void
 rep_fold_live(ht_rep *r, int m)
 {
-    for (size_t i = 0; i <= r->live.mask && r->live.keys; i++) {
-        if (r->live.keys[i] == 0)
+    for (size_t i = 0; i < r->nslots; i++) {
+        rep_slot *s = &r->slots[i];
+        if (s->agg == REP_NONE)
             continue;
-        rep_slot *s = &r->slots[r->live.values[i]];
         r->aggs[s->agg].bytes[m] += s->size;
         r->aggs[s->agg].count[m]++;
     }
@@ -832,7 +834,7 @@ rep_fold_live(ht_rep *r, int m)
 static void
 rep_reset_live(ht_rep *r)
 {
-    ht_table_clear(&r->live);
+    ht_bm_clear(&r->live);
     r->nslots = 0;
     r->free_slot = REP_NONE;
     r->current = 0;
@@ -850,7 +852,7 @@ ht_rep_free(ht_rep *r)
     ht_table_free(&r->frame_index);
     ht_table_free(&r->raw_index);
     ht_table_free(&r->agg_index);
-    ht_table_free(&r->live);
+    ht_bm_free(&r->live);
     ht_table_free(&r->thread_index);
     ht_table_free(&r->cframe_index);
     ht_table_free(&r->node_index);
@@ -883,7 +885,7 @@ ht_rep_read(const char *path)
     r->cmdline = REP_NONE;
     if (ht_table_init(&r->str_index, 64, 1) < 0 || ht_table_init(&r->frame_index, 64, 1) < 0 ||
         ht_table_init(&r->raw_index, 64, 1) < 0 || ht_table_init(&r->agg_index, 64, 1) < 0 ||
-        ht_table_init(&r->live, 1024, 1) < 0 || ht_table_init(&r->thread_index, 8, 1) < 0) {
+        ht_bm_init(&r->live) < 0 || ht_table_init(&r->thread_index, 8, 1) < 0) {
         PyErr_NoMemory();
         goto fail;
     }
@@ -909,7 +911,7 @@ ht_rep_read(const char *path)
         r->truncated = truncated;
         rep_fold_live(r, HT_REP_PEAK);
     }
-    ht_table_free(&r->live);                 /* no longer needed: give it back */
+    ht_bm_free(&r->live);                 /* no longer needed: give it back */
     free(r->slots);
     r->slots = NULL;
     if (rep_build_tree(r) < 0)
@@ -1423,7 +1425,7 @@ rep_replay(ht_rep *r, const uint64_t *cps, size_t ncp, uint64_t *out)
 {
     const char *truncated = r->truncated;
     int rc = -1;
-    if (ht_table_init(&r->live, 1024, 1) < 0) {
+    if (ht_bm_init(&r->live) < 0) {
         PyErr_NoMemory();
         return -1;
     }
@@ -1436,7 +1438,7 @@ rep_replay(ht_rep *r, const uint64_t *cps, size_t ncp, uint64_t *out)
         rc = 0;
     }
     r->truncated = truncated;
-    ht_table_free(&r->live);
+    ht_bm_free(&r->live);
     free(r->slots);
     r->slots = NULL;
     return rc;
