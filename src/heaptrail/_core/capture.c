@@ -347,14 +347,11 @@ cap_make_key(void)
     cap_key_ok = pthread_key_create(&cap_key, cap_thread_exit) == 0;
 }
 
-/* The calling thread's buffer, created on first use; NULL when no capture
- * is open or memory ran out (the event is dropped). */
-static cap_tbuf *
-cap_tbuf_get(void)
+/* A thread's first event of this capture: creates its buffer. NULL when
+ * the capture closed meanwhile or memory ran out (the event is dropped). */
+static __attribute__((noinline)) cap_tbuf *
+cap_tbuf_create(unsigned gen)
 {
-    unsigned gen = atomic_load_explicit(&cap.gen, memory_order_acquire);
-    if (HT_LIKELY(cap_tls != NULL && cap_tls_gen == gen))
-        return cap_tls;
     cap_tbuf *tb = calloc(1, sizeof(*tb));
     if (tb == NULL)
         return NULL;
@@ -381,6 +378,16 @@ cap_tbuf_get(void)
     if (cap_key_ok)   /* else the thread's last events wait for close */
         pthread_setspecific(cap_key, (void *)1);
     return tb;
+}
+
+/* The calling thread's buffer, created on first use (inline: every event). */
+static inline cap_tbuf *
+cap_tbuf_get(void)
+{
+    unsigned gen = atomic_load_explicit(&cap.gen, memory_order_acquire);
+    if (HT_LIKELY(cap_tls != NULL && cap_tls_gen == gen))
+        return cap_tls;
+    return cap_tbuf_create(gen);
 }
 
 /* Serialized mode, first event of a thread after another's: the other's
