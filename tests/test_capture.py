@@ -200,8 +200,8 @@ def test_many_blocks_and_compact_encoding(tmp_path):
     assert raw / (n * 1.5) < 3.5                # about 3 bytes an alloc (same stack), 2 a free
     if _core._capture_zlib():
         assert written[True] < raw / 20         # so regular that zlib takes most of it
-    else:
-        assert written[True] == raw
+    else:                                       # stored as is (END's time varint may differ)
+        assert abs(written[True] - raw) < 8
 
 
 def test_undefined_stack_is_unknown_frame(tmp_path):
