@@ -3,7 +3,6 @@
 #include "report.h"
 #include "capture.h"
 #include "hashtable.h"
-#include "blockmap.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -70,8 +69,9 @@ struct ht_rep {
     rep_agg *aggs; size_t naggs, caggs;
     ht_table agg_index;             /* raw stack id + 1 -> aggs[] */
     /* live blocks */
-    ht_bm live;                     /* address -> slots[] (laid out by address:
-                                       neighbouring blocks share cache lines) */
+    ht_table live;                  /* address -> slots[] (a hash table, not the
+                                       tracer's page map: memory stays bounded by
+                                       the live blocks, whatever the address span) */
     rep_slot *slots; size_t nslots, cslots;
     uint32_t free_slot;
     uint64_t current, live_count;
@@ -212,11 +212,11 @@ static int
 rep_free(rep_ctx *c, uint64_t addr)
 {
     ht_rep *r = c->r;
-    uint32_t slot;
+    uint64_t slot;
     r->events++;
     if (c->pass == 1)
         r->frees++;
-    if (ht_bm_take(&r->live, addr, &slot) == 1)
+    if (ht_table_remove(&r->live, addr, &slot) == 1)
         rep_remove_live(r, slot);
     else if (c->pass == 1)
         r->unmatched_frees++;
@@ -266,7 +266,18 @@ rep_alloc(rep_ctx *c, uint64_t addr, uint64_t size, uint32_t stack)
     r->events++;
     if (c->pass == 1)
         rep_note_alloc(c, size, (uint32_t)agg);
-    uint32_t slot, prev;
+    uint64_t slot;
+    int added;
+    /* One probe for the common case (a fresh address) instead of a remove
+     * that misses and then a put. */
+    uint64_t *v = ht_table_upsert(&r->live, addr, REP_NONE, &added);
+    if (v == NULL)
+        return -1;
+    if (!added) {                                 /* reordered across threads */
+        rep_remove_live(r, *v);
+        if (c->pass == 1)
+            r->replaced++;
+    }
     if (r->free_slot != REP_NONE) {
         slot = r->free_slot;
         r->free_slot = r->slots[slot].next_free;
@@ -276,14 +287,7 @@ rep_alloc(rep_ctx *c, uint64_t addr, uint64_t size, uint32_t stack)
         slot = r->nslots++;
     }
     r->slots[slot] = (rep_slot){size, (uint32_t)agg, REP_NONE};
-    int added = ht_bm_put(&r->live, addr, slot, &prev);
-    if (added < 0)
-        return -1;
-    if (added == 0) {                             /* reordered across threads */
-        rep_remove_live(r, prev);
-        if (c->pass == 1)
-            r->replaced++;
-    }
+    *v = slot;          /* valid: nothing was inserted into r->live since */
     r->current += size;
     r->live_count++;
     if (c->pass == 1 && r->current > r->peak_bytes) {
@@ -834,7 +838,7 @@ rep_fold_live(ht_rep *r, int m)
 static void
 rep_reset_live(ht_rep *r)
 {
-    ht_bm_clear(&r->live);
+    ht_table_clear(&r->live);
     r->nslots = 0;
     r->free_slot = REP_NONE;
     r->current = 0;
@@ -852,7 +856,7 @@ ht_rep_free(ht_rep *r)
     ht_table_free(&r->frame_index);
     ht_table_free(&r->raw_index);
     ht_table_free(&r->agg_index);
-    ht_bm_free(&r->live);
+    ht_table_free(&r->live);
     ht_table_free(&r->thread_index);
     ht_table_free(&r->cframe_index);
     ht_table_free(&r->node_index);
@@ -885,7 +889,7 @@ ht_rep_read(const char *path)
     r->cmdline = REP_NONE;
     if (ht_table_init(&r->str_index, 64, 1) < 0 || ht_table_init(&r->frame_index, 64, 1) < 0 ||
         ht_table_init(&r->raw_index, 64, 1) < 0 || ht_table_init(&r->agg_index, 64, 1) < 0 ||
-        ht_bm_init(&r->live) < 0 || ht_table_init(&r->thread_index, 8, 1) < 0) {
+        ht_table_init(&r->live, 1024, 1) < 0 || ht_table_init(&r->thread_index, 8, 1) < 0) {
         PyErr_NoMemory();
         goto fail;
     }
@@ -911,7 +915,7 @@ ht_rep_read(const char *path)
         r->truncated = truncated;
         rep_fold_live(r, HT_REP_PEAK);
     }
-    ht_bm_free(&r->live);                 /* no longer needed: give it back */
+    ht_table_free(&r->live);                 /* no longer needed: give it back */
     free(r->slots);
     r->slots = NULL;
     if (rep_build_tree(r) < 0)
@@ -1425,7 +1429,7 @@ rep_replay(ht_rep *r, const uint64_t *cps, size_t ncp, uint64_t *out)
 {
     const char *truncated = r->truncated;
     int rc = -1;
-    if (ht_bm_init(&r->live) < 0) {
+    if (ht_table_init(&r->live, 1024, 1) < 0) {
         PyErr_NoMemory();
         return -1;
     }
@@ -1438,7 +1442,7 @@ rep_replay(ht_rep *r, const uint64_t *cps, size_t ncp, uint64_t *out)
         rc = 0;
     }
     r->truncated = truncated;
-    ht_bm_free(&r->live);
+    ht_table_free(&r->live);
     free(r->slots);
     r->slots = NULL;
     return rc;
