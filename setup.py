@@ -4,9 +4,14 @@ Every .c file under src/heaptrail/_core is one concept and is compiled in.
 Environment switches:
   HEAPTRAIL_ASAN=1   build with -fsanitize=address,undefined (make asan)
   HEAPTRAIL_DEBUG=1  build with -O0 -g
+  HEAPTRAIL_NO_ZLIB=1  no capture compression even when zlib.h is there
 """
 import glob
 import os
+import shutil
+import subprocess
+import sysconfig
+import tempfile
 
 from setuptools import Extension, setup
 
@@ -23,6 +28,34 @@ elif os.environ.get("HEAPTRAIL_DEBUG"):
 else:
     cflags += ["-O2"]
 
+
+
+def _have_zlib():
+    """Capture blocks are zlib-compressed when zlib's header and library are
+    on the build machine; never required (HEAPTRAIL_NO_ZLIB=1 turns it off)."""
+    if os.environ.get("HEAPTRAIL_NO_ZLIB"):
+        return False
+    cc = (sysconfig.get_config_var("CC") or "cc").split()
+    d = tempfile.mkdtemp()
+    try:
+        src = os.path.join(d, "t.c")
+        with open(src, "w") as f:
+            f.write("#include <zlib.h>\nint main(void) { return deflateBound(0, 1) == 0; }\n")
+        r = subprocess.run(cc + [src, "-o", os.path.join(d, "t"), "-lz"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return r.returncode == 0
+    except OSError:
+        return False
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+libraries = ["m"]
+macros = []
+if _have_zlib():
+    libraries.append("z")
+    macros.append(("HT_HAVE_ZLIB", "1"))
+
 setup(
     ext_modules=[
         Extension(
@@ -31,7 +64,8 @@ setup(
             include_dirs=["src/heaptrail/_core"],
             extra_compile_args=cflags,
             extra_link_args=ldflags,
-            libraries=["m"],
+            libraries=libraries,
+            define_macros=macros,
         )
     ]
 )

@@ -36,7 +36,7 @@ EVENTS = FRAMES + [
     ("alloc", 0x40000, 4000, 3),       # cache: 7500 live = the peak
     ("sample", 3_000_000, 12_000_000, 7500),
     ("free", 0x20000),
-    ("free", 0x40000),
+    ("free", 0x40000, 4000),           # with the size hint (class 65)
     ("alloc", 0x50000, 300, 3),        # cache
     ("marker", 4_000_000, "cached"),
     ("alloc", 0x60000, 100, 0),        # main
@@ -178,22 +178,30 @@ def test_serialized_writer_keeps_the_order_across_threads(tmp_path):
 
 
 def test_many_blocks_and_compact_encoding(tmp_path):
-    path = str(tmp_path / "big.htcap")
     n = 40_000
     events = list(FRAMES)
     for i in range(n):   # addresses 32 bytes apart, the same stack: the common case
         events.append(("alloc", 0x7f0000000000 + 32 * i, 24 + i % 8, 2))
     for i in range(0, n, 2):
-        events.append(("free", 0x7f0000000000 + 32 * i))
-    _core._capture_write(path, events)
-    cap = capture.open(path)
+        events.append(("free", 0x7f0000000000 + 32 * i, 24 + i % 8))
     sizes = [24 + i % 8 for i in range(n)]
-    assert cap.allocations == n and cap.total_bytes == sum(sizes)
-    assert cap.peak_bytes == sum(sizes)
-    assert cap.leaked_bytes == sum(sizes[1::2])
-    size = os.path.getsize(path)
-    assert size > 65536 * 2                     # several blocks were written
-    assert size / (n * 1.5) < 5                 # about 4 bytes an alloc, 2 a free
+    written = {}
+    for compress in (False, True):
+        path = str(tmp_path / f"big{compress}.htcap")
+        _core._capture_write(path, events, compress=compress)
+        cap = capture.open(path)
+        assert cap.allocations == n and cap.total_bytes == sum(sizes)
+        assert cap.peak_bytes == sum(sizes)
+        assert cap.leaked_bytes == sum(sizes[1::2])
+        assert (cap.frees, cap.unmatched_frees) == (n // 2, 0)
+        written[compress] = os.path.getsize(path)
+    raw = written[False]
+    assert raw > 65536 * 2                      # several blocks were written
+    assert raw / (n * 1.5) < 3.5                # about 3 bytes an alloc (same stack), 2 a free
+    if _core._capture_zlib():
+        assert written[True] < raw / 20         # so regular that zlib takes most of it
+    else:                                       # stored as is (END's time varint may differ)
+        assert abs(written[True] - raw) < 8
 
 
 def test_undefined_stack_is_unknown_frame(tmp_path):
@@ -248,10 +256,15 @@ def test_sigkilled_writer_leaves_a_readable_capture(tmp_path):
 
 def test_newer_version_and_foreign_files(tmp_path, known):
     data = bytearray(_read(known))
-    data[8] = 2
+    assert data[8:12] == b"\x02\0\0\0"
+    data[8] = 3
     newer = tmp_path / "newer.htcap"
     newer.write_bytes(bytes(data))
     with pytest.raises(heaptrail.HeaptrailError, match="written by a newer heaptrail"):
+        capture.open(str(newer))
+    data[8] = 1                 # version 1 (FNV checksums, records 1 and 2) is refused
+    newer.write_bytes(bytes(data))
+    with pytest.raises(heaptrail.HeaptrailError, match="format 1 .* written by an older heaptrail"):
         capture.open(str(newer))
     foreign = tmp_path / "foreign.txt"
     foreign.write_text("hello, not a capture\n")
@@ -265,7 +278,37 @@ def test_newer_version_and_foreign_files(tmp_path, known):
         capture.open(str(tmp_path))
 
 
-def test_every_truncation_point(tmp_path, known):
+def _blocks(data):
+    """(word, data) of each block of a capture's bytes."""
+    import struct
+
+    off, out = 12, []
+    while off + 8 <= len(data):
+        word = struct.unpack_from("<I", data, off)[0]
+        n = word & 0x7FFFFFFF
+        out.append((word, data[off + 8:off + 8 + n]))
+        off += 8 + n
+    return out
+
+
+@pytest.fixture(params=["small", "compressed"])
+def fuzzed(request, tmp_path, known):
+    """The known capture, and one whose event blocks zlib compresses."""
+    if request.param == "small":
+        return known
+    if not _core._capture_zlib():
+        pytest.skip("built without zlib: no compressed blocks")
+    path = str(tmp_path / "z.htcap")
+    events = FRAMES + [("alloc", 0x10000 + 64 * i, 40 + i % 3, 1 + i % 2) for i in range(120)]
+    events += [("free", 0x10000 + 64 * i, 40 + i % 3) for i in range(0, 120, 3)] + [("flush",)]
+    events += [("alloc", 0x90000 + 16 * i, 8, 3) for i in range(60)]
+    _core._capture_write(path, events, compress=True)
+    assert sum(1 for word, _ in _blocks(_read(path)) if word & 0x80000000) >= 2
+    return path
+
+
+def test_every_truncation_point(tmp_path, fuzzed):
+    known = fuzzed
     data = _read(known)
     path = tmp_path / "cut.htcap"
     full = capture.open(known)
@@ -281,9 +324,10 @@ def test_every_truncation_point(tmp_path, known):
         assert cap.peak_bytes <= full.peak_bytes
 
 
-def test_byte_flips_never_crash(tmp_path, known):
+def test_byte_flips_never_crash(tmp_path, fuzzed):
     import random
 
+    known = fuzzed
     rnd = random.Random(5)
     data = _read(known)
     path = tmp_path / "flip.htcap"
@@ -379,42 +423,96 @@ def test_reporters_bad_files(cli, tmp_path, known, command):
 
 # ---- the format as documented in capture.h, assembled by hand ------------------------
 
-def _fnv1a32(data):
-    h = 2166136261
-    for b in data:
-        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
-    return h
+_M64 = (1 << 64) - 1
+_K1, _K2 = 0x9E3779B97F4A7C15, 0xD6E8FEB86659FD93
 
 
-def _block(body):
+def _checksum(word, data):
+    """capture.c's block checksum, written again from the format's description."""
+    h = ((word * _K1) ^ len(data)) & _M64
+    for i in range(0, len(data), 8):
+        w = int.from_bytes(data[i:i + 8], "little")        # the last word zero-padded
+        h = ((h ^ w) * _K1) & _M64
+        h ^= h >> 29
+    h ^= h >> 32
+    h = (h * _K2) & _M64
+    h ^= h >> 32
+    return h & 0xFFFFFFFF
+
+
+def _block(body, compress=False):
     import struct
+    import zlib
 
-    return struct.pack("<II", len(body), _fnv1a32(body)) + body
+    data = body
+    word = len(body)
+    if compress:
+        z = zlib.compressobj(wbits=-15)                  # raw deflate
+        data = struct.pack("<I", len(body)) + z.compress(body) + z.flush()
+        word = len(data) | 0x80000000
+    return struct.pack("<II", word, _checksum(word, data)) + data
 
 
 def test_documented_worked_example(tmp_path):
-    """The header's worked example, byte for byte, read by the C reader."""
+    """The header's worked example, byte for byte, read by the C reader; then
+    the same blocks compressed by Python's zlib."""
     import struct
 
     header = bytes([8, 42, 0, 0, 0, 3]) + b"a\0b"       # HEADER pid 42, times 0, cmdline "a\0b"
-    example = bytes.fromhex("01000000" "e803000000000000" "018040ac0204" "028040")
+    example = bytes.fromhex("01000000" "e803000000000000" "0aac02804004" "468040")
     defs = (struct.pack("<IQ", 1, 0) + bytes([4, 2, 4]) + b"m.py" + bytes([1]) + b"f" + bytes([7])
             + bytes([3, 2, 0, 2]))                       # FRAME 2 m.py f 7; STACK 2 (outermost) frame 2
     end = struct.pack("<IQ", 0, 0) + bytes([9, 0xD0, 0x0F])   # END at 2000 ns
-    data = b"\x89HTCAP\r\n" + struct.pack("<I", 1) + _block(struct.pack("<IQ", 0, 0) + header)
-    data += _block(example) + _block(defs) + _block(end)
-    path = tmp_path / "hand.htcap"
-    path.write_bytes(data)
-    cap = capture.open(str(path))
-    assert (cap.pid, cap.command, cap.truncated, cap.duration_ns) == (42, "a b", None, 2000)
-    assert (cap.allocations, cap.frees, cap.total_bytes, cap.peak_bytes, cap.leaked_bytes) == (1, 1, 300, 300, 0)
-    assert by_location(cap.rows("total")) == {("f", "m.py", 7): (300, 1)}
-    # a wrong checksum in a block followed by others is corruption
-    bad = bytearray(data)
-    bad[len(data) - len(_block(end)) - 3] ^= 1
-    path.write_bytes(bytes(bad))
-    with pytest.raises(heaptrail.HeaptrailError, match="checksum mismatch"):
-        capture.open(str(path))
+    for compress in (False, True):
+        if compress and not _core._capture_zlib():
+            continue
+        data = b"\x89HTCAP\r\n" + struct.pack("<I", 2) + _block(struct.pack("<IQ", 0, 0) + header)
+        data += _block(example, compress) + _block(defs, compress) + _block(end)
+        path = tmp_path / "hand.htcap"
+        path.write_bytes(data)
+        cap = capture.open(str(path))
+        assert (cap.pid, cap.command, cap.truncated, cap.duration_ns) == (42, "a b", None, 2000)
+        assert (cap.allocations, cap.frees, cap.total_bytes, cap.peak_bytes, cap.leaked_bytes) == (1, 1, 300, 300, 0)
+        assert (cap.unmatched_frees, cap.replaced) == (0, 0)
+        assert by_location(cap.rows("total")) == {("f", "m.py", 7): (300, 1)}
+        # a wrong checksum in a block followed by others is corruption
+        bad = bytearray(data)
+        bad[len(data) - len(_block(end)) - 3] ^= 1
+        path.write_bytes(bytes(bad))
+        with pytest.raises(heaptrail.HeaptrailError, match="checksum mismatch"):
+            capture.open(str(path))
+    # a compressed block whose stream is not what its length says (checksum right)
+    if _core._capture_zlib():
+        import zlib
+
+        z = zlib.compressobj(wbits=-15)
+        body = struct.pack("<I", len(example) + 1) + z.compress(example) + z.flush()
+        word = len(body) | 0x80000000
+        bad = (b"\x89HTCAP\r\n" + struct.pack("<I", 2) + _block(struct.pack("<IQ", 0, 0) + header)
+               + struct.pack("<II", word, _checksum(word, body)) + body + _block(end))
+        path.write_bytes(bad)
+        with pytest.raises(heaptrail.HeaptrailError, match="does not inflate to its length"):
+            capture.open(str(path))
+
+
+def test_free_classes_keep_their_own_bases(tmp_path):
+    """Frees of interleaved size classes, with and without the size hint,
+    match their allocations (each class has its own delta base)."""
+    path = str(tmp_path / "cls.htcap")
+    events = list(FRAMES)
+    addrs = []
+    for i in range(300):
+        size = (8, 100, 520, 5000)[i % 4]
+        a = (0x10000, 0x50000, 0x900000, 0x7f00000)[i % 4] + i * size
+        addrs.append((a, size))
+        events.append(("alloc", a, size, 2 if i % 3 else 1))
+    for j, (a, size) in enumerate(addrs[:200]):
+        events.append(("free", a, size) if j % 2 else ("free", a))
+    _core._capture_write(path, events, compress=False)
+    cap = capture.open(path)
+    assert (cap.allocations, cap.frees, cap.unmatched_frees, cap.replaced) == (300, 200, 0, 0)
+    assert cap.leaked_bytes == sum(size for _, size in addrs[200:])
+    assert cap.total_bytes == sum(size for _, size in addrs)
 
 
 @pytest.mark.parametrize("command", [["table"], ["tree"], ["stats"], ["table", "--by", "stack", "--json"],

@@ -83,11 +83,24 @@ def _memray_tool(pyalloc):
     return fn
 
 
+def _current_format(path):
+    """Does path exist, written in this heaptrail's capture format version?
+    (A capture kept from an older build is made again.)"""
+    if not os.path.exists(path):
+        return False
+    from heaptrail import _core
+
+    probe = os.path.join(TMP, "probe.htcap")
+    _core._capture_write(probe, [])
+    with open(probe, "rb") as a, open(path, "rb") as b:
+        return a.read(12) == b.read(12)
+
+
 def _captures():
     """The captures the reporters read: made once, kept in TMP."""
     script = _script()
     ht = os.path.join(TMP, "report.htcap")
-    if not os.path.exists(ht):
+    if not _current_format(ht):
         _heaptrail_capture(script, ht)
     mr = os.path.join(TMP, "report.memray")
     try:

@@ -12,6 +12,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef HT_HAVE_ZLIB
+#include <zlib.h>
+#endif
 
 #define CAP_BLOCK_HEAD 8u    /* body_len:u32 checksum:u32 */
 #define CAP_BODY_HEAD 12u    /* thread:u32 time_ns:u64 */
@@ -19,15 +22,58 @@
  * with two cut strings), so a record appended below the threshold fits. */
 #define CAP_BUF_CAP (HT_CAP_BLOCK_BYTES + 2u * HT_CAP_MAX_STR + 256u)
 
-uint32_t
-ht_cap_checksum(const uint8_t *p, size_t n)
+#define CAP_K1 0x9E3779B97F4A7C15ull
+#define CAP_K2 0xD6E8FEB86659FD93ull
+
+static inline uint64_t
+cap_le64(const uint8_t *p)
 {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 16777619u;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+#else
+    uint64_t w = 0;
+    for (int j = 7; j >= 0; j--)
+        w = w << 8 | p[j];
+    return w;
+#endif
+}
+
+/* A word at a time (the byte-at-a-time FNV it replaced cost ~4% of a
+ * traced run): every step (xor a word, multiply by an odd constant, xor
+ * shift) is a bijection of h, so any change in one word changes h, and
+ * the final mix spreads it before the fold to 32 bits. */
+uint32_t
+ht_cap_checksum(uint32_t word, const uint8_t *p, size_t n)
+{
+    uint64_t h = ((uint64_t)word * CAP_K1) ^ (uint64_t)n;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        h = (h ^ cap_le64(p + i)) * CAP_K1;
+        h ^= h >> 29;
     }
-    return h;
+    if (i < n) {
+        uint64_t w = 0;
+        for (size_t j = n - i; j-- > 0;)
+            w = w << 8 | p[i + j];
+        h = (h ^ w) * CAP_K1;
+        h ^= h >> 29;
+    }
+    h ^= h >> 32;
+    h *= CAP_K2;
+    h ^= h >> 32;
+    return (uint32_t)h;
+}
+
+int
+ht_cap_have_zlib(void)
+{
+#ifdef HT_HAVE_ZLIB
+    return 1;
+#else
+    return 0;
+#endif
 }
 
 /* ---- state ---------------------------------------------------------------- */
@@ -35,9 +81,9 @@ ht_cap_checksum(const uint8_t *p, size_t n)
 typedef struct cap_tbuf {
     ht_buf buf;              /* the block being filled, its heads reserved */
     uint32_t thread;
-    uint64_t prev_addr;      /* delta state, restarted with each block: */
-    uint64_t prev_free;      /* allocations and frees each move through memory */
-    uint32_t prev_stack;
+    uint32_t prev_stack;     /* delta state, restarted with each block: */
+    uint64_t alloc_base[HT_CAP_CLASSES];   /* per size class, as pymalloc */
+    uint64_t free_base[HT_CAP_CLASSES];    /* keeps a pool per class */
     struct cap_tbuf *next;   /* registry link: protected by cap.lock */
 } cap_tbuf;
 
@@ -54,12 +100,22 @@ static struct {
     /* serialized mode: the buffer of the last event's thread, flushed when
      * another thread's event comes. Written under lock; read without it. */
     _Atomic(cap_tbuf *) last;
+#ifdef HT_HAVE_ZLIB
+    int z_ok;                /* deflate ready: blocks are compressed */
+    z_stream z;              /* used under lock */
+    uint8_t *zbuf;           /* a compressed block: heads + raw_len + stream */
+    size_t zcap;
+#endif
 } cap = {PTHREAD_MUTEX_INITIALIZER, -1, 0, NULL, 0, 0, 0, 0, 0, NULL};
 
 /* The calling thread's buffer, valid only while cap_tls_gen == cap.gen:
  * close frees every buffer without touching other threads' TLS. */
-static _Thread_local cap_tbuf *cap_tls;
-static _Thread_local unsigned cap_tls_gen;
+/* initial-exec: the extension is loaded by dlopen, whose default model
+ * (general-dynamic) calls __tls_get_addr on every event; glibc reserves
+ * static TLS room for a few such variables. */
+#define CAP_TLS _Thread_local __attribute__((tls_model("initial-exec")))
+static CAP_TLS cap_tbuf *cap_tls;
+static CAP_TLS unsigned cap_tls_gen;
 static pthread_key_t cap_key;        /* only for its destructor (thread exit) */
 static int cap_key_ok;               /* pthread_key_create succeeded */
 static pthread_once_t cap_key_once = PTHREAD_ONCE_INIT;
@@ -102,14 +158,86 @@ cap_block_begin(ht_buf *b, uint32_t thread)
 }
 
 static void
-cap_block_seal(ht_buf *b)
+cap_block_stamp(ht_buf *b)
 {
     uint64_t t = ht_cap_now();
     cap_put_u32_at(b->data + 12, (uint32_t)t);
     cap_put_u32_at(b->data + 16, (uint32_t)(t >> 32));
-    cap_put_u32_at(b->data, (uint32_t)(b->len - CAP_BLOCK_HEAD));
-    cap_put_u32_at(b->data + 4, ht_cap_checksum(b->data + CAP_BLOCK_HEAD, b->len - CAP_BLOCK_HEAD));
 }
+
+/* Fills the heads of a stamped block stored as is. */
+static void
+cap_block_raw_heads(ht_buf *b)
+{
+    uint32_t word = (uint32_t)(b->len - CAP_BLOCK_HEAD);
+    cap_put_u32_at(b->data, word);
+    cap_put_u32_at(b->data + 4, ht_cap_checksum(word, b->data + CAP_BLOCK_HEAD, word));
+}
+
+static void
+cap_block_seal(ht_buf *b)
+{
+    cap_block_stamp(b);
+    cap_block_raw_heads(b);
+}
+
+#ifdef HT_HAVE_ZLIB
+/* Level 1: most of the gain for a fraction of the time of higher levels
+ * (the events are very repetitive). Caller holds cap.lock. */
+static int
+cap_z_open(void)
+{
+    memset(&cap.z, 0, sizeof cap.z);
+    /* raw deflate (negative window bits): no zlib header or adler32, the
+     * block checksum already guards the data */
+    if (deflateInit2(&cap.z, 1, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return -1;
+    cap.zcap = CAP_BLOCK_HEAD + 4 + deflateBound(&cap.z, CAP_BUF_CAP);
+    cap.zbuf = malloc(cap.zcap);
+    if (cap.zbuf == NULL) {
+        deflateEnd(&cap.z);
+        return -1;
+    }
+    cap.z_ok = 1;
+    return 0;
+}
+
+static void
+cap_z_close(void)
+{
+    if (!cap.z_ok)
+        return;
+    deflateEnd(&cap.z);
+    free(cap.zbuf);
+    cap.zbuf = NULL;
+    cap.z_ok = 0;
+}
+
+/* Compresses a stamped block into cap.zbuf as a whole compressed block;
+ * returns its length, or 0 to store it as is (zlib failed or did not
+ * shrink it). Caller holds cap.lock. */
+static size_t
+cap_z_block(const ht_buf *b)
+{
+    size_t raw = b->len - CAP_BLOCK_HEAD;
+    if (deflateReset(&cap.z) != Z_OK)
+        return 0;
+    cap.z.next_in = b->data + CAP_BLOCK_HEAD;
+    cap.z.avail_in = (uInt)raw;
+    cap.z.next_out = cap.zbuf + CAP_BLOCK_HEAD + 4;
+    cap.z.avail_out = (uInt)(cap.zcap - CAP_BLOCK_HEAD - 4);
+    if (deflate(&cap.z, Z_FINISH) != Z_STREAM_END)
+        return 0;
+    size_t data = 4 + (size_t)cap.z.total_out;
+    if (data >= raw)
+        return 0;
+    uint32_t word = (uint32_t)data | HT_CAP_COMPRESSED;
+    cap_put_u32_at(cap.zbuf + CAP_BLOCK_HEAD, (uint32_t)raw);
+    cap_put_u32_at(cap.zbuf, word);
+    cap_put_u32_at(cap.zbuf + 4, ht_cap_checksum(word, cap.zbuf + CAP_BLOCK_HEAD, data));
+    return CAP_BLOCK_HEAD + data;
+}
+#endif
 
 static int
 cap_write_all(int fd, const uint8_t *p, size_t n)
@@ -137,6 +265,24 @@ cap_write_unlocked(const ht_buf *b)
         cap.error = errno ? errno : EIO;
 }
 
+/* Writes a stamped block, compressed when that helps. Caller holds cap.lock. */
+static void
+cap_write_block_unlocked(ht_buf *b)
+{
+    if (cap.error || cap.fd < 0)
+        return;
+#ifdef HT_HAVE_ZLIB
+    size_t n = cap.z_ok ? cap_z_block(b) : 0;
+    if (n > 0) {
+        if (cap_write_all(cap.fd, cap.zbuf, n) < 0)
+            cap.error = errno ? errno : EIO;
+        return;
+    }
+#endif
+    cap_block_raw_heads(b);
+    cap_write_unlocked(b);
+}
+
 static void
 cap_flush_tbuf(cap_tbuf *tb, int locked)
 {
@@ -151,16 +297,16 @@ cap_flush_tbuf(cap_tbuf *tb, int locked)
     }
     if (tb->buf.len <= CAP_BLOCK_HEAD + CAP_BODY_HEAD)
         return;
-    cap_block_seal(&tb->buf);
+    cap_block_stamp(&tb->buf);
     if (!locked)
         pthread_mutex_lock(&cap.lock);
-    cap_write_unlocked(&tb->buf);
+    cap_write_block_unlocked(&tb->buf);
     if (!locked)
         pthread_mutex_unlock(&cap.lock);
     cap_block_begin(&tb->buf, tb->thread);
-    tb->prev_addr = 0;
-    tb->prev_free = 0;
     tb->prev_stack = 0;
+    memset(tb->alloc_base, 0, sizeof tb->alloc_base);
+    memset(tb->free_base, 0, sizeof tb->free_base);
 }
 
 /* ---- per-thread buffers ---------------------------------------------------- */
@@ -201,14 +347,11 @@ cap_make_key(void)
     cap_key_ok = pthread_key_create(&cap_key, cap_thread_exit) == 0;
 }
 
-/* The calling thread's buffer, created on first use; NULL when no capture
- * is open or memory ran out (the event is dropped). */
-static cap_tbuf *
-cap_tbuf_get(void)
+/* A thread's first event of this capture: creates its buffer. NULL when
+ * the capture closed meanwhile or memory ran out (the event is dropped). */
+static __attribute__((noinline)) cap_tbuf *
+cap_tbuf_create(unsigned gen)
 {
-    unsigned gen = atomic_load_explicit(&cap.gen, memory_order_acquire);
-    if (HT_LIKELY(cap_tls != NULL && cap_tls_gen == gen))
-        return cap_tls;
     cap_tbuf *tb = calloc(1, sizeof(*tb));
     if (tb == NULL)
         return NULL;
@@ -235,6 +378,16 @@ cap_tbuf_get(void)
     if (cap_key_ok)   /* else the thread's last events wait for close */
         pthread_setspecific(cap_key, (void *)1);
     return tb;
+}
+
+/* The calling thread's buffer, created on first use (inline: every event). */
+static inline cap_tbuf *
+cap_tbuf_get(void)
+{
+    unsigned gen = atomic_load_explicit(&cap.gen, memory_order_acquire);
+    if (HT_LIKELY(cap_tls != NULL && cap_tls_gen == gen))
+        return cap_tls;
+    return cap_tbuf_create(gen);
 }
 
 /* Serialized mode, first event of a thread after another's: the other's
@@ -279,24 +432,43 @@ cap_put_str(ht_buf *b, const char *s)
 
 /* ---- events --------------------------------------------------------------- */
 
+/* Room an event record may take: the buffer's capacity keeps this much
+ * past HT_CAP_BLOCK_BYTES, where the buffer is flushed after each event. */
+#define CAP_EVENT_ROOM 64u
+
+/* Events are written straight into the reserved buffer (no call per
+ * field); a buffer without room (a failed flush left it full) drops them. */
 static inline void
 cap_put_alloc(cap_tbuf *tb, uint64_t addr, uint64_t size, uint32_t stack)
 {
     ht_buf *b = &tb->buf;
-    ht_buf_u8(b, HT_CAP_ALLOC);
-    ht_buf_svarint(b, (int64_t)(addr - tb->prev_addr));
-    ht_buf_varint(b, size);
-    ht_buf_svarint(b, (int64_t)stack - (int64_t)tb->prev_stack);
-    tb->prev_addr = addr;
+    if (HT_UNLIKELY(b->cap - b->len < CAP_EVENT_ROOM))
+        return;
+    unsigned c = ht_cap_class(size);
+    int same = stack == tb->prev_stack;
+    uint8_t *p = b->data + b->len;
+    *p++ = same ? HT_CAP_ALLOC_SAME : HT_CAP_ALLOC;
+    p = ht_varint_put(p, size);
+    p = ht_varint_put(p, ht_zigzag((int64_t)(addr - tb->alloc_base[c])));
+    if (!same)
+        p = ht_varint_put(p, ht_zigzag((int64_t)stack - (int64_t)tb->prev_stack));
+    b->len = (size_t)(p - b->data);
+    tb->alloc_base[c] = addr;
     tb->prev_stack = stack;
 }
 
 static inline void
-cap_put_free(cap_tbuf *tb, uint64_t addr)
+cap_put_free(cap_tbuf *tb, uint64_t addr, uint64_t size)
 {
-    ht_buf_u8(&tb->buf, HT_CAP_FREE);
-    ht_buf_svarint(&tb->buf, (int64_t)(addr - tb->prev_free));
-    tb->prev_free = addr;
+    ht_buf *b = &tb->buf;
+    if (HT_UNLIKELY(b->cap - b->len < CAP_EVENT_ROOM))
+        return;
+    unsigned c = ht_cap_class(size);
+    uint8_t *p = b->data + b->len;
+    *p++ = (uint8_t)(HT_CAP_FREE + c);
+    p = ht_varint_put(p, ht_zigzag((int64_t)(addr - tb->free_base[c])));
+    b->len = (size_t)(p - b->data);
+    tb->free_base[c] = addr;
 }
 
 void
@@ -310,12 +482,12 @@ ht_cap_alloc(uint64_t addr, uint64_t size, uint32_t stack)
 }
 
 void
-ht_cap_free(uint64_t addr)
+ht_cap_free(uint64_t addr, uint64_t size)
 {
     cap_tbuf *tb = cap_event_buf();
     if (tb == NULL)
         return;
-    cap_put_free(tb, addr);
+    cap_put_free(tb, addr, size);
     cap_maybe_flush(tb);
 }
 
@@ -326,7 +498,7 @@ ht_cap_realloc(uint64_t old_addr, uint64_t new_addr, uint64_t size, uint32_t sta
     if (tb == NULL)
         return;
     if (old_addr != 0)
-        cap_put_free(tb, old_addr);
+        cap_put_free(tb, old_addr, 0);
     cap_put_alloc(tb, new_addr, size, stack);
     cap_maybe_flush(tb);
 }
@@ -429,9 +601,9 @@ cap_write_header(int fd, const ht_cap_info *info)
         errno = ENOMEM;
         goto done;
     }
-    cap_put_u32_at(b.data + block, (uint32_t)(b.len - block - CAP_BLOCK_HEAD));
-    cap_put_u32_at(b.data + block + 4, ht_cap_checksum(b.data + block + CAP_BLOCK_HEAD,
-                                                       b.len - block - CAP_BLOCK_HEAD));
+    uint32_t word = (uint32_t)(b.len - block - CAP_BLOCK_HEAD);
+    cap_put_u32_at(b.data + block, word);
+    cap_put_u32_at(b.data + block + 4, ht_cap_checksum(word, b.data + block + CAP_BLOCK_HEAD, word));
     rc = cap_write_all(fd, b.data, b.len);
 done:
     ht_buf_free(&b);
@@ -456,6 +628,13 @@ ht_cap_open(const char *path, const ht_cap_info *info)
         errno = e;
         goto done;
     }
+#ifdef HT_HAVE_ZLIB
+    if (info->compress && cap_z_open() < 0) {
+        close(fd);
+        errno = ENOMEM;
+        goto done;
+    }
+#endif
     cap.fd = fd;
     cap.error = 0;
     cap.next_thread = 0;
@@ -512,6 +691,9 @@ ht_cap_close(void)
         cap_write_unlocked(&b);
     }
     ht_buf_free(&b);
+#ifdef HT_HAVE_ZLIB
+    cap_z_close();
+#endif
     if (close(cap.fd) < 0 && !cap.error)
         cap.error = errno;
     cap.fd = -1;
@@ -533,6 +715,9 @@ ht_cap_after_fork_child(void)
     if (cap.fd >= 0)
         close(cap.fd);
     cap.fd = -1;
+#ifdef HT_HAVE_ZLIB
+    cap_z_close();
+#endif
     cap_release_unlocked(0);
 }
 
@@ -586,8 +771,9 @@ cap_drive_one(PyObject *ev, cap_driver *d)
         ht_cap_alloc(cap_u64_item(ev, 1), cap_u64_item(ev, 2),
                      st == Py_None ? HT_CAP_NO_STACK : (uint32_t)PyLong_AsUnsignedLongMask(st));
     } else if (strcmp(kind, "free") == 0) {
-        NEED(2);
-        ht_cap_free(cap_u64_item(ev, 1));
+        if (n != 2)
+            NEED(3);   /* ("free", addr) or ("free", addr, size) */
+        ht_cap_free(cap_u64_item(ev, 1), n == 3 ? cap_u64_item(ev, 2) : 0);
     } else if (strcmp(kind, "realloc") == 0) {
         NEED(5);
         ht_cap_realloc(cap_u64_item(ev, 1), cap_u64_item(ev, 2), cap_u64_item(ev, 3),
@@ -652,22 +838,24 @@ static PyObject *
 cap_py_write(PyObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"path", "events", "close", "pid", "cmdline", "sample_bytes",
-                             "interval_ns", "serialized", NULL};
+                             "interval_ns", "serialized", "compress", NULL};
     PyObject *path_obj, *events;
-    int do_close = 1, serialized = 0;
+    int do_close = 1, serialized = 0, compress = 1;
     unsigned long long pid = 0, sample_bytes = 0, interval_ns = 0;
     const char *cmdline = "";
     Py_ssize_t cmdline_len = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&O|pKy#KKp:_capture_write", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&O|pKy#KKpp:_capture_write", kwlist,
                                      PyUnicode_FSConverter, &path_obj, &events, &do_close, &pid,
-                                     &cmdline, &cmdline_len, &sample_bytes, &interval_ns, &serialized))
+                                     &cmdline, &cmdline_len, &sample_bytes, &interval_ns, &serialized,
+                                     &compress))
         return NULL;
     PyObject *seq = PySequence_Fast(events, "events must be a sequence");
     if (seq == NULL) {
         Py_DECREF(path_obj);
         return NULL;
     }
-    ht_cap_info info = {pid, sample_bytes, interval_ns, cmdline, (size_t)cmdline_len, serialized};
+    ht_cap_info info = {pid, sample_bytes, interval_ns, cmdline, (size_t)cmdline_len, serialized,
+                        compress};
     PyObject *result = NULL;
     if (ht_cap_open(PyBytes_AS_STRING(path_obj), &info) < 0) {
         ht_error_os(PyBytes_AS_STRING(path_obj));
@@ -720,7 +908,7 @@ cap_synthetic(uint64_t n, unsigned live, unsigned stacks, uint64_t base, int def
         total += 16 + (x & 4095);
         e++;
         if (i >= live && e < n) {
-            ht_cap_free(base + 48 * (i - live));
+            ht_cap_free(base + 48 * (i - live), 0);
             e++;
         }
     }
@@ -743,7 +931,7 @@ cap_py_bench_write(PyObject *self, PyObject *args)
         Py_DECREF(path_obj);
         return ht_error("live and stacks must be positive");
     }
-    ht_cap_info info = {(uint64_t)getpid(), 0, 0, "bench", 5, 0};
+    ht_cap_info info = {(uint64_t)getpid(), 0, 0, "bench", 5, 0, 1};
     int rc = ht_cap_open(PyBytes_AS_STRING(path_obj), &info);
     if (rc == 0) {
         Py_BEGIN_ALLOW_THREADS
@@ -787,7 +975,15 @@ cap_py_close(PyObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* _capture_zlib() -> bool: does this build compress (and read compressed) blocks? */
+static PyObject *
+cap_py_zlib(PyObject *self, PyObject *unused)
+{
+    return PyBool_FromLong(ht_cap_have_zlib());
+}
+
 static PyMethodDef cap_methods[] = {
+    {"_capture_zlib", cap_py_zlib, METH_NOARGS, "Does this build compress capture blocks?"},
     {"_capture_bench_write", cap_py_bench_write, METH_VARARGS,
      "Benchmark driver: writes n synthetic events through the writer API."},
     {"_capture_write", (PyCFunction)(void (*)(void))cap_py_write, METH_VARARGS | METH_KEYWORDS,

@@ -1,7 +1,7 @@
 /* capture.h - the capture file (`heaptrail run`): its format, and the writer
  * that an allocator hook calls while a program runs.
  *
- * ==== File format, version 1 =============================================
+ * ==== File format, version 2 =============================================
  *
  * All fixed-width integers little-endian; "v" = unsigned LEB128 varint, "s" =
  * zigzag varint, "str" = v length + bytes (codec.h).
@@ -9,30 +9,46 @@
  *   file   := magic[8] version:u32 block*
  *   magic  := 89 'H' 'T' 'C' 'A' 'P' 0D 0A      (0x89 and CR LF catch text-mode
  *                                                mangling, as PNG's magic does)
- *   block  := body_len:u32 checksum:u32 body[body_len]
+ *   block  := word:u32 checksum:u32 data[word & 0x7FFFFFFF]
+ *   data   := body                          when word's bit 31 is clear
+ *           | raw_len:u32 deflate-stream    when set: the stream (raw deflate,
+ *                                           RFC 1951, no zlib wrapper) inflates
+ *                                           to exactly raw_len bytes, the body
  *   body   := thread:u32 time_ns:u64 record*
  *
- * checksum = FNV-1a 32 of the body. A block is written with one write(2)
- * under the writer's lock, so blocks never interleave. A reader stops at the
- * first block that is short (the file ends inside it) or whose checksum does
- * not match when nothing follows it: both mean the program died while
- * writing (SIGKILL, os._exit, power loss) and the capture is "truncated",
- * readable up to there. A bad checksum with more data after it is
- * corruption. body_len is at most HT_CAP_MAX_BLOCK.
+ * checksum = ht_cap_checksum(word, data): a 64-bit multiply-xor hash over
+ * the data's 8-byte little-endian words (the last one zero-padded), seeded
+ * with the word, folded to 32 bits (capture.c says exactly how; the tests
+ * compute it independently). Compression is optional: a writer built
+ * without zlib, or a block that zlib does not shrink, is stored as is; a
+ * reader built without zlib refuses a compressed block with a clear error.
+ * A block is written with one write(2) under the writer's lock, so blocks
+ * never interleave. A reader stops at the first block that is short (the
+ * file ends inside it) or whose checksum does not match when nothing
+ * follows it: both mean the program died while writing (SIGKILL, os._exit,
+ * power loss) and the capture is "truncated", readable up to there. A bad
+ * checksum with more data after it is corruption. The data and the body are
+ * at most HT_CAP_MAX_BLOCK bytes.
  *
  * `thread` is the writing thread's small id (1, 2, ... in order of first
  * event; 0 = the writer itself: header, end). `time_ns` is when the block
  * was flushed, in ns since the capture started (monotonic clock). Blocks
  * are independently decodable: the delta state below restarts with each.
  *
- * Records (first byte = type; values of the delta state start at 0):
+ * Records (first byte = type; values of the delta state start at 0). The
+ * size class of a size is c(size) = min((size + 7) / 8, 65); each class has
+ * its own address base for allocations, A[c], and for frees, F[c]: pymalloc
+ * serves a class from its own pools, so consecutive blocks of a class sit a
+ * few bytes apart even when the program mixes classes.
  *
- *   1 ALLOC   s(addr - prev_addr) v(size) s(stack - prev_stack)
- *             prev_addr = addr, prev_stack = stack. stack = innermost stack
- *             node id, or 0xFFFFFFFF (HT_CAP_NO_STACK) when no Python frame.
- *   2 FREE    s(addr - prev_free)                  prev_free = addr
- *             (two bases: allocations and frees each walk memory in small
- *             steps, while the distance between the two is often large)
+ *  10 ALLOC   v(size) s(addr - A[c]) s(stack - prev_stack)
+ *             A[c] = addr, prev_stack = stack, c = c(size). stack = innermost
+ *             stack node id, or 0xFFFFFFFF (HT_CAP_NO_STACK): no Python frame.
+ *  11 ALLOC_SAME v(size) s(addr - A[c])  the same as ALLOC with stack =
+ *             prev_stack (most allocations repeat the previous one's stack)
+ *  32+c FREE  s(addr - F[c])              F[c] = addr, for c in 0..65 (types
+ *             32..97). c is the freed block's size class when the writer
+ *             knows it, else 0; it only selects the delta base.
  *   3 STACK   v(id) v(parent + 1) v(frame)         parent + 1 = 0: outermost
  *   4 FRAME   v(id) str(filename) str(function) v(line)
  *   5 THREAD  v(thread id) str(name)
@@ -42,6 +58,7 @@
  *             v(memory sample interval ns) str(command line, NUL-separated)
  *   9 END     v(time_ns)                           clean close: not truncated
  *
+ * Types 1 and 2 (version 1's ALLOC and FREE) are retired, never reused.
  * The first block holds exactly one HEADER; END, when present, is the last
  * record of the file. Realloc is FREE(old) then ALLOC(new). STACK and FRAME
  * records are written the first time an id is used, possibly in another
@@ -57,18 +74,21 @@
  * e.g. the tracer calling under its own lock) flushes the previous thread's
  * buffer when another thread's event comes, which makes the order exact.
  *
- * Worked example: the 21-byte body of thread 1's block flushed 1000 ns after
- * start, holding ALLOC(addr 0x1000, 300 bytes, stack 2) then FREE(0x1000):
+ * Worked example: the 20-byte body of thread 1's block flushed 1000 ns after
+ * start, holding ALLOC(addr 0x1000, 300 bytes, stack 2) then FREE(0x1000) of
+ * that block (class 38), stored uncompressed:
  *
  *   01 00 00 00                      thread 1
  *   e8 03 00 00 00 00 00 00          time_ns 1000
- *   01 80 40 ac 02 04                ALLOC s(0x1000)=80 40, v(300)=ac 02, s(2)=04
- *   02 80 40                         FREE  s(0x1000 - 0) = 80 40
+ *   0a ac 02 80 40 04                ALLOC v(300)=ac 02, s(0x1000 - A[38]=0)=80 40,
+ *                                          s(2 - 0)=04
+ *   46 80 40                         FREE (32+38=0x46) s(0x1000 - F[38]=0) = 80 40
  *
- * Version rule: a reader reads the versions it knows (1) and refuses a
- * larger one ("written by a newer heaptrail"). Any change that an older
- * reader would misread (a new record type, a changed layout) bumps the
- * version; new record types get new numbers, numbers are never reused.
+ * Version rule: a reader reads exactly the version it knows (2) and refuses
+ * any other with a one-line error: a larger one was "written by a newer
+ * heaptrail", a smaller one "by an older heaptrail" (record it again). Any
+ * change that an older reader would misread (a new record type, a changed
+ * layout) bumps the version; record numbers are never reused.
  */
 #ifndef HT_CAPTURE_H
 #define HT_CAPTURE_H
@@ -79,20 +99,33 @@
 
 #define HT_CAP_MAGIC "\x89HTCAP\r\n"
 #define HT_CAP_MAGIC_LEN 8
-#define HT_CAP_VERSION 1u
+#define HT_CAP_VERSION 2u
 #define HT_CAP_NO_STACK 0xFFFFFFFFu
 #define HT_CAP_BLOCK_BYTES (64u * 1024u)     /* a thread flushes past this */
 #define HT_CAP_MAX_STR 4096u                  /* longer strings are cut */
 #define HT_CAP_MAX_BLOCK (1u << 24)           /* readers refuse larger bodies */
 
+#define HT_CAP_CLASSES 66u                   /* size classes 0..65 */
+#define HT_CAP_COMPRESSED 0x80000000u         /* block word: data is deflated */
+
+static inline unsigned
+ht_cap_class(uint64_t size)
+{
+    return size >= 8u * (HT_CAP_CLASSES - 1) ? HT_CAP_CLASSES - 1 : (unsigned)((size + 7) / 8);
+}
+
 enum ht_cap_record {
-    HT_CAP_ALLOC = 1, HT_CAP_FREE = 2, HT_CAP_STACK = 3, HT_CAP_FRAME = 4,
+    HT_CAP_STACK = 3, HT_CAP_FRAME = 4,
     HT_CAP_THREAD = 5, HT_CAP_SAMPLE = 6, HT_CAP_MARKER = 7, HT_CAP_HEADER = 8,
-    HT_CAP_END = 9,
+    HT_CAP_END = 9, HT_CAP_ALLOC = 10, HT_CAP_ALLOC_SAME = 11,
+    HT_CAP_FREE = 32,   /* 32 + size class: 32..97 */
 };
 
-/* FNV-1a 32 of n bytes: the block checksum. */
-uint32_t ht_cap_checksum(const uint8_t *p, size_t n);
+/* The block checksum of a block's data, seeded with its word (format). */
+uint32_t ht_cap_checksum(uint32_t word, const uint8_t *p, size_t n);
+
+/* 1 when this build writes and reads zlib-compressed blocks. */
+int ht_cap_have_zlib(void);
 
 /* ==== Writer ===============================================================
  *
@@ -117,6 +150,8 @@ typedef struct ht_cap_info {
     /* 1: the caller never runs two event calls at once (it holds its own
      * lock around them): cross-thread order in the file is then exact. */
     int serialized;
+    /* 1: compress blocks with zlib when this build has it. */
+    int compress;
 } ht_cap_info;
 
 /* Creates (truncating) path and writes the magic, version and HEADER block.
@@ -132,7 +167,8 @@ uint64_t ht_cap_now(void);
 
 /* Events: the calling thread's buffer. */
 void ht_cap_alloc(uint64_t addr, uint64_t size, uint32_t stack);
-void ht_cap_free(uint64_t addr);
+/* size: the freed block's size when known, else 0 (only an encoding hint) */
+void ht_cap_free(uint64_t addr, uint64_t size);
 void ht_cap_realloc(uint64_t old_addr, uint64_t new_addr, uint64_t size, uint32_t stack);
 /* Definitions, written once per id by the caller (the tracer knows which
  * ids it has emitted). parent = HT_CAP_NO_STACK for the outermost frame. */

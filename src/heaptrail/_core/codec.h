@@ -44,6 +44,19 @@ void ht_buf_blob(ht_buf *b, const void *p, size_t n);
 /* Encodes v into out (>= 10 bytes); returns bytes written. */
 size_t ht_varint_encode(uint8_t *out, uint64_t v);
 
+/* Encodes v at p, which has >= 10 bytes of room; returns the end. Inline for
+ * hot writers that reserved their room up front (the capture's events). */
+static inline uint8_t *
+ht_varint_put(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
 static inline uint64_t ht_zigzag(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
 static inline int64_t ht_unzigzag(uint64_t v) { return (int64_t)(v >> 1) ^ -(int64_t)(v & 1); }
 

@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#ifdef HT_HAVE_ZLIB
+#include <zlib.h>
+#endif
 
 #define REP_NONE UINT32_MAX
 
@@ -66,7 +69,9 @@ struct ht_rep {
     rep_agg *aggs; size_t naggs, caggs;
     ht_table agg_index;             /* raw stack id + 1 -> aggs[] */
     /* live blocks */
-    ht_table live;                  /* address -> slots[] */
+    ht_table live;                  /* address -> slots[] (a hash table, not the
+                                       tracer's page map: memory stays bounded by
+                                       the live blocks, whatever the address span) */
     rep_slot *slots; size_t nslots, cslots;
     uint32_t free_slot;
     uint64_t current, live_count;
@@ -196,6 +201,7 @@ static void
 rep_remove_live(ht_rep *r, uint64_t slot)
 {
     rep_slot *s = &r->slots[slot];
+    s->agg = REP_NONE;              /* a free slot: iterations skip it */
     r->current -= s->size;
     r->live_count--;
     s->next_free = r->free_slot;
@@ -261,8 +267,14 @@ rep_alloc(rep_ctx *c, uint64_t addr, uint64_t size, uint32_t stack)
     if (c->pass == 1)
         rep_note_alloc(c, size, (uint32_t)agg);
     uint64_t slot;
-    if (ht_table_remove(&r->live, addr, &slot) == 1) {   /* reordered across threads */
-        rep_remove_live(r, slot);
+    int added;
+    /* One probe for the common case (a fresh address) instead of a remove
+     * that misses and then a put. */
+    uint64_t *v = ht_table_upsert(&r->live, addr, REP_NONE, &added);
+    if (v == NULL)
+        return -1;
+    if (!added) {                                 /* reordered across threads */
+        rep_remove_live(r, *v);
         if (c->pass == 1)
             r->replaced++;
     }
@@ -275,8 +287,7 @@ rep_alloc(rep_ctx *c, uint64_t addr, uint64_t size, uint32_t stack)
         slot = r->nslots++;
     }
     r->slots[slot] = (rep_slot){size, (uint32_t)agg, REP_NONE};
-    if (ht_table_put(&r->live, addr, slot) < 0)
-        return -1;
+    *v = slot;          /* valid: nothing was inserted into r->live since */
     r->current += size;
     r->live_count++;
     if (c->pass == 1 && r->current > r->peak_bytes) {
@@ -334,11 +345,9 @@ rep_checkpoints(rep_ctx *c)
     ht_rep *r = c->r;
     while (c->icp < c->ncp && r->events >= c->cps[c->icp]) {
         uint64_t *out = c->out + c->icp * r->nnodes;
-        for (size_t i = 0; i <= r->live.mask && r->live.keys; i++)
-            if (r->live.keys[i] != 0) {
-                rep_slot *s = &r->slots[r->live.values[i]];
-                out[r->agg_node[s->agg]] += s->size;
-            }
+        for (size_t i = 0; i < r->nslots; i++)
+            if (r->slots[i].agg != REP_NONE)
+                out[r->agg_node[r->slots[i].agg]] += r->slots[i].size;
         c->icp++;
     }
 }
@@ -464,7 +473,7 @@ rep_block(rep_ctx *c, const uint8_t *body, size_t n, int first)
     uint64_t t = ht_rd_u64(&rd);
     if (t > r->duration_ns && c->pass == 1)
         r->duration_ns = t;
-    uint64_t addr = 0, freed = 0;
+    uint64_t abase[HT_CAP_CLASSES] = {0}, fbase[HT_CAP_CLASSES] = {0};
     uint32_t stack = 0;
     int seen_header = 0;
     while (!rd.error && ht_rd_left(&rd) > 0) {
@@ -481,18 +490,20 @@ rep_block(rep_ctx *c, const uint8_t *body, size_t n, int first)
             c->fault = "a second header";
             return -1;
         }
-        if (type == HT_CAP_ALLOC) {
-            addr += (uint64_t)ht_rd_svarint(&rd);
+        if (type == HT_CAP_ALLOC || type == HT_CAP_ALLOC_SAME) {
             uint64_t size = ht_rd_varint(&rd);
-            stack += (uint32_t)ht_rd_svarint(&rd);
+            unsigned k = ht_cap_class(size);
+            uint64_t addr = abase[k] += (uint64_t)ht_rd_svarint(&rd);
+            if (type == HT_CAP_ALLOC)
+                stack += (uint32_t)ht_rd_svarint(&rd);
             if (!rd.error && rep_alloc(c, addr, size, stack) < 0) {
                 c->fault = "out of memory";
                 return -1;
             }
-        } else if (type == HT_CAP_FREE) {
-            freed += (uint64_t)ht_rd_svarint(&rd);
+        } else if (type >= HT_CAP_FREE && type < HT_CAP_FREE + (int)HT_CAP_CLASSES) {
+            uint64_t addr = fbase[type - HT_CAP_FREE] += (uint64_t)ht_rd_svarint(&rd);
             if (!rd.error)
-                rep_free(c, freed);
+                rep_free(c, addr);
         } else if (type >= HT_CAP_STACK && type <= HT_CAP_MARKER) {
             if (c->pass == 1)
                 rep_rd_definition(c, &rd, type);
@@ -524,6 +535,45 @@ rep_block(rep_ctx *c, const uint8_t *body, size_t n, int first)
 
 /* ---- file ---------------------------------------------------------------------------- */
 
+/* The body of a compressed block (data = raw_len:u32 zlib stream) into
+ * *out (grown as needed). NULL, or why the data is not a valid block. */
+static const char *
+rep_inflate(const uint8_t *data, size_t n, uint8_t **out, size_t *cap, size_t *len)
+{
+#ifdef HT_HAVE_ZLIB
+    if (n < 4)
+        return "a compressed block without its length";
+    size_t raw = (size_t)data[0] | (size_t)data[1] << 8 | (size_t)data[2] << 16 | (size_t)data[3] << 24;
+    if (raw < 12 || raw > HT_CAP_MAX_BLOCK)
+        return "a compressed block of a bad length";
+    if (raw > *cap) {
+        uint8_t *nb = realloc(*out, raw);
+        if (nb == NULL)
+            return "out of memory";
+        *out = nb;
+        *cap = raw;
+    }
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (inflateInit2(&z, -15) != Z_OK)     /* raw deflate (capture.h) */
+        return "out of memory";
+    z.next_in = (Bytef *)(uintptr_t)(data + 4);
+    z.avail_in = (uInt)(n - 4);
+    z.next_out = *out;
+    z.avail_out = (uInt)raw;
+    int zr = inflate(&z, Z_FINISH);
+    int ok = zr == Z_STREAM_END && z.total_out == raw && z.avail_in == 0;
+    inflateEnd(&z);
+    if (!ok)
+        return "a compressed block that does not inflate to its length";
+    *len = raw;
+    return NULL;
+#else
+    (void)data; (void)n; (void)out; (void)cap; (void)len;
+    return NULL;
+#endif
+}
+
 /* One pass over the file. 0, or -1 with a Python exception. */
 static int
 rep_pass(rep_ctx *c, const char *path)
@@ -531,6 +581,8 @@ rep_pass(rep_ctx *c, const char *path)
     ht_rep *r = c->r;
     FILE *f = fopen(path, "rb");
     uint8_t *body = NULL;
+    uint8_t *raw = NULL;        /* an inflated body */
+    size_t raw_cap = 0;
     int rc = -1;
     if (f == NULL) {
         ht_error_os(path);
@@ -560,7 +612,8 @@ rep_pass(rep_ctx *c, const char *path)
                        (uint32_t)head[11] << 24;
     if (version != HT_CAP_VERSION) {
         ht_error("%s: capture format %u is not supported (this heaptrail reads %u%s)", path,
-                 version, HT_CAP_VERSION, version > HT_CAP_VERSION ? ": written by a newer heaptrail" : "");
+                 version, HT_CAP_VERSION, version > HT_CAP_VERSION ? ": written by a newer heaptrail"
+                 : ": written by an older heaptrail, record it again");
         goto done;
     }
     body = malloc(HT_CAP_BLOCK_BYTES * 2);
@@ -579,14 +632,15 @@ rep_pass(rep_ctx *c, const char *path)
             r->truncated = first ? "it ends before its header block" : "the last block is incomplete";
             break;
         }
-        uint32_t len = (uint32_t)bh[0] | (uint32_t)bh[1] << 8 | (uint32_t)bh[2] << 16 | (uint32_t)bh[3] << 24;
+        uint32_t word = (uint32_t)bh[0] | (uint32_t)bh[1] << 8 | (uint32_t)bh[2] << 16 | (uint32_t)bh[3] << 24;
+        uint32_t len = word & ~HT_CAP_COMPRESSED;
         uint32_t sum = (uint32_t)bh[4] | (uint32_t)bh[5] << 8 | (uint32_t)bh[6] << 16 | (uint32_t)bh[7] << 24;
         int last = off + 8 + len >= size;
         if (off + 8 + len > size) {
             r->truncated = "the last block is incomplete";
             break;
         }
-        if (len < 12 || len > HT_CAP_MAX_BLOCK) {
+        if (len < ((word & HT_CAP_COMPRESSED) ? 5u : 12u) || len > HT_CAP_MAX_BLOCK) {
             ht_error("%s: corrupted capture: bad block length at offset %llu", path,
                      (unsigned long long)off);
             goto done;
@@ -608,7 +662,7 @@ rep_pass(rep_ctx *c, const char *path)
             r->truncated = "the last block is incomplete";
             break;
         }
-        if (ht_cap_checksum(body, len) != sum) {
+        if (ht_cap_checksum(word, body, len) != sum) {
             if (last && !first) {
                 r->truncated = "the last block is damaged";
                 break;
@@ -617,7 +671,23 @@ rep_pass(rep_ctx *c, const char *path)
                      (unsigned long long)off);
             goto done;
         }
-        int more = rep_block(c, body, len, first);
+        const uint8_t *blk = body;
+        size_t blen = len;
+        if (word & HT_CAP_COMPRESSED) {
+            if (!ht_cap_have_zlib()) {
+                ht_error("%s: the capture's blocks are compressed and this heaptrail was built "
+                         "without zlib", path);
+                goto done;
+            }
+            const char *why = rep_inflate(body, len, &raw, &raw_cap, &blen);
+            if (why != NULL) {
+                ht_error("%s: corrupted capture: %s in the block at offset %llu", path, why,
+                         (unsigned long long)off);
+                goto done;
+            }
+            blk = raw;
+        }
+        int more = rep_block(c, blk, blen, first);
         if (more < 0) {
             ht_error("%s: corrupted capture: %s in the block at offset %llu", path, c->fault,
                      (unsigned long long)off);
@@ -630,6 +700,7 @@ rep_pass(rep_ctx *c, const char *path)
     rc = 0;
 done:
     free(body);
+    free(raw);
     fclose(f);
     return rc;
 }
@@ -755,10 +826,10 @@ done:
 static void
 rep_fold_live(ht_rep *r, int m)
 {
-    for (size_t i = 0; i <= r->live.mask && r->live.keys; i++) {
-        if (r->live.keys[i] == 0)
+    for (size_t i = 0; i < r->nslots; i++) {
+        rep_slot *s = &r->slots[i];
+        if (s->agg == REP_NONE)
             continue;
-        rep_slot *s = &r->slots[r->live.values[i]];
         r->aggs[s->agg].bytes[m] += s->size;
         r->aggs[s->agg].count[m]++;
     }

@@ -308,7 +308,7 @@ static int
 rc_open_file(const char *path)
 {
     ht_cap_info info = {(uint64_t)getpid(), rc.sample_bytes, rc.interval_ns, rc.cmdline,
-                        rc.cmdline_len, 1};
+                        rc.cmdline_len, 1, 1};
     if (ht_cap_open(path, &info) < 0)
         return -1;
     ht_cap_sample(ht_cap_now(), rc_read_rss(), rc.current);
@@ -353,7 +353,7 @@ ht_runcap_free_event(const void *p, uint64_t bytes)
     if (!ht_runcap_on)
         return;
     rc.current -= bytes;
-    ht_cap_free((uint64_t)(uintptr_t)p);
+    ht_cap_free((uint64_t)(uintptr_t)p, bytes);
 }
 
 /* ---- start / stop / fork ------------------------------------------------------------ */
