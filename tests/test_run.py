@@ -347,3 +347,21 @@ def test_idle_program_is_sampled_and_flushed(tmp_path):
     assert 8 * MiB <= _line_rows(cap, "leaks", script)[2][0] < 8 * MiB + 4096
     during = [s for s in cap.samples() if s.traced >= 8 * MiB]
     assert len(during) >= 5      # ~ one per two intervals while idle
+
+
+def test_stacks_start_at_the_program(known):
+    """heaptrail's own runner frames are cut: every stack's outermost frame is
+    the program's <module> (the base of the tree and of the flame graph)."""
+    proc, out, script, d = known
+    tree = run_cli("tree", str(out))
+    assert tree.returncode == 0, tree.stderr
+    lines = tree.stdout.splitlines()
+    assert f"<module> ({script}:" in lines[1]
+    assert "RunCommand" not in tree.stdout and "cli.py" not in tree.stdout
+    stacks = run_cli("table", str(out), "--peak", "--by", "stack")
+    assert stacks.returncode == 0, stacks.stderr
+    program_rows = [l for l in stacks.stdout.splitlines() if str(script) in l]
+    assert len(program_rows) >= 2             # lines X and Y at the peak
+    for row in program_rows:
+        assert row.rstrip().endswith(f"<module> ({script}:{row.rsplit(':', 1)[1]}")
+        assert "RunCommand" not in row and "cli.py" not in row

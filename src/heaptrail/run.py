@@ -53,6 +53,13 @@ def _name_thread(frame, event, arg):
     _core._runcap_thread_name(threading.current_thread().name)
 
 
+def set_base(code):
+    """Stacks in the capture start above the frames of `code` (the runner's
+    function that execs the program), so reports show the program's own
+    frames at their base, not heaptrail's. None: full stacks."""
+    _core._runcap_set_base(code)
+
+
 def start(path, interval=0.01, sample=None, frames=tracer.DEFAULT_FRAMES, follow_fork=False,
           cmdline=None):
     """Opens the capture at path and starts tracing every allocation (or a

@@ -36,6 +36,8 @@ static struct {
     PyObject **frame_code;    /* borrowed: the tracer's nodes hold the code objects */
     uint32_t *frame_line;
     uint32_t nframes, capframes;
+    PyObject *base_code;      /* strong: heaptrail's frame that runs the program
+                                 (stacks are cut below it), or NULL */
     /* sampler thread: mu protects stop and running */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -168,6 +170,10 @@ rc_emit_stack(uint32_t n)
         if (frame == HT_CAP_NO_STACK)
             return;
         uint32_t parent = ht_stk_parent(n);
+        /* the program's outermost frame is called by heaptrail's runner:
+         * its stacks start there, not in heaptrail's own frames */
+        if (parent != HT_NONE && rc.base_code != NULL && ht_stk_code(parent) == rc.base_code)
+            parent = HT_CAP_NO_STACK;
         ht_cap_stack(n, parent, frame);
         (void)rc_mark(n);
         n = parent;
@@ -550,7 +556,20 @@ rc_py_thread_name(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* _runcap_set_base(code or None): stacks written from now on stop below the
+ * frames of `code` (the runner's function that execs the program). */
+static PyObject *
+rc_py_set_base(PyObject *self, PyObject *code)
+{
+    if (code != Py_None && !PyCode_Check(code))
+        return PyErr_Format(PyExc_TypeError, "expected a code object or None");
+    Py_XSETREF(rc.base_code, code == Py_None ? NULL : Py_NewRef(code));
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef rc_methods[] = {
+    {"_runcap_set_base", rc_py_set_base, METH_O,
+     "_runcap_set_base(code): stacks are written from the program's frames up, not heaptrail's."},
     {"_runcap_start", rc_py_start, METH_VARARGS,
      "_runcap_start(path, interval_ns, sample_bytes, follow, cmdline, thread_name): open the capture."},
     {"_runcap_stop", rc_py_stop, METH_NOARGS, "Final sample, END, close the capture."},

@@ -108,6 +108,7 @@ class RunCommand:
         heaptrail.mark  # noqa: B018 - bound now (heaptrail.marks), not on the program's first call
         main = _main_module(kind, what, spec)
         pid = os.getpid()
+        capture_run.set_base(_run_program.__code__)   # stacks start at the program's frames
         capture_run.start(out, interval=args.interval, sample=args.sample, frames=args.frames,
                           follow_fork=args.follow_fork)
         try:
