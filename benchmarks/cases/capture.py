@@ -5,10 +5,11 @@ Synthetic events come from _core._capture_bench_write (C, no Python object per
 event): allocations of 16..4111 bytes over 500 stacks, each freed 1024
 allocations later (so ~1024 blocks live), half allocations, half frees.
 
-memray comparison: after the tracer merges, `heaptrail run` and `memray run`
-are to be compared on the same workload (capture bytes per million
-allocation events, flame graph and table times from each tool's capture).
-Until then these cases measure heaptrail alone.
+The comparison with memray on a real program (capture bytes per million
+allocation events, flame graph and table times from each tool's capture) is
+benchmarks/cases/run.py; these cases measure the file format and the
+reporters alone, up to the 100-million-event capture whose reporter memory
+must stay bounded.
 """
 import os
 import tempfile
@@ -17,7 +18,7 @@ from harness import Case, Tool
 
 N_WRITE = 2_000_000
 N_READ = 2_000_000
-N_BIG = 20_000_000
+N_BIG = 100_000_000
 
 
 def _write(n):
