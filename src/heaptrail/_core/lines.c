@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "hashtable.h"
+#include "proc.h"
 
 _Thread_local ht_lines_tls ht_lines_me __attribute__((tls_model("initial-exec")));
 
@@ -63,23 +64,11 @@ ln_row_of(uint32_t f, int line)
     return &fn->rows[i];
 }
 
-/* Resident set size in bytes from /proc/self/statm; 0 when unreadable. */
+/* Resident set size in bytes; 0 when unreadable. */
 static int64_t
 ln_rss(void)
 {
-    if (ln.rss_fd < 0)
-        ln.rss_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-    if (ln.rss_fd < 0)
-        return 0;
-    char buf[128];
-    ssize_t n = pread(ln.rss_fd, buf, sizeof(buf) - 1, 0);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    char *p = strchr(buf, ' ');
-    if (p == NULL)
-        return 0;
-    return (int64_t)strtoll(p + 1, NULL, 10) * (int64_t)sysconf(_SC_PAGESIZE);
+    return (int64_t)ht_proc_self_rss(&ln.rss_fd);
 }
 
 /* ---- the per-thread stack of running profiled frames ----------------------- */

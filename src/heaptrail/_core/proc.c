@@ -17,6 +17,7 @@
  */
 #include "common.h"
 #include "codec.h"
+#include "proc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -571,6 +572,29 @@ ht_proc_read_status(long pid, ht_proc_mem *m)
     e = lr.err;
     ht_proc_lines_close(&lr);
     return e;
+}
+
+uint64_t
+ht_proc_self_rss(int *cache)
+{
+    int fd = cache != NULL ? *cache : -1;
+    if (fd < 0)
+        fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (cache != NULL)
+        *cache = fd;
+    if (fd < 0)
+        return 0;
+    char buf[128];
+    ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+    if (cache == NULL)
+        close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    unsigned long long size, resident;
+    if (sscanf(buf, "%llu %llu", &size, &resident) != 2)
+        return 0;
+    return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
 /* statm: "size resident shared text lib data dt", in pages. */

@@ -3,6 +3,7 @@
 #include "runcap.h"
 #include "capture.h"
 #include "hashtable.h"
+#include "proc.h"
 #include "stacks.h"
 
 #include <errno.h>
@@ -182,24 +183,6 @@ rc_emit_stack(uint32_t n)
 
 /* ---- the sampler thread --------------------------------------------------------- */
 
-static uint64_t
-rc_read_rss(void)
-{
-    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    char buf[128];
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = 0;
-    unsigned long long size = 0, resident = 0;
-    if (sscanf(buf, "%llu %llu", &size, &resident) != 2)
-        return 0;
-    return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
-}
-
 static void rc_slow_path(void);
 
 /* No thread allocated for a whole interval (sleep, blocking I/O, a long C
@@ -239,7 +222,7 @@ rc_sampler_main(void *arg)
         if (rc.stop)
             break;
         pthread_mutex_unlock(&rc.mu);
-        atomic_store_explicit(&rc_rss, rc_read_rss(), memory_order_relaxed);
+        atomic_store_explicit(&rc_rss, ht_proc_self_rss(NULL), memory_order_relaxed);
         unsigned was = atomic_fetch_or_explicit(&rc_slow, RC_DUE, memory_order_acq_rel);
         if (was & RC_DUE)      /* last interval's request is still unanswered */
             rc_idle_visit();
@@ -317,7 +300,7 @@ rc_open_file(const char *path)
                         rc.cmdline_len, 1, 1};
     if (ht_cap_open(path, &info) < 0)
         return -1;
-    ht_cap_sample(ht_cap_now(), rc_read_rss(), rc.current);
+    ht_cap_sample(ht_cap_now(), ht_proc_self_rss(NULL), rc.current);
     return 0;
 }
 
@@ -490,7 +473,7 @@ rc_py_stop(PyObject *self, PyObject *unused)
     rc_sampler_stop();
     int rc_err = 0;
     if (!(s & RC_CHILD) && ht_cap_active()) {   /* RC_CHILD: the child's file was never opened */
-        ht_cap_sample(ht_cap_now(), rc_read_rss(), rc.current);
+        ht_cap_sample(ht_cap_now(), ht_proc_self_rss(NULL), rc.current);
         rc_err = ht_cap_close();
     }
     int e = errno;
