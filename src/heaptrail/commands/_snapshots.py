@@ -35,16 +35,18 @@ def print_json(value):
     sys.stdout.write("\n")
 
 
-def positive(text):
-    n = int(text)
-    if n <= 0:
-        raise ValueError
-    return n
+def number(name, convert=int, lo=None, hi=None):
+    """An argparse type: text -> convert(text), within [lo, hi]. argparse
+    reports any failure as "invalid NAME value: 'text'"."""
+    def parse(text):
+        value = convert(text)
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise ValueError(text)
+        return value
+
+    parse.__name__ = name
+    return parse
 
 
-def count(text):
-    """A row count: 0 (meaning all) or more. argparse reports a failure as "invalid count value"."""
-    value = int(text)
-    if value < 0:
-        raise ValueError(f"must be 0 or more: {text!r}")
-    return value
+positive = number("positive", lo=1)
+count = number("count", lo=0)           # a row count: 0 means all

@@ -11,24 +11,14 @@ import os
 from heaptrail import HeaptrailError, process
 from heaptrail._format import human_bytes, table
 from heaptrail.cli import CommandError
-from heaptrail.commands._snapshots import count
+from heaptrail.commands._snapshots import count, number
 
 _MEMORY_FIELDS = ("rss", "vms", "shared", "uss", "pss", "swap", "peak_rss", "data", "stack", "threads")
 _MAP_FIELDS = ("start", "end", "perms", "offset", "path", "kind", "size", "rss", "pss",
                "shared_clean", "shared_dirty", "private_clean", "private_dirty", "swap")
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise ValueError(f"must be positive: {text!r}")
-    return value
-
-
-_positive_int.__name__ = "pid"
+_pid = number("pid", lo=1)
 
 
 def _kinds(rows):
@@ -57,7 +47,7 @@ class MemCommand:
     help = "show a process's memory: RSS, PSS, USS, swap, mappings by kind (and allocators with --self)"
 
     def prepare_parser(self, parser):
-        parser.add_argument("pid", nargs="?", type=_positive_int, metavar="PID",
+        parser.add_argument("pid", nargs="?", type=_pid, metavar="PID",
                             help="process id (default: heaptrail's own process)")
         parser.add_argument("--self", dest="self_", action="store_true",
                             help="this process, with pymalloc, glibc malloc and gc summaries")

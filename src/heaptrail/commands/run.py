@@ -11,6 +11,7 @@ import threading
 import types
 
 from heaptrail.cli import CommandError
+from heaptrail.commands._snapshots import number
 
 _UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "": 1.0}
 _SIZES = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 2**20, "mb": 2**20, "mib": 2**20,
@@ -42,14 +43,7 @@ def size(text):
 size.__name__ = "size"
 
 
-def frames(text):
-    v = int(text)
-    if not 1 <= v <= 65535:
-        raise ValueError(f"frames must be between 1 and 65535, not {v}")
-    return v
-
-
-frames.__name__ = "frames"
+frames = number("frames", lo=1, hi=65535)
 
 
 class RunCommand:

@@ -2,16 +2,10 @@
 or allocated in total), indented, with sizes and percents."""
 from heaptrail import capture
 from heaptrail._format import human_bytes
+from heaptrail.commands._snapshots import number
 
 
-def _percent(text):
-    value = float(text)
-    if not 0 <= value <= 100:
-        raise ValueError(f"must be between 0 and 100: {text!r}")
-    return value
-
-
-_percent.__name__ = "percent"
+_percent = number("percent", float, 0, 100)
 
 
 class TreeCommand:
