@@ -187,28 +187,42 @@ def _is_own(filename):
     return filename.startswith(_PACKAGE_DIR)
 
 
-def _growing(counts, nbytes):
-    """True when the count or the bytes grew in at least len-1 of the steps (all of them for
-    two steps or fewer) and ended higher than they started."""
-    steps = len(counts) - 1
+def _grew(series):
+    """True when the series went up in at least len-1 of its steps (all of them for two
+    steps or fewer) and ended higher than it started."""
+    steps = len(series) - 1
     if steps <= 0:
         return False
     need = steps if steps <= 2 else steps - 1
-    for series in (counts, nbytes):
-        ups = sum(1 for a, b in zip(series, series[1:]) if b > a)
-        if ups >= need and series[-1] > series[0]:
-            return True
-    return False
+    ups = sum(1 for a, b in zip(series, series[1:]) if b > a)
+    return ups >= need and series[-1] > series[0]
+
+
+def _growing(counts, nbytes, ucounts=None, ubytes=None):
+    """True when a type grew in nearly every step: its gc-tracked objects' count or bytes
+    (counted at every step), or, over the samples that also counted the untracked objects
+    (str, int, bytearray, tuples of atoms ...: counted once per reference from a container),
+    every object's count or bytes (see _grew)."""
+    if _grew(counts) or _grew(nbytes):
+        return True
+    if ucounts is None:
+        return False
+    walked = [k for k, u in enumerate(ucounts) if u is not None]
+    return (_grew([counts[k] + ucounts[k] for k in walked]) or
+            _grew([nbytes[k] + ubytes[k] for k in walked]))
 
 
 class _Session:
     """One measurement: start, step() after each iteration, finish() -> LeakReport."""
 
-    def __init__(self, warmup=2, frames=32, runs=None):
+    def __init__(self, warmup=2, frames=32, runs=None, plan=None):
         if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
             raise HeaptrailError(f"warmup must be an int >= 0, not {warmup!r}")
         self.warmup = warmup
         self.runs = runs  # None: every step() until finish(); else finish at warmup + runs
+        self.plan = plan or runs  # measured steps expected, when known
+        self.sampled = 0  # measured steps counted
+        self.walked = False  # the last count also counted the untracked objects
         self.report = None
         self.frames = frames
         self.nsteps = 0
@@ -230,6 +244,9 @@ class _Session:
 
     def _begin(self):
         self.counter = _core._leaks_counter()
+        # a full collection (the only one of the check) also empties the interpreter's free
+        # lists (dict, list, tuple, float): an object the measured iterations make then gets
+        # a block of its own, allocated while tracing, so its allocation site is known
         gc.collect()
         self.counter.sample(True)  # also remembers every object now: "the start"
 
@@ -246,7 +263,19 @@ class _Session:
             self._begin()
         elif self.nsteps > self.warmup:
             gc.collect(1)  # young cycles; a full collection per step costs as much as a walk
-            self.counter.sample()
+            self.sampled += 1
+            self.walked = self._walk(self.sampled)
+            self.counter.sample(False, self.walked)
+
+    def _walk(self, k):
+        """Whether measured step k also counts the untracked objects: that walk reads the
+        header of everything the containers refer to and costs twice the rest of a count, so
+        it runs at the start, halfway and at the end when the number of steps is known (at
+        steps 1, 2, 4, 8 ... and the end otherwise); the gc-tracked objects are counted at
+        every step."""
+        if self.plan:
+            return k >= self.plan or k == (self.plan + 1) // 2
+        return k & (k - 1) == 0
 
     def abort(self):
         self.done = True
@@ -263,6 +292,14 @@ class _Session:
                 raise HeaptrailError(
                     f"no measured iteration: {self.nsteps} step(s) for {self.warmup} warm-up; "
                     "call step() after each iteration, at least warmup + 1 times")
+            # the young objects join the old ones (gc order, and so the snapshot's order
+            # and the samples', is then the order of creation); young cycles go
+            gc.collect(1)
+            if self.sampled < measured:  # watch(runs=N): the last step is counted now
+                self.sampled += 1
+                self.counter.sample(False, True)
+            elif not self.walked:  # the end is counted in full: the same moment, again
+                self.counter.sample(False, True, True)
             end = _snapshot(self)
             return _build(self, end, measured)
         finally:
@@ -271,12 +308,14 @@ class _Session:
 
 
 def _snapshot(session):
-    return Snapshot(_core.heap_snapshot(True, _exclude, _own_frames()))
+    # no collection first: the snapshot flags cyclic garbage unreachable, and _leaks_new
+    # leaves it out, which is what a full collection would have done for the verdict
+    return Snapshot(_core.heap_snapshot(False, _exclude, _own_frames()))
 
 
 def _build(session, end, measured):
-    growing = {name for name, counts, nbytes in session.counter.rows()
-               if _growing(counts, nbytes)}
+    growing = {name for name, counts, nbytes, ucounts, ubytes in session.counter.rows()
+               if _growing(counts, nbytes, ucounts, ubytes)}
     # the tuple of arguments of the end snapshot's own call is held by C while it walks: not
     # the program's; it is the one new tuple that refers to the exclusion tuple
     own = [rec.address for _, rec in end.referrers(_exclude) if rec.type == "tuple"]
@@ -412,7 +451,7 @@ def check(func, runs=10, warmup=2, args=(), kwargs=None):
     if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
         raise HeaptrailError(f"runs must be an int >= 1, not {runs!r}")
     kwargs = kwargs or {}
-    s = _Session(warmup)
+    s = _Session(warmup, plan=runs)
     s.start()
     try:
         for _ in range(warmup + runs):
