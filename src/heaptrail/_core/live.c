@@ -321,6 +321,10 @@ ht_live_rec_free(ht_live_rec *r)
 static int
 ht_live_rec_push(ht_live_rec *r, uint64_t a, size_t slot)
 {
+    uint64_t *seen = &r->recent[(a >> 4) & 1023];
+    if (*seen == a)
+        return 0;
+    *seen = a;
     if (HT_UNLIKELY(r->n == r->cap)) {
         size_t cap = r->cap ? r->cap * 2 : 1 << 16;
         uint64_t *na = realloc(r->addr, cap * sizeof(uint64_t));

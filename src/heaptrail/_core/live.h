@@ -56,6 +56,10 @@ typedef struct ht_live_rec {
     uint64_t *addr;
     uint32_t *slot;   /* the type's slot in the pass's ht_live_types */
     size_t n, cap;
+    /* the addresses recorded last, direct-mapped: None, small ints, interned
+     * dict keys are referred to from everywhere, and are recorded once per
+     * run of hits instead of once per reference */
+    uint64_t recent[1024];
 } ht_live_rec;
 
 void ht_live_rec_free(ht_live_rec *r);
