@@ -244,10 +244,13 @@ class _Session:
 
     def _begin(self):
         self.counter = _core._leaks_counter()
-        # a full collection (the only one of the check) also empties the interpreter's free
-        # lists (dict, list, tuple, float): an object the measured iterations make then gets
-        # a block of its own, allocated while tracing, so its allocation site is known
-        gc.collect()
+        # young garbage only: a full collection would walk the whole heap; old garbage is
+        # no new object at the end (the end snapshot flags it unreachable)
+        gc.collect(1)
+        # empty the free lists (dict, list, tuple, float): an object the measured iterations
+        # make then gets a block of its own, allocated while tracing, so its allocation site
+        # is known (a full collection would empty them too)
+        self.counter.drain()
         self.counter.sample(True)  # also remembers every object now: "the start"
 
     def step(self):
@@ -279,8 +282,10 @@ class _Session:
 
     def abort(self):
         self.done = True
+        if self.counter is not None:
+            self.counter.release()
         if self.own_tracer:
-                tracer.stop()
+            tracer.stop()
 
     def finish(self):
         if self.report is not None:
@@ -303,8 +308,10 @@ class _Session:
             end = _snapshot(self)
             return _build(self, end, measured)
         finally:
+            if self.counter is not None:
+                self.counter.release()
             if self.own_tracer:
-                        tracer.stop()
+                tracer.stop()
 
 
 def _snapshot(session):

@@ -66,9 +66,11 @@ typedef struct {
     ht_leaks_row *rows;      /* [nrows] row j keeps the columns of slot j */
     size_t nrows, cap_rows;
     size_t nsamples, cap_samples;
-    ht_live_rec known;       /* (address, type address) of every object counted by
+    ht_live_rec known;       /* (address, type slot) of every object counted by
                                 the sample(record=True), sorted by address, each
                                 address once: "the objects at the start" */
+    PyObject **held;         /* drain(): objects taken from the free lists */
+    size_t nheld, cap_held;
 } ht_leaks_counter;
 
 /* Qualified name as heap.c records it: "str", "app.Session" (the module is
@@ -360,6 +362,91 @@ ht_leaks_column_tuple(const int64_t *a, size_t n)
     return t;
 }
 
+/* ======================================================================
+ * emptying the interpreter's free lists
+ *
+ * A tuple, list, dict or float the measured iterations make may reuse a
+ * block from its type's free list, allocated before the tracer started: it
+ * would have no allocation site. A full collection empties the free lists,
+ * but walks the whole heap to do it. drain() takes every block they can
+ * hold instead (CPython keeps at most 2000 tuples of each size 1..19, 80
+ * lists, 80 dicts and 100 floats), and holds them, untracked and reachable
+ * from nothing, until release(): new objects then get blocks of their own.
+ * ====================================================================== */
+
+#define HT_LEAKS_TUPLE_SIZES 19
+#define HT_LEAKS_TUPLES 2000
+#define HT_LEAKS_LISTS 80
+#define HT_LEAKS_DICTS 80
+#define HT_LEAKS_FLOATS 100
+
+/* Holds o (a new reference, or NULL on failure). 0 or -1. */
+static int
+ht_leaks_hold(ht_leaks_counter *c, PyObject *o)
+{
+    if (o == NULL)
+        return -1;
+    if (c->nheld == c->cap_held) {
+        size_t cap = c->cap_held ? c->cap_held * 2 : 4096;
+        PyObject **h = realloc(c->held, cap * sizeof(PyObject *));
+        if (h == NULL) {
+            Py_DECREF(o);
+            PyErr_NoMemory();
+            return -1;
+        }
+        c->held = h;
+        c->cap_held = cap;
+    }
+    if (PyObject_IS_GC(o) && PyObject_GC_IsTracked(o))
+        PyObject_GC_UnTrack(o); /* seen by no count and no snapshot */
+    c->held[c->nheld++] = o;
+    return 0;
+}
+
+static void
+ht_leaks_release_held(ht_leaks_counter *c)
+{
+    size_t n = c->nheld;
+    PyObject **held = c->held;
+    c->held = NULL;
+    c->nheld = c->cap_held = 0;
+    for (size_t k = 0; k < n; k++)
+        Py_DECREF(held[k]); /* back to the free lists */
+    free(held);
+}
+
+/* drain(): empties the free lists (see above); release() gives the blocks back. */
+static PyObject *
+ht_leaks_drain(ht_leaks_counter *c, PyObject *unused)
+{
+    if (c->nheld > 0)
+        Py_RETURN_NONE;
+    for (Py_ssize_t size = 1; size <= HT_LEAKS_TUPLE_SIZES; size++)
+        for (int k = 0; k < HT_LEAKS_TUPLES; k++)
+            if (ht_leaks_hold(c, PyTuple_New(size)) < 0)
+                goto fail;
+    for (int k = 0; k < HT_LEAKS_LISTS; k++)
+        if (ht_leaks_hold(c, PyList_New(0)) < 0)
+            goto fail;
+    for (int k = 0; k < HT_LEAKS_DICTS; k++)
+        if (ht_leaks_hold(c, PyDict_New()) < 0)
+            goto fail;
+    for (int k = 0; k < HT_LEAKS_FLOATS; k++)
+        if (ht_leaks_hold(c, PyFloat_FromDouble(0.5)) < 0)
+            goto fail;
+    Py_RETURN_NONE;
+fail:
+    ht_leaks_release_held(c);
+    return NULL;
+}
+
+static PyObject *
+ht_leaks_release(ht_leaks_counter *c, PyObject *unused)
+{
+    ht_leaks_release_held(c);
+    Py_RETURN_NONE;
+}
+
 /* rows(): [(type name, counts, bytes, ucounts, ubytes)] for every type seen,
  * one entry per sample in each tuple (None in ucounts and ubytes for the
  * samples that did not walk the untracked objects). */
@@ -400,6 +487,7 @@ ht_leaks_counter_dealloc(ht_leaks_counter *c)
     free(c->rows);
     ht_live_types_free(&c->types);
     ht_live_rec_free(&c->known);
+    ht_leaks_release_held(c);
     PyObject_Free(c);
 }
 
@@ -408,6 +496,10 @@ static PyMethodDef ht_leaks_counter_methods[] = {
      "sample(record=False, walk=True) -> number of samples: counts the live objects by type "
      "(walk: also the untracked objects they refer to); record=True also remembers them "
      "(address, type) for _leaks_new"},
+    {"drain", (PyCFunction)ht_leaks_drain, METH_NOARGS,
+     "drain(): takes (and holds) every block of the tuple, list, dict and float free lists"},
+    {"release", (PyCFunction)ht_leaks_release, METH_NOARGS,
+     "release(): gives back what drain() took"},
     {"rows", (PyCFunction)ht_leaks_rows, METH_NOARGS,
      "rows() -> [(type name, counts, bytes, ucounts, ubytes)], one entry per sample"},
     {NULL},
