@@ -16,15 +16,25 @@ How it works (the engines are C: ``_core/leaks.c``, ``heap.c``, ``graph.c``, ``t
 1. the tracer is started for the check (unless it already runs), so every new object has the
    stack that allocated it;
 2. ``warmup`` iterations run unmeasured (caches fill, imports happen, lazy state is built);
-3. at the start of the measured phase a C pass (``_core/leaks.c``) counts the live objects per
-   type and remembers every object it saw (address and type): that is "the start", at the
-   cost of a counting pass rather than a full snapshot; after each of the ``runs`` measured
-   iterations a collection of the young generations and the same counting pass run again; a
-   full snapshot is taken at the end only (paths, dominators, retained sizes);
-4. a type is *growing* when its count, or its bytes, went up in nearly every measured step:
-   in at least ``runs - 1`` of the ``runs`` steps (every step when ``runs <= 2``), and more at
-   the end than at the start. Untracked objects (str, int, tuples of atoms ...) are counted
-   through the containers that hold them, once per reference;
+3. at the start of the measured phase the young generations are collected, the interpreter's
+   free lists (tuple, list, dict, float) are emptied by holding their blocks until the end, so
+   that new objects get blocks allocated while tracing (a full collection would empty them
+   too, at the cost of a walk of the whole heap), and a C pass (``_core/leaks.c``) counts the
+   live objects per type and remembers every object it saw (address and type, sorted by
+   address): that is "the start", at the cost of a counting pass rather than a full snapshot;
+   after each of the ``runs`` measured iterations a collection of the young generations and a
+   counting pass of the gc-tracked objects run again; the untracked objects (str, int,
+   bytearray, tuples of atoms ...), which are found only through the containers that hold
+   them and are counted once per reference, are counted too at the start, halfway and at the
+   end (at steps 1, 2, 4, 8 ... and the end when the number of steps is not known): reading
+   the header of everything the containers refer to costs twice the rest of a count. A full
+   snapshot is taken at the end only (paths, dominators, retained sizes), without a
+   collection first: it flags cyclic garbage unreachable, and garbage is left out;
+4. a type is *growing* when its gc-tracked objects' count, or bytes, went up in nearly every
+   measured step: in at least ``runs - 1`` of the ``runs`` steps (every step when ``runs <=
+   2``), and more at the end than at the start; or when, over the counts that included the
+   untracked objects, all objects' count or bytes went up in the same way (between each of
+   them, for three of them);
 5. the NEW objects are those of the end snapshot that the start did not hold (same address,
    same type: Snapshot.diff's rule), grouped by owner kind (``Session``, ``dict of Session``);
    objects held only by running frames (the loop's own locals) are left out. A kind is

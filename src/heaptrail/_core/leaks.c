@@ -1,22 +1,26 @@
-/* leaks.c - the leak hunter's two C primitives: a cheap per-type count of
- * the live objects, sampled once per iteration, and the list of objects
- * that are new between two heap snapshots, grouped by kind.
+/* leaks.c - the leak hunter's C primitives: a cheap per-type count of the
+ * live objects, sampled once per iteration; the set of objects at the start;
+ * the list of objects that are new at the end, grouped by kind; emptying the
+ * free lists for the check.
  *
  * Counting (ht_leaks_counter, `_core._leaks_counter()`): a full snapshot per
  * iteration would cost a walk with edges, labels and values every time; the
  * growth test only needs, per type, how many objects there are and their
- * bytes. One pass over gc.get_objects() (live.h's counting pass, with
- * HT_LIVE_BYTES | HT_LIVE_UNTRACKED) counts every gc-tracked object by
- * type (flat size from ht_size_flat) and, for each, its untracked referents
- * (str, int, float, bytes, untracked tuples and dicts ...), which are found
- * only through a container: those are counted once per reference, not once
- * per object (deduplicating them would need an address set as big as the
- * heap's, which is the snapshot's cost). A container that keeps one more
- * reference to an untracked object per iteration is growing, so the count
- * still says what grows; whether anything NEW grew is decided afterwards
- * from the two snapshots (an interned string or a small int is never new).
+ * bytes. One pass over gc.get_objects() (live.h's counting pass) counts
+ * every gc-tracked object by type (flat size from ht_size_flat), letting go
+ * of the list as it goes. A pass that walks (walk=True, HT_LIVE_UNTRACKED)
+ * also counts, apart, each object's untracked referents (str, int, float,
+ * bytes, untracked tuples and dicts ...), which are found only through a
+ * container: those are counted once per reference, not once per object
+ * (deduplicating them would need an address set as big as the heap's, which
+ * is the snapshot's cost). A container that keeps one more reference to an
+ * untracked object per iteration is growing, so the count still says what
+ * grows; whether anything NEW grew is decided afterwards from the start set
+ * and the end snapshot (an interned string or a small int is never new).
  * Exact dicts are read with PyDict_Next so their str keys (which dict's
- * tp_traverse leaves out) count too.
+ * tp_traverse leaves out) count too. The walk reads the header of every
+ * referent and costs about twice the rest of the pass: leaks.py asks for it
+ * at a few steps only.
  *
  * Counts live in C (malloc): one row per type seen, one column per sample,
  * so measuring creates no Python object that could itself look like a leak.
@@ -24,11 +28,18 @@
  * sighting (a type that dies and whose address is reused keeps the first
  * name; it would have to die and be reborn during the check).
  *
- * New objects (`_core._leaks_new(new, old, max_samples)`): objects of the
- * newer snapshot that the older one does not hold at the same address with
- * the same type name (the rule of Snapshot.diff), grouped by owner kind
- * ("Session", "dict of Session", "dict of module app", as summary(by="owner")
- * names them), with their count, bytes and the first max_samples indexes.
+ * The start (sample(record=True)): the (address, type slot) of every object
+ * the pass counts, appended to two arrays, then radix-sorted by address
+ * with repeats dropped. New objects (`_core._leaks_new(snapshot, counter,
+ * max_samples)`): the snapshot's addresses are radix-sorted too and merged
+ * with the start: an object is new unless the start held an object at the
+ * same address with the same type (the rule of Snapshot.diff). Sorting and
+ * merging are sequential passes, where a hash table of a million addresses
+ * missed the cache on every insert and every lookup. New objects are
+ * grouped by owner kind ("Session", "dict of Session", "dict of module
+ * app", as summary(by="owner") names them), with their count, bytes and the
+ * first max_samples indexes; unreachable ones (garbage: the end snapshot is
+ * taken without a collection) are left out.
  */
 #include "common.h"
 
