@@ -331,3 +331,21 @@ def test_growth_rule_for_untracked_objects_uses_the_walked_samples():
     # grew between the first two walked samples only: a one-off batch, no leak
     assert not leaks._growing([5, 5, 5, 5, 5], [0] * 5, [10, None, 30, None, 30],
                               [100, None, 300, None, 300])
+
+
+def test_drain_empties_the_free_lists():
+    """After drain(), a new dict, list, tuple and float get blocks allocated while tracing (not
+    blocks from a free list, allocated before): the check can name their allocation site."""
+    from heaptrail import _core
+    tracer.start(4)
+    counter = _core._leaks_counter()
+    try:
+        counter.drain()
+        made = [dict(), list(), tuple(range(3)), float(len(sys.argv)) + 0.5]
+        assert [tracer.get_object_traceback(o) is not None for o in made] == [True] * 4
+        counter.drain()  # a second drain holds nothing more
+        counter.release()
+        counter.release()  # nothing left to give back
+    finally:
+        counter.release()
+        tracer.stop()
