@@ -446,36 +446,6 @@ ht_live_types_count_owned(ht_live_types *t, PyObject *all, ht_live_rec *record)
     return rc;
 }
 
-#if PY_VERSION_HEX < 0x030C0000
-/* Counts the objects of `all`, a list that only the caller holds (fresh from
- * gc.get_objects()), and lets go of each object as it is counted: the
- * release that freeing the list would do in a pass of its own is this pass,
- * so counting costs one walk over the heap, not two. The list is left empty.
- * No Python code runs meanwhile, so nothing can see the list half emptied.
- * 0, or -1 with MemoryError set (every object is let go all the same). */
-static int
-ht_live_types_count_release(ht_live_types *t, PyObject *all)
-{
-    Py_ssize_t n = PyList_GET_SIZE(all);
-    int rc = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *o = PyList_GET_ITEM(all, i);
-        if (i + HT_LIVE_AHEAD < n)
-            __builtin_prefetch((char *)PyList_GET_ITEM(all, i + HT_LIVE_AHEAD) + sizeof(Py_ssize_t), 1);
-        if (HT_LIKELY(rc == 0)) {
-            size_t s = ht_live_types_slot(t, Py_TYPE(o));
-            if (s == (size_t)-1)
-                rc = -1;
-            else
-                t->counts[s]++;
-        }
-        PyList_SET_ITEM(all, i, NULL);
-        Py_DECREF(o);
-    }
-    Py_SET_SIZE(all, 0);
-    return rc;
-}
-#endif
 
 #if PY_VERSION_HEX >= 0x030C0000
 /* 3.12+: every gc object visited in place, no list made. The callback only
@@ -592,7 +562,8 @@ ht_live_py_typestats(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         if (all == NULL)
             return NULL;
         if (ht_live_types_init(&t, 0) == 0) {
-            if (ht_live_types_count_release(&t, all) == 0)
+            if ((Py_REFCNT(all) == 1 ? ht_live_types_count_owned(&t, all, NULL)
+                                     : ht_live_types_count(&t, all, NULL, NULL)) == 0)
                 out = ht_live_types_dict(&t, shortnames);
             ht_live_types_free(&t);
         }

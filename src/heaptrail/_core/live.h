@@ -72,13 +72,13 @@ void ht_live_rec_free(ht_live_rec *r);
  * exception set. */
 int ht_live_types_count(ht_live_types *t, PyObject *seq, PyObject *filter, ht_live_rec *record);
 
-/* The leak counter's pass (HT_LIVE_UNTRACKED, 3.11 and later): counts the
- * objects of `all`, a list fresh from gc.get_objects() that only the caller
- * holds, like ht_live_types_count without a filter, and lets go of each
- * object once counted (the list is left empty): releasing the list in a pass
- * of its own would walk the heap a second time. The caller keeps the
- * collector from running. 0 or -1 with an exception set (every object is
- * let go all the same). */
+/* Counts the objects of `all`, a list fresh from gc.get_objects() that only
+ * the caller holds (refcount 1), like ht_live_types_count without a filter,
+ * and lets go of each object once counted (the list is left empty):
+ * releasing the list in a pass of its own would walk the heap a second time.
+ * No Python code sees the list half emptied. With HT_LIVE_UNTRACKED the
+ * caller keeps the collector from running. 0 or -1 with an exception set
+ * (every object is let go all the same). */
 int ht_live_types_count_owned(ht_live_types *t, PyObject *all, ht_live_rec *record);
 
 /* Calls fn on every untracked object op refers to (str, int, untracked
