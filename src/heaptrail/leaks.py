@@ -13,9 +13,9 @@ Under ``heaptrail leaks script.py`` a script marks its iterations with ``heaptra
 
 How it works (the engines are C: ``_core/leaks.c``, ``heap.c``, ``graph.c``, ``tracer.c``):
 
-1. the tracer is started for the check (unless it already runs), so every new object has the
-   stack that allocated it;
-2. ``warmup`` iterations run unmeasured (caches fill, imports happen, lazy state is built);
+1. ``warmup`` iterations run unmeasured (caches fill, imports happen, lazy state is built);
+2. the tracer is started for the measured phase (unless it already runs), so every new object
+   has the stack that allocated it;
 3. at the start of the measured phase the young generations are collected, the interpreter's
    free lists (tuple, list, dict, float) are emptied by holding their blocks until the end, so
    that new objects get blocks allocated while tracing (a full collection would empty them
@@ -242,6 +242,12 @@ class _Session:
         self.done = False
 
     def start(self):
+        if self.warmup == 0:
+            self._begin()
+
+    def _begin(self):
+        # the tracer starts with the measured phase: what the warm-up allocates and keeps is
+        # no new object, and tracing it would only slow the warm-up down
         if not tracer.is_tracing():
             try:
                 tracer.start(self.frames)
@@ -249,10 +255,6 @@ class _Session:
             except HeaptrailError:
                 pass  # stdlib tracemalloc runs: no allocation sites
         self.tracing = tracer.is_tracing()
-        if self.warmup == 0:
-            self._begin()
-
-    def _begin(self):
         self.counter = _core._leaks_counter()
         # young garbage only: a full collection would walk the whole heap; old garbage is
         # no new object at the end (the end snapshot flags it unreachable)
