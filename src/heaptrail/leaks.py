@@ -33,8 +33,8 @@ How it works (the engines are C: ``_core/leaks.c``, ``heap.c``, ``graph.c``, ``t
 4. a type is *growing* when its gc-tracked objects' count, or bytes, went up in nearly every
    measured step: in at least ``runs - 1`` of the ``runs`` steps (every step when ``runs <=
    2``), and more at the end than at the start; or when, over the counts that included the
-   untracked objects, all objects' count or bytes went up in the same way (between each of
-   them, for three of them);
+   untracked objects, the count or bytes of all its objects went up from each of those
+   counts to the next (all but one of them when there are more than three);
 5. the NEW objects are those of the end snapshot that the start did not hold (same address,
    same type: Snapshot.diff's rule), grouped by owner kind (``Session``, ``dict of Session``);
    objects held only by running frames (the loop's own locals) are left out. A kind is
