@@ -349,3 +349,23 @@ def test_drain_empties_the_free_lists():
     finally:
         counter.release()
         tracer.stop()
+
+
+def test_new_objects_leave_out_tuples_referring_to_an_object():
+    """_leaks_new(..., referrer_of=address): the new tuples that refer to that object are left
+    out (how the check drops the argument tuple of its own snapshot call)."""
+    from heaptrail import _core
+    from heaptrail.heap import Snapshot
+    anchor = object()
+    counter = _core._leaks_counter()
+    counter.sample(True)
+    HELD.append(tuple([anchor, "x" * 3]))  # a new tuple, held: gc-tracked (it holds an object)
+    try:
+        snap = Snapshot(_core.heap_snapshot(False, (), 0))
+        kinds = {kind: n for kind, n, _, _ in _core._leaks_new(snap._h, counter, 5)}
+        assert kinds.get("tuple", 0) >= 1
+        without = {kind: n for kind, n, _, _ in
+                   _core._leaks_new(snap._h, counter, 5, (), id(anchor))}
+        assert without.get("tuple", 0) == kinds["tuple"] - 1
+    finally:
+        del HELD[:]

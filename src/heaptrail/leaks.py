@@ -337,8 +337,8 @@ def _build(session, end, measured):
                if _growing(counts, nbytes, ucounts, ubytes)}
     # the tuple of arguments of the end snapshot's own call is held by C while it walks: not
     # the program's; it is the one new tuple that refers to the exclusion tuple
-    own = [rec.address for _, rec in end.referrers(_exclude) if rec.type == "tuple"]
-    rows = _core._leaks_new(end._h, session.counter, max(MAX_SITE_OBJECTS, MAX_DOM_OBJECTS), own)
+    rows = _core._leaks_new(end._h, session.counter, max(MAX_SITE_OBJECTS, MAX_DOM_OBJECTS), (),
+                            id(_exclude))
     kinds, dot_paths = [], []
     chosen = []
     for kind, count, nbytes, indexes in rows:
