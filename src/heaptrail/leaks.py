@@ -65,7 +65,7 @@ from heaptrail import _core, tracer
 from heaptrail._core import Error as HeaptrailError
 from heaptrail._format import human_bytes
 # imported now, not during a check: an import while measuring would create new objects
-from heaptrail.graph import render_dot
+from heaptrail.graph import PathStep, RootPath, render_dot
 from heaptrail.heap import Snapshot, _own_frames
 import linecache
 
@@ -358,6 +358,15 @@ def _build(session, end, measured):
                       session.tracing, dot_paths)
 
 
+def _path(snap, i):
+    """snap.path_to_root of object number i: by number, not by address, as the address
+    index a snapshot builds on its first lookup by address costs a pass over every object."""
+    chain = _core.graph_path(snap._h, i)
+    if chain is None:
+        return RootPath([PathStep(None, i, snap._describe(i))], reachable=False)
+    return RootPath([PathStep(lab, j, snap._describe(j)) for lab, j in chain], reachable=True)
+
+
 def _path_text(path):
     if not path.reachable:
         return _strip_addr(str(path))
@@ -374,7 +383,7 @@ def _kind(session, snap, live, kind, tname, count, nbytes, indexes, measured, do
     for i in indexes[:MAX_SAMPLES * 8]:
         if len(picked) == MAX_SAMPLES:
             break
-        p = snap.path_to_root(snap._h.record(i)[0])
+        p = _path(snap, i)
         (picked if len(p) > 0 else spare).append(i)
     for i in (picked + spare)[:MAX_SAMPLES]:
         addr = snap._h.record(i)[0]
@@ -386,7 +395,7 @@ def _kind(session, snap, live, kind, tname, count, nbytes, indexes, measured, do
         if obj is None or _DEFAULT_REPR.match(text):  # object.__repr__: the snapshot's shorter "<Session>"
             text = _strip_addr(snap._describe(i))
         text = _AT_ADDR.sub("", text)
-        path = snap.path_to_root(addr)
+        path = _path(snap, i)
         dot_paths.append(([(s.label, s.index, _strip_addr(s.text)) for s in path.steps], i))
         samples.append({"address": addr, "repr": text, "path": _path_text(path),
                         "path_steps": [[s.label, _strip_addr(s.text)] for s in path.steps]})
@@ -455,8 +464,7 @@ def _holder(snap, indexes):
         return None, None, 0
     if len(indexes) == 1 and common == indexes[0] and len(chains[0]) > 1:
         common = chains[0][-2]  # a single new object: its holder is its dominator
-    addr = snap._h.record(common)[0]
-    return (_strip_addr(snap._describe(common)), _path_text(snap.path_to_root(addr)),
+    return (_strip_addr(snap._describe(common)), _path_text(_path(snap, common)),
             _core.graph_retained(snap._h, common))
 
 
