@@ -291,22 +291,81 @@ def test_cli_errors(tmp_path, cli):
 
 def test_counter_counts_untracked_objects_through_containers():
     # floats are never gc-tracked: the counter finds them only through the list
-    # (and a dict's str keys through PyDict_Next), with their flat bytes
+    # (and a dict's str keys through PyDict_Next), with their flat bytes, in the
+    # samples that walk the untracked objects; gc-tracked objects count in every sample
     from heaptrail import _core
     counter = _core._leaks_counter()
     counter.sample()
     held = [float(i) + 0.5 for i in range(1000)]
     names = {f"key-{i}-{'x' * 20}": None for i in range(300)}  # untracked: str keys, None
     held.append(names)  # reached through the list, then into the untracked dict
+    lists = [[i] for i in range(50)]  # gc-tracked
     counter.sample()
-    rows = {name: (counts, size) for name, counts, size in counter.rows()}
-    counts, size = rows["float"]
-    assert counts[1] - counts[0] == 1000
-    assert size[1] - size[0] == 1000 * sys.getsizeof(0.5)
-    counts, size = rows["dict"]
-    assert counts[1] - counts[0] == 1 and size[1] - size[0] == sys.getsizeof(names)
-    counts, size = rows["str"]
-    assert counts[1] - counts[0] >= 300
-    assert size[1] - size[0] >= sum(sys.getsizeof(k) for k in names)
-    assert counter.samples == 2
-    del held, names
+    counter.sample(False, False)  # no walk: tracked objects only
+    rows = {name: row for name, *row in counter.rows()}
+    counts, size, ucounts, usize = rows["float"]
+    assert ucounts[1] - ucounts[0] == 1000 and ucounts[2] is None
+    assert usize[1] - usize[0] == 1000 * sys.getsizeof(0.5) and usize[2] is None
+    assert counts == (0, 0, 0)  # never tracked
+    counts, size, ucounts, usize = rows["dict"]
+    assert ucounts[1] - ucounts[0] == 1 and usize[1] - usize[0] == sys.getsizeof(names)
+    counts, size, ucounts, usize = rows["str"]
+    assert ucounts[1] - ucounts[0] >= 300
+    assert usize[1] - usize[0] >= sum(sys.getsizeof(k) for k in names)
+    counts, size, ucounts, usize = rows["list"]
+    assert counts[1] - counts[0] == counts[2] - counts[0] == 52  # held, lists, its 50 lists
+    assert size[2] - size[0] == size[1] - size[0] >= 50 * sys.getsizeof([0])
+    assert counter.samples == 3
+    counter.sample(False, True, True)  # the last moment again, walked: replaces the column
+    rows = {name: row for name, *row in counter.rows()}
+    assert counter.samples == 3 and rows["float"][2][2] == rows["float"][2][1]
+    with pytest.raises(heaptrail.HeaptrailError, match="walks the untracked"):
+        counter.sample(True, False)
+    del held, names, lists
+
+
+def test_growth_rule_for_untracked_objects_uses_the_walked_samples():
+    # tracked counts flat, untracked references growing at each walked sample
+    assert leaks._growing([5, 5, 5, 5, 5], [0] * 5, [10, None, 12, None, 14],
+                          [100, None, 120, None, 140])
+    # grew between the first two walked samples only: a one-off batch, no leak
+    assert not leaks._growing([5, 5, 5, 5, 5], [0] * 5, [10, None, 30, None, 30],
+                              [100, None, 300, None, 300])
+
+
+def test_drain_empties_the_free_lists():
+    """After drain(), a new dict, list, tuple and float get blocks allocated while tracing (not
+    blocks from a free list, allocated before): the check can name their allocation site."""
+    from heaptrail import _core
+    tracer.start(4)
+    counter = _core._leaks_counter()
+    try:
+        counter.drain()
+        made = [dict(), list(), tuple(range(3)), float(len(sys.argv)) + 0.5]
+        assert [tracer.get_object_traceback(o) is not None for o in made] == [True] * 4
+        counter.drain()  # a second drain holds nothing more
+        counter.release()
+        counter.release()  # nothing left to give back
+    finally:
+        counter.release()
+        tracer.stop()
+
+
+def test_new_objects_leave_out_tuples_referring_to_an_object():
+    """_leaks_new(..., referrer_of=address): the new tuples that refer to that object are left
+    out (how the check drops the argument tuple of its own snapshot call)."""
+    from heaptrail import _core
+    from heaptrail.heap import Snapshot
+    anchor = object()
+    counter = _core._leaks_counter()
+    counter.sample(True)
+    HELD.append(tuple([anchor, "x" * 3]))  # a new tuple, held: gc-tracked (it holds an object)
+    try:
+        snap = Snapshot(_core.heap_snapshot(False, (), 0))
+        kinds = {kind: n for kind, n, _, _ in _core._leaks_new(snap._h, counter, 5)}
+        assert kinds.get("tuple", 0) >= 1
+        without = {kind: n for kind, n, _, _ in
+                   _core._leaks_new(snap._h, counter, 5, (), id(anchor))}
+        assert without.get("tuple", 0) == kinds["tuple"] - 1
+    finally:
+        del HELD[:]

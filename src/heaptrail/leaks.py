@@ -13,18 +13,28 @@ Under ``heaptrail leaks script.py`` a script marks its iterations with ``heaptra
 
 How it works (the engines are C: ``_core/leaks.c``, ``heap.c``, ``graph.c``, ``tracer.c``):
 
-1. the tracer is started for the check (unless it already runs), so every new object has the
-   stack that allocated it;
-2. ``warmup`` iterations run unmeasured (caches fill, imports happen, lazy state is built);
-3. at the start of the measured phase a C pass (``_core/leaks.c``) counts the live objects per
-   type and remembers every object it saw (address and type): that is "the start", at the
-   cost of a counting pass rather than a full snapshot; after each of the ``runs`` measured
-   iterations a collection of the young generations and the same counting pass run again; a
-   full snapshot is taken at the end only (paths, dominators, retained sizes);
-4. a type is *growing* when its count, or its bytes, went up in nearly every measured step:
-   in at least ``runs - 1`` of the ``runs`` steps (every step when ``runs <= 2``), and more at
-   the end than at the start. Untracked objects (str, int, tuples of atoms ...) are counted
-   through the containers that hold them, once per reference;
+1. ``warmup`` iterations run unmeasured (caches fill, imports happen, lazy state is built);
+2. the tracer is started for the measured phase (unless it already runs), so every new object
+   has the stack that allocated it;
+3. at the start of the measured phase the young generations are collected, the interpreter's
+   free lists (tuple, list, dict, float) are emptied by holding their blocks until the end, so
+   that new objects get blocks allocated while tracing (a full collection would empty them
+   too, at the cost of a walk of the whole heap), and a C pass (``_core/leaks.c``) counts the
+   live objects per type and remembers every object it saw (address and type, sorted by
+   address): that is "the start", at the cost of a counting pass rather than a full snapshot;
+   after each of the ``runs`` measured iterations a collection of the young generations and a
+   counting pass of the gc-tracked objects run again; the untracked objects (str, int,
+   bytearray, tuples of atoms ...), which are found only through the containers that hold
+   them and are counted once per reference, are counted too at the start, halfway and at the
+   end (at steps 1, 2, 4, 8 ... and the end when the number of steps is not known): reading
+   the header of everything the containers refer to costs twice the rest of a count. A full
+   snapshot is taken at the end only (paths, dominators, retained sizes), without a
+   collection first: it flags cyclic garbage unreachable, and garbage is left out;
+4. a type is *growing* when its gc-tracked objects' count, or bytes, went up in nearly every
+   measured step: in at least ``runs - 1`` of the ``runs`` steps (every step when ``runs <=
+   2``), and more at the end than at the start; or when, over the counts that included the
+   untracked objects, the count or bytes of all its objects went up from each of those
+   counts to the next (all but one of them when there are more than three);
 5. the NEW objects are those of the end snapshot that the start did not hold (same address,
    same type: Snapshot.diff's rule), grouped by owner kind (``Session``, ``dict of Session``);
    objects held only by running frames (the loop's own locals) are left out. A kind is
@@ -55,7 +65,7 @@ from heaptrail import _core, tracer
 from heaptrail._core import Error as HeaptrailError
 from heaptrail._format import human_bytes
 # imported now, not during a check: an import while measuring would create new objects
-from heaptrail.graph import render_dot
+from heaptrail.graph import PathStep, RootPath, render_dot
 from heaptrail.heap import Snapshot, _own_frames
 import linecache
 
@@ -187,28 +197,42 @@ def _is_own(filename):
     return filename.startswith(_PACKAGE_DIR)
 
 
-def _growing(counts, nbytes):
-    """True when the count or the bytes grew in at least len-1 of the steps (all of them for
-    two steps or fewer) and ended higher than they started."""
-    steps = len(counts) - 1
+def _grew(series):
+    """True when the series went up in at least len-1 of its steps (all of them for two
+    steps or fewer) and ended higher than it started."""
+    steps = len(series) - 1
     if steps <= 0:
         return False
     need = steps if steps <= 2 else steps - 1
-    for series in (counts, nbytes):
-        ups = sum(1 for a, b in zip(series, series[1:]) if b > a)
-        if ups >= need and series[-1] > series[0]:
-            return True
-    return False
+    ups = sum(1 for a, b in zip(series, series[1:]) if b > a)
+    return ups >= need and series[-1] > series[0]
+
+
+def _growing(counts, nbytes, ucounts=None, ubytes=None):
+    """True when a type grew in nearly every step: its gc-tracked objects' count or bytes
+    (counted at every step), or, over the samples that also counted the untracked objects
+    (str, int, bytearray, tuples of atoms ...: counted once per reference from a container),
+    every object's count or bytes (see _grew)."""
+    if _grew(counts) or _grew(nbytes):
+        return True
+    if ucounts is None:
+        return False
+    walked = [k for k, u in enumerate(ucounts) if u is not None]
+    return (_grew([counts[k] + ucounts[k] for k in walked]) or
+            _grew([nbytes[k] + ubytes[k] for k in walked]))
 
 
 class _Session:
     """One measurement: start, step() after each iteration, finish() -> LeakReport."""
 
-    def __init__(self, warmup=2, frames=32, runs=None):
+    def __init__(self, warmup=2, frames=32, runs=None, plan=None):
         if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
             raise HeaptrailError(f"warmup must be an int >= 0, not {warmup!r}")
         self.warmup = warmup
         self.runs = runs  # None: every step() until finish(); else finish at warmup + runs
+        self.plan = plan or runs  # measured steps expected, when known
+        self.sampled = 0  # measured steps counted
+        self.walked = False  # the last count also counted the untracked objects
         self.report = None
         self.frames = frames
         self.nsteps = 0
@@ -218,6 +242,12 @@ class _Session:
         self.done = False
 
     def start(self):
+        if self.warmup == 0:
+            self._begin()
+
+    def _begin(self):
+        # the tracer starts with the measured phase: what the warm-up allocates and keeps is
+        # no new object, and tracing it would only slow the warm-up down
         if not tracer.is_tracing():
             try:
                 tracer.start(self.frames)
@@ -225,12 +255,14 @@ class _Session:
             except HeaptrailError:
                 pass  # stdlib tracemalloc runs: no allocation sites
         self.tracing = tracer.is_tracing()
-        if self.warmup == 0:
-            self._begin()
-
-    def _begin(self):
         self.counter = _core._leaks_counter()
-        gc.collect()
+        # young garbage only: a full collection would walk the whole heap; old garbage is
+        # no new object at the end (the end snapshot flags it unreachable)
+        gc.collect(1)
+        # empty the free lists (dict, list, tuple, float): an object the measured iterations
+        # make then gets a block of its own, allocated while tracing, so its allocation site
+        # is known (a full collection would empty them too)
+        self.counter.drain()
         self.counter.sample(True)  # also remembers every object now: "the start"
 
     def step(self):
@@ -246,12 +278,26 @@ class _Session:
             self._begin()
         elif self.nsteps > self.warmup:
             gc.collect(1)  # young cycles; a full collection per step costs as much as a walk
-            self.counter.sample()
+            self.sampled += 1
+            self.walked = self._walk(self.sampled)
+            self.counter.sample(False, self.walked)
+
+    def _walk(self, k):
+        """Whether measured step k also counts the untracked objects: that walk reads the
+        header of everything the containers refer to and costs twice the rest of a count, so
+        it runs at the start, halfway and at the end when the number of steps is known (at
+        steps 1, 2, 4, 8 ... and the end otherwise); the gc-tracked objects are counted at
+        every step."""
+        if self.plan:
+            return k >= self.plan or k == (self.plan + 1) // 2
+        return k & (k - 1) == 0
 
     def abort(self):
         self.done = True
+        if self.counter is not None:
+            self.counter.release()
         if self.own_tracer:
-                tracer.stop()
+            tracer.stop()
 
     def finish(self):
         if self.report is not None:
@@ -263,24 +309,36 @@ class _Session:
                 raise HeaptrailError(
                     f"no measured iteration: {self.nsteps} step(s) for {self.warmup} warm-up; "
                     "call step() after each iteration, at least warmup + 1 times")
+            # the young objects join the old ones (gc order, and so the snapshot's order
+            # and the samples', is then the order of creation); young cycles go
+            gc.collect(1)
+            if self.sampled < measured:  # watch(runs=N): the last step is counted now
+                self.sampled += 1
+                self.counter.sample(False, True)
+            elif not self.walked:  # the end is counted in full: the same moment, again
+                self.counter.sample(False, True, True)
             end = _snapshot(self)
             return _build(self, end, measured)
         finally:
+            if self.counter is not None:
+                self.counter.release()
             if self.own_tracer:
-                        tracer.stop()
+                tracer.stop()
 
 
 def _snapshot(session):
-    return Snapshot(_core.heap_snapshot(True, _exclude, _own_frames()))
+    # no collection first: the snapshot flags cyclic garbage unreachable, and _leaks_new
+    # leaves it out, which is what a full collection would have done for the verdict
+    return Snapshot(_core.heap_snapshot(False, _exclude, _own_frames()))
 
 
 def _build(session, end, measured):
-    growing = {name for name, counts, nbytes in session.counter.rows()
-               if _growing(counts, nbytes)}
+    growing = {name for name, counts, nbytes, ucounts, ubytes in session.counter.rows()
+               if _growing(counts, nbytes, ucounts, ubytes)}
     # the tuple of arguments of the end snapshot's own call is held by C while it walks: not
     # the program's; it is the one new tuple that refers to the exclusion tuple
-    own = [rec.address for _, rec in end.referrers(_exclude) if rec.type == "tuple"]
-    rows = _core._leaks_new(end._h, session.counter, max(MAX_SITE_OBJECTS, MAX_DOM_OBJECTS), own)
+    rows = _core._leaks_new(end._h, session.counter, max(MAX_SITE_OBJECTS, MAX_DOM_OBJECTS), (),
+                            id(_exclude))
     kinds, dot_paths = [], []
     chosen = []
     for kind, count, nbytes, indexes in rows:
@@ -300,6 +358,15 @@ def _build(session, end, measured):
                       session.tracing, dot_paths)
 
 
+def _path(snap, i):
+    """snap.path_to_root of object number i: by number, not by address, as the address
+    index a snapshot builds on its first lookup by address costs a pass over every object."""
+    chain = _core.graph_path(snap._h, i)
+    if chain is None:
+        return RootPath([PathStep(None, i, snap._describe(i))], reachable=False)
+    return RootPath([PathStep(lab, j, snap._describe(j)) for lab, j in chain], reachable=True)
+
+
 def _path_text(path):
     if not path.reachable:
         return _strip_addr(str(path))
@@ -316,7 +383,7 @@ def _kind(session, snap, live, kind, tname, count, nbytes, indexes, measured, do
     for i in indexes[:MAX_SAMPLES * 8]:
         if len(picked) == MAX_SAMPLES:
             break
-        p = snap.path_to_root(snap._h.record(i)[0])
+        p = _path(snap, i)
         (picked if len(p) > 0 else spare).append(i)
     for i in (picked + spare)[:MAX_SAMPLES]:
         addr = snap._h.record(i)[0]
@@ -328,7 +395,7 @@ def _kind(session, snap, live, kind, tname, count, nbytes, indexes, measured, do
         if obj is None or _DEFAULT_REPR.match(text):  # object.__repr__: the snapshot's shorter "<Session>"
             text = _strip_addr(snap._describe(i))
         text = _AT_ADDR.sub("", text)
-        path = snap.path_to_root(addr)
+        path = _path(snap, i)
         dot_paths.append(([(s.label, s.index, _strip_addr(s.text)) for s in path.steps], i))
         samples.append({"address": addr, "repr": text, "path": _path_text(path),
                         "path_steps": [[s.label, _strip_addr(s.text)] for s in path.steps]})
@@ -397,8 +464,7 @@ def _holder(snap, indexes):
         return None, None, 0
     if len(indexes) == 1 and common == indexes[0] and len(chains[0]) > 1:
         common = chains[0][-2]  # a single new object: its holder is its dominator
-    addr = snap._h.record(common)[0]
-    return (_strip_addr(snap._describe(common)), _path_text(snap.path_to_root(addr)),
+    return (_strip_addr(snap._describe(common)), _path_text(_path(snap, common)),
             _core.graph_retained(snap._h, common))
 
 
@@ -412,7 +478,7 @@ def check(func, runs=10, warmup=2, args=(), kwargs=None):
     if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
         raise HeaptrailError(f"runs must be an int >= 1, not {runs!r}")
     kwargs = kwargs or {}
-    s = _Session(warmup)
+    s = _Session(warmup, plan=runs)
     s.start()
     try:
         for _ in range(warmup + runs):

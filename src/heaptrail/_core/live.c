@@ -131,6 +131,7 @@ ht_live_types_init(ht_live_types *t, int flags)
 {
     memset(t, 0, sizeof(*t));
     t->flags = flags;
+    t->walk = 1;
     if (ht_table_init(&t->index, 1024, 1) < 0) {
         PyErr_NoMemory();
         return -1;
@@ -145,6 +146,8 @@ ht_live_types_free(ht_live_types *t)
     free(t->types);
     free(t->counts);
     free(t->bytes);
+    free(t->ucounts);
+    free(t->ubytes);
 }
 
 void
@@ -155,6 +158,10 @@ ht_live_types_zero(ht_live_types *t)
     memset(t->counts, 0, t->n * sizeof(*t->counts));
     if (t->bytes != NULL)
         memset(t->bytes, 0, t->n * sizeof(*t->bytes));
+    if (t->ucounts != NULL)
+        memset(t->ucounts, 0, t->n * sizeof(*t->ucounts));
+    if (t->ubytes != NULL)
+        memset(t->ubytes, 0, t->n * sizeof(*t->ubytes));
 }
 
 /* Grows the per-slot arrays to cap. 0 or -1 (arrays left valid). */
@@ -174,6 +181,18 @@ ht_live_types_grow(ht_live_types *t, size_t cap)
         if (nb == NULL)
             return -1;
         t->bytes = nb;
+    }
+    if (t->flags & HT_LIVE_UNTRACKED) {
+        uint64_t *nu = realloc(t->ucounts, cap * sizeof(*nu));
+        if (nu == NULL)
+            return -1;
+        t->ucounts = nu;
+        if (t->flags & HT_LIVE_BYTES) {
+            uint64_t *nub = realloc(t->ubytes, cap * sizeof(*nub));
+            if (nub == NULL)
+                return -1;
+            t->ubytes = nub;
+        }
     }
     t->cap = cap;
     return 0;
@@ -197,6 +216,10 @@ ht_live_types_slot(ht_live_types *t, PyTypeObject *tp)
         t->counts[t->n] = 0;
         if (t->bytes != NULL)
             t->bytes[t->n] = 0;
+        if (t->ucounts != NULL)
+            t->ucounts[t->n] = 0;
+        if (t->ubytes != NULL)
+            t->ubytes[t->n] = 0;
         t->n++;
     }
     t->cache[c].tp = tp;
@@ -286,10 +309,45 @@ ht_live_untracked(PyObject *op, ht_live_untracked_fn fn, void *arg)
     ht_live_walk_referents(&w, op);
 }
 
+void
+ht_live_rec_free(ht_live_rec *r)
+{
+    free(r->addr);
+    free(r->slot);
+    memset(r, 0, sizeof(*r));
+}
+
+/* Appends (a, slot) to r. 0 or -1 (out of memory, r unchanged). */
+static int
+ht_live_rec_push(ht_live_rec *r, uint64_t a, size_t slot)
+{
+    uint64_t *seen = &r->recent[(a >> 4) & 1023];
+    if (*seen == a)
+        return 0;
+    *seen = a;
+    if (HT_UNLIKELY(r->n == r->cap)) {
+        size_t cap = r->cap ? r->cap * 2 : 1 << 16;
+        uint64_t *na = realloc(r->addr, cap * sizeof(uint64_t));
+        if (na == NULL)
+            return -1;
+        r->addr = na;
+        uint32_t *ns = realloc(r->slot, cap * sizeof(uint32_t));
+        if (ns == NULL)
+            return -1;
+        r->slot = ns;
+        r->cap = cap;
+    }
+    r->addr[r->n] = a;
+    r->slot[r->n] = (uint32_t)slot;
+    r->n++;
+    return 0;
+}
+
 typedef struct {
     ht_live_types *t;
-    ht_table *record;
-    int error;  /* MemoryError set */
+    ht_live_rec *record;
+    int untracked;  /* o goes to t's ucounts, ubytes (else counts, bytes) */
+    int error;      /* MemoryError set */
 } ht_live_take_ctx;
 
 /* Counts o (and its flat size with HT_LIVE_BYTES); records it when asked. */
@@ -299,31 +357,33 @@ ht_live_take(PyObject *o, void *arg)
     ht_live_take_ctx *w = arg;
     if (w->error)
         return;
-    if (w->record != NULL &&
-        ht_table_put(w->record, (uint64_t)(uintptr_t)o, (uint64_t)(uintptr_t)Py_TYPE(o)) < 0) {
-        PyErr_NoMemory();
-        w->error = 1;
-        return;
-    }
     size_t s = ht_live_types_slot(w->t, Py_TYPE(o));
     if (s == (size_t)-1) {
         w->error = 1;
         return;
     }
-    w->t->counts[s]++;
-    if (w->t->bytes != NULL) {
+    if (w->record != NULL && ht_live_rec_push(w->record, (uint64_t)(uintptr_t)o, s) < 0) {
+        PyErr_NoMemory();
+        w->error = 1;
+        return;
+    }
+    /* the arrays are read after the slot lookup: a new slot may move them */
+    uint64_t *counts = w->untracked ? w->t->ucounts : w->t->counts;
+    uint64_t *bytes = w->untracked ? w->t->ubytes : w->t->bytes;
+    counts[s]++;
+    if (bytes != NULL) {
         Py_ssize_t sz = ht_size_flat(o);
         if (sz < 0) {
             PyErr_Clear(); /* a failing __sizeof__: counted, with no bytes */
             sz = 0;
         }
-        w->t->bytes[s] += (uint64_t)sz;
+        bytes[s] += (uint64_t)sz;
     }
 }
 
 /* Counts one object of the sequence. 0 or -1. */
 static int
-ht_live_types_one(ht_live_types *t, PyObject *o, ht_table *record)
+ht_live_types_one(ht_live_types *t, PyObject *o, ht_live_rec *record)
 {
     if (HT_LIKELY(t->flags == 0 && record == NULL)) {
         size_t s = ht_live_types_slot(t, Py_TYPE(o));
@@ -332,15 +392,17 @@ ht_live_types_one(ht_live_types *t, PyObject *o, ht_table *record)
         t->counts[s]++;
         return 0;
     }
-    ht_live_take_ctx w = {t, record, 0};
+    ht_live_take_ctx w = {t, record, 0, 0};
     ht_live_take(o, &w);
-    if (t->flags & HT_LIVE_UNTRACKED)
+    if ((t->flags & HT_LIVE_UNTRACKED) && t->walk) {
+        w.untracked = 1;
         ht_live_untracked(o, ht_live_take, &w);
+    }
     return w.error ? -1 : 0;
 }
 
 int
-ht_live_types_count(ht_live_types *t, PyObject *seq, PyObject *filter, ht_table *record)
+ht_live_types_count(ht_live_types *t, PyObject *seq, PyObject *filter, ht_live_rec *record)
 {
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject **items = PySequence_Fast_ITEMS(seq);
@@ -366,36 +428,24 @@ ht_live_types_count(ht_live_types *t, PyObject *seq, PyObject *filter, ht_table 
     return 0;
 }
 
-#if PY_VERSION_HEX < 0x030C0000
-/* Counts the objects of `all`, a list that only the caller holds (fresh from
- * gc.get_objects()), and lets go of each object as it is counted: the
- * release that freeing the list would do in a pass of its own is this pass,
- * so counting costs one walk over the heap, not two. The list is left empty.
- * No Python code runs meanwhile, so nothing can see the list half emptied.
- * 0, or -1 with MemoryError set (every object is let go all the same). */
-static int
-ht_live_types_count_release(ht_live_types *t, PyObject *all)
+int
+ht_live_types_count_owned(ht_live_types *t, PyObject *all, ht_live_rec *record)
 {
     Py_ssize_t n = PyList_GET_SIZE(all);
     int rc = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *o = PyList_GET_ITEM(all, i);
-        if (i + HT_LIVE_AHEAD < n)
+        if (i + HT_LIVE_AHEAD < n) /* written: the reference is let go below */
             __builtin_prefetch((char *)PyList_GET_ITEM(all, i + HT_LIVE_AHEAD) + sizeof(Py_ssize_t), 1);
-        if (HT_LIKELY(rc == 0)) {
-            size_t s = ht_live_types_slot(t, Py_TYPE(o));
-            if (s == (size_t)-1)
-                rc = -1;
-            else
-                t->counts[s]++;
-        }
+        PyObject *o = PyList_GET_ITEM(all, i);
+        if (HT_LIKELY(rc == 0) && ht_live_types_one(t, o, record) < 0)
+            rc = -1;
         PyList_SET_ITEM(all, i, NULL);
         Py_DECREF(o);
     }
     Py_SET_SIZE(all, 0);
     return rc;
 }
-#endif
+
 
 #if PY_VERSION_HEX >= 0x030C0000
 /* 3.12+: every gc object visited in place, no list made. The callback only
@@ -512,7 +562,8 @@ ht_live_py_typestats(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
         if (all == NULL)
             return NULL;
         if (ht_live_types_init(&t, 0) == 0) {
-            if (ht_live_types_count_release(&t, all) == 0)
+            if ((Py_REFCNT(all) == 1 ? ht_live_types_count_owned(&t, all, NULL)
+                                     : ht_live_types_count(&t, all, NULL, NULL)) == 0)
                 out = ht_live_types_dict(&t, shortnames);
             ht_live_types_free(&t);
         }
