@@ -2373,6 +2373,8 @@ typedef struct {
 typedef struct {
     ht_table by_name;   /* name hash -> kind index + 1 */
     ht_table cache;     /* per-heap memo key -> kind index + 1 */
+    uint64_t last_memo; /* the last memo key looked up (objects come in runs */
+    ssize_t last_k;     /* of one type) and its kind, or -1 */
     ht_kind *k;
     size_t nk, cap;
 } ht_kinds;
@@ -2442,9 +2444,14 @@ ht_kinds_of(ht_kinds *ks, const ht_heap *h, uint32_t i, int by)
      * because objects without a type are not memoized */
     uint64_t memo = ((uint64_t)t << 32) | ot;
     int memoize = t != HT_NONE;
+    if (memoize && ks->last_k >= 0 && memo == ks->last_memo)
+        return ks->last_k;
     uint64_t *v = memoize ? ht_table_find(&ks->cache, memo) : NULL;
-    if (v)
-        return (ssize_t)(*v - 1);
+    if (v) {
+        ks->last_memo = memo;
+        ks->last_k = (ssize_t)(*v - 1);
+        return ks->last_k;
+    }
     char buf[600];
     size_t len = 0, tl;
     const char *tn = ht_heap_type_name(h, i, &tl);
@@ -2473,6 +2480,10 @@ ht_kinds_of(ht_kinds *ks, const ht_heap *h, uint32_t i, int by)
     ssize_t k = ht_kinds_get(ks, buf, len);
     if (k >= 0 && memoize && ht_table_put(&ks->cache, memo, (uint64_t)k + 1) < 0)
         return -1;
+    if (k >= 0 && memoize) {
+        ks->last_memo = memo;
+        ks->last_k = k;
+    }
     return k;
 }
 
@@ -2502,6 +2513,7 @@ static int
 ht_kinds_init(ht_kinds *ks)
 {
     memset(ks, 0, sizeof *ks);
+    ks->last_k = -1;
     if (ht_table_init(&ks->by_name, 1024, 1) < 0 || ht_table_init(&ks->cache, 1024, 1) < 0) {
         ht_kinds_free(ks);
         PyErr_NoMemory();
@@ -2515,6 +2527,7 @@ static int
 ht_kinds_fill(ht_kinds *ks, const ht_heap *h, int by, int older)
 {
     ht_table_clear(&ks->cache);
+    ks->last_k = -1;
     for (uint32_t i = 0; i < h->n; i++) {
         ssize_t k = ht_kinds_of(ks, h, i, by);
         if (k < 0) {
@@ -2609,6 +2622,7 @@ ht_handle_diff(ht_handle *self, PyObject *args)
     for (int pass = 0; pass < 2; pass++) {
         ht_heap *a = pass == 0 ? h : o, *b = pass == 0 ? o : h;
         ht_table_clear(&ks.cache);
+        ks.last_k = -1;
         for (uint32_t i = 0; i < a->n; i++) {
             if (ht_same_object(b, a, i, &err))
                 continue;
@@ -2852,10 +2866,71 @@ static PyTypeObject ht_handle_type = {
     .tp_getset = ht_handle_getset,
 };
 
+/* ---- a floor for the benchmarks ---------------------------------------------
+ * heap_touch_floor() -> (tracked objects, edges): the memory traffic no walk
+ * of this heap can avoid, timed alone (benchmarks/cases/heap.py): every
+ * gc-tracked object found as the walk finds them and traversed, and the
+ * header of every edge's target read. No index, nothing recorded. */
+typedef struct {
+    size_t objects, edges;
+    uintptr_t sum; /* what was read, so that the reads are not dropped */
+} ht_floor;
+
+static int
+ht_floor_visit(PyObject *o, void *arg)
+{
+    ht_floor *f = arg;
+    f->edges++;
+    f->sum += (uintptr_t)Py_TYPE(o);
+    return 0;
+}
+
+static int
+ht_floor_one(PyObject *op, void *arg)
+{
+    ht_floor *f = arg;
+    PyTypeObject *tp = Py_TYPE(op);
+    f->objects++;
+    f->sum += (uintptr_t)tp;
+    if (tp->tp_traverse)
+        tp->tp_traverse(op, ht_floor_visit, f);
+    return 1;
+}
+
+static PyObject *
+ht_heap_touch_floor(PyObject *mod, PyObject *unused)
+{
+    ht_floor f = {0, 0, 0};
+    int was = PyGC_Disable();
+#if PY_VERSION_HEX >= 0x030C0000
+    PyUnstable_GC_VisitObjects(ht_floor_one, &f);
+#else
+    PyObject *list = ht_hw_gc_objects();
+    if (list == NULL) {
+        if (was)
+            PyGC_Enable();
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(list);
+    for (Py_ssize_t k = 0; k < n; k++) {
+        if (k + 16 < n)
+            __builtin_prefetch(PyList_GET_ITEM(list, k + 16));
+        ht_floor_one(PyList_GET_ITEM(list, k), &f);
+    }
+    Py_DECREF(list);
+#endif
+    if (was)
+        PyGC_Enable();
+    return Py_BuildValue("(nnN)", (Py_ssize_t)f.objects, (Py_ssize_t)f.edges,
+                         PyLong_FromSize_t(f.sum & 1));
+}
+
 static PyMethodDef ht_heap_functions[] = {
     {"heap_snapshot", ht_heap_snapshot, METH_VARARGS,
      "heap_snapshot(gc_first=True, exclude_types=(), skip_frames=0) -> HeapHandle"},
     {"heap_load", ht_heap_load, METH_O, "heap_load(path) -> HeapHandle"},
+    {"heap_touch_floor", ht_heap_touch_floor, METH_NOARGS,
+     "heap_touch_floor() -> (objects, edges, 0|1): benchmark floor (see heap.c)"},
     {NULL},
 };
 
