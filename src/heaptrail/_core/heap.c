@@ -740,18 +740,23 @@ ht_hw_add_ex(ht_hw *w, PyObject *op, int how)
  * code, the collector relies on it), PyDict_Next, the flat size of types
  * whose __sizeof__ is the interpreter's own C function (ht_hw_tfacts), the
  * frame and code accessors (PyFrame_GetCode, PyFrame_GetVar on 3.12+,
- * PyCode_Get*vars: they allocate, never call code), dict lookups by str key
- * only in dicts whose keys are all exact str (no __eq__ call possible), and
- * PyObject_GenericGetAttr for inline attributes of classes whose MRO is
- * Python classes and object (no descriptor of theirs is called: see
- * ht_hw_attr_learn). The objects this creates (exceptions, tuples, bound
- * methods) are the walk's own and die without touching the program's.
+ * PyCode_Get*vars: they allocate, never call code), lookups of a str key
+ * by reading a dict's entries (ht_hw_dict_str_get: no __eq__ call), and
+ * PyObject_GenericGetAttr for inline attributes when the class's lookup
+ * calls no __eq__ and the name resolves to nothing or to what the
+ * interpreter's own C code reads or binds (ht_hw_name_safe; Python
+ * classes' attributes are never read). The objects this creates
+ * (exceptions, tuples, bound methods) are the walk's own and die without
+ * touching the program's.
  * Where that cannot be shown, the walk protects itself first:
  *   - an object whose __sizeof__ is Python code or an extension's C code is
- *     held (one reference) and sized after the walk (ht_hw_size);
- *   - before reading inline attributes of a class with other bases,
- *     ht_hw_guard takes a reference to every object found and not yet
- *     recorded (the gc.get_objects() list already holds the listed ones).
+ *     held (one reference) and sized after the walk (ht_hw_size_deferred);
+ *   - before reading an inline attribute that may run code (an extension
+ *     base class's getter, a class dict with a non-str key), ht_hw_guard
+ *     takes a reference to every object found and not yet recorded (on
+ *     3.11 the gc.get_objects() list already holds the listed ones).
+ * On the benchmark heap neither happens on 3.12/3.13; on 3.11, 90 objects
+ * of extension types are sized after the walk.
  * The references taken are listed in w->held and dropped at the end. */
 
 /* Takes a reference to object i (once). */
@@ -1144,6 +1149,22 @@ ht_hw_str_keys(PyObject *d)
     return 1;
 }
 
+/* tp's attribute dict, borrowed: 3.12+ keeps the dicts of static builtin
+ * types per interpreter, out of tp_dict (PyType_GetDict reads it; the
+ * interpreter keeps it alive) */
+static PyObject *
+ht_hw_tdict(PyTypeObject *tp)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    if (tp->tp_dict == NULL) {
+        PyObject *d = PyType_GetDict(tp);
+        Py_XDECREF(d);
+        return d;
+    }
+#endif
+    return tp->tp_dict;
+}
+
 /* 1 when every class in tp's MRO has only exact-str keys in its dict:
  * attribute lookups on tp (_PyType_Lookup) then never call code. */
 static int
@@ -1154,7 +1175,7 @@ ht_hw_mro_clean(PyTypeObject *tp)
         return 0;
     for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(mro); k++) {
         PyObject *b = PyTuple_GET_ITEM(mro, k);
-        if (!PyType_Check(b) || !ht_hw_str_keys(((PyTypeObject *)b)->tp_dict))
+        if (!PyType_Check(b) || !ht_hw_str_keys(ht_hw_tdict((PyTypeObject *)b)))
             return 0;
     }
     return 1;
@@ -1168,7 +1189,7 @@ ht_hw_mro_get(PyTypeObject *tp, PyObject *name, PyTypeObject **owner)
     PyObject *mro = tp->tp_mro;
     for (Py_ssize_t k = 0; mro && PyTuple_Check(mro) && k < PyTuple_GET_SIZE(mro); k++) {
         PyTypeObject *b = (PyTypeObject *)PyTuple_GET_ITEM(mro, k);
-        PyObject *v = PyType_Check(b) ? ht_hw_dict_str_get(b->tp_dict, name) : NULL;
+        PyObject *v = PyType_Check(b) ? ht_hw_dict_str_get(ht_hw_tdict(b), name) : NULL;
         if (v) {
             *owner = b;
             return v;
@@ -1179,12 +1200,13 @@ ht_hw_mro_get(PyTypeObject *tp, PyObject *name, PyTypeObject **owner)
 
 #define HT_TF_KNOWN 1      /* facts computed */
 #define HT_TF_SIZE_PURE 2  /* ht_size_flat runs no Python code for its objects */
-#define HT_TF_ATTR_SAFE 4  /* inline attributes read without running code */
+#define HT_TF_CLEAN 4      /* lookups on tp (_PyType_Lookup) call no __eq__ */
 
-/* 1 when the C __sizeof__ descriptor descr belongs to one of the
- * interpreter's own types (their __sizeof__ only adds up sizes). */
+/* 1 when tp is one of the interpreter's own builtin types: their C
+ * functions (__sizeof__, attribute getters, descriptor __get__) run no
+ * Python code. */
 static int
-ht_hw_core_sizeof(PyObject *descr)
+ht_hw_core_type(PyTypeObject *t)
 {
     static PyTypeObject *const core[] = {
         &PyBaseObject_Type, &PyType_Type, &PyDict_Type, &PyList_Type, &PyTuple_Type,
@@ -1192,13 +1214,21 @@ ht_hw_core_sizeof(PyObject *descr)
         &PyFrozenSet_Type, &PyFloat_Type, &PyCode_Type, &PyFrame_Type, &PyModule_Type,
         &PyMemoryView_Type, &PyCFunction_Type, &PyProperty_Type,
     };
-    if (descr == NULL || !Py_IS_TYPE(descr, &PyMethodDescr_Type))
-        return 0;
-    PyTypeObject *t = ((PyMethodDescrObject *)descr)->d_common.d_type;
     for (size_t k = 0; k < sizeof core / sizeof core[0]; k++)
         if (t == core[k])
             return 1;
-    return 0;
+    /* the builtin exceptions (static types of the interpreter) */
+    return !(t->tp_flags & Py_TPFLAGS_HEAPTYPE) && PyExceptionClass_Check((PyObject *)t) &&
+           strchr(t->tp_name, '.') == NULL;
+}
+
+/* 1 when the C __sizeof__ descriptor descr belongs to a core type (whose
+ * __sizeof__ only adds up sizes). */
+static int
+ht_hw_core_sizeof(PyObject *descr)
+{
+    return descr != NULL && Py_IS_TYPE(descr, &PyMethodDescr_Type) &&
+           ht_hw_core_type(((PyMethodDescrObject *)descr)->d_common.d_type);
 }
 
 /* HT_TF_* bits of type tp, computed once per walk. */
@@ -1222,19 +1252,29 @@ ht_hw_tfacts(ht_hw *w, PyTypeObject *tp)
             ht_hw_core_sizeof(descr))
             f |= HT_TF_SIZE_PURE;
     }
-    /* inline attributes: a MRO of Python classes and object only */
-    int attr = clean;
-    PyObject *mro = tp->tp_mro;
-    for (Py_ssize_t k = 0; attr && k < PyTuple_GET_SIZE(mro); k++) {
-        PyTypeObject *b = (PyTypeObject *)PyTuple_GET_ITEM(mro, k);
-        if (!(b->tp_flags & Py_TPFLAGS_HEAPTYPE) && b != &PyBaseObject_Type)
-            attr = 0;
-    }
-    if (attr)
-        f |= HT_TF_ATTR_SAFE;
+    if (clean)
+        f |= HT_TF_CLEAN;
     if (ht_table_put(&w->tfacts, (uint64_t)(uintptr_t)tp, f) < 0)
         w->oom = 1;
     return f;
+}
+
+/* 1 when PyObject_GenericGetAttr(instance of tp, name) runs no Python code
+ * (ht_hw_attr_learn never asks it for names Python classes define): the
+ * lookup on tp calls no __eq__, and what name resolves to on the class, if
+ * anything, is read or bound by the interpreter's own C code. */
+static int
+ht_hw_name_safe(ht_hw *w, PyTypeObject *tp, PyObject *name)
+{
+    if (!(ht_hw_tfacts(w, tp) & HT_TF_CLEAN))
+        return 0;
+    PyTypeObject *owner = NULL;
+    PyObject *d = ht_hw_mro_get(tp, name, &owner);
+    if (d == NULL || Py_TYPE(d)->tp_descr_get == NULL || ht_hw_core_type(owner))
+        return 1;
+    PyTypeObject *dt = Py_TYPE(d);
+    return dt == &PyMethodDescr_Type || dt == &PyClassMethodDescr_Type ||
+           dt == &PyWrapperDescr_Type || dt == &PyMemberDescr_Type;
 }
 
 /* ---- type names ---------------------------------------------------------- */
@@ -1490,14 +1530,17 @@ ht_hw_class_has(PyTypeObject *tp, PyObject *name)
     return 0;
 }
 
-/* Probes the names used by tp's methods on op; appends the hits. */
-static void
+/* Probes the names used by tp's methods on op; appends the hits. Returns
+ * 1 when one of them may run code when read (ht_hw_name_safe): reads of
+ * this class's attributes are then guarded. */
+static int
 ht_hw_attr_learn(ht_hw *w, PyTypeObject *tp, PyObject *op)
 {
+    int unsafe = 0;
     ht_table seen;
     if (ht_table_init(&seen, 64, 0) < 0) {
         w->oom = 1;
-        return;
+        return 1;
     }
     PyObject *mro = tp->tp_mro;
     for (Py_ssize_t k = 0; mro && PyTuple_Check(mro) && k < PyTuple_GET_SIZE(mro); k++) {
@@ -1515,6 +1558,11 @@ ht_hw_attr_learn(ht_hw *w, PyTypeObject *tp, PyObject *op)
                 if (!PyUnicode_CheckExact(name) ||
                     ht_table_add(&seen, (uint64_t)(uintptr_t)name) != 1 || ht_hw_class_has(tp, name))
                     continue;
+                if (!ht_hw_name_safe(w, tp, name)) {
+                    if (ht_hw_guard(w) < 0)
+                        continue;
+                    unsafe = 1;
+                }
                 PyObject *v = PyObject_GenericGetAttr(op, name);
                 if (v == NULL) {
                     PyErr_Clear();
@@ -1531,6 +1579,7 @@ ht_hw_attr_learn(ht_hw *w, PyTypeObject *tp, PyObject *op)
         }
     }
     ht_table_free(&seen);
+    return unsafe;
 }
 
 static void
@@ -1552,20 +1601,19 @@ static void
 ht_hw_attrs(ht_hw *w, PyTypeObject *tp, PyObject *op)
 {
     size_t pos, end;
+    /* cache: position << 32 | count << 1 | reads may run code */
     uint64_t *v = ht_table_find(&w->attrcache, (uint64_t)(uintptr_t)tp);
     if (v) {
         pos = (size_t)(*v >> 32);
-        end = pos + (size_t)(*v & 0xffffffffu);
-        if (end > pos && !(ht_hw_tfacts(w, tp) & HT_TF_ATTR_SAFE) && ht_hw_guard(w) < 0)
+        end = pos + (size_t)((*v & 0xffffffffu) >> 1);
+        if ((*v & 1) && end > pos && ht_hw_guard(w) < 0)
             return;
     } else {
         pos = w->attr_len;
-        if (!(ht_hw_tfacts(w, tp) & HT_TF_ATTR_SAFE) && ht_hw_guard(w) < 0)
-            return;
-        ht_hw_attr_learn(w, tp, op);
+        int unsafe = ht_hw_attr_learn(w, tp, op);
         end = w->attr_len;
         if (ht_table_put(&w->attrcache, (uint64_t)(uintptr_t)tp,
-                         ((uint64_t)pos << 32) | (uint64_t)(end - pos)) < 0)
+                         ((uint64_t)pos << 32) | ((uint64_t)(end - pos) << 1) | (unsigned)unsafe) < 0)
             w->oom = 1;
     }
     ht_hw_attrs_read(w, op, pos, end);
