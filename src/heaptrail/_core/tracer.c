@@ -104,6 +104,22 @@ static struct {
  * child) before touching the books: one load on the hot path. */
 static int tr_slow;
 
+/* The log of deferred operations (see tr_flush_log). */
+#define TR_LOG 64
+#define TR_LOG_REMOVE UINT32_MAX
+
+typedef struct tr_logop {
+    uint64_t addr;
+    uint32_t *slot;   /* addr's slot in the block map when its page existed, else NULL */
+    uintptr_t owner;  /* &tr_me of the thread that made it: compared, never dereferenced */
+    uint64_t size;    /* an addition's requested size */
+    uint32_t stack;   /* an addition's stack */
+    uint32_t tslot;   /* an addition's thread slot, TR_LOG_REMOVE for a removal */
+} tr_logop;
+
+static tr_logop tr_log[TR_LOG];
+static uint32_t tr_nlog;
+
 /* The sampling filter: static, so a RAW hook reading it without the GIL can
  * never see it freed. */
 static uint8_t tr_filter_arr[TR_FILTER_SIZE];
@@ -288,6 +304,7 @@ tr_est_count(uint64_t size)
 static void
 tr_clear_unlocked(void)
 {
+    tr_nlog = 0;  /* callers settle first, but for a forked child's reset */
     ht_bm_clear(&tr.blocks);
     tr.nrecs = 0;
     tr.nfree = tr.nside = 0;
@@ -335,8 +352,9 @@ tr_forget_unlocked(uint32_t i, const void *p)
         tr_rec_release_unlocked(i);
 }
 
+/* p enters the books; `bs` is p's block-map slot when known (else NULL). */
 static inline __attribute__((always_inline)) void
-tr_add_slot(void *p, uint64_t size, uint32_t stack, int domain, uint32_t slot, int counted)
+tr_add_at(void *p, uint32_t *bs, uint64_t size, uint32_t stack, uint32_t slot, int counted)
 {
     uint32_t i = tr_rec_new_unlocked();
     if (i == HT_NONE) {
@@ -346,7 +364,8 @@ tr_add_slot(void *p, uint64_t size, uint32_t stack, int domain, uint32_t slot, i
         return;
     }
     uint32_t old;
-    int added = ht_bm_put(&tr.blocks, (uint64_t)(uintptr_t)p, i, &old);
+    int added = bs != NULL ? ht_bm_put_at(&tr.blocks, bs, i, &old)
+                           : ht_bm_put(&tr.blocks, (uint64_t)(uintptr_t)p, i, &old);
     if (added < 0) {
         tr_rec_release_unlocked(i);
         tr.lost++;
@@ -380,6 +399,12 @@ tr_add_slot(void *p, uint64_t size, uint32_t stack, int domain, uint32_t slot, i
 }
 
 static inline __attribute__((always_inline)) void
+tr_add_slot(void *p, uint64_t size, uint32_t stack, int domain, uint32_t slot, int counted)
+{
+    tr_add_at(p, NULL, size, stack, slot, counted);
+}
+
+static inline __attribute__((always_inline)) void
 tr_add_unlocked(void *p, uint64_t size, uint32_t stack, int domain)
 {
     tr_add_slot(p, size, stack, domain, tr_thread_slot_unlocked(), 0);
@@ -394,6 +419,87 @@ tr_remove_unlocked(void *p)
         tr_forget_unlocked(i, p);
 }
 
+/* ---- the log of deferred operations (GIL held) ---------------------------------- */
+
+/* Full tracing does not touch the books in each hook: the hook appends the
+ * operation to this log (prefetching the block's slot in the block map) and
+ * the log is applied in order, TR_LOG operations at a time, or before
+ * anything reads the books (every reader settles first), or before a RAW
+ * queue is applied, so every figure (current, peak, the peak's side list,
+ * sequence numbers, per-thread figures) is exactly what applying each
+ * operation at once gives. What it wins: a free no longer waits on two
+ * dependent cache misses (the slot, then the record): the slots were
+ * prefetched when logged and the records are prefetched a few operations
+ * ahead while the log is applied. Not used when sampling (few operations),
+ * with frames=0 (the line profiler reads this thread's counters between
+ * operations) or while runcap streams the books' changes. */
+
+/* Applies the log. Another thread's operations count as foreign for the
+ * line profiler, as the RAW queue's do. */
+static __attribute__((noinline)) void
+tr_flush_log(void)
+{
+    uint32_t n = tr_nlog;
+    uintptr_t me = (uintptr_t)&tr_me;
+    tr_nlog = 0;
+    /* First the records every removal will read (their slots were
+     * prefetched when logged; a slot changed by an earlier operation of the
+     * log only makes a useless prefetch) and those the additions beyond the
+     * removals will take from the free stack: all the misses at once. */
+    uint32_t adds = 0;
+    for (uint32_t k = 0; k < n; k++) {
+        const tr_logop *e = &tr_log[k];
+        if (e->tslot != TR_LOG_REMOVE)
+            adds++;
+        else if (e->slot != NULL) {
+            uint32_t v = *e->slot;
+            if (v != 0 && v - 1 < tr.nrecs)
+                __builtin_prefetch(&tr.recs[v - 1]);
+        }
+    }
+    for (uint32_t j = n - adds; j < adds && j < tr.nfree; j++)
+        __builtin_prefetch(&tr.recs[tr.freestk[tr.nfree - 1 - j]], 1);
+    for (uint32_t k = 0; k < n; k++) {
+        const tr_logop *e = &tr_log[k];
+        int mine = e->owner == me;
+        void *p = (void *)(uintptr_t)e->addr;
+        if (e->tslot == TR_LOG_REMOVE) {
+            uint32_t i;
+            if (!mine)
+                ht_lines_foreign(1);  /* lines: hook */
+            if (e->slot != NULL ? ht_bm_take_at(&tr.blocks, e->slot, &i)
+                                : ht_bm_take(&tr.blocks, e->addr, &i))
+                tr_forget_unlocked(i, p);
+            if (!mine)
+                ht_lines_foreign(0);  /* lines: hook */
+        }
+        else {
+            tr_add_at(p, e->slot, e->size, e->stack, e->tslot, 0);
+            if (mine)
+                ht_lines_on_alloc(tr_est_bytes(e->size));  /* lines: hook */
+        }
+    }
+}
+
+/* 1 when the hooks log their operations instead of applying them. */
+static inline int
+tr_deferring(void)
+{
+    return tr.sample == 0 && tr.limit != 0 && !ht_runcap_on;
+}
+
+static inline __attribute__((always_inline)) void
+tr_log_op(void *p, uint64_t size, uint32_t stack, uint32_t tslot)
+{
+    if (HT_UNLIKELY(tr_nlog == TR_LOG))
+        tr_flush_log();
+    uint64_t a = (uint64_t)(uintptr_t)p;
+    uint32_t *s = ht_bm_slot(&tr.blocks, a);
+    if (s != NULL)
+        __builtin_prefetch(s, 1);
+    tr_log[tr_nlog++] = (tr_logop){a, s, (uintptr_t)&tr_me, size, stack, tslot};
+}
+
 /* ---- the queue of RAW operations made without the GIL ------------------------ */
 
 static uint64_t tr_qlost;  /* operations dropped for lack of memory (atomic) */
@@ -406,8 +512,11 @@ tr_sync_slow(void)
     tr_lock();
     if (tr.child_reset) {
         tr.nqueue = 0;  /* operations of the parent's threads */
+        tr_nlog = 0;
         tr_check_child_unlocked();
     }
+    else if (tr_nlog != 0)  /* logged operations came before the queued ones */
+        tr_flush_log();
     ht_lines_foreign(1);  /* lines: hook (other threads' operations) */
     for (size_t k = 0; k < tr.nqueue; k++) {
         tr_op op = tr.queue[k];
@@ -428,6 +537,16 @@ tr_sync(void)
 {
     if (HT_UNLIKELY(__atomic_load_n(&tr_slow, __ATOMIC_ACQUIRE)))
         tr_sync_slow();
+}
+
+/* Before reading the books, or applying an operation at once: the queue
+ * and the log applied. GIL held. */
+static inline void
+tr_settle(void)
+{
+    tr_sync();
+    if (HT_UNLIKELY(tr_nlog != 0))
+        tr_flush_log();
 }
 
 /* Without the GIL: queues an operation for the next GIL holder. An ADD is
@@ -549,8 +668,14 @@ tr_on_alloc(int domain, void *p, size_t size)
     me->guard = TR_OWN;
     uint32_t stack = tr_capture(domain);
     tr_sync();
-    if (tr.tracing)
-        tr_add_unlocked(p, size, stack, domain);
+    if (tr.tracing) {
+        if (tr_deferring())
+            tr_log_op(p, size, stack, tr_thread_slot_unlocked());
+        else {
+            tr_settle();
+            tr_add_unlocked(p, size, stack, domain);
+        }
+    }
     me->guard = 0;
 }
 
@@ -565,8 +690,14 @@ tr_on_free(int domain, void *p)
         return;
     }
     tr_sync();
-    if (tr.tracing)
-        tr_remove_unlocked(p);
+    if (tr.tracing) {
+        if (tr_deferring())
+            tr_log_op(p, 0, HT_NONE, TR_LOG_REMOVE);
+        else {
+            tr_settle();
+            tr_remove_unlocked(p);
+        }
+    }
 }
 
 static void *
@@ -587,7 +718,7 @@ tr_realloc(int domain, void *ptr, size_t size)
             tr_push(TR_OP_REMOVE, ptr, 0, 0);  /* on failure the block stays untraced */
         else {
             uint32_t i;
-            tr_sync();
+            tr_settle();
             if (tr.tracing && ht_bm_take(&tr.blocks, (uint64_t)(uintptr_t)ptr, &i)) {
                 old = tr.recs[i];
                 had_old = 1;
@@ -600,7 +731,7 @@ tr_realloc(int domain, void *ptr, size_t size)
     me->guard = g;
     if (q == NULL) {
         if (had_old) {  /* ptr is still ours: back in the books (as a new record) */
-            tr_sync();
+            tr_settle();
             if (tr.tracing)
                 tr_add_unlocked(ptr, old.size, old.stack, domain);
         }
@@ -615,7 +746,7 @@ tr_realloc(int domain, void *ptr, size_t size)
     }
     me->guard = TR_OWN;
     uint32_t stack = tr_capture(domain);
-    tr_sync();
+    tr_settle();
     if (tr.tracing)
         tr_add_unlocked(q, size, stack, domain);
     me->guard = g;
@@ -775,6 +906,7 @@ tr_uninstall(void)
 static void
 tr_free_state_unlocked(void)
 {
+    tr_nlog = 0;  /* its slots point into the pages freed here */
     ht_bm_free(&tr.blocks);
     ht_table_free(&tr.thread_index);
     free(tr.recs);
@@ -928,7 +1060,7 @@ tr_py_stop(PyObject *self, PyObject *noargs)
 uint64_t
 ht_tracer_current(void)
 {
-    tr_sync();
+    tr_settle();
     return tr.current;
 }
 
@@ -941,7 +1073,7 @@ tr_py_is_tracing(PyObject *self, PyObject *noargs)
 static PyObject *
 tr_py_clear(PyObject *self, PyObject *noargs)
 {
-    tr_sync();
+    tr_settle();
     if (tr.tracing)
         tr_clear_unlocked();
     Py_RETURN_NONE;
@@ -950,7 +1082,7 @@ tr_py_clear(PyObject *self, PyObject *noargs)
 static PyObject *
 tr_py_traced_memory(PyObject *self, PyObject *noargs)
 {
-    tr_sync();
+    tr_settle();
     uint64_t cur = tr.current, peak = tr.peak;
     return Py_BuildValue("(KK)", (unsigned long long)cur, (unsigned long long)peak);
 }
@@ -958,7 +1090,7 @@ tr_py_traced_memory(PyObject *self, PyObject *noargs)
 static PyObject *
 tr_py_reset_peak(PyObject *self, PyObject *noargs)
 {
-    tr_sync();
+    tr_settle();
     if (tr.tracing) {
         tr.peak = tr.current;
         tr.peak_seq = tr.seq;
@@ -986,7 +1118,7 @@ tr_memory_unlocked(void)
 static PyObject *
 tr_py_stats(PyObject *self, PyObject *noargs)
 {
-    tr_sync();
+    tr_settle();
     uint64_t v[9] = {tr.current, tr.peak, tr.allocated, tr.allocations, tr.blocks.count,
                      tr.nside, tr.lost, tr.seq, tr_memory_unlocked()};
     size_t stk = ht_stk_memory();
@@ -1004,7 +1136,7 @@ tr_py_stats(PyObject *self, PyObject *noargs)
 static PyObject *
 tr_py_memory(PyObject *self, PyObject *noargs)
 {
-    tr_sync();
+    tr_settle();
     size_t m = tr_memory_unlocked();
     return PyLong_FromSize_t(m + ht_stk_memory());
 }
@@ -1014,7 +1146,7 @@ tr_py_thread_stats(PyObject *self, PyObject *noargs)
 {
     tr_me.guard = TR_OWN;
     PyObject *out = NULL;
-    tr_sync();
+    tr_settle();
     uint32_t n = tr.nthreads;
     uint64_t current = tr.current;
     tr_thread *copy = malloc((n ? n : 1) * sizeof(tr_thread));
@@ -1075,7 +1207,7 @@ tr_copy_one(uint64_t addr, uint32_t i, void *arg)
 static int64_t
 tr_copy_traces(int at_peak, tr_copy **out, uint64_t *current, uint64_t *peak)
 {
-    tr_sync();
+    tr_settle();
     uint64_t n = tr.blocks.count + (at_peak ? tr.nside : 0);
     tr_copy *c = malloc((n ? n : 1) * sizeof(tr_copy));
     if (c == NULL) {
@@ -1290,7 +1422,7 @@ tr_py_object_traceback(PyObject *self, PyObject *obj)
     int k = tr_candidates(obj, cand);
     int found = 0;
     tr_copy c;
-    tr_sync();
+    tr_settle();
     for (int i = 0; i < k && !found; i++) {
         uint32_t v = ht_bm_find(&tr.blocks, cand[i]);
         if (v != UINT32_MAX) {
