@@ -30,8 +30,8 @@ static stk_node *stk_nodes;
 static uint32_t stk_count, stk_cap;
 static ht_table stk_index;  /* hash of (parent, code, lasti) -> node, checked on hit */
 ht_table ht_stk_frames;     /* frame block address -> caller node */
-ht_stk_last_t ht_stk_last;  /* the last capture (frame, lasti) -> node */
-uint16_t ht_stk_filter[1u << HT_STK_FILTER_BITS];  /* keys of ht_stk_frames per bucket */
+ht_stk_memo_t ht_stk_memo[1u << HT_STK_MEMO_BITS];  /* (frame, lasti) -> node, see stacks.h */
+uint8_t ht_stk_filter[1u << HT_STK_FILTER_BITS];  /* keys of ht_stk_frames per bucket */
 static stk_walk *stk_buf;   /* frames of the walk in progress */
 static size_t stk_buf_cap;
 static uint32_t *stk_chain; /* nodes whose truncation is being computed */
@@ -81,7 +81,7 @@ ht_stk_reset(int decref)
     ht_table_free(&stk_index);
     ht_table_free(&ht_stk_frames);
     memset(ht_stk_filter, 0, sizeof(ht_stk_filter));
-    ht_stk_last.block = 0;
+    memset(ht_stk_memo, 0, sizeof(ht_stk_memo));
     free(stk_buf);
     stk_buf = NULL;
     stk_buf_cap = 0;
@@ -150,18 +150,37 @@ stk_drop_outer(uint32_t n)
     return base;
 }
 
-/* Caches block's caller node; a new key counts in the filter (stacks.h). */
-static void
+/* Caches block's caller node; a new key counts in the filter (stacks.h).
+ * 0, or -1 out of memory (the frame is walked again next time). */
+static int
 stk_cache_frame(uint64_t block, uint32_t caller)
 {
     int added;
     uint64_t *v = ht_table_upsert(&ht_stk_frames, block, caller, &added);
     if (v == NULL)
-        return;  /* out of memory: the frame is walked again next time */
+        return -1;
     *v = caller;
-    uint16_t *c = &ht_stk_filter[ht_stk_filter_index(block)];
-    if (added && *c != UINT16_MAX)
+    uint8_t *c = &ht_stk_filter[ht_stk_filter_index(block)];
+    if (added && *c != UINT8_MAX)
         (*c)++;
+    return 0;
+}
+
+/* Remembers (block, lasti) -> node; block is in the frame cache. */
+static void
+stk_memo_put(uint64_t block, int32_t lasti, unsigned limit, uint32_t node)
+{
+    ht_stk_memo_t *m = &ht_stk_memo[ht_stk_memo_index(block)];
+    if (m->block != block || m->limit != limit) {
+        m->block = block;
+        m->limit = limit;
+        m->victim = 0;
+        for (int w = 0; w < HT_STK_MEMO_WAYS; w++)
+            m->lasti[w] = INT32_MIN;
+    }
+    m->lasti[m->victim] = lasti;
+    m->node[m->victim] = node;
+    m->victim = (m->victim + 1) % HT_STK_MEMO_WAYS;
 }
 
 /* `caller` cut so that one more frame fits in `limit`. */
@@ -243,9 +262,14 @@ ht_stk_capture(unsigned limit, int use_cache)
      * same node. The frame's block is forgotten when freed (see stacks.h). */
     int32_t lasti = PyFrame_GetLasti(top);
     uint64_t block = (uint64_t)(uintptr_t)top - STK_GC_HEAD;
-    if (use_cache && ht_stk_last.block == block && ht_stk_last.lasti == lasti &&
-        ht_stk_last.limit == limit)
-        return ht_stk_last.node;
+    if (use_cache) {
+        const ht_stk_memo_t *m = &ht_stk_memo[ht_stk_memo_index(block)];
+        if (m->block == block && m->limit == limit)
+            for (int w = 0; w < HT_STK_MEMO_WAYS; w++)
+                if (m->lasti[w] == lasti)
+                    return m->node[w];
+    }
+    int top_cached = 0;
     uint32_t caller;
     Py_ssize_t n = stk_walk_up(top, limit, use_cache, &caller);
     if (n < 0)
@@ -259,12 +283,13 @@ ht_stk_capture(unsigned limit, int use_cache)
         uint32_t node = stk_intern(parent, w.code, w.lasti);
         if (node == HT_NONE)
             return HT_NONE;
-        if (use_cache && !stk_is_generator(w.frame))
-            stk_cache_frame((uint64_t)(uintptr_t)w.frame - STK_GC_HEAD, caller);
+        if (use_cache && !stk_is_generator(w.frame) &&
+            stk_cache_frame((uint64_t)(uintptr_t)w.frame - STK_GC_HEAD, caller) == 0 && i == 0)
+            top_cached = 1;
         caller = node;
     }
-    if (use_cache && n > 0 && !stk_is_generator(top))
-        ht_stk_last = (ht_stk_last_t){block, lasti, limit, caller};
+    if (top_cached)  /* n > 0, top is not a generator's frame, and is in the frame cache */
+        stk_memo_put(block, lasti, limit, caller);
     return caller;
 }
 
@@ -273,7 +298,7 @@ ht_stk_forget_frames(void)
 {
     ht_table_clear(&ht_stk_frames);
     memset(ht_stk_filter, 0, sizeof(ht_stk_filter));
-    ht_stk_last.block = 0;
+    memset(ht_stk_memo, 0, sizeof(ht_stk_memo));
 }
 
 uint32_t
