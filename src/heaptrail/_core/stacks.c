@@ -214,9 +214,27 @@ stk_push(size_t n, PyFrameObject *f)
     return 0;
 }
 
-/* Walks from f outwards until a cached frame (use_cache; pushed too, its
- * caller read from the cache) or `limit` frames (no cache) or the outermost
- * frame. Sets *caller to the node above the last frame pushed; returns the number of frames pushed, or -1 out of memory. */
+/* The memoized node of (block, lasti) under `limit`: 1 and *node, or 0. */
+static inline int
+stk_memo_get(uint64_t block, int32_t lasti, unsigned limit, uint32_t *node)
+{
+    const ht_stk_memo_t *m = &ht_stk_memo[ht_stk_memo_index(block)];
+    if (m->block == block && m->limit == limit)
+        for (int w = 0; w < HT_STK_MEMO_WAYS; w++)
+            if (m->lasti[w] == lasti) {
+                *node = m->node[w];
+                return 1;
+            }
+    return 0;
+}
+
+/* Walks from f outwards until a caller whose (frame, instruction) is
+ * memoized (use_cache; not pushed, its node is the caller), a cached frame
+ * (use_cache; pushed too, its caller read from the cache) or `limit` frames
+ * (no cache) or the outermost frame. A new call of a function (a new frame
+ * object) thus costs one frame, not two: its caller, at the same call
+ * instruction, is memoized. Sets *caller to the node above the last frame
+ * pushed; returns the number of frames pushed, or -1 out of memory. */
 static Py_ssize_t
 stk_walk_up(PyFrameObject *f, unsigned limit, int use_cache, uint32_t *caller)
 {
@@ -224,6 +242,11 @@ stk_walk_up(PyFrameObject *f, unsigned limit, int use_cache, uint32_t *caller)
     Py_INCREF(f);
     *caller = HT_NONE;
     while (f != NULL) {
+        if (use_cache && n > 0 &&  /* the top frame's memo was looked up already */
+            stk_memo_get((uint64_t)(uintptr_t)f - STK_GC_HEAD, PyFrame_GetLasti(f), limit, caller)) {
+            Py_DECREF(f);
+            return (Py_ssize_t)n;
+        }
         if (use_cache) {
             uint64_t *v = ht_table_find(&ht_stk_frames, (uint64_t)(uintptr_t)f - STK_GC_HEAD);
             if (v != NULL) {  /* f's callers are known: only f itself to intern */
@@ -262,15 +285,9 @@ ht_stk_capture(unsigned limit, int use_cache)
      * same node. The frame's block is forgotten when freed (see stacks.h). */
     int32_t lasti = PyFrame_GetLasti(top);
     uint64_t block = (uint64_t)(uintptr_t)top - STK_GC_HEAD;
-    if (use_cache) {
-        const ht_stk_memo_t *m = &ht_stk_memo[ht_stk_memo_index(block)];
-        if (m->block == block && m->limit == limit)
-            for (int w = 0; w < HT_STK_MEMO_WAYS; w++)
-                if (m->lasti[w] == lasti)
-                    return m->node[w];
-    }
-    int top_cached = 0;
     uint32_t caller;
+    if (use_cache && stk_memo_get(block, lasti, limit, &caller))
+        return caller;
     Py_ssize_t n = stk_walk_up(top, limit, use_cache, &caller);
     if (n < 0)
         return HT_NONE;
@@ -283,13 +300,12 @@ ht_stk_capture(unsigned limit, int use_cache)
         uint32_t node = stk_intern(parent, w.code, w.lasti);
         if (node == HT_NONE)
             return HT_NONE;
-        if (use_cache && !stk_is_generator(w.frame) &&
-            stk_cache_frame((uint64_t)(uintptr_t)w.frame - STK_GC_HEAD, caller) == 0 && i == 0)
-            top_cached = 1;
+        uint64_t b = (uint64_t)(uintptr_t)w.frame - STK_GC_HEAD;
+        /* memoized only when in the frame cache: its free then clears it */
+        if (use_cache && !stk_is_generator(w.frame) && stk_cache_frame(b, caller) == 0)
+            stk_memo_put(b, w.lasti, limit, node);
         caller = node;
     }
-    if (top_cached)  /* n > 0, top is not a generator's frame, and is in the frame cache */
-        stk_memo_put(block, lasti, limit, caller);
     return caller;
 }
 

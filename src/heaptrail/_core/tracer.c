@@ -160,11 +160,9 @@ tr_tracing(void)
 
 /* ---- records, threads, filter (lock held) --------------------------------- */
 
-static uint32_t
-tr_rec_new_unlocked(void)
+static __attribute__((noinline)) uint32_t
+tr_rec_grow_unlocked(void)
 {
-    if (tr.nfree != 0)
-        return tr.freestk[--tr.nfree];
     if (tr.nrecs == tr.caprecs) {
         uint64_t cap = tr.caprecs ? (uint64_t)tr.caprecs * 2 : 4096;
         if (cap > HT_NONE - 1)
@@ -187,6 +185,15 @@ tr_rec_new_unlocked(void)
         tr.caprecs = (uint32_t)cap;
     }
     return tr.nrecs++;
+}
+
+/* A free record (the warmest: LIFO), or a new one; HT_NONE out of memory. */
+static inline __attribute__((always_inline)) uint32_t
+tr_rec_new_unlocked(void)
+{
+    if (HT_LIKELY(tr.nfree != 0))
+        return tr.freestk[--tr.nfree];
+    return tr_rec_grow_unlocked();
 }
 
 static inline void
@@ -334,16 +341,18 @@ tr_check_child_unlocked(void)
 /* ---- accounting (lock held) ------------------------------------------------ */
 
 /* Record i leaves the live set (its block was freed or reallocated). */
+/* `full`: a constant 1 where the caller knows nothing is sampled (the log),
+ * so weights are sizes and there is no sampling filter. */
 static inline __attribute__((always_inline)) void
-tr_forget_unlocked(uint32_t i, const void *p)
+tr_forget_full(uint32_t i, const void *p, int full)
 {
     tr_rec *r = &tr.recs[i];
-    uint64_t w = tr_est_bytes(r->size);
+    uint64_t w = full ? r->size : tr_est_bytes(r->size);
     tr.current -= w;
     tr.threads[r->tslot].current -= w;
     ht_runcap_free(p, w);  /* runcap: the record left the books */
     ht_lines_on_free(w);  /* lines: hook */
-    if (tr.filter != NULL)
+    if (!full && tr.filter != NULL)
         tr_filter_add(p, -1);
     if (r->seq <= tr.peak_seq) {  /* it was live at the peak: keep it for peak_snapshot */
         tr.side[tr.nside++] = i;
@@ -352,9 +361,15 @@ tr_forget_unlocked(uint32_t i, const void *p)
         tr_rec_release_unlocked(i);
 }
 
+static inline __attribute__((always_inline)) void
+tr_forget_unlocked(uint32_t i, const void *p)
+{
+    tr_forget_full(i, p, 0);
+}
+
 /* p enters the books; `bs` is p's block-map slot when known (else NULL). */
 static inline __attribute__((always_inline)) void
-tr_add_at(void *p, uint32_t *bs, uint64_t size, uint32_t stack, uint32_t slot, int counted)
+tr_add_at(void *p, uint32_t *bs, uint64_t size, uint32_t stack, uint32_t slot, int counted, int full)
 {
     uint32_t i = tr_rec_new_unlocked();
     if (i == HT_NONE) {
@@ -374,15 +389,15 @@ tr_add_at(void *p, uint32_t *bs, uint64_t size, uint32_t stack, uint32_t slot, i
         return;
     }
     if (added == 0)  /* a stale record at a reused address (defensive) */
-        tr_forget_unlocked(old, p);
+        tr_forget_full(old, p, full);
     tr_rec *r = &tr.recs[i];
     r->size = size;
     r->seq = ++tr.seq;
     r->stack = stack;
     r->tslot = slot;
-    uint64_t w = tr_est_bytes(size);
+    uint64_t w = full ? size : tr_est_bytes(size);
     tr.allocated += w;
-    tr.allocations += tr_est_count(size);
+    tr.allocations += full ? 1 : tr_est_count(size);
     tr.current += w;
     tr_thread *t = &tr.threads[slot];
     t->current += w;
@@ -393,7 +408,7 @@ tr_add_at(void *p, uint32_t *bs, uint64_t size, uint32_t stack, uint32_t slot, i
         tr.peak_seq = tr.seq;
         tr_side_release_unlocked();
     }
-    if (tr.filter != NULL && !counted)
+    if (!full && tr.filter != NULL && !counted)
         tr_filter_add(p, 1);
     ht_runcap_alloc(p, w, stack);  /* runcap: the record entered the books */
 }
@@ -401,7 +416,7 @@ tr_add_at(void *p, uint32_t *bs, uint64_t size, uint32_t stack, uint32_t slot, i
 static inline __attribute__((always_inline)) void
 tr_add_slot(void *p, uint64_t size, uint32_t stack, int domain, uint32_t slot, int counted)
 {
-    tr_add_at(p, NULL, size, stack, slot, counted);
+    tr_add_at(p, NULL, size, stack, slot, counted, 0);
 }
 
 static inline __attribute__((always_inline)) void
@@ -469,14 +484,14 @@ tr_flush_log(void)
                 ht_lines_foreign(1);  /* lines: hook */
             if (e->slot != NULL ? ht_bm_take_at(&tr.blocks, e->slot, &i)
                                 : ht_bm_take(&tr.blocks, e->addr, &i))
-                tr_forget_unlocked(i, p);
+                tr_forget_full(i, p, 1);
             if (!mine)
                 ht_lines_foreign(0);  /* lines: hook */
         }
         else {
-            tr_add_at(p, e->slot, e->size, e->stack, e->tslot, 0);
+            tr_add_at(p, e->slot, e->size, e->stack, e->tslot, 0, 1);
             if (mine)
-                ht_lines_on_alloc(tr_est_bytes(e->size));  /* lines: hook */
+                ht_lines_on_alloc(e->size);  /* lines: hook */
         }
     }
 }
@@ -709,13 +724,22 @@ tr_realloc(int domain, void *ptr, size_t size)
     if (g == TR_INNER || !tr_tracing())
         return o->realloc(o->ctx, ptr, size);
     int gil = domain != TR_RAW || PyGILState_Check();
+    int defer = gil && tr_deferring();
     /* The old block leaves the books before it can be freed and its address
      * handed to another thread. */
     int had_old = 0;
+    uint32_t logged = HT_NONE;  /* deferring: the log index of ptr's removal */
     tr_rec old = {0};
     if (ptr != NULL && (tr.sample == 0 || tr_filter_maybe(ptr))) {
         if (!gil)
             tr_push(TR_OP_REMOVE, ptr, 0, 0);  /* on failure the block stays untraced */
+        else if (defer) {
+            tr_sync();
+            if (tr.tracing) {
+                tr_log_op(ptr, 0, HT_NONE, TR_LOG_REMOVE);
+                logged = tr_nlog - 1;
+            }
+        }
         else {
             uint32_t i;
             tr_settle();
@@ -730,7 +754,12 @@ tr_realloc(int domain, void *ptr, size_t size)
     void *q = o->realloc(o->ctx, ptr, size);
     me->guard = g;
     if (q == NULL) {
-        if (had_old) {  /* ptr is still ours: back in the books (as a new record) */
+        /* ptr is still ours. Its logged removal is still the log's last
+         * operation (the allocator's own calls pass through): dropped. */
+        if (logged != HT_NONE && tr_nlog == logged + 1 &&
+            tr_log[logged].addr == (uint64_t)(uintptr_t)ptr)
+            tr_nlog--;
+        if (had_old) {  /* back in the books (as a new record) */
             tr_settle();
             if (tr.tracing)
                 tr_add_unlocked(ptr, old.size, old.stack, domain);
@@ -746,9 +775,16 @@ tr_realloc(int domain, void *ptr, size_t size)
     }
     me->guard = TR_OWN;
     uint32_t stack = tr_capture(domain);
-    tr_settle();
-    if (tr.tracing)
-        tr_add_unlocked(q, size, stack, domain);
+    if (defer) {
+        tr_sync();
+        if (tr.tracing)
+            tr_log_op(q, size, stack, tr_thread_slot_unlocked());
+    }
+    else {
+        tr_settle();
+        if (tr.tracing)
+            tr_add_unlocked(q, size, stack, domain);
+    }
     me->guard = g;
     return q;
 }
