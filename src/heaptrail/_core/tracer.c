@@ -350,7 +350,8 @@ tr_forget_full(uint32_t i, const void *p, int full)
     uint64_t w = full ? r->size : tr_est_bytes(r->size);
     tr.current -= w;
     tr.threads[r->tslot].current -= w;
-    ht_runcap_free(p, w);  /* runcap: the record left the books */
+    if (!full)  /* the log holds only operations made while runcap was off */
+        ht_runcap_free(p, w);  /* runcap: the record left the books */
     ht_lines_on_free(w);  /* lines: hook */
     if (!full && tr.filter != NULL)
         tr_filter_add(p, -1);
@@ -410,7 +411,8 @@ tr_add_at(void *p, uint32_t *bs, uint64_t size, uint32_t stack, uint32_t slot, i
     }
     if (!full && tr.filter != NULL && !counted)
         tr_filter_add(p, 1);
-    ht_runcap_alloc(p, w, stack);  /* runcap: the record entered the books */
+    if (!full)
+        ht_runcap_alloc(p, w, stack);  /* runcap: the record entered the books */
 }
 
 static inline __attribute__((always_inline)) void
@@ -496,11 +498,14 @@ tr_flush_log(void)
     }
 }
 
-/* 1 when the hooks log their operations instead of applying them. */
+/* Full tracing with stacks (set by start): the hooks log their operations
+ * instead of applying them, unless runcap streams the books' changes. */
+static int tr_defer;
+
 static inline int
 tr_deferring(void)
 {
-    return tr.sample == 0 && tr.limit != 0 && !ht_runcap_on;
+    return tr_defer && !ht_runcap_on;
 }
 
 static inline __attribute__((always_inline)) void
@@ -1035,7 +1040,9 @@ tr_py_start(PyObject *self, PyObject *args, PyObject *kw)
             return ht_error("already tracing with sample=%llu; stop() first",
                             (unsigned long long)tr.sample);
         if (tr.limit != (unsigned)frames) {
+            tr_settle();
             tr.limit = (unsigned)frames;  /* like tracemalloc: later stacks use the new limit */
+            tr_defer = tr.sample == 0 && tr.limit != 0;
             ht_stk_forget_frames();       /* cached callers were cut to the old limit */
         }
         Py_RETURN_NONE;
@@ -1064,6 +1071,7 @@ tr_py_start(PyObject *self, PyObject *args, PyObject *kw)
     tr.limit = (unsigned)frames;
     tr.sample = sample;
     tr.sample_d = (double)sample;
+    tr_defer = sample == 0 && frames != 0;
     tr_install();
     tr_lock();
     __atomic_store_n(&tr.gen, tr.gen + 1, __ATOMIC_RELAXED);
