@@ -498,6 +498,11 @@ tr_flush_log(void)
     }
 }
 
+/* Sampling (set by start, cleared by stop): a free first asks the filter,
+ * before any other load. Stale after stop() only sends a free to the
+ * checks below it. */
+static int tr_sampling;
+
 /* Full tracing with stacks (set by start): the hooks log their operations
  * instead of applying them, unless runcap streams the books' changes. */
 static int tr_defer;
@@ -800,10 +805,13 @@ tr_realloc(int domain, void *ptr, size_t size)
 static inline int
 tr_sample_skip(tr_tls *me, size_t size)
 {
-    int64_t c = me->countdown - (int64_t)size;
-    if (HT_LIKELY(c > 0 && (int64_t)size >= 0 &&
-                  me->sample_gen == __atomic_load_n(&tr.gen, __ATOMIC_RELAXED))) {
-        me->countdown = c;
+    /* sample_gen is only ever set to a sampling session's generation, and
+     * stop/clear/start bump it: equal means "sampling, this session", so no
+     * need to look at tr.tracing or tr.sample. The guard is tested here too:
+     * one branch for the whole fast path. The countdown is positive. */
+    if (HT_LIKELY((me->guard | (me->sample_gen ^ __atomic_load_n(&tr.gen, __ATOMIC_RELAXED))) == 0 &&
+                  size < (uint64_t)me->countdown)) {
+        me->countdown -= (int64_t)size;
         return 1;
     }
     return 0;
@@ -845,29 +853,28 @@ tr_calloc_traced(int d, size_t n, size_t elsize)
     static void *tr_malloc_##NAME(void *ctx, size_t size)                      \
     {                                                                          \
         tr_tls *me = &tr_me;                                                   \
-        if (HT_UNLIKELY(me->guard != 0) || HT_UNLIKELY(!tr_tracing()))         \
-            return tr_orig[D].malloc(tr_orig[D].ctx, size);                    \
-        if (tr.sample != 0 && tr_sample_skip(me, size)) {                      \
+        if (tr_sample_skip(me, size)) {                                        \
             me->guard = TR_INNER;                                              \
             void *p = tr_orig[D].malloc(tr_orig[D].ctx, size);                 \
             me->guard = 0;                                                     \
             return p;                                                          \
         }                                                                      \
+        if (HT_UNLIKELY(me->guard != 0) || HT_UNLIKELY(!tr_tracing()))         \
+            return tr_orig[D].malloc(tr_orig[D].ctx, size);                    \
         return tr_malloc_traced(D, size);                                      \
     }                                                                          \
     static void *tr_calloc_##NAME(void *ctx, size_t n, size_t elsize)          \
     {                                                                          \
         tr_tls *me = &tr_me;                                                   \
         size_t total;                                                          \
-        if (HT_UNLIKELY(me->guard != 0) || HT_UNLIKELY(!tr_tracing()))         \
-            return tr_orig[D].calloc(tr_orig[D].ctx, n, elsize);               \
-        if (tr.sample != 0 && !__builtin_mul_overflow(n, elsize, &total) &&   \
-            tr_sample_skip(me, total)) {                                       \
+        if (!__builtin_mul_overflow(n, elsize, &total) && tr_sample_skip(me, total)) { \
             me->guard = TR_INNER;                                              \
             void *p = tr_orig[D].calloc(tr_orig[D].ctx, n, elsize);            \
             me->guard = 0;                                                     \
             return p;                                                          \
         }                                                                      \
+        if (HT_UNLIKELY(me->guard != 0) || HT_UNLIKELY(!tr_tracing()))         \
+            return tr_orig[D].calloc(tr_orig[D].ctx, n, elsize);               \
         return tr_calloc_traced(D, n, elsize);                                 \
     }                                                                          \
     static void *tr_realloc_##NAME(void *ctx, void *ptr, size_t size)          \
@@ -879,9 +886,10 @@ tr_calloc_traced(int d, size_t n, size_t elsize)
      * filter was certainly not sampled (one load). */                        \
     static void tr_free_##NAME(void *ctx, void *p)                             \
     {                                                                          \
-        if (p != NULL && HT_LIKELY(tr_me.guard != TR_INNER) && tr_tracing() && \
-            (tr.sample == 0 || HT_UNLIKELY(tr_filter_maybe(p))))               \
-            tr_on_free(D, p);                                                  \
+        if (tr_sampling ? HT_UNLIKELY(tr_filter_maybe(p)) : 1) {               \
+            if (p != NULL && HT_LIKELY(tr_me.guard != TR_INNER) && tr_tracing()) \
+                tr_on_free(D, p);                                              \
+        }                                                                      \
         tr_orig[D].free(tr_orig[D].ctx, p);                                    \
     }
 
@@ -1072,6 +1080,7 @@ tr_py_start(PyObject *self, PyObject *args, PyObject *kw)
     tr.sample = sample;
     tr.sample_d = (double)sample;
     tr_defer = sample == 0 && frames != 0;
+    tr_sampling = sample != 0;
     tr_install();
     tr_lock();
     __atomic_store_n(&tr.gen, tr.gen + 1, __ATOMIC_RELAXED);
@@ -1088,6 +1097,7 @@ tr_py_stop(PyObject *self, PyObject *noargs)
     tr_lock();
     __atomic_store_n(&tr.tracing, 0, __ATOMIC_RELEASE);
     __atomic_store_n(&tr.gen, tr.gen + 1, __ATOMIC_RELAXED);
+    tr_sampling = 0;
     tr_unlock();
     tr_uninstall();
     tr_lock();
