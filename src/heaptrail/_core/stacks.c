@@ -214,20 +214,6 @@ stk_push(size_t n, PyFrameObject *f)
     return 0;
 }
 
-/* The memoized node of (block, lasti) under `limit`: 1 and *node, or 0. */
-static inline int
-stk_memo_get(uint64_t block, int32_t lasti, unsigned limit, uint32_t *node)
-{
-    const ht_stk_memo_t *m = &ht_stk_memo[ht_stk_memo_index(block)];
-    if (m->block == block && m->limit == limit)
-        for (int w = 0; w < HT_STK_MEMO_WAYS; w++)
-            if (m->lasti[w] == lasti) {
-                *node = m->node[w];
-                return 1;
-            }
-    return 0;
-}
-
 /* Walks from f outwards until a caller whose (frame, instruction) is
  * memoized (use_cache; not pushed, its node is the caller), a cached frame
  * (use_cache; pushed too, its caller read from the cache) or `limit` frames
@@ -243,7 +229,7 @@ stk_walk_up(PyFrameObject *f, unsigned limit, int use_cache, uint32_t *caller)
     *caller = HT_NONE;
     while (f != NULL) {
         if (use_cache && n > 0 &&  /* the top frame's memo was looked up already */
-            stk_memo_get((uint64_t)(uintptr_t)f - STK_GC_HEAD, PyFrame_GetLasti(f), limit, caller)) {
+            ht_stk_memo_get((uint64_t)(uintptr_t)f - STK_GC_HEAD, PyFrame_GetLasti(f), limit, caller)) {
             Py_DECREF(f);
             return (Py_ssize_t)n;
         }
@@ -273,21 +259,11 @@ stk_walk_up(PyFrameObject *f, unsigned limit, int use_cache, uint32_t *caller)
 }
 
 uint32_t
-ht_stk_capture(unsigned limit, int use_cache)
+ht_stk_capture_walk(PyFrameObject *top, int32_t lasti, unsigned limit, int use_cache)
 {
     if (stk_index.keys == NULL)
         return HT_NONE;
-    PyFrameObject *top = PyEval_GetFrame();
-    if (top == NULL)
-        return HT_NONE;
-    /* Consecutive allocations often come from one instruction (a dict and
-     * its keys, every object json.loads builds): same frame, same lasti,
-     * same node. The frame's block is forgotten when freed (see stacks.h). */
-    int32_t lasti = PyFrame_GetLasti(top);
-    uint64_t block = (uint64_t)(uintptr_t)top - STK_GC_HEAD;
     uint32_t caller;
-    if (use_cache && stk_memo_get(block, lasti, limit, &caller))
-        return caller;
     Py_ssize_t n = stk_walk_up(top, limit, use_cache, &caller);
     if (n < 0)
         return HT_NONE;

@@ -46,7 +46,9 @@ void ht_stk_reset(int decref);
  * ran out. `use_cache` = 0 walks every frame (sampling: rare captures, and
  * no frame-cache upkeep on frees). Caller holds the GIL and has set its
  * re-entrancy guard (frame objects may be allocated here). */
-uint32_t ht_stk_capture(unsigned limit, int use_cache);
+static inline uint32_t ht_stk_capture(unsigned limit, int use_cache);
+/* Its slow half: the memo missed (or use_cache = 0) for top at lasti. */
+uint32_t ht_stk_capture_walk(PyFrameObject *top, int32_t lasti, unsigned limit, int use_cache);
 
 /* Empties the frame cache (the depth limit changed). */
 void ht_stk_forget_frames(void);
@@ -118,6 +120,37 @@ ht_stk_block_freed(void *block)
     ht_stk_memo_t *m = &ht_stk_memo[ht_stk_memo_index(b)];
     if (m->block == b)
         m->block = 0;
+}
+
+/* The memoized node of (block, lasti) under `limit`: 1 and *node, or 0. */
+static inline int
+ht_stk_memo_get(uint64_t block, int32_t lasti, unsigned limit, uint32_t *node)
+{
+    const ht_stk_memo_t *m = &ht_stk_memo[ht_stk_memo_index(block)];
+    if (m->block == block && m->limit == limit)
+        for (int w = 0; w < HT_STK_MEMO_WAYS; w++)
+            if (m->lasti[w] == lasti) {
+                *node = m->node[w];
+                return 1;
+            }
+    return 0;
+}
+
+/* Inline: most captures are a memo hit (same frame, same instruction as
+ * before: a dict and its keys, every object json.loads builds), which then
+ * costs two calls into CPython and one probe, no call of ours. */
+static inline uint32_t
+ht_stk_capture(unsigned limit, int use_cache)
+{
+    PyFrameObject *top = PyEval_GetFrame();
+    if (top == NULL)
+        return HT_NONE;
+    int32_t lasti = PyFrame_GetLasti(top);
+    uint32_t node;
+    /* frame objects sit after a GC header of two words (see stacks.c) */
+    if (use_cache && ht_stk_memo_get((uint64_t)(uintptr_t)top - 2 * sizeof(void *), lasti, limit, &node))
+        return node;
+    return ht_stk_capture_walk(top, lasti, limit, use_cache);
 }
 
 #endif
