@@ -152,6 +152,20 @@ static struct {
     int child_reset;     /* in a forked child: drop the inherited state first */
 } tr;
 
+/* Full tracing with stacks and books too big for the caches: the hooks log
+ * their operations instead of applying them (tr_flush_log), unless runcap
+ * streams the books' changes. Books that fit in the caches gain nothing
+ * from the log's prefetches and pay its instructions (deep_recursion: 8%
+ * slower with it), so it starts once the records outgrow TR_DEFER_RECS. */
+static int tr_defer;
+static uint32_t tr_defer_recs = 32768;  /* _tracer_defer_min() changes it (tests) */
+
+static void
+tr_defer_update(void)
+{
+    tr_defer = tr.sample == 0 && tr.limit != 0 && tr.caprecs >= tr_defer_recs;
+}
+
 /* Nonzero when a GIL holder must look at the queue (or reset a forked
  * child) before touching the books: one load on the hot path. */
 static int tr_slow;
@@ -235,6 +249,7 @@ tr_rec_grow_unlocked(void)
             return HT_NONE;
         tr.side = sd;
         tr.caprecs = (uint32_t)cap;
+        tr_defer_update();
     }
     return tr.nrecs++;
 }
@@ -555,9 +570,6 @@ tr_flush_log(void)
  * checks below it. */
 static int tr_sampling;
 
-/* Full tracing with stacks (set by start): the hooks log their operations
- * instead of applying them, unless runcap streams the books' changes. */
-static int tr_defer;
 
 static inline int
 tr_deferring(void)
@@ -1027,6 +1039,7 @@ tr_free_state_unlocked(void)
     tr.seq = tr.peak_seq = tr.current = tr.peak = 0;
     tr.allocated = tr.allocations = tr.lost = 0;
     tr.child_reset = 0;
+    tr_defer_update();
 }
 
 static void
@@ -1102,7 +1115,7 @@ tr_py_start(PyObject *self, PyObject *args, PyObject *kw)
         if (tr.limit != (unsigned)frames) {
             tr_settle();
             tr.limit = (unsigned)frames;  /* like tracemalloc: later stacks use the new limit */
-            tr_defer = tr.sample == 0 && tr.limit != 0;
+            tr_defer_update();
             ht_stk_forget_frames();       /* cached callers were cut to the old limit */
         }
         Py_RETURN_NONE;
@@ -1131,7 +1144,7 @@ tr_py_start(PyObject *self, PyObject *args, PyObject *kw)
     tr.limit = (unsigned)frames;
     tr.sample = sample;
     tr.sample_d = (double)sample;
-    tr_defer = sample == 0 && frames != 0;
+    tr_defer_update();
     tr_sampling = sample != 0;
     tr_install();
     tr_lock();
@@ -1551,6 +1564,23 @@ tr_py_object_traceback(PyObject *self, PyObject *obj)
     return out;
 }
 
+/* Tests: the record capacity from which full tracing logs its operations
+ * (0: always, so small workloads exercise the log). Returns the old one. */
+static PyObject *
+tr_py_defer_min(PyObject *self, PyObject *arg)
+{
+    unsigned long n = PyLong_AsUnsignedLong(arg);
+    if (n == (unsigned long)-1 && PyErr_Occurred())
+        return NULL;
+    if (n > UINT32_MAX)
+        return ht_error("defer_min must be at most %u", UINT32_MAX);
+    uint32_t old = tr_defer_recs;
+    tr_settle();
+    tr_defer_recs = (uint32_t)n;
+    tr_defer_update();
+    return PyLong_FromUnsignedLong(old);
+}
+
 static PyMethodDef tr_methods[] = {
     {"_tracer_start", (PyCFunction)(void (*)(void))tr_py_start, METH_VARARGS | METH_KEYWORDS,
      "_tracer_start(frames=128, sample=0): install the hooks and start recording."},
@@ -1564,6 +1594,8 @@ static PyMethodDef tr_methods[] = {
     {"_tracer_memory", tr_py_memory, METH_NOARGS, "Bytes used by the tracer's own tables."},
     {"_tracer_thread_stats", tr_py_thread_stats, METH_NOARGS, "(current, [(thread ident, current, peak)]), read together."},
     {"_tracer_snapshot", tr_py_snapshot, METH_O, "_tracer_snapshot(at_peak) -> snapshot handle."},
+    {"_tracer_defer_min", tr_py_defer_min, METH_O,
+     "_tracer_defer_min(records) -> old: full tracing logs its operations from this record capacity up."},
     {"_tracer_object_traceback", tr_py_object_traceback, METH_O,
      "Frames (filename, lineno, name) where obj was allocated, most recent first, or None."},
     {NULL},
