@@ -203,13 +203,12 @@ stk_memo_put(uint64_t block, int32_t lasti, unsigned limit, uint32_t node)
     if (m->block != block || m->limit != limit) {
         m->block = block;
         m->limit = limit;
-        m->victim = 0;
         for (int w = 0; w < HT_STK_MEMO_WAYS; w++)
             m->lasti[w] = INT32_MIN;
     }
-    m->lasti[m->victim] = lasti;
-    m->node[m->victim] = node;
-    m->victim = (m->victim + 1) % HT_STK_MEMO_WAYS;
+    unsigned w = ht_stk_memo_way(lasti);
+    m->lasti[w] = lasti;
+    m->node[w] = node;
 }
 
 /* `caller` cut so that one more frame fits in `limit`. */

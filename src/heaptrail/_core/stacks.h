@@ -82,10 +82,18 @@ extern ht_table ht_stk_frames;
 typedef struct ht_stk_memo_t {
     uint64_t block;   /* frame block, 0 = empty */
     unsigned limit;   /* depth limit the nodes were captured under */
-    uint32_t victim;  /* next way to replace */
-    int32_t lasti[HT_STK_MEMO_WAYS];  /* INT32_MIN = empty way */
+    int32_t lasti[HT_STK_MEMO_WAYS];  /* way (lasti / 2) % WAYS; INT32_MIN = empty */
     uint32_t node[HT_STK_MEMO_WAYS];
 } ht_stk_memo_t;
+
+/* The way of instruction offset lasti: direct-mapped, one compare (a loop
+ * over the ways cost ~10 instructions a capture); consecutive instructions
+ * (2-byte code units) land in different ways. */
+static inline unsigned
+ht_stk_memo_way(int32_t lasti)
+{
+    return ((uint32_t)lasti >> 1) % HT_STK_MEMO_WAYS;
+}
 extern ht_stk_memo_t ht_stk_memo[1u << HT_STK_MEMO_BITS];
 
 static inline uint32_t
@@ -127,12 +135,11 @@ static inline int
 ht_stk_memo_get(uint64_t block, int32_t lasti, unsigned limit, uint32_t *node)
 {
     const ht_stk_memo_t *m = &ht_stk_memo[ht_stk_memo_index(block)];
-    if (m->block == block && m->limit == limit)
-        for (int w = 0; w < HT_STK_MEMO_WAYS; w++)
-            if (m->lasti[w] == lasti) {
-                *node = m->node[w];
-                return 1;
-            }
+    unsigned w = ht_stk_memo_way(lasti);
+    if (m->block == block && m->lasti[w] == lasti && m->limit == limit) {
+        *node = m->node[w];
+        return 1;
+    }
     return 0;
 }
 
