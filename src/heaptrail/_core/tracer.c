@@ -595,7 +595,7 @@ static uint64_t tr_qlost;  /* operations dropped for lack of memory (atomic) */
 
 /* GIL held: applies the queued operations in order (and a forked child's
  * reset) before the caller touches the books. */
-static void
+static __attribute__((noinline)) void
 tr_sync_slow(void)
 {
     tr_lock();
@@ -641,7 +641,7 @@ tr_settle(void)
 /* Without the GIL: queues an operation for the next GIL holder. An ADD is
  * queued after the block was allocated and a REMOVE before it is freed, so
  * the queue's order is the blocks' order. */
-static void
+static __attribute__((noinline)) void
 tr_push(uint32_t kind, void *p, uint64_t size, int counted)
 {
     tr_lock();
@@ -701,7 +701,7 @@ tr_draw(tr_tls *me)
 }
 
 /* 1 when this allocation of `size` bytes is sampled. Thread-local only. */
-static inline int
+static __attribute__((noinline)) int
 tr_sample_hit(tr_tls *me, size_t size)
 {
     uint64_t gen = __atomic_load_n(&tr.gen, __ATOMIC_RELAXED);
@@ -742,6 +742,47 @@ tr_capture(int domain)
     return s;
 }
 
+/* The logging hooks' paths (MEM and OBJ: the GIL is held; full tracing):
+ * apart from the others, so they save only the registers they use. */
+static __attribute__((noinline)) void
+tr_on_alloc_logged(int domain, void *p, size_t size)
+{
+    tr_tls *me = &tr_me;
+    if (me->guard)
+        return;
+    me->guard = TR_OWN;
+    uint32_t stack = tr_capture(domain);
+    tr_sync();
+    if (tr.tracing)
+        tr_log_op(p, size, stack, tr_thread_slot_unlocked());
+    me->guard = 0;
+}
+
+static __attribute__((noinline)) void
+tr_on_free_logged(int domain, void *p)
+{
+    if (domain == TR_OBJ)
+        ht_stk_block_freed(p);
+    tr_sync();
+    if (tr.tracing)
+        tr_log_op(p, 0, HT_NONE, TR_LOG_REMOVE);
+}
+
+/* Applied at once (not logged). */
+static inline __attribute__((always_inline)) void
+tr_add_now(void *p, size_t size, uint32_t stack, int domain)
+{
+    tr_settle();
+    tr_add_unlocked(p, size, stack, domain);
+}
+
+static inline __attribute__((always_inline)) void
+tr_remove_now(void *p)
+{
+    tr_settle();
+    tr_remove_unlocked(p);
+}
+
 static __attribute__((noinline)) void
 tr_on_alloc(int domain, void *p, size_t size)
 {
@@ -760,10 +801,8 @@ tr_on_alloc(int domain, void *p, size_t size)
     if (tr.tracing) {
         if (tr_deferring())
             tr_log_op(p, size, stack, tr_thread_slot_unlocked());
-        else {
-            tr_settle();
-            tr_add_unlocked(p, size, stack, domain);
-        }
+        else
+            tr_add_now(p, size, stack, domain);
     }
     me->guard = 0;
 }
@@ -782,10 +821,8 @@ tr_on_free(int domain, void *p)
     if (tr.tracing) {
         if (tr_deferring())
             tr_log_op(p, 0, HT_NONE, TR_LOG_REMOVE);
-        else {
-            tr_settle();
-            tr_remove_unlocked(p);
-        }
+        else
+            tr_remove_now(p);
     }
 }
 
@@ -890,7 +927,7 @@ tr_malloc_traced(int d, size_t size)
     void *p = tr_orig[d].malloc(tr_orig[d].ctx, size);
     me->guard = 0;
     if (p != NULL)
-        tr_on_alloc(d, p, size);
+        (d != TR_RAW && tr_deferring() ? tr_on_alloc_logged : tr_on_alloc)(d, p, size);
     return p;
 }
 
@@ -902,7 +939,7 @@ tr_calloc_traced(int d, size_t n, size_t elsize)
     void *p = tr_orig[d].calloc(tr_orig[d].ctx, n, elsize);
     me->guard = 0;
     if (p != NULL)
-        tr_on_alloc(d, p, n * elsize);
+        (d != TR_RAW && tr_deferring() ? tr_on_alloc_logged : tr_on_alloc)(d, p, n * elsize);
     return p;
 }
 
@@ -952,7 +989,7 @@ tr_calloc_traced(int d, size_t n, size_t elsize)
     {                                                                          \
         if (tr_sampling ? HT_UNLIKELY(tr_filter_maybe(p)) : 1) {               \
             if (p != NULL && HT_LIKELY(tr_me.guard != TR_INNER) && tr_tracing()) \
-                tr_on_free(D, p);                                              \
+                (D != TR_RAW && tr_deferring() ? tr_on_free_logged : tr_on_free)(D, p); \
         }                                                                      \
         tr_orig[D].free(tr_orig[D].ctx, p);                                    \
     }
