@@ -1,55 +1,71 @@
 /* tracer.c - the PEP 445 allocation tracer (design and measurements in tracer.h).
  *
- * Third pass (speed; 3.11, alloc_heavy, 2 shared cores). Measured with
- * callgrind (instructions, scale 0.05, stable under load) and interleaved
- * runs (CPU seconds, medians). Start of the pass: untraced 1.30 s, full
- * 2.37 s (1.79x), sampled 1.39 s (1.05-1.07x); perf showed the full mode's
- * free path waiting on two dependent cache misses (the block map slot, then
- * the 24-byte record) and the capture missing its one-entry memo for 1 in 5
- * allocations.
+ * Third pass (speed; 3.11, alloc_heavy, 2 cores shared with 3 other jobs).
+ * Measured with callgrind (instructions, scale 0.05-0.2: stable whatever the
+ * load) and interleaved runs (CPU seconds, medians of 5). At the start:
+ * untraced 1.30 s, full 2.37 s (1.79x), sampled 1.39 s (1.05-1.07x); perf
+ * showed the full mode's free waiting on two dependent cache misses (the
+ * block-map slot, then the 24-byte record) and captures missing their
+ * one-entry memo one time in five.
  *
  * Kept, in the order tried:
- *   - The log (tr_flush_log): a full-tracing hook appends its operation
- *     (address, block-map slot, size, stack, thread slot) to a 64-entry log
- *     and prefetches the slot; the log is applied in order, with the records
- *     of its removals (and of the free stack's top) prefetched in one pass
- *     first. Every reader settles (applies the log) first and a RAW queue is
- *     applied after it, so every figure is the one immediate application
- *     gives. Realloc logs too (a failed realloc drops its own removal, still
- *     the log's last entry). 2.37 -> 2.26 s; without the prefetch pass
- *     2.22 vs 2.18 s (kept); a 256-entry log was no better.
- *   - The capture memo: 256 frames x 4 instructions (frame block, lasti) ->
- *     node instead of one entry, also filled for every frame a walk passes,
- *     so a new call of a function walks one frame (its caller's call site
- *     is memoized); the memo-hit path is inline in the hook (stacks.h). The
- *     frame-cache filter and the sampling filter shrank to 4 KiB so they
- *     stay in L1 (the 32 KiB one was ~20% of a free).
+ *   - The log (tr_flush_log). A full-tracing MEM/OBJ hook appends its
+ *     operation (address, block-map slot, size, stack, thread slot) to a
+ *     64-entry log and prefetches the slot; the log is applied in order, the
+ *     records its removals will read (and the free stack's top) prefetched
+ *     in a first pass. Every reader settles (applies it) first and a RAW
+ *     queue is applied after it, so every figure is the one applying each
+ *     operation at once gives (tests/test_tracer_log.py; test_tracer.py runs
+ *     every test both ways). Realloc logs too (a failed realloc drops its
+ *     own removal, still the log's last entry). CPU 2.37 -> 2.26 s; without
+ *     the prefetch pass 2.22 vs 2.18 s (kept); 256 entries: no better. It
+ *     adds instructions (~40 an operation), which cache-resident books pay
+ *     for nothing (deep_recursion: +8%), so it starts only once the records
+ *     outgrow 32768 (768 KiB); below, operations are applied at once.
+ *   - The capture memo: 256 frames x 4 instructions, (frame block, lasti) ->
+ *     node, the way chosen by the instruction (one compare), filled for
+ *     every frame a walk passes, so a new call of a function walks one frame
+ *     (its caller's call site is memoized); the hit path is inline in the
+ *     hook (stacks.h); a frame found in the frame cache is not re-cached; a
+ *     1024-entry direct-mapped cache sits in front of the intern table.
+ *     The frame-cache filter and the sampling filter shrank to 4 KiB so
+ *     they stay in L1 (the 32 KiB one was ~20% of a free's samples).
  *   - The log's application is specialized for full tracing (weights are
- *     sizes, no sampling filter, no runcap events: operations are logged
- *     only while runcap is off), record allocation inline.
+ *     sizes, no sampling filter, no runcap event: operations are logged only
+ *     while runcap is off); record allocation inline; the logging hooks'
+ *     paths apart from the others (fewer saved registers).
  *   - Sampling fast paths: one test of a thread-local generation (equal to
  *     tr.gen only in a sampling session) and the guard, then the countdown,
- *     without reading tr.tracing or tr.sample; a free first reads the 4 KiB
- *     filter. Sampled hooks' instructions 51M -> 33M (scale 0.05).
- * Tried and reverted: records inline in the block map, the free path's needs
- * (size, thread slot) in a 64-bit slot and the peak test deferred to batches
- * (tr_rec 16 bytes): the doubled slot array missed more than the records it
- * spared, 2.37 -> 2.66 s.
- * Measured after the pass: see the figures below (RESULTS).
- * Not done: the full mode's 1.5x target. What is left per allocation (about
- * 560 instructions with its free, ~60% of the untraced program's own): the
- * capture ~150 (PyEval_GetFrame and PyFrame_GetLasti through the public API,
- * PyGC_Disable/Enable on 3.11, and the materialized frame objects CPython
- * then allocates, tracks and frees for every new call that allocates), the
- * log and its application ~150 per operation pair, the hooks' wrappers ~60.
- * Ideas not tried: skipping the removal of frame objects we materialized
- * (never in the books), validating memo entries of generator frames by
- * their caller instead of never memoizing them.
- * Line profiler with stacks (start(frames>0) then the line profiler): the
- * log applies this thread's operations to its line counters at the next
- * flush, in order; the line profiler reads them between events, so a
- * line's peak may miss up to 63 operations at a call boundary. With
- * frames=0 (its own mode) nothing is logged.
+ *     without reading tr.tracing or tr.sample; a free reads the 4 KiB
+ *     filter first. Sampled hooks' instructions 51M -> 33M (scale 0.05).
+ * Tried and reverted:
+ *   - records inline in the block map: what a free needs (size, thread
+ *     slot) in a 64-bit slot, the peak test deferred to batches, records of
+ *     16 bytes: the doubled slot array missed more than the records it
+ *     spared, 2.37 -> 2.66 s;
+ *   - skipping the books for frame objects materialized for a capture (never
+ *     in them): only ~6% of allocations here, no gain measured;
+ *   - a 256-entry log (above).
+ * RESULTS (CPU s, medians of 5 interleaved runs, load ~3 on 2 cores, same
+ * run; base = the code before this pass): untraced 1.40; full 2.29 (1.63x;
+ * base 2.46, 1.75x); sampled 1.435 (1.02x; base 1.48, 1.05x); max RSS
+ * untraced 33 MB, full 49 MB (1.48x), sampled 35 MB. On a quieter machine
+ * (load ~1): untraced 1.30, full 2.18 (1.67x).
+ * deep_recursion, instructions at scale 0.1: untraced 542M, base 889M,
+ * now 891M.
+ * Not met: full <= 1.5x. What is left per allocation with its free (scale
+ * 0.2: ~515 instructions over the untraced run's ~730): the capture ~130
+ * (PyEval_GetFrame, PyFrame_GetLasti and PyGC_Disable/Enable through the
+ * public API ~45, the memo, walks and interning for new frames and new
+ * instructions), the log and its application ~145 an operation pair plus
+ * the slot lookups ~45, the hooks' wrappers and entry checks ~140. Ideas
+ * not tried: validating memo entries of generator frames by their caller
+ * (they are never memoized), smaller log entries.
+ * The line profiler with stacks (start(frames>0) before it): the log applies
+ * this thread's operations to its line counters when flushed, in order; the
+ * line profiler reads them between its events, so a line's peak may miss up
+ * to 63 operations at a call boundary. With frames=0 (its own mode) nothing
+ * is logged.
  */
 #include "tracer.h"
 
@@ -333,7 +349,7 @@ tr_filter_index(const void *p)
     return (uint32_t)((((uint64_t)(uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ULL) >> (64 - TR_FILTER_BITS));
 }
 
-/* Counters are bytes, 16 KiB in all, so the read on every free stays in L1
+/* Counters are bytes, 4 KiB in all, so the read on every free stays in L1
  * (65536 uint32 = 256 KiB missed it). A counter that reaches 255 sticks
  * there until start() resets the array (only false positives: the slow,
  * correct path); below 255 it is exact. */

@@ -141,7 +141,7 @@
  * so totals are unbiased. The relative standard error of a total T made of
  * blocks much smaller than B is about sqrt(B/T) (512 KiB over 1 GiB: 2.2%).
  * An unsampled allocation touches only thread-local state. Its free must not
- * take the lock either: a counting filter (16384 atomic byte counters, sticky
+ * take the lock either: a counting filter (4096 atomic byte counters (16384 before the third pass), sticky
  * at 255, indexed by a hash of the address) is incremented/decremented under the lock when a
  * sampled block is added/removed and read without the lock on free; zero
  * means "certainly not sampled". It cannot miss: the block's insertion
