@@ -46,11 +46,15 @@
  *   - skipping the books for frame objects materialized for a capture (never
  *     in them): only ~6% of allocations here, no gain measured;
  *   - a 256-entry log (above).
- * RESULTS (CPU s, medians of 5 interleaved runs, load ~3 on 2 cores, same
- * run; base = the code before this pass): untraced 1.40; full 2.29 (1.63x;
- * base 2.46, 1.75x); sampled 1.435 (1.02x; base 1.48, 1.05x); max RSS
- * untraced 33 MB, full 49 MB (1.48x), sampled 35 MB. On a quieter machine
- * (load ~1): untraced 1.30, full 2.18 (1.67x).
+ * RESULTS (CPU s, medians of 5 interleaved runs, load ~2-3 on 2 cores,
+ * base = the code before this pass, same runs): untraced 1.28-1.40; full
+ * 2.12-2.29 (1.63-1.65x; base 2.27-2.46, 1.75-1.77x); sampled 1.058x over
+ * 8 runs (base 1.067x), 1.02-1.07x in single runs of 5: within noise of
+ * the target, not robustly under it. Max RSS untraced 33 MB, full 49 MB
+ * (1.48x), sampled 35 MB. Harness (benchmarks/run.py -k tracer-alloc-heavy
+ * --repeat 3, wall): none 1.34 s; heaptrail full 1.65x (53.5 MB, 1.59x);
+ * sampled 1.07x; memray 1.35x (without Python allocators), memray with
+ * them 3.32x; tracemalloc 1 frame 10.2x, 25 frames 50x.
  * deep_recursion, instructions at scale 0.1: untraced 542M, base 889M,
  * now 891M.
  * Not met: full <= 1.5x. What is left per allocation with its free (scale
