@@ -6,7 +6,7 @@ import sys
 import pytest
 
 import heaptrail
-from heaptrail import tracer
+from heaptrail import _core, tracer
 
 from conftest import run_python
 
@@ -38,6 +38,16 @@ def allocate_known():
     for i in range(1000):
         objs[i] = Slotted()  # INSTANCES
     return big, objs
+
+
+@pytest.fixture(autouse=True, params=["applied", "logged"])
+def books_mode(request):
+    """Every test twice: full tracing applying each operation at once (the
+    default below 32768 records), and logging operations and applying them
+    in batches (what big heaps get): the figures must be the same."""
+    old = _core._tracer_defer_min(0 if request.param == "logged" else 2**32 - 1)
+    yield request.param
+    _core._tracer_defer_min(old)
 
 
 @pytest.fixture

@@ -25,10 +25,12 @@ def _worker(k, seconds, stop_at):
     KEEP[k] = bytes(1_000_000 + 1000 * k)
 
 
-@pytest.mark.parametrize("sample", [None, 8192])
+@pytest.mark.parametrize("sample", [None, 8192, "logged"])
 def test_eight_threads_accounting(sample):
     KEEP.clear()
-    tracer.start(sample=sample)
+    logged = sample == "logged"  # full tracing, operations logged and applied in batches
+    old = _core._tracer_defer_min(0 if logged else 2**32 - 1)
+    tracer.start(sample=None if logged else sample)
     try:
         stop_at = time.monotonic() + 1.5
         threads = [threading.Thread(target=_worker, args=(k, 1.5, stop_at), name="worker-%d" % k)
@@ -51,7 +53,7 @@ def test_eight_threads_accounting(sample):
         ended = [r for r in rows if r["name"] == "<ended>"]
         assert len(ended) >= 1
         assert all(r["peak"] >= r["current"] for r in rows)
-        if sample is None:
+        if sample is None or logged:
             # each worker's kept block is attributed to its thread
             by_ident = {t.ident: t for t in threads}
             for r in rows:
@@ -61,6 +63,7 @@ def test_eight_threads_accounting(sample):
             assert current >= sum(len(b) for b in KEEP.values())
     finally:
         tracer.stop()
+        _core._tracer_defer_min(old)
     KEEP.clear()
 
 

@@ -95,12 +95,11 @@ ht_bm_slot(ht_bm *m, uint64_t addr)
     return &arr[(uint32_t)(addr >> HT_BM_GRAIN_SHIFT) & (HT_BM_SLOTS - 1)];
 }
 
+/* put and take on a slot found by ht_bm_slot (a slot stays valid until
+ * ht_bm_clear or ht_bm_free: pages are never moved). */
 static inline int
-ht_bm_put(ht_bm *m, uint64_t addr, uint32_t idx, uint32_t *prev)
+ht_bm_put_at(ht_bm *m, uint32_t *s, uint32_t idx, uint32_t *prev)
 {
-    uint32_t *s = ht_bm_slot(m, addr);
-    if (s == NULL)
-        return ht_bm_put_slow(m, addr, idx, prev);
     int added = *s == 0;
     if (!added)
         *prev = *s - 1;
@@ -110,17 +109,32 @@ ht_bm_put(ht_bm *m, uint64_t addr, uint32_t idx, uint32_t *prev)
 }
 
 static inline int
-ht_bm_take(ht_bm *m, uint64_t addr, uint32_t *idx)
+ht_bm_take_at(ht_bm *m, uint32_t *s, uint32_t *idx)
 {
-    uint32_t *s = ht_bm_slot(m, addr);
-    if (s == NULL)
-        return ht_bm_take_slow(m, addr, idx);
     if (*s == 0)
         return 0;
     *idx = *s - 1;
     *s = 0;
     m->count--;
     return 1;
+}
+
+static inline int
+ht_bm_put(ht_bm *m, uint64_t addr, uint32_t idx, uint32_t *prev)
+{
+    uint32_t *s = ht_bm_slot(m, addr);
+    if (s == NULL)
+        return ht_bm_put_slow(m, addr, idx, prev);
+    return ht_bm_put_at(m, s, idx, prev);
+}
+
+static inline int
+ht_bm_take(ht_bm *m, uint64_t addr, uint32_t *idx)
+{
+    uint32_t *s = ht_bm_slot(m, addr);
+    if (s == NULL)
+        return ht_bm_take_slow(m, addr, idx);
+    return ht_bm_take_at(m, s, idx);
 }
 
 #endif

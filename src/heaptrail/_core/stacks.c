@@ -23,6 +23,7 @@ typedef struct stk_walk {
     PyFrameObject *frame;  /* borrowed: frames on the running stack are kept alive by it */
     PyObject *code;        /* borrowed from the frame */
     int32_t lasti;
+    int cached;            /* found in the frame cache (so not a generator's frame) */
 } stk_walk;
 
 /* All protected by the GIL (see stacks.h). */
@@ -30,8 +31,20 @@ static stk_node *stk_nodes;
 static uint32_t stk_count, stk_cap;
 static ht_table stk_index;  /* hash of (parent, code, lasti) -> node, checked on hit */
 ht_table ht_stk_frames;     /* frame block address -> caller node */
-ht_stk_last_t ht_stk_last;  /* the last capture (frame, lasti) -> node */
-uint16_t ht_stk_filter[1u << HT_STK_FILTER_BITS];  /* keys of ht_stk_frames per bucket */
+ht_stk_memo_t ht_stk_memo[1u << HT_STK_MEMO_BITS];  /* (frame, lasti) -> node, see stacks.h */
+uint8_t ht_stk_filter[1u << HT_STK_FILTER_BITS];  /* keys of ht_stk_frames per bucket */
+/* A direct-mapped cache in front of stk_index: a hit costs a multiply and
+ * three compares where the table costs a 64-bit mix, a probe and the same
+ * compares (~80 instructions; a deep walk interns every frame). Cleared
+ * with the nodes: a node's code reference keeps the code pointer unique. */
+#define STK_ICACHE_BITS 10
+typedef struct stk_icache_t {
+    PyObject *code;  /* NULL = empty */
+    uint32_t parent;
+    int32_t lasti;
+    uint32_t node;
+} stk_icache_t;
+static stk_icache_t stk_icache[1u << STK_ICACHE_BITS];
 static stk_walk *stk_buf;   /* frames of the walk in progress */
 static size_t stk_buf_cap;
 static uint32_t *stk_chain; /* nodes whose truncation is being computed */
@@ -79,9 +92,10 @@ ht_stk_reset(int decref)
     stk_nodes = NULL;
     stk_count = stk_cap = 0;
     ht_table_free(&stk_index);
+    memset(stk_icache, 0, sizeof(stk_icache));
     ht_table_free(&ht_stk_frames);
     memset(ht_stk_filter, 0, sizeof(ht_stk_filter));
-    ht_stk_last.block = 0;
+    memset(ht_stk_memo, 0, sizeof(ht_stk_memo));
     free(stk_buf);
     stk_buf = NULL;
     stk_buf_cap = 0;
@@ -92,8 +106,23 @@ ht_stk_reset(int decref)
 
 /* The node (parent, code, lasti), created if new; HT_NONE when out of
  * memory (nothing changed). */
-static uint32_t
+static uint32_t stk_intern_table(uint32_t parent, PyObject *code, int32_t lasti);
+
+static inline uint32_t
 stk_intern(uint32_t parent, PyObject *code, int32_t lasti)
+{
+    uint64_t h = ((uint64_t)(uintptr_t)code >> 4) ^ ((uint64_t)parent << 20) ^ (uint32_t)lasti;
+    stk_icache_t *e = &stk_icache[(h * 0x9E3779B97F4A7C15ULL) >> (64 - STK_ICACHE_BITS)];
+    if (e->code == code && e->parent == parent && e->lasti == lasti)
+        return e->node;
+    uint32_t n = stk_intern_table(parent, code, lasti);
+    if (n != HT_NONE)
+        *e = (stk_icache_t){code, parent, lasti, n};
+    return n;
+}
+
+static uint32_t
+stk_intern_table(uint32_t parent, PyObject *code, int32_t lasti)
 {
     uint64_t key = stk_nonzero(ht_hash64(((uint64_t)parent << 32 | (uint32_t)lasti) ^
                                          ((uint64_t)(uintptr_t)code * 0x9e3779b97f4a7c15ULL)));
@@ -150,18 +179,36 @@ stk_drop_outer(uint32_t n)
     return base;
 }
 
-/* Caches block's caller node; a new key counts in the filter (stacks.h). */
-static void
+/* Caches block's caller node; a new key counts in the filter (stacks.h).
+ * 0, or -1 out of memory (the frame is walked again next time). */
+static int
 stk_cache_frame(uint64_t block, uint32_t caller)
 {
     int added;
     uint64_t *v = ht_table_upsert(&ht_stk_frames, block, caller, &added);
     if (v == NULL)
-        return;  /* out of memory: the frame is walked again next time */
+        return -1;
     *v = caller;
-    uint16_t *c = &ht_stk_filter[ht_stk_filter_index(block)];
-    if (added && *c != UINT16_MAX)
+    uint8_t *c = &ht_stk_filter[ht_stk_filter_index(block)];
+    if (added && *c != UINT8_MAX)
         (*c)++;
+    return 0;
+}
+
+/* Remembers (block, lasti) -> node; block is in the frame cache. */
+static void
+stk_memo_put(uint64_t block, int32_t lasti, unsigned limit, uint32_t node)
+{
+    ht_stk_memo_t *m = &ht_stk_memo[ht_stk_memo_index(block)];
+    if (m->block != block || m->limit != limit) {
+        m->block = block;
+        m->limit = limit;
+        for (int w = 0; w < HT_STK_MEMO_WAYS; w++)
+            m->lasti[w] = INT32_MIN;
+    }
+    unsigned w = ht_stk_memo_way(lasti);
+    m->lasti[w] = lasti;
+    m->node[w] = node;
 }
 
 /* `caller` cut so that one more frame fits in `limit`. */
@@ -191,13 +238,17 @@ stk_push(size_t n, PyFrameObject *f)
         return -1;
     PyCodeObject *code = PyFrame_GetCode(f);
     Py_DECREF(code);  /* the frame keeps it alive */
-    stk_buf[n] = (stk_walk){f, (PyObject *)code, PyFrame_GetLasti(f)};
+    stk_buf[n] = (stk_walk){f, (PyObject *)code, PyFrame_GetLasti(f), 0};
     return 0;
 }
 
-/* Walks from f outwards until a cached frame (use_cache; pushed too, its
- * caller read from the cache) or `limit` frames (no cache) or the outermost
- * frame. Sets *caller to the node above the last frame pushed; returns the number of frames pushed, or -1 out of memory. */
+/* Walks from f outwards until a caller whose (frame, instruction) is
+ * memoized (use_cache; not pushed, its node is the caller), a cached frame
+ * (use_cache; pushed too, its caller read from the cache) or `limit` frames
+ * (no cache) or the outermost frame. A new call of a function (a new frame
+ * object) thus costs one frame, not two: its caller, at the same call
+ * instruction, is memoized. Sets *caller to the node above the last frame
+ * pushed; returns the number of frames pushed, or -1 out of memory. */
 static Py_ssize_t
 stk_walk_up(PyFrameObject *f, unsigned limit, int use_cache, uint32_t *caller)
 {
@@ -205,13 +256,21 @@ stk_walk_up(PyFrameObject *f, unsigned limit, int use_cache, uint32_t *caller)
     Py_INCREF(f);
     *caller = HT_NONE;
     while (f != NULL) {
+        if (use_cache && n > 0 &&  /* the top frame's memo was looked up already */
+            ht_stk_memo_get((uint64_t)(uintptr_t)f - STK_GC_HEAD, PyFrame_GetLasti(f), limit, caller)) {
+            Py_DECREF(f);
+            return (Py_ssize_t)n;
+        }
         if (use_cache) {
             uint64_t *v = ht_table_find(&ht_stk_frames, (uint64_t)(uintptr_t)f - STK_GC_HEAD);
             if (v != NULL) {  /* f's callers are known: only f itself to intern */
                 *caller = (uint32_t)*v;
                 int rc = stk_push(n, f);
                 Py_DECREF(f);
-                return rc < 0 ? -1 : (Py_ssize_t)n + 1;
+                if (rc < 0)
+                    return -1;
+                stk_buf[n].cached = 1;
+                return (Py_ssize_t)n + 1;
             }
         }
         else if (n >= limit) {
@@ -231,21 +290,10 @@ stk_walk_up(PyFrameObject *f, unsigned limit, int use_cache, uint32_t *caller)
 }
 
 uint32_t
-ht_stk_capture(unsigned limit, int use_cache)
+ht_stk_capture_walk(PyFrameObject *top, int32_t lasti, unsigned limit, int use_cache)
 {
     if (stk_index.keys == NULL)
         return HT_NONE;
-    PyFrameObject *top = PyEval_GetFrame();
-    if (top == NULL)
-        return HT_NONE;
-    /* Consecutive allocations often come from one instruction (a dict and
-     * its keys, every object json.loads builds): same frame, same lasti,
-     * same node. The frame's block is forgotten when freed (see stacks.h). */
-    int32_t lasti = PyFrame_GetLasti(top);
-    uint64_t block = (uint64_t)(uintptr_t)top - STK_GC_HEAD;
-    if (use_cache && ht_stk_last.block == block && ht_stk_last.lasti == lasti &&
-        ht_stk_last.limit == limit)
-        return ht_stk_last.node;
     uint32_t caller;
     Py_ssize_t n = stk_walk_up(top, limit, use_cache, &caller);
     if (n < 0)
@@ -259,12 +307,13 @@ ht_stk_capture(unsigned limit, int use_cache)
         uint32_t node = stk_intern(parent, w.code, w.lasti);
         if (node == HT_NONE)
             return HT_NONE;
-        if (use_cache && !stk_is_generator(w.frame))
-            stk_cache_frame((uint64_t)(uintptr_t)w.frame - STK_GC_HEAD, caller);
+        uint64_t b = (uint64_t)(uintptr_t)w.frame - STK_GC_HEAD;
+        /* memoized only when in the frame cache: its free then clears it
+         * (a frame found there is in it already, with this caller) */
+        if (use_cache && (w.cached || (!stk_is_generator(w.frame) && stk_cache_frame(b, caller) == 0)))
+            stk_memo_put(b, w.lasti, limit, node);
         caller = node;
     }
-    if (use_cache && n > 0 && !stk_is_generator(top))
-        ht_stk_last = (ht_stk_last_t){block, lasti, limit, caller};
     return caller;
 }
 
@@ -273,7 +322,7 @@ ht_stk_forget_frames(void)
 {
     ht_table_clear(&ht_stk_frames);
     memset(ht_stk_filter, 0, sizeof(ht_stk_filter));
-    ht_stk_last.block = 0;
+    memset(ht_stk_memo, 0, sizeof(ht_stk_memo));
 }
 
 uint32_t

@@ -46,7 +46,9 @@ void ht_stk_reset(int decref);
  * ran out. `use_cache` = 0 walks every frame (sampling: rare captures, and
  * no frame-cache upkeep on frees). Caller holds the GIL and has set its
  * re-entrancy guard (frame objects may be allocated here). */
-uint32_t ht_stk_capture(unsigned limit, int use_cache);
+static inline uint32_t ht_stk_capture(unsigned limit, int use_cache);
+/* Its slow half: the memo missed (or use_cache = 0) for top at lasti. */
+uint32_t ht_stk_capture_walk(PyFrameObject *top, int32_t lasti, unsigned limit, int use_cache);
 
 /* Empties the frame cache (the depth limit changed). */
 void ht_stk_forget_frames(void);
@@ -69,21 +71,44 @@ size_t ht_stk_memory(void);
 /* Frame cache, keyed by the frame object's block address (object address
  * minus the GC header), so a freed block is looked up as it comes. */
 extern ht_table ht_stk_frames;
-typedef struct ht_stk_last_t {
-    uint64_t block;  /* frame block of the last capture, 0 = none */
-    int32_t lasti;
-    unsigned limit;
-    uint32_t node;
-} ht_stk_last_t;
-extern ht_stk_last_t ht_stk_last;
+
+/* The capture memo: (frame, instruction) -> node for the instructions that
+ * allocate, a few per frame (a loop body allocates at several), in a small
+ * table indexed by the frame's block. A memoized frame is always in the
+ * frame cache too, so the free hook looks at the memo only when the
+ * frame-cache filter says the block may be a cached frame. */
+#define HT_STK_MEMO_BITS 8
+#define HT_STK_MEMO_WAYS 4
+typedef struct ht_stk_memo_t {
+    uint64_t block;   /* frame block, 0 = empty */
+    unsigned limit;   /* depth limit the nodes were captured under */
+    int32_t lasti[HT_STK_MEMO_WAYS];  /* way (lasti / 2) % WAYS; INT32_MIN = empty */
+    uint32_t node[HT_STK_MEMO_WAYS];
+} ht_stk_memo_t;
+
+/* The way of instruction offset lasti: direct-mapped, one compare (a loop
+ * over the ways cost ~10 instructions a capture); consecutive instructions
+ * (2-byte code units) land in different ways. */
+static inline unsigned
+ht_stk_memo_way(int32_t lasti)
+{
+    return ((uint32_t)lasti >> 1) % HT_STK_MEMO_WAYS;
+}
+extern ht_stk_memo_t ht_stk_memo[1u << HT_STK_MEMO_BITS];
+
+static inline uint32_t
+ht_stk_memo_index(uint64_t block)
+{
+    return (uint32_t)(((block >> 4) * 0x9E3779B97F4A7C15ULL) >> (64 - HT_STK_MEMO_BITS));
+}
 
 /* A counting filter over the frame cache's keys: most OBJ frees are not
  * cached frames, and a counter of zero says so without a probe of the table
  * (a probe was ~30 instructions on every OBJ free). Counters are kept equal
  * to the number of keys in their bucket; saturated ones stay (a false
  * positive only costs the probe). */
-#define HT_STK_FILTER_BITS 14
-extern uint16_t ht_stk_filter[1u << HT_STK_FILTER_BITS];
+#define HT_STK_FILTER_BITS 12  /* 4 KiB: stays in L1 (16K uint16 did not: ~20% of a free) */
+extern uint8_t ht_stk_filter[1u << HT_STK_FILTER_BITS];
 
 static inline uint32_t
 ht_stk_filter_index(uint64_t block)
@@ -95,11 +120,44 @@ static inline void
 ht_stk_block_freed(void *block)
 {
     uint64_t b = (uint64_t)(uintptr_t)block;
-    uint16_t *c = &ht_stk_filter[ht_stk_filter_index(b)];
-    if (HT_UNLIKELY(*c != 0) && ht_table_remove(&ht_stk_frames, b, NULL) && *c != UINT16_MAX)
+    uint8_t *c = &ht_stk_filter[ht_stk_filter_index(b)];
+    if (HT_LIKELY(*c == 0))
+        return;
+    if (ht_table_remove(&ht_stk_frames, b, NULL) && *c != UINT8_MAX)
         (*c)--;
-    if (ht_stk_last.block == (uint64_t)(uintptr_t)block)
-        ht_stk_last.block = 0;
+    ht_stk_memo_t *m = &ht_stk_memo[ht_stk_memo_index(b)];
+    if (m->block == b)
+        m->block = 0;
+}
+
+/* The memoized node of (block, lasti) under `limit`: 1 and *node, or 0. */
+static inline int
+ht_stk_memo_get(uint64_t block, int32_t lasti, unsigned limit, uint32_t *node)
+{
+    const ht_stk_memo_t *m = &ht_stk_memo[ht_stk_memo_index(block)];
+    unsigned w = ht_stk_memo_way(lasti);
+    if (m->block == block && m->lasti[w] == lasti && m->limit == limit) {
+        *node = m->node[w];
+        return 1;
+    }
+    return 0;
+}
+
+/* Inline: most captures are a memo hit (same frame, same instruction as
+ * before: a dict and its keys, every object json.loads builds), which then
+ * costs two calls into CPython and one probe, no call of ours. */
+static inline uint32_t
+ht_stk_capture(unsigned limit, int use_cache)
+{
+    PyFrameObject *top = PyEval_GetFrame();
+    if (top == NULL)
+        return HT_NONE;
+    int32_t lasti = PyFrame_GetLasti(top);
+    uint32_t node;
+    /* frame objects sit after a GC header of two words (see stacks.c) */
+    if (use_cache && ht_stk_memo_get((uint64_t)(uintptr_t)top - 2 * sizeof(void *), lasti, limit, &node))
+        return node;
+    return ht_stk_capture_walk(top, lasti, limit, use_cache);
 }
 
 #endif

@@ -1,4 +1,76 @@
-/* tracer.c - the PEP 445 allocation tracer (design and measurements in tracer.h). */
+/* tracer.c - the PEP 445 allocation tracer (design and measurements in tracer.h).
+ *
+ * Third pass (speed; 3.11, alloc_heavy, 2 cores shared with 3 other jobs).
+ * Measured with callgrind (instructions, scale 0.05-0.2: stable whatever the
+ * load) and interleaved runs (CPU seconds, medians of 5). At the start:
+ * untraced 1.30 s, full 2.37 s (1.79x), sampled 1.39 s (1.05-1.07x); perf
+ * showed the full mode's free waiting on two dependent cache misses (the
+ * block-map slot, then the 24-byte record) and captures missing their
+ * one-entry memo one time in five.
+ *
+ * Kept, in the order tried:
+ *   - The log (tr_flush_log). A full-tracing MEM/OBJ hook appends its
+ *     operation (address, block-map slot, size, stack, thread slot) to a
+ *     64-entry log and prefetches the slot; the log is applied in order, the
+ *     records its removals will read (and the free stack's top) prefetched
+ *     in a first pass. Every reader settles (applies it) first and a RAW
+ *     queue is applied after it, so every figure is the one applying each
+ *     operation at once gives (tests/test_tracer_log.py; test_tracer.py runs
+ *     every test both ways). Realloc logs too (a failed realloc drops its
+ *     own removal, still the log's last entry). CPU 2.37 -> 2.26 s; without
+ *     the prefetch pass 2.22 vs 2.18 s (kept); 256 entries: no better. It
+ *     adds instructions (~40 an operation), which cache-resident books pay
+ *     for nothing (deep_recursion: +8%), so it starts only once the records
+ *     outgrow 32768 (768 KiB); below, operations are applied at once.
+ *   - The capture memo: 256 frames x 4 instructions, (frame block, lasti) ->
+ *     node, the way chosen by the instruction (one compare), filled for
+ *     every frame a walk passes, so a new call of a function walks one frame
+ *     (its caller's call site is memoized); the hit path is inline in the
+ *     hook (stacks.h); a frame found in the frame cache is not re-cached; a
+ *     1024-entry direct-mapped cache sits in front of the intern table.
+ *     The frame-cache filter and the sampling filter shrank to 4 KiB so
+ *     they stay in L1 (the 32 KiB one was ~20% of a free's samples).
+ *   - The log's application is specialized for full tracing (weights are
+ *     sizes, no sampling filter, no runcap event: operations are logged only
+ *     while runcap is off); record allocation inline; the logging hooks'
+ *     paths apart from the others (fewer saved registers).
+ *   - Sampling fast paths: one test of a thread-local generation (equal to
+ *     tr.gen only in a sampling session) and the guard, then the countdown,
+ *     without reading tr.tracing or tr.sample; a free reads the 4 KiB
+ *     filter first. Sampled hooks' instructions 51M -> 33M (scale 0.05).
+ * Tried and reverted:
+ *   - records inline in the block map: what a free needs (size, thread
+ *     slot) in a 64-bit slot, the peak test deferred to batches, records of
+ *     16 bytes: the doubled slot array missed more than the records it
+ *     spared, 2.37 -> 2.66 s;
+ *   - skipping the books for frame objects materialized for a capture (never
+ *     in them): only ~6% of allocations here, no gain measured;
+ *   - a 256-entry log (above).
+ * RESULTS (CPU s, medians of 5 interleaved runs, load ~2-3 on 2 cores,
+ * base = the code before this pass, same runs): untraced 1.28-1.40; full
+ * 2.12-2.29 (1.63-1.65x; base 2.27-2.46, 1.75-1.77x); sampled 1.058x over
+ * 8 runs (base 1.067x), 1.02-1.07x in single runs of 5: within noise of
+ * the target, not robustly under it. Max RSS untraced 33 MB, full 49 MB
+ * (1.48x), sampled 35 MB. Harness (benchmarks/run.py -k tracer-alloc-heavy
+ * --repeat 3, wall): none 1.34 s; heaptrail full 1.65x (53.5 MB, 1.59x);
+ * sampled 1.07x; memray 1.35x (without Python allocators), memray with
+ * them 3.32x; tracemalloc 1 frame 10.2x, 25 frames 50x.
+ * deep_recursion, instructions at scale 0.1: untraced 542M, base 889M,
+ * now 891M.
+ * Not met: full <= 1.5x. What is left per allocation with its free (scale
+ * 0.2: ~515 instructions over the untraced run's ~730): the capture ~130
+ * (PyEval_GetFrame, PyFrame_GetLasti and PyGC_Disable/Enable through the
+ * public API ~45, the memo, walks and interning for new frames and new
+ * instructions), the log and its application ~145 an operation pair plus
+ * the slot lookups ~45, the hooks' wrappers and entry checks ~140. Ideas
+ * not tried: validating memo entries of generator frames by their caller
+ * (they are never memoized), smaller log entries.
+ * The line profiler with stacks (start(frames>0) before it): the log applies
+ * this thread's operations to its line counters when flushed, in order; the
+ * line profiler reads them between its events, so a line's peak may miss up
+ * to 63 operations at a call boundary. With frames=0 (its own mode) nothing
+ * is logged.
+ */
 #include "tracer.h"
 
 #include <math.h>
@@ -18,7 +90,7 @@
 
 enum { TR_RAW, TR_MEM, TR_OBJ, TR_NDOMAINS };
 
-#define TR_FILTER_BITS 14
+#define TR_FILTER_BITS 12  /* 4 KiB of counters: stays in L1 (16 KiB did not) */
 #define TR_FILTER_SIZE (1u << TR_FILTER_BITS)
 #define TR_MAX_FRAMES 65535u
 
@@ -100,9 +172,39 @@ static struct {
     int child_reset;     /* in a forked child: drop the inherited state first */
 } tr;
 
+/* Full tracing with stacks and books too big for the caches: the hooks log
+ * their operations instead of applying them (tr_flush_log), unless runcap
+ * streams the books' changes. Books that fit in the caches gain nothing
+ * from the log's prefetches and pay its instructions (deep_recursion: 8%
+ * slower with it), so it starts once the records outgrow TR_DEFER_RECS. */
+static int tr_defer;
+static uint32_t tr_defer_recs = 32768;  /* _tracer_defer_min() changes it (tests) */
+
+static void
+tr_defer_update(void)
+{
+    tr_defer = tr.sample == 0 && tr.limit != 0 && tr.caprecs >= tr_defer_recs;
+}
+
 /* Nonzero when a GIL holder must look at the queue (or reset a forked
  * child) before touching the books: one load on the hot path. */
 static int tr_slow;
+
+/* The log of deferred operations (see tr_flush_log). */
+#define TR_LOG 64
+#define TR_LOG_REMOVE UINT32_MAX
+
+typedef struct tr_logop {
+    uint64_t addr;
+    uint32_t *slot;   /* addr's slot in the block map when its page existed, else NULL */
+    uintptr_t owner;  /* &tr_me of the thread that made it: compared, never dereferenced */
+    uint64_t size;    /* an addition's requested size */
+    uint32_t stack;   /* an addition's stack */
+    uint32_t tslot;   /* an addition's thread slot, TR_LOG_REMOVE for a removal */
+} tr_logop;
+
+static tr_logop tr_log[TR_LOG];
+static uint32_t tr_nlog;
 
 /* The sampling filter: static, so a RAW hook reading it without the GIL can
  * never see it freed. */
@@ -144,11 +246,9 @@ tr_tracing(void)
 
 /* ---- records, threads, filter (lock held) --------------------------------- */
 
-static uint32_t
-tr_rec_new_unlocked(void)
+static __attribute__((noinline)) uint32_t
+tr_rec_grow_unlocked(void)
 {
-    if (tr.nfree != 0)
-        return tr.freestk[--tr.nfree];
     if (tr.nrecs == tr.caprecs) {
         uint64_t cap = tr.caprecs ? (uint64_t)tr.caprecs * 2 : 4096;
         if (cap > HT_NONE - 1)
@@ -169,8 +269,18 @@ tr_rec_new_unlocked(void)
             return HT_NONE;
         tr.side = sd;
         tr.caprecs = (uint32_t)cap;
+        tr_defer_update();
     }
     return tr.nrecs++;
+}
+
+/* A free record (the warmest: LIFO), or a new one; HT_NONE out of memory. */
+static inline __attribute__((always_inline)) uint32_t
+tr_rec_new_unlocked(void)
+{
+    if (HT_LIKELY(tr.nfree != 0))
+        return tr.freestk[--tr.nfree];
+    return tr_rec_grow_unlocked();
 }
 
 static inline void
@@ -243,7 +353,7 @@ tr_filter_index(const void *p)
     return (uint32_t)((((uint64_t)(uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ULL) >> (64 - TR_FILTER_BITS));
 }
 
-/* Counters are bytes, 16 KiB in all, so the read on every free stays in L1
+/* Counters are bytes, 4 KiB in all, so the read on every free stays in L1
  * (65536 uint32 = 256 KiB missed it). A counter that reaches 255 sticks
  * there until start() resets the array (only false positives: the slow,
  * correct path); below 255 it is exact. */
@@ -288,6 +398,7 @@ tr_est_count(uint64_t size)
 static void
 tr_clear_unlocked(void)
 {
+    tr_nlog = 0;  /* callers settle first, but for a forked child's reset */
     ht_bm_clear(&tr.blocks);
     tr.nrecs = 0;
     tr.nfree = tr.nside = 0;
@@ -317,16 +428,19 @@ tr_check_child_unlocked(void)
 /* ---- accounting (lock held) ------------------------------------------------ */
 
 /* Record i leaves the live set (its block was freed or reallocated). */
+/* `full`: a constant 1 where the caller knows nothing is sampled (the log),
+ * so weights are sizes and there is no sampling filter. */
 static inline __attribute__((always_inline)) void
-tr_forget_unlocked(uint32_t i, const void *p)
+tr_forget_full(uint32_t i, const void *p, int full)
 {
     tr_rec *r = &tr.recs[i];
-    uint64_t w = tr_est_bytes(r->size);
+    uint64_t w = full ? r->size : tr_est_bytes(r->size);
     tr.current -= w;
     tr.threads[r->tslot].current -= w;
-    ht_runcap_free(p, w);  /* runcap: the record left the books */
+    if (!full)  /* the log holds only operations made while runcap was off */
+        ht_runcap_free(p, w);  /* runcap: the record left the books */
     ht_lines_on_free(w);  /* lines: hook */
-    if (tr.filter != NULL)
+    if (!full && tr.filter != NULL)
         tr_filter_add(p, -1);
     if (r->seq <= tr.peak_seq) {  /* it was live at the peak: keep it for peak_snapshot */
         tr.side[tr.nside++] = i;
@@ -336,7 +450,14 @@ tr_forget_unlocked(uint32_t i, const void *p)
 }
 
 static inline __attribute__((always_inline)) void
-tr_add_slot(void *p, uint64_t size, uint32_t stack, int domain, uint32_t slot, int counted)
+tr_forget_unlocked(uint32_t i, const void *p)
+{
+    tr_forget_full(i, p, 0);
+}
+
+/* p enters the books; `bs` is p's block-map slot when known (else NULL). */
+static inline __attribute__((always_inline)) void
+tr_add_at(void *p, uint32_t *bs, uint64_t size, uint32_t stack, uint32_t slot, int counted, int full)
 {
     uint32_t i = tr_rec_new_unlocked();
     if (i == HT_NONE) {
@@ -346,7 +467,8 @@ tr_add_slot(void *p, uint64_t size, uint32_t stack, int domain, uint32_t slot, i
         return;
     }
     uint32_t old;
-    int added = ht_bm_put(&tr.blocks, (uint64_t)(uintptr_t)p, i, &old);
+    int added = bs != NULL ? ht_bm_put_at(&tr.blocks, bs, i, &old)
+                           : ht_bm_put(&tr.blocks, (uint64_t)(uintptr_t)p, i, &old);
     if (added < 0) {
         tr_rec_release_unlocked(i);
         tr.lost++;
@@ -355,15 +477,15 @@ tr_add_slot(void *p, uint64_t size, uint32_t stack, int domain, uint32_t slot, i
         return;
     }
     if (added == 0)  /* a stale record at a reused address (defensive) */
-        tr_forget_unlocked(old, p);
+        tr_forget_full(old, p, full);
     tr_rec *r = &tr.recs[i];
     r->size = size;
     r->seq = ++tr.seq;
     r->stack = stack;
     r->tslot = slot;
-    uint64_t w = tr_est_bytes(size);
+    uint64_t w = full ? size : tr_est_bytes(size);
     tr.allocated += w;
-    tr.allocations += tr_est_count(size);
+    tr.allocations += full ? 1 : tr_est_count(size);
     tr.current += w;
     tr_thread *t = &tr.threads[slot];
     t->current += w;
@@ -374,9 +496,16 @@ tr_add_slot(void *p, uint64_t size, uint32_t stack, int domain, uint32_t slot, i
         tr.peak_seq = tr.seq;
         tr_side_release_unlocked();
     }
-    if (tr.filter != NULL && !counted)
+    if (!full && tr.filter != NULL && !counted)
         tr_filter_add(p, 1);
-    ht_runcap_alloc(p, w, stack);  /* runcap: the record entered the books */
+    if (!full)
+        ht_runcap_alloc(p, w, stack);  /* runcap: the record entered the books */
+}
+
+static inline __attribute__((always_inline)) void
+tr_add_slot(void *p, uint64_t size, uint32_t stack, int domain, uint32_t slot, int counted)
+{
+    tr_add_at(p, NULL, size, stack, slot, counted, 0);
 }
 
 static inline __attribute__((always_inline)) void
@@ -394,20 +523,109 @@ tr_remove_unlocked(void *p)
         tr_forget_unlocked(i, p);
 }
 
+/* ---- the log of deferred operations (GIL held) ---------------------------------- */
+
+/* Full tracing does not touch the books in each hook: the hook appends the
+ * operation to this log (prefetching the block's slot in the block map) and
+ * the log is applied in order, TR_LOG operations at a time, or before
+ * anything reads the books (every reader settles first), or before a RAW
+ * queue is applied, so every figure (current, peak, the peak's side list,
+ * sequence numbers, per-thread figures) is exactly what applying each
+ * operation at once gives. What it wins: a free no longer waits on two
+ * dependent cache misses (the slot, then the record): the slots were
+ * prefetched when logged and the records are prefetched a few operations
+ * ahead while the log is applied. Not used when sampling (few operations),
+ * with frames=0 (the line profiler reads this thread's counters between
+ * operations) or while runcap streams the books' changes. */
+
+/* Applies the log. Another thread's operations count as foreign for the
+ * line profiler, as the RAW queue's do. */
+static __attribute__((noinline)) void
+tr_flush_log(void)
+{
+    uint32_t n = tr_nlog;
+    uintptr_t me = (uintptr_t)&tr_me;
+    tr_nlog = 0;
+    /* First the records every removal will read (their slots were
+     * prefetched when logged; a slot changed by an earlier operation of the
+     * log only makes a useless prefetch) and those the additions beyond the
+     * removals will take from the free stack: all the misses at once. */
+    uint32_t adds = 0;
+    for (uint32_t k = 0; k < n; k++) {
+        const tr_logop *e = &tr_log[k];
+        if (e->tslot != TR_LOG_REMOVE)
+            adds++;
+        else if (e->slot != NULL) {
+            uint32_t v = *e->slot;
+            if (v != 0 && v - 1 < tr.nrecs)
+                __builtin_prefetch(&tr.recs[v - 1]);
+        }
+    }
+    for (uint32_t j = n - adds; j < adds && j < tr.nfree; j++)
+        __builtin_prefetch(&tr.recs[tr.freestk[tr.nfree - 1 - j]], 1);
+    for (uint32_t k = 0; k < n; k++) {
+        const tr_logop *e = &tr_log[k];
+        int mine = e->owner == me;
+        void *p = (void *)(uintptr_t)e->addr;
+        if (e->tslot == TR_LOG_REMOVE) {
+            uint32_t i;
+            if (!mine)
+                ht_lines_foreign(1);  /* lines: hook */
+            if (e->slot != NULL ? ht_bm_take_at(&tr.blocks, e->slot, &i)
+                                : ht_bm_take(&tr.blocks, e->addr, &i))
+                tr_forget_full(i, p, 1);
+            if (!mine)
+                ht_lines_foreign(0);  /* lines: hook */
+        }
+        else {
+            tr_add_at(p, e->slot, e->size, e->stack, e->tslot, 0, 1);
+            if (mine)
+                ht_lines_on_alloc(e->size);  /* lines: hook */
+        }
+    }
+}
+
+/* Sampling (set by start, cleared by stop): a free first asks the filter,
+ * before any other load. Stale after stop() only sends a free to the
+ * checks below it. */
+static int tr_sampling;
+
+
+static inline int
+tr_deferring(void)
+{
+    return tr_defer && !ht_runcap_on;
+}
+
+static inline __attribute__((always_inline)) void
+tr_log_op(void *p, uint64_t size, uint32_t stack, uint32_t tslot)
+{
+    if (HT_UNLIKELY(tr_nlog == TR_LOG))
+        tr_flush_log();
+    uint64_t a = (uint64_t)(uintptr_t)p;
+    uint32_t *s = ht_bm_slot(&tr.blocks, a);
+    if (s != NULL)
+        __builtin_prefetch(s, 1);
+    tr_log[tr_nlog++] = (tr_logop){a, s, (uintptr_t)&tr_me, size, stack, tslot};
+}
+
 /* ---- the queue of RAW operations made without the GIL ------------------------ */
 
 static uint64_t tr_qlost;  /* operations dropped for lack of memory (atomic) */
 
 /* GIL held: applies the queued operations in order (and a forked child's
  * reset) before the caller touches the books. */
-static void
+static __attribute__((noinline)) void
 tr_sync_slow(void)
 {
     tr_lock();
     if (tr.child_reset) {
         tr.nqueue = 0;  /* operations of the parent's threads */
+        tr_nlog = 0;
         tr_check_child_unlocked();
     }
+    else if (tr_nlog != 0)  /* logged operations came before the queued ones */
+        tr_flush_log();
     ht_lines_foreign(1);  /* lines: hook (other threads' operations) */
     for (size_t k = 0; k < tr.nqueue; k++) {
         tr_op op = tr.queue[k];
@@ -430,10 +648,20 @@ tr_sync(void)
         tr_sync_slow();
 }
 
+/* Before reading the books, or applying an operation at once: the queue
+ * and the log applied. GIL held. */
+static inline void
+tr_settle(void)
+{
+    tr_sync();
+    if (HT_UNLIKELY(tr_nlog != 0))
+        tr_flush_log();
+}
+
 /* Without the GIL: queues an operation for the next GIL holder. An ADD is
  * queued after the block was allocated and a REMOVE before it is freed, so
  * the queue's order is the blocks' order. */
-static void
+static __attribute__((noinline)) void
 tr_push(uint32_t kind, void *p, uint64_t size, int counted)
 {
     tr_lock();
@@ -493,7 +721,7 @@ tr_draw(tr_tls *me)
 }
 
 /* 1 when this allocation of `size` bytes is sampled. Thread-local only. */
-static inline int
+static __attribute__((noinline)) int
 tr_sample_hit(tr_tls *me, size_t size)
 {
     uint64_t gen = __atomic_load_n(&tr.gen, __ATOMIC_RELAXED);
@@ -534,6 +762,47 @@ tr_capture(int domain)
     return s;
 }
 
+/* The logging hooks' paths (MEM and OBJ: the GIL is held; full tracing):
+ * apart from the others, so they save only the registers they use. */
+static __attribute__((noinline)) void
+tr_on_alloc_logged(int domain, void *p, size_t size)
+{
+    tr_tls *me = &tr_me;
+    if (me->guard)
+        return;
+    me->guard = TR_OWN;
+    uint32_t stack = tr_capture(domain);
+    tr_sync();
+    if (tr.tracing)
+        tr_log_op(p, size, stack, tr_thread_slot_unlocked());
+    me->guard = 0;
+}
+
+static __attribute__((noinline)) void
+tr_on_free_logged(int domain, void *p)
+{
+    if (domain == TR_OBJ)
+        ht_stk_block_freed(p);
+    tr_sync();
+    if (tr.tracing)
+        tr_log_op(p, 0, HT_NONE, TR_LOG_REMOVE);
+}
+
+/* Applied at once (not logged). */
+static inline __attribute__((always_inline)) void
+tr_add_now(void *p, size_t size, uint32_t stack, int domain)
+{
+    tr_settle();
+    tr_add_unlocked(p, size, stack, domain);
+}
+
+static inline __attribute__((always_inline)) void
+tr_remove_now(void *p)
+{
+    tr_settle();
+    tr_remove_unlocked(p);
+}
+
 static __attribute__((noinline)) void
 tr_on_alloc(int domain, void *p, size_t size)
 {
@@ -549,8 +818,12 @@ tr_on_alloc(int domain, void *p, size_t size)
     me->guard = TR_OWN;
     uint32_t stack = tr_capture(domain);
     tr_sync();
-    if (tr.tracing)
-        tr_add_unlocked(p, size, stack, domain);
+    if (tr.tracing) {
+        if (tr_deferring())
+            tr_log_op(p, size, stack, tr_thread_slot_unlocked());
+        else
+            tr_add_now(p, size, stack, domain);
+    }
     me->guard = 0;
 }
 
@@ -565,8 +838,12 @@ tr_on_free(int domain, void *p)
         return;
     }
     tr_sync();
-    if (tr.tracing)
-        tr_remove_unlocked(p);
+    if (tr.tracing) {
+        if (tr_deferring())
+            tr_log_op(p, 0, HT_NONE, TR_LOG_REMOVE);
+        else
+            tr_remove_now(p);
+    }
 }
 
 static void *
@@ -578,16 +855,25 @@ tr_realloc(int domain, void *ptr, size_t size)
     if (g == TR_INNER || !tr_tracing())
         return o->realloc(o->ctx, ptr, size);
     int gil = domain != TR_RAW || PyGILState_Check();
+    int defer = gil && tr_deferring();
     /* The old block leaves the books before it can be freed and its address
      * handed to another thread. */
     int had_old = 0;
+    uint32_t logged = HT_NONE;  /* deferring: the log index of ptr's removal */
     tr_rec old = {0};
     if (ptr != NULL && (tr.sample == 0 || tr_filter_maybe(ptr))) {
         if (!gil)
             tr_push(TR_OP_REMOVE, ptr, 0, 0);  /* on failure the block stays untraced */
+        else if (defer) {
+            tr_sync();
+            if (tr.tracing) {
+                tr_log_op(ptr, 0, HT_NONE, TR_LOG_REMOVE);
+                logged = tr_nlog - 1;
+            }
+        }
         else {
             uint32_t i;
-            tr_sync();
+            tr_settle();
             if (tr.tracing && ht_bm_take(&tr.blocks, (uint64_t)(uintptr_t)ptr, &i)) {
                 old = tr.recs[i];
                 had_old = 1;
@@ -599,8 +885,13 @@ tr_realloc(int domain, void *ptr, size_t size)
     void *q = o->realloc(o->ctx, ptr, size);
     me->guard = g;
     if (q == NULL) {
-        if (had_old) {  /* ptr is still ours: back in the books (as a new record) */
-            tr_sync();
+        /* ptr is still ours. Its logged removal is still the log's last
+         * operation (the allocator's own calls pass through): dropped. */
+        if (logged != HT_NONE && tr_nlog == logged + 1 &&
+            tr_log[logged].addr == (uint64_t)(uintptr_t)ptr)
+            tr_nlog--;
+        if (had_old) {  /* back in the books (as a new record) */
+            tr_settle();
             if (tr.tracing)
                 tr_add_unlocked(ptr, old.size, old.stack, domain);
         }
@@ -615,9 +906,16 @@ tr_realloc(int domain, void *ptr, size_t size)
     }
     me->guard = TR_OWN;
     uint32_t stack = tr_capture(domain);
-    tr_sync();
-    if (tr.tracing)
-        tr_add_unlocked(q, size, stack, domain);
+    if (defer) {
+        tr_sync();
+        if (tr.tracing)
+            tr_log_op(q, size, stack, tr_thread_slot_unlocked());
+    }
+    else {
+        tr_settle();
+        if (tr.tracing)
+            tr_add_unlocked(q, size, stack, domain);
+    }
     me->guard = g;
     return q;
 }
@@ -628,10 +926,13 @@ tr_realloc(int domain, void *ptr, size_t size)
 static inline int
 tr_sample_skip(tr_tls *me, size_t size)
 {
-    int64_t c = me->countdown - (int64_t)size;
-    if (HT_LIKELY(c > 0 && (int64_t)size >= 0 &&
-                  me->sample_gen == __atomic_load_n(&tr.gen, __ATOMIC_RELAXED))) {
-        me->countdown = c;
+    /* sample_gen is only ever set to a sampling session's generation, and
+     * stop/clear/start bump it: equal means "sampling, this session", so no
+     * need to look at tr.tracing or tr.sample. The guard is tested here too:
+     * one branch for the whole fast path. The countdown is positive. */
+    if (HT_LIKELY((me->guard | (me->sample_gen ^ __atomic_load_n(&tr.gen, __ATOMIC_RELAXED))) == 0 &&
+                  size < (uint64_t)me->countdown)) {
+        me->countdown -= (int64_t)size;
         return 1;
     }
     return 0;
@@ -646,7 +947,7 @@ tr_malloc_traced(int d, size_t size)
     void *p = tr_orig[d].malloc(tr_orig[d].ctx, size);
     me->guard = 0;
     if (p != NULL)
-        tr_on_alloc(d, p, size);
+        (d != TR_RAW && tr_deferring() ? tr_on_alloc_logged : tr_on_alloc)(d, p, size);
     return p;
 }
 
@@ -658,7 +959,7 @@ tr_calloc_traced(int d, size_t n, size_t elsize)
     void *p = tr_orig[d].calloc(tr_orig[d].ctx, n, elsize);
     me->guard = 0;
     if (p != NULL)
-        tr_on_alloc(d, p, n * elsize);
+        (d != TR_RAW && tr_deferring() ? tr_on_alloc_logged : tr_on_alloc)(d, p, n * elsize);
     return p;
 }
 
@@ -673,29 +974,28 @@ tr_calloc_traced(int d, size_t n, size_t elsize)
     static void *tr_malloc_##NAME(void *ctx, size_t size)                      \
     {                                                                          \
         tr_tls *me = &tr_me;                                                   \
-        if (HT_UNLIKELY(me->guard != 0) || HT_UNLIKELY(!tr_tracing()))         \
-            return tr_orig[D].malloc(tr_orig[D].ctx, size);                    \
-        if (tr.sample != 0 && tr_sample_skip(me, size)) {                      \
+        if (tr_sample_skip(me, size)) {                                        \
             me->guard = TR_INNER;                                              \
             void *p = tr_orig[D].malloc(tr_orig[D].ctx, size);                 \
             me->guard = 0;                                                     \
             return p;                                                          \
         }                                                                      \
+        if (HT_UNLIKELY(me->guard != 0) || HT_UNLIKELY(!tr_tracing()))         \
+            return tr_orig[D].malloc(tr_orig[D].ctx, size);                    \
         return tr_malloc_traced(D, size);                                      \
     }                                                                          \
     static void *tr_calloc_##NAME(void *ctx, size_t n, size_t elsize)          \
     {                                                                          \
         tr_tls *me = &tr_me;                                                   \
         size_t total;                                                          \
-        if (HT_UNLIKELY(me->guard != 0) || HT_UNLIKELY(!tr_tracing()))         \
-            return tr_orig[D].calloc(tr_orig[D].ctx, n, elsize);               \
-        if (tr.sample != 0 && !__builtin_mul_overflow(n, elsize, &total) &&   \
-            tr_sample_skip(me, total)) {                                       \
+        if (!__builtin_mul_overflow(n, elsize, &total) && tr_sample_skip(me, total)) { \
             me->guard = TR_INNER;                                              \
             void *p = tr_orig[D].calloc(tr_orig[D].ctx, n, elsize);            \
             me->guard = 0;                                                     \
             return p;                                                          \
         }                                                                      \
+        if (HT_UNLIKELY(me->guard != 0) || HT_UNLIKELY(!tr_tracing()))         \
+            return tr_orig[D].calloc(tr_orig[D].ctx, n, elsize);               \
         return tr_calloc_traced(D, n, elsize);                                 \
     }                                                                          \
     static void *tr_realloc_##NAME(void *ctx, void *ptr, size_t size)          \
@@ -707,9 +1007,10 @@ tr_calloc_traced(int d, size_t n, size_t elsize)
      * filter was certainly not sampled (one load). */                        \
     static void tr_free_##NAME(void *ctx, void *p)                             \
     {                                                                          \
-        if (p != NULL && HT_LIKELY(tr_me.guard != TR_INNER) && tr_tracing() && \
-            (tr.sample == 0 || HT_UNLIKELY(tr_filter_maybe(p))))               \
-            tr_on_free(D, p);                                                  \
+        if (tr_sampling ? HT_UNLIKELY(tr_filter_maybe(p)) : 1) {               \
+            if (p != NULL && HT_LIKELY(tr_me.guard != TR_INNER) && tr_tracing()) \
+                (D != TR_RAW && tr_deferring() ? tr_on_free_logged : tr_on_free)(D, p); \
+        }                                                                      \
         tr_orig[D].free(tr_orig[D].ctx, p);                                    \
     }
 
@@ -775,6 +1076,7 @@ tr_uninstall(void)
 static void
 tr_free_state_unlocked(void)
 {
+    tr_nlog = 0;  /* its slots point into the pages freed here */
     ht_bm_free(&tr.blocks);
     ht_table_free(&tr.thread_index);
     free(tr.recs);
@@ -794,6 +1096,7 @@ tr_free_state_unlocked(void)
     tr.seq = tr.peak_seq = tr.current = tr.peak = 0;
     tr.allocated = tr.allocations = tr.lost = 0;
     tr.child_reset = 0;
+    tr_defer_update();
 }
 
 static void
@@ -867,7 +1170,9 @@ tr_py_start(PyObject *self, PyObject *args, PyObject *kw)
             return ht_error("already tracing with sample=%llu; stop() first",
                             (unsigned long long)tr.sample);
         if (tr.limit != (unsigned)frames) {
+            tr_settle();
             tr.limit = (unsigned)frames;  /* like tracemalloc: later stacks use the new limit */
+            tr_defer_update();
             ht_stk_forget_frames();       /* cached callers were cut to the old limit */
         }
         Py_RETURN_NONE;
@@ -896,6 +1201,8 @@ tr_py_start(PyObject *self, PyObject *args, PyObject *kw)
     tr.limit = (unsigned)frames;
     tr.sample = sample;
     tr.sample_d = (double)sample;
+    tr_defer_update();
+    tr_sampling = sample != 0;
     tr_install();
     tr_lock();
     __atomic_store_n(&tr.gen, tr.gen + 1, __ATOMIC_RELAXED);
@@ -912,6 +1219,7 @@ tr_py_stop(PyObject *self, PyObject *noargs)
     tr_lock();
     __atomic_store_n(&tr.tracing, 0, __ATOMIC_RELEASE);
     __atomic_store_n(&tr.gen, tr.gen + 1, __ATOMIC_RELAXED);
+    tr_sampling = 0;
     tr_unlock();
     tr_uninstall();
     tr_lock();
@@ -928,7 +1236,7 @@ tr_py_stop(PyObject *self, PyObject *noargs)
 uint64_t
 ht_tracer_current(void)
 {
-    tr_sync();
+    tr_settle();
     return tr.current;
 }
 
@@ -941,7 +1249,7 @@ tr_py_is_tracing(PyObject *self, PyObject *noargs)
 static PyObject *
 tr_py_clear(PyObject *self, PyObject *noargs)
 {
-    tr_sync();
+    tr_settle();
     if (tr.tracing)
         tr_clear_unlocked();
     Py_RETURN_NONE;
@@ -950,7 +1258,7 @@ tr_py_clear(PyObject *self, PyObject *noargs)
 static PyObject *
 tr_py_traced_memory(PyObject *self, PyObject *noargs)
 {
-    tr_sync();
+    tr_settle();
     uint64_t cur = tr.current, peak = tr.peak;
     return Py_BuildValue("(KK)", (unsigned long long)cur, (unsigned long long)peak);
 }
@@ -958,7 +1266,7 @@ tr_py_traced_memory(PyObject *self, PyObject *noargs)
 static PyObject *
 tr_py_reset_peak(PyObject *self, PyObject *noargs)
 {
-    tr_sync();
+    tr_settle();
     if (tr.tracing) {
         tr.peak = tr.current;
         tr.peak_seq = tr.seq;
@@ -986,7 +1294,7 @@ tr_memory_unlocked(void)
 static PyObject *
 tr_py_stats(PyObject *self, PyObject *noargs)
 {
-    tr_sync();
+    tr_settle();
     uint64_t v[9] = {tr.current, tr.peak, tr.allocated, tr.allocations, tr.blocks.count,
                      tr.nside, tr.lost, tr.seq, tr_memory_unlocked()};
     size_t stk = ht_stk_memory();
@@ -1004,7 +1312,7 @@ tr_py_stats(PyObject *self, PyObject *noargs)
 static PyObject *
 tr_py_memory(PyObject *self, PyObject *noargs)
 {
-    tr_sync();
+    tr_settle();
     size_t m = tr_memory_unlocked();
     return PyLong_FromSize_t(m + ht_stk_memory());
 }
@@ -1014,7 +1322,7 @@ tr_py_thread_stats(PyObject *self, PyObject *noargs)
 {
     tr_me.guard = TR_OWN;
     PyObject *out = NULL;
-    tr_sync();
+    tr_settle();
     uint32_t n = tr.nthreads;
     uint64_t current = tr.current;
     tr_thread *copy = malloc((n ? n : 1) * sizeof(tr_thread));
@@ -1075,7 +1383,7 @@ tr_copy_one(uint64_t addr, uint32_t i, void *arg)
 static int64_t
 tr_copy_traces(int at_peak, tr_copy **out, uint64_t *current, uint64_t *peak)
 {
-    tr_sync();
+    tr_settle();
     uint64_t n = tr.blocks.count + (at_peak ? tr.nside : 0);
     tr_copy *c = malloc((n ? n : 1) * sizeof(tr_copy));
     if (c == NULL) {
@@ -1290,7 +1598,7 @@ tr_py_object_traceback(PyObject *self, PyObject *obj)
     int k = tr_candidates(obj, cand);
     int found = 0;
     tr_copy c;
-    tr_sync();
+    tr_settle();
     for (int i = 0; i < k && !found; i++) {
         uint32_t v = ht_bm_find(&tr.blocks, cand[i]);
         if (v != UINT32_MAX) {
@@ -1313,6 +1621,23 @@ tr_py_object_traceback(PyObject *self, PyObject *obj)
     return out;
 }
 
+/* Tests: the record capacity from which full tracing logs its operations
+ * (0: always, so small workloads exercise the log). Returns the old one. */
+static PyObject *
+tr_py_defer_min(PyObject *self, PyObject *arg)
+{
+    unsigned long n = PyLong_AsUnsignedLong(arg);
+    if (n == (unsigned long)-1 && PyErr_Occurred())
+        return NULL;
+    if (n > UINT32_MAX)
+        return ht_error("defer_min must be at most %u", UINT32_MAX);
+    uint32_t old = tr_defer_recs;
+    tr_settle();
+    tr_defer_recs = (uint32_t)n;
+    tr_defer_update();
+    return PyLong_FromUnsignedLong(old);
+}
+
 static PyMethodDef tr_methods[] = {
     {"_tracer_start", (PyCFunction)(void (*)(void))tr_py_start, METH_VARARGS | METH_KEYWORDS,
      "_tracer_start(frames=128, sample=0): install the hooks and start recording."},
@@ -1326,6 +1651,8 @@ static PyMethodDef tr_methods[] = {
     {"_tracer_memory", tr_py_memory, METH_NOARGS, "Bytes used by the tracer's own tables."},
     {"_tracer_thread_stats", tr_py_thread_stats, METH_NOARGS, "(current, [(thread ident, current, peak)]), read together."},
     {"_tracer_snapshot", tr_py_snapshot, METH_O, "_tracer_snapshot(at_peak) -> snapshot handle."},
+    {"_tracer_defer_min", tr_py_defer_min, METH_O,
+     "_tracer_defer_min(records) -> old: full tracing logs its operations from this record capacity up."},
     {"_tracer_object_traceback", tr_py_object_traceback, METH_O,
      "Frames (filename, lineno, name) where obj was allocated, most recent first, or None."},
     {NULL},

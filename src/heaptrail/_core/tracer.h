@@ -71,7 +71,9 @@
  *     creation out of line (bm_page had been saving registers for it: 18 of
  *     its 38 Ir a call), put/take fast path inline in blockmap.h (-90 Ir).
  *   - the books' add/forget always_inline into the hook paths (-50 Ir).
- * Left (full, per allocation): stack capture ~150 Ir (PyEval_GetFrame 15,
+ * Third pass: see tracer.c's header (the log of deferred operations, the
+ * capture memo, the sampling fast paths).
+ * Left after the second pass (full, per allocation): stack capture ~150 Ir (PyEval_GetFrame 15,
  * PyFrame_GetLasti 11, PyGC_Disable/Enable 14, memo hit for 80% of the
  * captures, a walk + intern for the rest), the books ~90, block map ~65,
  * the wrapper ~45. Tried and not kept: nothing reverted in this pass; not
@@ -100,9 +102,10 @@
  * resize): the capture disables the collector around it (PyGC_Disable),
  * which 3.12+ does not need (collections are deferred to the eval loop).
  *
- * Locking. "The books" (block table, records, counters, thread slots) and
- * the stack tables are protected by the GIL: MEM and OBJ hooks always hold
- * it, so their hot path takes no lock and does no atomic operation. A RAW
+ * Locking. "The books" (block table, records, counters, thread slots), the
+ * log of deferred operations (tracer.c) and the stack tables are protected
+ * by the GIL: MEM and OBJ hooks always hold it, so their hot path takes no
+ * lock and does no atomic operation. A RAW
  * hook called without the GIL (PyGILState_Check) never touches the books:
  * it queues its operation (ADD after the block is allocated, REMOVE before
  * it is freed, so the queue order is the blocks' order) under a spinlock,
@@ -138,7 +141,7 @@
  * so totals are unbiased. The relative standard error of a total T made of
  * blocks much smaller than B is about sqrt(B/T) (512 KiB over 1 GiB: 2.2%).
  * An unsampled allocation touches only thread-local state. Its free must not
- * take the lock either: a counting filter (16384 atomic byte counters, sticky
+ * take the lock either: a counting filter (4096 atomic byte counters (16384 before the third pass), sticky
  * at 255, indexed by a hash of the address) is incremented/decremented under the lock when a
  * sampled block is added/removed and read without the lock on free; zero
  * means "certainly not sampled". It cannot miss: the block's insertion
