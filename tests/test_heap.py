@@ -456,3 +456,29 @@ def test_class_with_a_non_str_key_is_walked_guarded():
     assert [sys.getrefcount(o) for o in objs] == before
     assert dict((l, a) for a, l in targets(snap, w)) == {".name": id(w.name), "type": id(odd)}
     assert snap.record(w).size == sys.getsizeof(w)
+
+
+def test_excluded_type_left_out_when_it_is_a_root():
+    """An excluded class whose instance sits in sys.modules (found as a root before the
+    gc listing) is still left out, like the same class's other instances."""
+    import types
+
+    from heaptrail import _core
+
+    class LazyModule(types.ModuleType):
+        pass
+
+    class Kept:
+        pass
+
+    mod = LazyModule("heaptrail_test_lazy_module")
+    kept = Kept()
+    sys.modules[mod.__name__] = mod
+    try:
+        h = _core.heap_snapshot(True, (LazyModule, Kept), 0)
+        addrs = {h.record(i)[0] for i in range(h.n)}
+    finally:
+        del sys.modules[mod.__name__]
+    assert id(mod) not in addrs
+    assert id(kept) not in addrs
+    assert id(sys.modules) in addrs

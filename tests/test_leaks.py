@@ -369,3 +369,23 @@ def test_new_objects_leave_out_tuples_referring_to_an_object():
         assert without.get("tuple", 0) == kinds["tuple"] - 1
     finally:
         del HELD[:]
+
+
+class _SizeofReadsReferrers:
+    """A __sizeof__ in Python that reads every big list referring to it: the counting pass
+    sizes it while letting go of gc.get_objects()' list, which it must not find."""
+
+    def __sizeof__(self):
+        import gc
+
+        for r in gc.get_referrers(self):
+            if type(r) is list and len(r) > 1000:
+                sum(1 for o in r)  # a NULL item here would crash
+        return 48
+
+
+def test_check_with_a_python_sizeof_that_reads_its_referrers():
+    holder = _SizeofReadsReferrers()
+    report = leaks.check(lambda: None, runs=2, warmup=0)
+    assert report.kinds == []
+    assert holder.__sizeof__() == 48

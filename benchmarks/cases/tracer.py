@@ -77,6 +77,10 @@ CASES = [
     Case("tracer-alloc-heavy",
          "instances, dicts, lists, json round trips (~1.5 s untraced), traced by each tool",
          lambda: _workload("alloc_heavy"), _tools(), repeat=3, baseline="none"),
+    Case("tracer-alloc-mixed",
+         "alloc_heavy's objects diluted by allocation-free computation, calibrated so that "
+         "tracemalloc with 1 frame costs ~4x (the workload issue 4 quotes), traced by each tool",
+         lambda: _workload("alloc_mixed"), _tools(), repeat=3, baseline="none"),
     Case("tracer-deep-recursion",
          "allocations 200 frames deep, traced by each tool",
          lambda: _workload("deep_recursion"), _tools(), repeat=3, baseline="none"),

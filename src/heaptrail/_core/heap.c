@@ -535,6 +535,7 @@ typedef struct {
 #define HT_HW_RECENT 32      /* chunks remembered: one per allocation stream */
 #define HT_HW_ADD_LISTED 1   /* ht_hw_add_ex: listed by gc.get_objects() */
 #define HT_HW_ADD_DICT 2     /* ht_hw_add_ex: an owner's __dict__ */
+#define HT_HW_ADD_ROOT 4     /* ht_hw_add_ex: a root (found before the listed objects) */
 
 typedef struct {
     ht_heap *h;
@@ -712,7 +713,7 @@ ht_hw_add_ex(ht_hw *w, PyObject *op, int how)
      * only listed objects need a look, unless one of the types can have
      * untracked instances; an owner's __dict__ can only be excluded by a
      * dict subclass */
-    int check = (how & HT_HW_ADD_LISTED) ||
+    int check = (how & (HT_HW_ADD_LISTED | HT_HW_ADD_ROOT)) ||
                 (w->ex_untracked && (!(how & HT_HW_ADD_DICT) || w->ex_dict));
     for (Py_ssize_t k = 0; check && k < PyTuple_GET_SIZE(w->exclude_types); k++) {
         if ((PyObject *)Py_TYPE(op) == PyTuple_GET_ITEM(w->exclude_types, k)) {
@@ -2011,7 +2012,7 @@ ht_hw_record(ht_hw *w, uint32_t i)
 static void
 ht_hw_root(ht_hw *w, PyObject *op, uint32_t flag)
 {
-    uint32_t i = ht_hw_add(w, op);
+    uint32_t i = ht_hw_add_ex(w, op, HT_HW_ADD_ROOT);
     if (i != HT_NONE)
         w->h->flags[i] |= HT_OBJ_ROOT | flag;
 }

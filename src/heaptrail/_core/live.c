@@ -433,6 +433,10 @@ ht_live_types_count_owned(ht_live_types *t, PyObject *all, ht_live_rec *record)
 {
     Py_ssize_t n = PyList_GET_SIZE(all);
     int rc = 0;
+    /* sizing may run a __sizeof__ written in Python: gc.get_referrers() or
+     * gc.get_objects() there must not find this list half emptied */
+    if (PyObject_GC_IsTracked(all))
+        PyObject_GC_UnTrack(all);
     for (Py_ssize_t i = 0; i < n; i++) {
         if (i + HT_LIVE_AHEAD < n) /* written: the reference is let go below */
             __builtin_prefetch((char *)PyList_GET_ITEM(all, i + HT_LIVE_AHEAD) + sizeof(Py_ssize_t), 1);
