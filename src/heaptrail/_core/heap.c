@@ -609,16 +609,17 @@ ht_hw_grow_objects(ht_hw *w, size_t need)
 
 /* ---- the walk's address index ------------------------------------------
  * address -> object index, laid out by address: the address space is cut in
- * chunks of 1 KiB; the shared hash table maps a chunk to a block of 64
+ * chunks of 4 KiB; the shared hash table maps a chunk to a block of 256
  * slots, one per 16 bytes (every object is at least 16 bytes long, so two
  * objects never share a slot, whatever their alignment). The walk looks up
  * the referents of each object, which the allocator mostly put near it, in
  * about the order they were allocated: consecutive lookups then fall in the
  * same block, often the same cache line, where a hash of the full address
  * sent each one to a random slot of a table far bigger than the caches (a
- * cache and TLB miss per edge). The chunk table is small (one entry per KiB
- * of heap) and the last chunk is remembered. Memory: 256 bytes per chunk
- * that holds an object, at most 256 per object, typically ~4-8. */
+ * cache and TLB miss per edge). The chunk table is small (one entry per
+ * 4 KiB of heap) and recent chunks are remembered. Memory: 1 KiB per chunk
+ * that holds an object: a quarter of the heap bytes it covers where objects
+ * are dense (about 15 bytes for a 60-byte object), at most 1 KiB per object. */
 #define HT_HW_CHUNK_SHIFT 12
 #define HT_HW_CHUNK_SLOTS 256
 
@@ -2922,7 +2923,7 @@ static PyTypeObject ht_handle_type = {
 };
 
 /* ---- a floor for the benchmarks ---------------------------------------------
- * heap_touch_floor() -> (tracked objects, edges): the memory traffic no walk
+ * heap_touch_floor() -> (tracked objects, edges, 0|1): the memory traffic no walk
  * of this heap can avoid, timed alone (benchmarks/cases/heap.py): every
  * gc-tracked object found as the walk finds them and traversed, and the
  * header of every edge's target read. No index, nothing recorded. */
