@@ -1,6 +1,8 @@
 /* hashtable.c - open addressing table with backward-shift deletion. */
 #include "hashtable.h"
 
+#include "bigmem.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,14 +21,16 @@ ht__capacity_for(size_t expected)
 static int
 ht__alloc(ht_table *t, size_t cap, int with_values)
 {
-    t->keys = calloc(cap, sizeof(uint64_t));
+    /* bigmem blocks: a big table freed must not raise malloc's mapping
+     * threshold (see bigmem.h) */
+    t->keys = ht_big_alloc_zero(cap * sizeof(uint64_t), 0);
     t->values = NULL;
     if (t->keys == NULL)
         return -1;
     if (with_values) {
-        t->values = malloc(cap * sizeof(uint64_t));
+        t->values = ht_big_alloc(cap * sizeof(uint64_t), 0);
         if (t->values == NULL) {
-            free(t->keys);
+            ht_big_free(t->keys);
             t->keys = NULL;
             return -1;
         }
@@ -53,8 +57,8 @@ void
 ht_table_free(ht_table *t)
 {
     int with_values = t->with_values;
-    free(t->keys);
-    free(t->values);
+    ht_big_free(t->keys);
+    ht_big_free(t->values);
     memset(t, 0, sizeof(*t));
     t->with_values = with_values;
 }
@@ -106,8 +110,8 @@ ht__grow(ht_table *t)
                 bigger.values[j] = t->values[i];
         }
     }
-    free(t->keys);
-    free(t->values);
+    ht_big_free(t->keys);
+    ht_big_free(t->values);
     *t = bigger;
     return 0;
 }

@@ -60,12 +60,11 @@
 #include <string.h>
 
 #include "graph.h"
+#include "bigmem.h"
 #include "hashtable.h"
 #include "query.h"
 #include "size.h"
 #include <structmember.h>
-/* mremap: Python.h defines _GNU_SOURCE */
-#include <sys/mman.h>
 
 #define HT_HW_IN_LIST (1u << 31) /* walk-time flag: listed by gc.get_objects() */
 #define HT_HW_HELD (1u << 30)    /* walk-time flag: the walk holds a reference */
@@ -73,101 +72,15 @@
 #define HT_LABEL_MAX 60     /* characters kept of a dict key in a label */
 
 
-/* ---- big arrays on huge pages -------------------------------------------
+/* ---- big arrays ----------------------------------------------------------
  * The snapshot's arrays (per-object columns, edges, the string table) and
  * the walk's (object pointers, the address index) are read and written all
  * over as the walk goes: on 4 KiB pages nearly every access to them missed
  * the TLB, and the kernel took a page fault per 4 KiB to hand them out.
- * Blocks of HT_BIG_MMAP bytes or more are therefore mappings of their own
- * with transparent huge pages asked for (madvise), released to the system
- * when freed: that took the whole snapshot from 0.345 s to 0.300 s on
- * benchmarks/cases/heap.py (1.45M objects). They are not malloc blocks
- * because the advice must not land on the malloc heap (it would split the
- * program's [heap] mapping, and stay after the snapshot). Smaller blocks,
- * and every block under ASan (which checks malloc blocks only), come from
- * malloc. The advice is best effort: a kernel without THP ignores it, and a
- * failure costs only speed. Every block starts with a header saying which
- * kind it is; these blocks are freed with ht_big_free, never free(). */
-#define HT_BIG_HDR 64                      /* keeps the data 64-byte aligned */
-#define HT_BIG_MMAP ((size_t)4 << 20)
-#if defined(__linux__) && defined(MREMAP_MAYMOVE) && !defined(__SANITIZE_ADDRESS__)
-#define HT_BIG_USE_MMAP 1
-#else
-#define HT_BIG_USE_MMAP 0
-#endif
-
-typedef struct {
-    size_t maplen;   /* length of the mapping, 0 for a malloc block */
-    size_t size;     /* bytes of data asked for */
-} ht_big_hdr;
-
-static void *
-ht_big_realloc(void *p, size_t n)
-{
-    char *base = p ? (char *)p - HT_BIG_HDR : NULL;
-    size_t maplen = base ? ((ht_big_hdr *)base)->maplen : 0;
-    size_t old = base ? ((ht_big_hdr *)base)->size : 0;
-    size_t need = n + HT_BIG_HDR;
-    if (need < n)
-        return NULL;
-#if HT_BIG_USE_MMAP
-    if (maplen || need >= HT_BIG_MMAP) {
-        char *q;
-        if (maplen) {
-            q = mremap(base, maplen, need, MREMAP_MAYMOVE);
-        } else {
-            q = mmap(NULL, need, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-            if (q != MAP_FAILED && base) {
-                memcpy(q + HT_BIG_HDR, p, old < n ? old : n);
-                free(base);
-            }
-        }
-        if (q == MAP_FAILED)
-            return NULL;
-        (void)madvise(q, need, MADV_HUGEPAGE);
-        ((ht_big_hdr *)q)->maplen = need;
-        ((ht_big_hdr *)q)->size = n;
-        return q + HT_BIG_HDR;
-    }
-#endif
-    char *q = realloc(base, need);
-    if (q == NULL)
-        return NULL;
-    ((ht_big_hdr *)q)->maplen = 0;
-    ((ht_big_hdr *)q)->size = n;
-    return q + HT_BIG_HDR;
-}
-
-static void *
-ht_big_alloc(size_t n)
-{
-    return ht_big_realloc(NULL, n);
-}
-
-/* A block of n zero bytes (fresh mappings come zeroed). */
-static void *
-ht_big_alloc_zero(size_t n)
-{
-    void *p = ht_big_alloc(n);
-    if (p && ((ht_big_hdr *)((char *)p - HT_BIG_HDR))->maplen == 0)
-        memset(p, 0, n);
-    return p;
-}
-
-static void
-ht_big_free(void *p)
-{
-    if (p == NULL)
-        return;
-    char *base = (char *)p - HT_BIG_HDR;
-#if HT_BIG_USE_MMAP
-    if (((ht_big_hdr *)base)->maplen) {
-        munmap(base, ((ht_big_hdr *)base)->maplen);
-        return;
-    }
-#endif
-    free(base);
-}
+ * They are bigmem.h blocks with HT_BIG_HUGE (mappings of their own, huge
+ * pages asked for): that took the whole snapshot from 0.345 s to 0.300 s on
+ * benchmarks/cases/heap.py (1.45M objects). They are freed with
+ * ht_big_free, never free(). */
 
 /* ======================================================================
  * string table
@@ -196,7 +109,7 @@ ht_strtab_append(ht_strtab *s, const char *p, size_t n)
         return HT_NONE;
     if (s->offset_cap < (size_t)s->count + 2) {
         size_t cap = s->offset_cap ? s->offset_cap * 2 : 1024;
-        uint64_t *o = ht_big_realloc(s->offset, cap * sizeof(uint64_t));
+        uint64_t *o = ht_big_realloc(s->offset, cap * sizeof(uint64_t), HT_BIG_HUGE);
         if (o == NULL)
             return HT_NONE;
         s->offset = o;
@@ -208,7 +121,7 @@ ht_strtab_append(ht_strtab *s, const char *p, size_t n)
         size_t cap = s->data_cap ? s->data_cap * 2 : 16384;
         while (cap < s->data_len + n)
             cap *= 2;
-        char *d = ht_big_realloc(s->data, cap);
+        char *d = ht_big_realloc(s->data, cap, HT_BIG_HUGE);
         if (d == NULL)
             return HT_NONE;
         s->data = d;
@@ -228,7 +141,7 @@ static int
 ht_strtab_reserve(ht_strtab *s, size_t count, size_t data_len)
 {
     if (s->offset_cap < count + 2) {
-        uint64_t *o = ht_big_realloc(s->offset, (count + 2) * sizeof(uint64_t));
+        uint64_t *o = ht_big_realloc(s->offset, (count + 2) * sizeof(uint64_t), HT_BIG_HUGE);
         if (o == NULL)
             return -1;
         if (s->offset_cap == 0)
@@ -237,7 +150,7 @@ ht_strtab_reserve(ht_strtab *s, size_t count, size_t data_len)
         s->offset_cap = count + 2;
     }
     if (s->data_cap < data_len) {
-        char *d = ht_big_realloc(s->data, data_len);
+        char *d = ht_big_realloc(s->data, data_len, HT_BIG_HUGE);
         if (d == NULL)
             return -1;
         s->data = d;
@@ -355,7 +268,7 @@ ht_heap_resize_objects(ht_heap *h, size_t cap)
 {
 #define HT_GROW(field)                                                 \
     do {                                                               \
-        void *p_ = ht_big_realloc(h->field, cap * sizeof(*h->field) + 8); \
+        void *p_ = ht_big_realloc(h->field, cap * sizeof(*h->field) + 8, HT_BIG_HUGE); \
         if (p_ == NULL)                                                \
             return -1;                                                 \
         h->field = p_;                                                 \
@@ -378,8 +291,8 @@ ht_heap_alloc(ht_heap *h, uint32_t n, uint32_t m)
 {
     if (ht_heap_resize_objects(h, (size_t)n + 1) < 0)
         goto oom;
-    h->edge_dst = ht_big_alloc((size_t)m * sizeof(uint32_t) + 8);
-    h->edge_label = ht_big_alloc((size_t)m * sizeof(uint32_t) + 8);
+    h->edge_dst = ht_big_alloc((size_t)m * sizeof(uint32_t) + 8, HT_BIG_HUGE);
+    h->edge_label = ht_big_alloc((size_t)m * sizeof(uint32_t) + 8, HT_BIG_HUGE);
     if (h->edge_dst == NULL || h->edge_label == NULL)
         goto oom;
     h->n = n;
@@ -595,11 +508,11 @@ ht_hw_grow_objects(ht_hw *w, size_t need)
         cap *= 2;
     if (ht_heap_resize_objects(w->h, cap + 1) < 0)
         return -1;
-    PyObject **o = ht_big_realloc(w->objs, cap * sizeof(PyObject *));
+    PyObject **o = ht_big_realloc(w->objs, cap * sizeof(PyObject *), HT_BIG_HUGE);
     if (o == NULL)
         return -1;
     w->objs = o;
-    uint64_t *r = ht_big_realloc(w->refcnt, cap * sizeof(uint64_t));
+    uint64_t *r = ht_big_realloc(w->refcnt, cap * sizeof(uint64_t), HT_BIG_HUGE);
     if (r == NULL)
         return -1;
     w->refcnt = r;
@@ -632,9 +545,9 @@ ht_hw_reserve_slots(ht_hw *w, size_t cap)
     uint32_t *s;
     if (w->slots == NULL) {
         /* fresh pages come zeroed: no block needs clearing when made */
-        s = ht_big_alloc_zero(cap * sizeof(uint32_t));
+        s = ht_big_alloc_zero(cap * sizeof(uint32_t), HT_BIG_HUGE);
     } else {
-        s = ht_big_realloc(w->slots, cap * sizeof(uint32_t));
+        s = ht_big_realloc(w->slots, cap * sizeof(uint32_t), HT_BIG_HUGE);
         if (s != NULL)
             memset(s + w->slots_cap, 0, (cap - w->slots_cap) * sizeof(uint32_t));
     }
@@ -919,11 +832,11 @@ ht_hw_reserve_edges(ht_hw *w, size_t cap)
         cap = UINT32_MAX - 1;
     if (cap <= w->mcap)
         return h->m < w->mcap ? 0 : -1;
-    uint32_t *d = ht_big_realloc(h->edge_dst, cap * sizeof(uint32_t));
+    uint32_t *d = ht_big_realloc(h->edge_dst, cap * sizeof(uint32_t), HT_BIG_HUGE);
     if (d == NULL)
         return -1;
     h->edge_dst = d;
-    uint32_t *l = ht_big_realloc(h->edge_label, cap * sizeof(uint32_t));
+    uint32_t *l = ht_big_realloc(h->edge_label, cap * sizeof(uint32_t), HT_BIG_HUGE);
     if (l == NULL)
         return -1;
     h->edge_label = l;
@@ -2179,10 +2092,10 @@ ht_hw_finish(ht_hw *w)
 {
     ht_heap *h = w->h;
     h->edge_start[h->n] = h->m;
-    uint32_t *d = ht_big_realloc(h->edge_dst, (size_t)h->m * sizeof(uint32_t) + 8);
+    uint32_t *d = ht_big_realloc(h->edge_dst, (size_t)h->m * sizeof(uint32_t) + 8, HT_BIG_HUGE);
     if (d)
         h->edge_dst = d;
-    uint32_t *l = ht_big_realloc(h->edge_label, (size_t)h->m * sizeof(uint32_t) + 8);
+    uint32_t *l = ht_big_realloc(h->edge_label, (size_t)h->m * sizeof(uint32_t) + 8, HT_BIG_HUGE);
     if (l)
         h->edge_label = l;
     ht_heap_resize_objects(h, (size_t)h->n + 1);

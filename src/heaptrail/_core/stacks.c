@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bigmem.h"
+
 /* A node not yet asked for its "outermost frame dropped" twin. */
 #define STK_UNKNOWN (UINT32_MAX - 1)
 /* Size of the GC header that precedes a frame object in its block
@@ -64,7 +66,7 @@ stk_grow(void **p, size_t *cap, size_t need, size_t elem)
     size_t c = *cap ? *cap * 2 : 256;
     while (c < need)
         c *= 2;
-    void *q = realloc(*p, c * elem);
+    void *q = ht_big_realloc(*p, c * elem, 0);
     if (q == NULL)
         return -1;
     *p = q;
@@ -88,7 +90,7 @@ ht_stk_reset(int decref)
     if (decref)
         for (uint32_t i = 0; i < stk_count; i++)
             Py_DECREF(stk_nodes[i].code);
-    free(stk_nodes);
+    ht_big_free(stk_nodes);
     stk_nodes = NULL;
     stk_count = stk_cap = 0;
     ht_table_free(&stk_index);
@@ -96,10 +98,10 @@ ht_stk_reset(int decref)
     ht_table_free(&ht_stk_frames);
     memset(ht_stk_filter, 0, sizeof(ht_stk_filter));
     memset(ht_stk_memo, 0, sizeof(ht_stk_memo));
-    free(stk_buf);
+    ht_big_free(stk_buf);
     stk_buf = NULL;
     stk_buf_cap = 0;
-    free(stk_chain);
+    ht_big_free(stk_chain);
     stk_chain = NULL;
     stk_chain_cap = 0;
 }

@@ -80,6 +80,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bigmem.h"
 #include "blockmap.h"
 #include "runcap.h"  /* runcap: heaptrail run streams the books' changes */
 #include "hashtable.h"
@@ -256,15 +257,15 @@ tr_rec_grow_unlocked(void)
         if (cap <= tr.caprecs)
             return HT_NONE;
         /* the index stacks can hold every record, so pushes never fail */
-        tr_rec *r = realloc(tr.recs, (size_t)cap * sizeof(tr_rec));
+        tr_rec *r = ht_big_realloc(tr.recs, (size_t)cap * sizeof(tr_rec), 0);
         if (r == NULL)
             return HT_NONE;
         tr.recs = r;
-        uint32_t *f = realloc(tr.freestk, (size_t)cap * sizeof(uint32_t));
+        uint32_t *f = ht_big_realloc(tr.freestk, (size_t)cap * sizeof(uint32_t), 0);
         if (f == NULL)
             return HT_NONE;
         tr.freestk = f;
-        uint32_t *sd = realloc(tr.side, (size_t)cap * sizeof(uint32_t));
+        uint32_t *sd = ht_big_realloc(tr.side, (size_t)cap * sizeof(uint32_t), 0);
         if (sd == NULL)
             return HT_NONE;
         tr.side = sd;
@@ -669,7 +670,7 @@ tr_push(uint32_t kind, void *p, uint64_t size, int counted)
         goto drop;
     if (tr.nqueue == tr.capqueue) {
         size_t cap = tr.capqueue ? tr.capqueue * 2 : 256;
-        tr_op *q = realloc(tr.queue, cap * sizeof(tr_op));
+        tr_op *q = ht_big_realloc(tr.queue, cap * sizeof(tr_op), 0);
         if (q == NULL) {
             __atomic_fetch_add(&tr_qlost, 1, __ATOMIC_RELAXED);
             goto drop;
@@ -1079,13 +1080,13 @@ tr_free_state_unlocked(void)
     tr_nlog = 0;  /* its slots point into the pages freed here */
     ht_bm_free(&tr.blocks);
     ht_table_free(&tr.thread_index);
-    free(tr.recs);
-    free(tr.freestk);
-    free(tr.side);
+    ht_big_free(tr.recs);
+    ht_big_free(tr.freestk);
+    ht_big_free(tr.side);
     tr.freestk = tr.side = NULL;
     free(tr.threads);
     __atomic_store_n(&tr.filter, NULL, __ATOMIC_RELEASE);  /* the array itself is static */
-    free(tr.queue);
+    ht_big_free(tr.queue);
     tr.queue = NULL;
     tr.nqueue = tr.capqueue = 0;
     __atomic_store_n(&tr_slow, 0, __ATOMIC_RELAXED);

@@ -1,0 +1,110 @@
+/* bigmem.c - big growable arrays as mappings of their own (see bigmem.h). */
+#define _GNU_SOURCE 1 /* mremap */
+#include "bigmem.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define HT_BIG_HDR 64                    /* keeps the data 64-byte aligned */
+#define HT_BIG_MAP_MIN ((size_t)128 << 10) /* glibc's own initial threshold */
+#if defined(__linux__) && defined(MREMAP_MAYMOVE) && !defined(__SANITIZE_ADDRESS__)
+#define HT_BIG_USE_MMAP 1
+#else
+#define HT_BIG_USE_MMAP 0
+#endif
+
+typedef struct {
+    size_t maplen;   /* length of the mapping, 0 for a malloc block */
+    size_t size;     /* bytes of data asked for */
+    int flags;       /* HT_BIG_* the block was made with */
+} ht_big_hdr;
+
+#if HT_BIG_USE_MMAP
+/* Moves the block at base (maplen 0: a malloc block) to a mapping of need
+ * bytes; NULL on failure. */
+static char *
+ht_big__map(char *base, size_t maplen, size_t need, size_t keep, int flags)
+{
+    char *q;
+    if (maplen) {
+        q = mremap(base, maplen, need, MREMAP_MAYMOVE);
+    } else {
+        q = mmap(NULL, need, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (q != MAP_FAILED && base) {
+            memcpy(q + HT_BIG_HDR, base + HT_BIG_HDR, keep);
+            free(base);
+        }
+    }
+    if (q == MAP_FAILED)
+        return NULL;
+    if (flags & HT_BIG_HUGE)
+        (void)madvise(q, need, MADV_HUGEPAGE); /* best effort: only speed is lost */
+    ((ht_big_hdr *)q)->maplen = need;
+    return q;
+}
+#endif
+
+void *
+ht_big_realloc(void *p, size_t n, int flags)
+{
+    char *base = p ? (char *)p - HT_BIG_HDR : NULL;
+    size_t maplen = base ? ((ht_big_hdr *)base)->maplen : 0;
+    size_t old = base ? ((ht_big_hdr *)base)->size : 0;
+    if (base)
+        flags = ((ht_big_hdr *)base)->flags;
+    size_t need = n + HT_BIG_HDR;
+    if (need < n)
+        return NULL;
+    char *q;
+#if HT_BIG_USE_MMAP
+    if (maplen || need >= HT_BIG_MAP_MIN) {
+        q = ht_big__map(base, maplen, need, old < n ? old : n, flags);
+        if (q == NULL)
+            return NULL;
+    } else
+#endif
+    {
+        (void)maplen;
+        (void)old;
+        q = realloc(base, need);
+        if (q == NULL)
+            return NULL;
+        ((ht_big_hdr *)q)->maplen = 0;
+    }
+    ((ht_big_hdr *)q)->size = n;
+    ((ht_big_hdr *)q)->flags = flags;
+    return q + HT_BIG_HDR;
+}
+
+void *
+ht_big_alloc(size_t n, int flags)
+{
+    return ht_big_realloc(NULL, n, flags);
+}
+
+void *
+ht_big_alloc_zero(size_t n, int flags)
+{
+    void *p = ht_big_alloc(n, flags);
+    /* fresh mappings come zeroed */
+    if (p && ((ht_big_hdr *)((char *)p - HT_BIG_HDR))->maplen == 0)
+        memset(p, 0, n);
+    return p;
+}
+
+void
+ht_big_free(void *p)
+{
+    if (p == NULL)
+        return;
+    char *base = (char *)p - HT_BIG_HDR;
+#if HT_BIG_USE_MMAP
+    if (((ht_big_hdr *)base)->maplen) {
+        munmap(base, ((ht_big_hdr *)base)->maplen);
+        return;
+    }
+#endif
+    free(base);
+}

@@ -1,0 +1,42 @@
+/* bigmem.h - big growable arrays as mappings of their own.
+ *
+ * Why: glibc serves a block of 128 KiB or more with a mapping of its own,
+ * but freeing one raises its threshold to that block's size (up to 32 MiB),
+ * so the next blocks of that size come from the program's malloc heap,
+ * where they stay resident after free() wherever a live block sits above
+ * them. A tracer started and stopped twice, or a snapshot taken twice, then
+ * left the program's peak RSS higher by the size of its tables (measured:
+ * 49 MB, then 54 and 56 MB across three traced runs of alloc_heavy; 49 MB
+ * each time with these arrays as mappings). Blocks of HT_BIG_MAP_MIN bytes
+ * or more are mmap'd here (grown with mremap, unmapped when freed), so the
+ * profiler neither moves malloc's threshold nor pins memory in the
+ * program's heap. Smaller blocks, and every block under ASan (which checks
+ * malloc blocks only), come from malloc.
+ *
+ * HT_BIG_HUGE asks for transparent huge pages (madvise, best effort) on a
+ * block's mapping: for arrays read all over (the heap walk's), where 4 KiB
+ * pages cost a TLB miss per access. Not for the tracer's tables: a huge page
+ * is resident whole, and tracing's memory is measured.
+ *
+ * Every block starts with a header saying what it is: blocks from here are
+ * freed with ht_big_free, never free(). */
+#ifndef HT_BIGMEM_H
+#define HT_BIGMEM_H
+
+#include <stddef.h>
+
+#define HT_BIG_HUGE 1   /* flags: transparent huge pages for the mapping */
+
+/* Resizes block p (NULL: a new block) to n bytes, keeping the first
+ * min(old, n) bytes; NULL on failure (p is then untouched). flags apply
+ * when a mapping is made. */
+void *ht_big_realloc(void *p, size_t n, int flags);
+
+/* A new block of n bytes; of n zero bytes. NULL on failure. */
+void *ht_big_alloc(size_t n, int flags);
+void *ht_big_alloc_zero(size_t n, int flags);
+
+/* Frees a block from here (NULL: nothing). */
+void ht_big_free(void *p);
+
+#endif
