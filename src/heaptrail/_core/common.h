@@ -33,6 +33,13 @@ PyObject *ht_error(const char *fmt, ...);
 /* Sets an OSError from errno with the file name; returns NULL. */
 PyObject *ht_error_os(const char *path);
 
+/* gc.<name>(): a new reference, or NULL with an exception set. */
+PyObject *ht_gc_call(const char *name);
+
+/* gc.get_objects() as a new reference to a list, or NULL with an exception
+ * set (TypeError if what came back is not a list). */
+PyObject *ht_gc_objects(void);
+
 /* The concepts' init functions, called once by module.c. Each returns 0 or
  * -1 with an exception set. */
 int ht_proc_init(PyObject *m);

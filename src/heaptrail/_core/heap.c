@@ -2108,40 +2108,10 @@ ht_hw_finish(ht_hw *w)
 static int
 ht_hw_collect(void)
 {
-    PyObject *gc = PyImport_ImportModule("gc");
-    if (gc == NULL)
-        return -1;
-    PyObject *r = PyObject_CallMethod(gc, "collect", NULL);
-    Py_DECREF(gc);
+    PyObject *r = ht_gc_call("collect");
     Py_XDECREF(r);
     return r ? 0 : -1;
 }
-
-/* gc.<name>() */
-static PyObject *
-ht_hw_gc_call(const char *name)
-{
-    PyObject *gc = PyImport_ImportModule("gc");
-    if (gc == NULL)
-        return NULL;
-    PyObject *r = PyObject_CallMethod(gc, name, NULL);
-    Py_DECREF(gc);
-    return r;
-}
-
-#if PY_VERSION_HEX < 0x030C0000
-static PyObject *
-ht_hw_gc_objects(void)
-{
-    PyObject *list = ht_hw_gc_call("get_objects");
-    if (list && !PyList_Check(list)) {
-        Py_DECREF(list);
-        PyErr_SetString(PyExc_TypeError, "gc.get_objects() did not return a list");
-        return NULL;
-    }
-    return list;
-}
-#endif
 
 /* Decides how excluded types are found (see ht_hw_add_ex); 0 or -1. */
 static int
@@ -2162,7 +2132,7 @@ ht_hw_exclusions(ht_hw *w)
             w->ex_untracked = 1;
     }
     /* objects gc.freeze() moved out of the generations are not listed */
-    PyObject *frozen = ht_hw_gc_call("get_freeze_count");
+    PyObject *frozen = ht_gc_call("get_freeze_count");
     if (frozen == NULL)
         return -1;
     Py_ssize_t nf = PyLong_AsSsize_t(frozen);
@@ -2265,7 +2235,7 @@ ht_heap_snapshot(PyObject *mod, PyObject *args)
     if (ht_hw_init(&w, (size_t)1 << 16) < 0)
         goto oom;
 #else
-    list = ht_hw_gc_objects();
+    list = ht_gc_objects();
     if (list == NULL)
         goto fail;
     w.list_holds = 1;
@@ -2874,7 +2844,7 @@ ht_heap_touch_floor(PyObject *mod, PyObject *unused)
 #if PY_VERSION_HEX >= 0x030C0000
     PyUnstable_GC_VisitObjects(ht_floor_one, &f);
 #else
-    PyObject *list = ht_hw_gc_objects();
+    PyObject *list = ht_gc_objects();
     if (list == NULL) {
         if (was)
             PyGC_Enable();

@@ -309,18 +309,9 @@ ht_leaks_sample(ht_leaks_counter *c, PyObject *args)
     if (replace)
         c->nsamples--; /* counted again below */
 
-    PyObject *gc = PyImport_ImportModule("gc");
-    if (gc == NULL)
-        return NULL;
-    PyObject *list = PyObject_CallMethod(gc, "get_objects", NULL);
-    Py_DECREF(gc);
+    PyObject *list = ht_gc_objects();
     if (list == NULL)
         return NULL;
-    if (!PyList_Check(list)) {
-        Py_DECREF(list);
-        PyErr_SetString(PyExc_TypeError, "gc.get_objects() did not return a list");
-        return NULL;
-    }
     ht_live_rec rec;
     memset(&rec, 0, sizeof rec);
     /* no collection may run while we read raw referents; the list holds a
@@ -929,12 +920,8 @@ ht_leaks_objects(PyObject *mod, PyObject *addrs)
         }
     }
     f.found = PyDict_New();
-    PyObject *gc = f.found ? PyImport_ImportModule("gc") : NULL;
-    if (gc == NULL)
-        goto fail;
-    list = PyObject_CallMethod(gc, "get_objects", NULL);
-    Py_DECREF(gc);
-    if (list == NULL || !PyList_Check(list))
+    list = f.found ? ht_gc_objects() : NULL;
+    if (list == NULL)
         goto fail;
     int was_enabled = PyGC_Disable();
     for (Py_ssize_t k = 0; k < PyList_GET_SIZE(list) && !f.err && f.want.count; k++) {
@@ -951,8 +938,6 @@ ht_leaks_objects(PyObject *mod, PyObject *addrs)
     ht_table_free(&f.want);
     return f.found;
 fail:
-    if (list && !PyList_Check(list) && !PyErr_Occurred())
-        PyErr_SetString(PyExc_TypeError, "gc.get_objects() did not return a list");
     Py_XDECREF(list);
     Py_XDECREF(f.found);
     Py_DECREF(seq);

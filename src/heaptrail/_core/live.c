@@ -27,24 +27,12 @@
 
 /* ---- enumerating objects ------------------------------------------------ */
 
-/* A new reference to gc.get_objects(), or NULL with an exception set. */
-static PyObject *
-ht_live_gc_objects(void)
-{
-    PyObject *gc = PyImport_ImportModule("gc");
-    if (gc == NULL)
-        return NULL;
-    PyObject *all = PyObject_CallMethod(gc, "get_objects", NULL);
-    Py_DECREF(gc);
-    return all;
-}
-
 /* objects (None: every gc object) as a new reference to a list or tuple. */
 static PyObject *
 ht_live_seq(PyObject *objects)
 {
     if (objects == NULL || objects == Py_None)
-        return ht_live_gc_objects();
+        return ht_gc_objects();
     return PySequence_Fast(objects, "objects must be a sequence (or None for every gc object)");
 }
 
@@ -562,7 +550,7 @@ ht_live_py_typestats(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     }
 #else
     if (objects == Py_None && filter == Py_None) {
-        PyObject *all = ht_live_gc_objects();
+        PyObject *all = ht_gc_objects();
         if (all == NULL)
             return NULL;
         if (ht_live_types_init(&t, 0) == 0) {
@@ -777,7 +765,7 @@ ht_live_py_new_ids(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
     ht_live_ids *st = PyCapsule_GetPointer(cap, "heaptrail.live_ids");
     if (st == NULL)
         return NULL;
-    PyObject *seq = ht_live_gc_objects(), *out = NULL, *sets = NULL;
+    PyObject *seq = ht_gc_objects(), *out = NULL, *sets = NULL;
     if (seq == NULL)
         return NULL;
     ht_live_types t;
@@ -881,7 +869,7 @@ ht_live_py_at_addrs(PyObject *mod, PyObject *addrs)
     }
     if (it == NULL || PyErr_Occurred())
         goto done;
-    seq = ht_live_gc_objects();
+    seq = ht_gc_objects();
     if (seq == NULL)
         goto done;
     out = PyList_New(0);
@@ -991,7 +979,7 @@ static int
 ht_live_rev_build(ht_live_rev *r)
 {
     memset(r, 0, sizeof(*r));
-    r->all = ht_live_gc_objects();
+    r->all = ht_gc_objects();
     if (r->all == NULL)
         return -1;
     Py_ssize_t n = PyList_GET_SIZE(r->all);
@@ -1318,7 +1306,7 @@ ht_live_unref_visit(PyObject *o, void *arg)
 static PyObject *
 ht_live_py_leaking(PyObject *mod, PyObject *objects)
 {
-    PyObject *all = ht_live_gc_objects(), *seq = NULL, *out = NULL;
+    PyObject *all = ht_gc_objects(), *seq = NULL, *out = NULL;
     if (all == NULL)
         return NULL;
     seq = objects == Py_None ? Py_NewRef(all) : PySequence_Fast(objects, "objects must be a sequence");

@@ -22,6 +22,29 @@ ht_error_os(const char *path)
     return PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
 }
 
+PyObject *
+ht_gc_call(const char *name)
+{
+    PyObject *gc = PyImport_ImportModule("gc");
+    if (gc == NULL)
+        return NULL;
+    PyObject *r = PyObject_CallMethod(gc, name, NULL);
+    Py_DECREF(gc);
+    return r;
+}
+
+PyObject *
+ht_gc_objects(void)
+{
+    PyObject *list = ht_gc_call("get_objects");
+    if (list && !PyList_Check(list)) {
+        Py_DECREF(list);
+        PyErr_SetString(PyExc_TypeError, "gc.get_objects() did not return a list");
+        return NULL;
+    }
+    return list;
+}
+
 static struct PyModuleDef ht_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "heaptrail._core",
