@@ -80,3 +80,46 @@ def test_logged_equals_applied(tmp_path):
     for key, line in (("lines", line_buf), ("peak_lines", line_tags)):
         vals = [[x for x in r[key] if x[0] == line] for r in runs]
         assert vals[0] == vals[1] == vals[2]
+
+
+LINES_WITH_A_THREAD = r'''
+import json, sys, threading
+from heaptrail import _core, tracer
+
+sys.setswitchinterval(1e-5)  # the other thread runs (and may settle the log) often
+mode = sys.argv[1]
+_core._tracer_defer_min(0 if mode == "logged" else 2**32 - 1)
+tracer.start(frames=4)
+stop = False
+
+def other():
+    junk = []
+    while not stop:
+        junk.append([object() for _ in range(50)])
+        if len(junk) > 100:
+            junk.clear()
+
+t = threading.Thread(target=other)
+t.start()
+c0 = _core._lines_counters()
+keep = [bytearray(100) for _ in range(20000)]
+c1 = _core._lines_counters()
+stop = True
+t.join()
+tracer.stop()
+print(json.dumps({"allocated": c1[1] - c0[1], "increment": c1[0] - c0[0],
+                  "one": sys.getsizeof(bytearray(100))}))
+'''
+
+
+def test_line_counters_exact_with_another_thread_allocating():
+    """The line profiler's counters are per thread: this thread's allocations count in full
+    even when another thread applies the tracer's log."""
+    runs = {}
+    for mode in ("applied", "logged"):
+        out = run_python(LINES_WITH_A_THREAD, mode)
+        runs[mode] = json.loads(out.stdout)
+    for r in runs.values():
+        # 20000 live bytearrays (object + buffer each) and the list holding them
+        assert 20000 * r["one"] <= r["increment"] <= r["allocated"]
+    assert runs["logged"]["increment"] == runs["applied"]["increment"]

@@ -5,7 +5,9 @@
  * Contract:
  *   - key 0 is reserved for "empty" and must never be inserted (addresses
  *     and ids+1 are never 0);
- *   - memory comes from libc malloc/free (never traced by PEP 445 hooks);
+ *   - memory comes from bigmem.h (malloc or mappings of its own; never
+ *     traced by PEP 445 hooks): keys and values are freed by this file
+ *     only, with ht_big_free, never free();
  *   - no locking: a table used from several threads is protected by its
  *     owner, who says so where the table is declared;
  *   - deletion shifts entries back (no tombstones), so a table that sees

@@ -9,6 +9,7 @@
 #include "hashtable.h"
 #include "proc.h"
 
+int ht_lines_used;
 _Thread_local ht_lines_tls ht_lines_me __attribute__((tls_model("initial-exec")));
 
 /* ---- results ------------------------------------------------------------- */
@@ -251,6 +252,8 @@ static PyObject *
 ln_py_enter(PyObject *self, PyObject *noargs)
 {
     ln_thread *t = &ln_me;
+    ht_lines_used = 1;
+    (void)ht_tracer_current();
     if (t->active++ == 0)
         PyEval_SetTrace(ln_trace, NULL);
     Py_RETURN_NONE;
@@ -348,11 +351,13 @@ ln_py_counters(PyObject *self, PyObject *args)
     int reset = 0;
     if (!PyArg_ParseTuple(args, "|p:_lines_counters", &reset))
         return NULL;
+    ht_lines_used = 1;
+    uint64_t now = ht_tracer_current();  /* settles the tracer first */
     ht_lines_tls *me = &ht_lines_me;
     if (reset)
         me->peak = me->cur;
     return Py_BuildValue("(LKLK)", (long long)me->cur, (unsigned long long)me->alloc,
-                         (long long)me->peak, (unsigned long long)ht_tracer_current());
+                         (long long)me->peak, (unsigned long long)now);
 }
 
 static PyObject *

@@ -94,4 +94,7 @@ ht_lines_foreign(int on)
 /* Traced bytes now (tracer.c, GIL held). */
 uint64_t ht_tracer_current(void);
 
+/* Set once line counters are read (profile, memit): the tracer stops logging. */
+extern int ht_lines_used;
+
 #endif

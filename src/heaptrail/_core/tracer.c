@@ -65,11 +65,12 @@
  * the slot lookups ~45, the hooks' wrappers and entry checks ~140. Ideas
  * not tried: validating memo entries of generator frames by their caller
  * (they are never memoized), smaller log entries.
- * The line profiler with stacks (start(frames>0) before it): the log applies
- * this thread's operations to its line counters when flushed, in order; the
- * line profiler reads them between its events, so a line's peak may miss up
- * to 63 operations at a call boundary. With frames=0 (its own mode) nothing
- * is logged.
+ * The line profiler: its counters are per thread and only their own thread
+ * may update them, but the log is applied by whichever thread settles it;
+ * so once line counters are used (ht_lines_used, set by @profile and
+ * %memit, which settle the log first) the tracer stops logging for good and
+ * applies each operation at once. With frames=0 (its own mode) nothing is
+ * logged either. The same holds while runcap streams (ht_runcap_on).
  */
 #include "tracer.h"
 
@@ -595,7 +596,7 @@ static int tr_sampling;
 static inline int
 tr_deferring(void)
 {
-    return tr_defer && !ht_runcap_on;
+    return tr_defer && !ht_runcap_on && !ht_lines_used;
 }
 
 static inline __attribute__((always_inline)) void
