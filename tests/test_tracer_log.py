@@ -122,4 +122,7 @@ def test_line_counters_exact_with_another_thread_allocating():
     for r in runs.values():
         # 20000 live bytearrays (object + buffer each) and the list holding them
         assert 20000 * r["one"] <= r["increment"] <= r["allocated"]
-    assert runs["logged"]["increment"] == runs["applied"]["increment"]
+    # the same bytes either way, but for a small object or two the interpreter makes once,
+    # in either run (lost updates cost tens of KB here: 2-7% of the figures)
+    diff = runs["logged"]["increment"] - runs["applied"]["increment"]
+    assert abs(diff) <= 512, runs
