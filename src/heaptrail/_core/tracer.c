@@ -185,7 +185,9 @@ static uint32_t tr_defer_recs = 32768;  /* _tracer_defer_min() changes it (tests
 static void
 tr_defer_update(void)
 {
-    tr_defer = tr.sample == 0 && tr.limit != 0 && tr.caprecs >= tr_defer_recs;
+    /* written under the books' lock, maybe by a RAW hook without the GIL */
+    __atomic_store_n(&tr_defer, tr.sample == 0 && tr.limit != 0 && tr.caprecs >= tr_defer_recs,
+                     __ATOMIC_RELAXED);
 }
 
 /* Nonzero when a GIL holder must look at the queue (or reset a forked
@@ -596,7 +598,7 @@ static int tr_sampling;
 static inline int
 tr_deferring(void)
 {
-    return tr_defer && !ht_runcap_on && !ht_lines_used;
+    return __atomic_load_n(&tr_defer, __ATOMIC_RELAXED) && !ht_runcap_on && !ht_lines_used;
 }
 
 static inline __attribute__((always_inline)) void
@@ -1009,7 +1011,8 @@ tr_calloc_traced(int d, size_t n, size_t elsize)
      * filter was certainly not sampled (one load). */                        \
     static void tr_free_##NAME(void *ctx, void *p)                             \
     {                                                                          \
-        if (tr_sampling ? HT_UNLIKELY(tr_filter_maybe(p)) : 1) {               \
+        if (__atomic_load_n(&tr_sampling, __ATOMIC_RELAXED)                     \
+                ? HT_UNLIKELY(tr_filter_maybe(p)) : 1) {                       \
             if (p != NULL && HT_LIKELY(tr_me.guard != TR_INNER) && tr_tracing()) \
                 (D != TR_RAW && tr_deferring() ? tr_on_free_logged : tr_on_free)(D, p); \
         }                                                                      \
@@ -1204,7 +1207,7 @@ tr_py_start(PyObject *self, PyObject *args, PyObject *kw)
     tr.sample = sample;
     tr.sample_d = (double)sample;
     tr_defer_update();
-    tr_sampling = sample != 0;
+    __atomic_store_n(&tr_sampling, sample != 0, __ATOMIC_RELAXED); /* read by RAW hooks */
     tr_install();
     tr_lock();
     __atomic_store_n(&tr.gen, tr.gen + 1, __ATOMIC_RELAXED);
@@ -1221,7 +1224,7 @@ tr_py_stop(PyObject *self, PyObject *noargs)
     tr_lock();
     __atomic_store_n(&tr.tracing, 0, __ATOMIC_RELEASE);
     __atomic_store_n(&tr.gen, tr.gen + 1, __ATOMIC_RELAXED);
-    tr_sampling = 0;
+    __atomic_store_n(&tr_sampling, 0, __ATOMIC_RELAXED);
     tr_unlock();
     tr_uninstall();
     tr_lock();
