@@ -182,7 +182,11 @@ class GraphViews:
     def path_to_root(self, x) -> RootPath:
         """The shortest chain of references from a root to ``x`` (ties between equally near
         roots go to module globals, then thread frames); see :class:`RootPath`."""
-        i = self._index(x)
+        return self._path_of(self._index(x))
+
+    def _path_of(self, i) -> RootPath:
+        """path_to_root of object number i (no lookup by address: the address index a
+        snapshot builds on its first such lookup costs a pass over every object)."""
         chain = _core.graph_path(self._h, i)
         if chain is None:
             return RootPath([PathStep(None, i, self._describe(i))], reachable=False)

@@ -65,7 +65,7 @@ from heaptrail import _core, tracer
 from heaptrail._core import Error as HeaptrailError
 from heaptrail._format import human_bytes
 # imported now, not during a check: an import while measuring would create new objects
-from heaptrail.graph import PathStep, RootPath, render_dot
+from heaptrail.graph import render_dot
 from heaptrail.heap import Snapshot, _own_frames
 import linecache
 
@@ -358,33 +358,18 @@ def _build(session, end, measured):
                       session.tracing, dot_paths)
 
 
-def _path(snap, i):
-    """snap.path_to_root of object number i: by number, not by address, as the address
-    index a snapshot builds on its first lookup by address costs a pass over every object."""
-    chain = _core.graph_path(snap._h, i)
-    if chain is None:
-        return RootPath([PathStep(None, i, snap._describe(i))], reachable=False)
-    return RootPath([PathStep(lab, j, snap._describe(j)) for lab, j in chain], reachable=True)
-
-
-def _path_text(path):
-    if not path.reachable:
-        return _strip_addr(str(path))
-    return _strip_addr(str(path))
-
-
 def _kind(session, snap, live, kind, tname, count, nbytes, indexes, measured, dot_paths):
     addrs = [snap._h.record(i)[0] for i in indexes[:MAX_SITE_OBJECTS]]
     sites = _sites(live, addrs) if session.tracing else []
     samples = []
     # samples with a retention path first: an object that is a root itself (held by C code)
     # tells less about who keeps the growth alive
-    picked, spare = [], []
+    picked, spare, paths = [], [], {}
     for i in indexes[:MAX_SAMPLES * 8]:
         if len(picked) == MAX_SAMPLES:
             break
-        p = _path(snap, i)
-        (picked if len(p) > 0 else spare).append(i)
+        paths[i] = snap._path_of(i)
+        (picked if len(paths[i]) > 0 else spare).append(i)
     for i in (picked + spare)[:MAX_SAMPLES]:
         addr = snap._h.record(i)[0]
         obj = live.get(addr)
@@ -395,9 +380,9 @@ def _kind(session, snap, live, kind, tname, count, nbytes, indexes, measured, do
         if obj is None or _DEFAULT_REPR.match(text):  # object.__repr__: the snapshot's shorter "<Session>"
             text = _strip_addr(snap._describe(i))
         text = _AT_ADDR.sub("", text)
-        path = _path(snap, i)
+        path = paths[i]
         dot_paths.append(([(s.label, s.index, _strip_addr(s.text)) for s in path.steps], i))
-        samples.append({"address": addr, "repr": text, "path": _path_text(path),
+        samples.append({"address": addr, "repr": text, "path": _strip_addr(str(path)),
                         "path_steps": [[s.label, _strip_addr(s.text)] for s in path.steps]})
     holder, holder_path, retained = _holder(snap, indexes[:MAX_DOM_OBJECTS])
     return LeakKind(kind=kind, type=tname, count_per_iteration=count / measured,
@@ -464,7 +449,7 @@ def _holder(snap, indexes):
         return None, None, 0
     if len(indexes) == 1 and common == indexes[0] and len(chains[0]) > 1:
         common = chains[0][-2]  # a single new object: its holder is its dominator
-    return (_strip_addr(snap._describe(common)), _path_text(_path(snap, common)),
+    return (_strip_addr(snap._describe(common)), _strip_addr(str(snap._path_of(common))),
             _core.graph_retained(snap._h, common))
 
 

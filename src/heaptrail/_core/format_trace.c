@@ -161,6 +161,22 @@ ft_encode(const ht_tsnap *s, ht_buf *out)
     return 0;
 }
 
+/* Encodes snapshot handle h into out (initialized here; freed on failure).
+ * 0 or -1 with an exception set. */
+static int
+ft_encode_handle(PyObject *h, ht_buf *out)
+{
+    ht_buf_init(out);
+    const ht_tsnap *s = ht_tsnap_from_handle(h);
+    if (s == NULL)
+        return -1;
+    if (ft_encode(s, out) < 0) {
+        ht_buf_free(out);
+        return -1;
+    }
+    return 0;
+}
+
 /* _tsnap_dump(handle, path) */
 static PyObject *
 ft_dump(PyObject *self, PyObject *args)
@@ -169,15 +185,9 @@ ft_dump(PyObject *self, PyObject *args)
     const char *path;
     if (!PyArg_ParseTuple(args, "Oy:_tsnap_dump", &h, &path))
         return NULL;
-    const ht_tsnap *s = ht_tsnap_from_handle(h);
-    if (s == NULL)
-        return NULL;
     ht_buf out;
-    ht_buf_init(&out);
-    if (ft_encode(s, &out) < 0) {
-        ht_buf_free(&out);
+    if (ft_encode_handle(h, &out) < 0)
         return NULL;
-    }
     int rc = ht_buf_write_file(&out, path);
     ht_buf_free(&out);
     if (rc < 0)
@@ -449,15 +459,9 @@ ft_loads(PyObject *self, PyObject *arg)
 static PyObject *
 ft_dumps(PyObject *self, PyObject *h)
 {
-    const ht_tsnap *s = ht_tsnap_from_handle(h);
-    if (s == NULL)
-        return NULL;
     ht_buf out;
-    ht_buf_init(&out);
-    if (ft_encode(s, &out) < 0) {
-        ht_buf_free(&out);
+    if (ft_encode_handle(h, &out) < 0)
         return NULL;
-    }
     PyObject *b = PyBytes_FromStringAndSize((const char *)out.data, (Py_ssize_t)out.len);
     ht_buf_free(&out);
     return b;

@@ -13,6 +13,7 @@ import types
 
 from heaptrail import leaks
 from heaptrail.cli import CommandError
+from heaptrail.commands._script import compile_script
 
 
 class LeaksCommand:
@@ -67,18 +68,6 @@ class LeaksCommand:
         return 0
 
 
-def _read(script):
-    try:
-        with open(script, "rb") as f:
-            source = f.read()
-    except OSError as e:
-        raise CommandError(f"{script}: {e.strerror or e}")
-    try:
-        return compile(source, script, "exec")
-    except SyntaxError as e:
-        raise CommandError(f"{script}:{e.lineno}: syntax error: {e.msg}")
-
-
 def _function(script, spec):
     modname, _, fname = spec.rpartition(":")
     if modname:
@@ -87,7 +76,7 @@ def _function(script, spec):
         except ImportError as e:
             raise CommandError(f"--call {spec}: cannot import {modname}: {e}")
     else:
-        code = _read(script)
+        code = compile_script(script)
         name = os.path.splitext(os.path.basename(script))[0]
         mod = types.ModuleType(name)
         mod.__file__ = os.path.abspath(script)
@@ -107,7 +96,7 @@ def _function(script, spec):
 
 def _run_script(script, runs, warmup):
     """Runs the script as __main__ under a watch driven by heaptrail.leaks.step()."""
-    code = _read(script)
+    code = compile_script(script)
     main = types.ModuleType("__main__")
     main.__file__ = script
     main.__builtins__ = builtins

@@ -11,6 +11,7 @@ import threading
 import types
 
 from heaptrail.cli import CommandError
+from heaptrail.commands._script import compile_script, compile_source
 from heaptrail.commands._snapshots import number
 
 _UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "": 1.0}
@@ -83,10 +84,10 @@ class RunCommand:
             return lines.run_script(what, argv)
         spec = None
         if kind == "script":
-            code = _compile_script(what)
+            code = compile_script(what)
             label = os.path.splitext(os.path.basename(what))[0]
         elif kind == "code":
-            code = _compile(what, "<string>")
+            code = compile_source(what, "<string>")
             label = "c"
         else:
             code, spec = _module_code(what)
@@ -142,24 +143,6 @@ def _target(args):
 
 def _safe(label):
     return re.sub(r"[^A-Za-z0-9_.-]", "_", label) or "program"
-
-
-def _compile(source, filename):
-    try:
-        return compile(source, filename, "exec")
-    except SyntaxError as e:
-        raise CommandError(f"{filename}:{e.lineno}: syntax error: {e.msg}")
-    except ValueError as e:   # null bytes
-        raise CommandError(f"{filename}: {e}")
-
-
-def _compile_script(script):
-    try:
-        with open(script, "rb") as f:
-            source = f.read()
-    except OSError as e:
-        raise CommandError(f"{script}: {e.strerror or e}")
-    return _compile(source, script)
 
 
 def _module_code(name):

@@ -7,6 +7,7 @@ import traceback
 import types
 
 from heaptrail.cli import CommandError
+from heaptrail.commands._script import compile_script
 from heaptrail.heap import _take, _set_mark_output
 
 
@@ -22,15 +23,7 @@ class SnapshotCommand:
 
     def run(self, args):
         script = args.script
-        try:
-            with open(script, "rb") as f:
-                source = f.read()
-        except OSError as e:
-            raise CommandError(f"{script}: {e.strerror or e}")
-        try:
-            code = compile(source, script, "exec")
-        except SyntaxError as e:
-            raise CommandError(f"{script}:{e.lineno}: syntax error: {e.msg}")
+        code = compile_script(script)
         out_dir = os.path.dirname(os.path.abspath(args.output))
         if not os.path.isdir(out_dir):
             raise CommandError(f"{args.output}: no such directory {out_dir}")
