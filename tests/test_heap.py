@@ -232,6 +232,39 @@ def test_garbage_kept_and_flagged_without_gc_first():
         gc.collect()
 
 
+def test_gc_first_collects_only_when_the_walk_finds_garbage():
+    """gc_first walks first and collects (then walks again) only if it found cyclic garbage:
+    gc.callbacks see a collection exactly when there was garbage, and the garbage is gone."""
+    events = []
+
+    def on_gc(phase, info):
+        if phase == "stop":
+            events.append(info["collected"])
+
+    gc.collect()
+    gc.disable()
+    gc.callbacks.append(on_gc)
+    try:
+        snap = heaptrail.snapshot()
+        assert events == []  # a heap without garbage: no collection ran
+        assert snap.memory_usage()["unreachable"] == 0
+        del snap
+        a, b = Session(1), Session(2)
+        a.peer, b.peer = b, a
+        addrs = [id(a), id(b)]
+        del a, b
+        snap = heaptrail.snapshot()
+        assert len(events) == 1 and events[0] >= 2  # collected once: the pair and their dicts
+        assert snap.memory_usage()["unreachable"] == 0
+        for x in addrs:
+            i = snap._h.index(x)
+            assert i < 0 or not snap._h.record(i)[1].endswith("Session")
+    finally:
+        gc.callbacks.remove(on_gc)
+        gc.enable()
+        gc.collect()
+
+
 def test_external_references_make_gc_roots():
     snap = heaptrail.snapshot()
     rec = snap._h.record(snap._index(sys.modules))
