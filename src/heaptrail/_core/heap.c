@@ -438,6 +438,17 @@ ht_handle_dealloc(ht_handle *self)
  * the walk
  * ====================================================================== */
 
+/* A type as recording its objects needs it: the direct-mapped cache in
+ * front of w->tfacts (the hash lookup per object, as types alternate, was
+ * 4% of a walk's instructions). */
+typedef struct {
+    PyTypeObject *tp;
+    unsigned tf;           /* HT_TF_* */
+    Py_ssize_t fixed;      /* ht_size_fixed when HT_TF_SIZE_PURE, else -1 */
+} ht_hw_tinfo;
+
+#define HT_HW_TCACHE 256
+
 typedef struct {
     PyObject *p;
     uint32_t label;
@@ -453,8 +464,7 @@ typedef struct {
 typedef struct {
     ht_heap *h;
     size_t cap;              /* per-object capacity */
-    PyObject **objs;         /* [cap] recorded objects, each held by a reference */
-    uint64_t *refcnt;        /* [cap] refcount seen when recorded */
+    uint32_t *refcnt;        /* [cap] refcount seen when recorded (saturated) */
     ht_table chunks;         /* (address >> HT_HW_CHUNK_SHIFT) + 1 -> block offset in slots */
     uint32_t *slots;         /* blocks of HT_HW_CHUNK_SLOTS: index + 1, or 0 (see ht_hw_slot) */
     size_t slots_len, slots_cap;
@@ -488,14 +498,13 @@ typedef struct {
     int ex_untracked;        /* an excluded type may have objects gc.get_objects() misses */
     uint32_t cur;            /* the object being recorded: those below are done */
     int cur_counted;         /* its refcount is in refcnt[cur] already */
-    PyTypeObject *last_tp;   /* the last type looked up in tfacts ... */
-    unsigned last_tf;        /* ... and its facts */
     uint32_t guarded;        /* objects below this index are protected (ht_hw_guard) */
     uint32_t *held;          /* objects the walk holds a reference to (HT_HW_HELD) */
     size_t nheld, heldcap;
     uint32_t *deferred;      /* objects sized after the walk (ht_hw_size) */
     size_t ndeferred, deferredcap;
     ht_table tfacts;         /* type address -> HT_TF_* bits */
+    ht_hw_tinfo tcache[HT_HW_TCACHE]; /* recently recorded types (ht_hw_tinfo_of) */
 } ht_hw;
 
 static int
@@ -508,16 +517,20 @@ ht_hw_grow_objects(ht_hw *w, size_t need)
         cap *= 2;
     if (ht_heap_resize_objects(w->h, cap + 1) < 0)
         return -1;
-    PyObject **o = ht_big_realloc(w->objs, cap * sizeof(PyObject *), HT_BIG_HUGE);
-    if (o == NULL)
-        return -1;
-    w->objs = o;
-    uint64_t *r = ht_big_realloc(w->refcnt, cap * sizeof(uint64_t), HT_BIG_HUGE);
+    uint32_t *r = ht_big_realloc(w->refcnt, cap * sizeof(uint32_t), HT_BIG_HUGE);
     if (r == NULL)
         return -1;
     w->refcnt = r;
     w->cap = cap;
     return 0;
+}
+
+/* Object i of the walk: h->addr holds the live address until the walk ends
+ * (no separate pointer array: 8 bytes less per object to fault in). */
+static inline PyObject *
+ht_hw_obj(const ht_hw *w, uint32_t i)
+{
+    return (PyObject *)(uintptr_t)w->h->addr[i];
 }
 
 /* ---- the walk's address index ------------------------------------------
@@ -644,7 +657,6 @@ ht_hw_add_ex(ht_hw *w, PyObject *op, int how)
     }
     /* the slot pointer is still valid: nothing above touched the slots */
     *s = i + 1;
-    w->objs[i] = op;
     w->h->addr[i] = a;
     w->h->flags[i] = (how & HT_HW_ADD_LISTED) ? HT_HW_IN_LIST : 0;
     w->h->owner[i] = HT_NONE;
@@ -697,7 +709,7 @@ ht_hw_hold(ht_hw *w, uint32_t i)
         w->held = p;
         w->heldcap = cap;
     }
-    Py_INCREF(w->objs[i]);
+    Py_INCREF(ht_hw_obj(w, i));
     h->flags[i] |= HT_HW_HELD;
     w->held[w->nheld++] = i;
     /* refcnt[] counts the walk's reference of held objects (ht_hw_reach
@@ -734,7 +746,7 @@ ht_hw_size_deferred(ht_hw *w)
     ht_heap *h = w->h;
     for (size_t k = 0; k < w->ndeferred; k++) {
         uint32_t i = w->deferred[k];
-        PyObject *op = w->objs[i];
+        PyObject *op = ht_hw_obj(w, i);
         Py_ssize_t sz = ht_size_flat(op);
         if (sz < 0) {
             PyErr_Clear();
@@ -913,6 +925,16 @@ ht_text_utf8(ht_text *t, Py_UCS4 c)
     ht_text_put(t, u, n);
 }
 
+/* \xNN, by hand: snprintf per byte was a fifth of a whole snapshot's
+ * instructions (code objects' bytecode and line tables are bytes values). */
+static void
+ht_text_hex_escape(ht_text *t, unsigned char c)
+{
+    static const char hex[] = "0123456789abcdef";
+    char e[4] = {'\\', 'x', hex[c >> 4], hex[c & 15]};
+    ht_text_put(t, e, 4);
+}
+
 /* Appends at most max characters of str s (quoted with escapes when quote),
  * reading the canonical representation directly: no UTF-8 cache created. */
 static void
@@ -941,9 +963,7 @@ ht_text_str(ht_text *t, PyObject *s, size_t max, int quote)
             char e[2] = {'\\', (char)c};
             ht_text_put(t, e, 2);
         } else if (quote && c < 0x20) {
-            char e[8];
-            int k = snprintf(e, sizeof e, "\\x%02x", (unsigned)c);
-            ht_text_put(t, e, (size_t)k);
+            ht_text_hex_escape(t, (unsigned char)c);
         } else {
             ht_text_utf8(t, c);
         }
@@ -964,9 +984,7 @@ ht_text_bytes(ht_text *t, const char *p, Py_ssize_t n)
             char e[2] = {'\\', (char)c};
             ht_text_put(t, e, 2);
         } else if (c < 0x20 || c >= 0x7f) {
-            char e[8];
-            int k = snprintf(e, sizeof e, "\\x%02x", c);
-            ht_text_put(t, e, (size_t)k);
+            ht_text_hex_escape(t, c);
         } else {
             ht_text_put(t, (const char *)&c, 1);
         }
@@ -1122,6 +1140,31 @@ ht_hw_mro_get(PyTypeObject *tp, PyObject *name, PyTypeObject **owner)
 #define HT_TF_KNOWN 1      /* facts computed */
 #define HT_TF_SIZE_PURE 2  /* ht_size_flat runs no Python code for its objects */
 #define HT_TF_CLEAN 4      /* lookups on tp (_PyType_Lookup) call no __eq__ */
+/* What the type checks of recording one object would say, decided once per
+ * type: PyFloat_Check, PyModule_Check, PyAnySet_Check ... of a type that is
+ * not theirs call PyType_IsSubtype, and those calls were a twentieth of a
+ * walk's instructions. "sub": the type or a subclass, "exact": the type. */
+#define HT_TF_STR (1u << 3)         /* sub str */
+#define HT_TF_BYTES (1u << 4)       /* sub bytes */
+#define HT_TF_LONG (1u << 5)        /* sub int (bool too) */
+#define HT_TF_FLOAT (1u << 6)       /* sub float */
+#define HT_TF_TYPE (1u << 7)        /* sub type: a class */
+#define HT_TF_MODULE (1u << 8)      /* sub module */
+#define HT_TF_FUNC (1u << 9)        /* exact function */
+#define HT_TF_CFUNC (1u << 10)      /* sub builtin_function_or_method */
+#define HT_TF_CODE (1u << 11)       /* exact code */
+#define HT_TF_FRAME (1u << 12)      /* exact frame */
+#define HT_TF_DICT (1u << 13)       /* sub dict */
+#define HT_TF_DICT_EXACT (1u << 14) /* exact dict */
+#define HT_TF_LIST (1u << 15)       /* sub list */
+#define HT_TF_SEQ_EXACT (1u << 16)  /* exact list or exact tuple */
+#define HT_TF_TUPLE (1u << 17)      /* sub tuple */
+#define HT_TF_SET (1u << 18)        /* sub set or frozenset */
+#define HT_TF_BYTEARRAY (1u << 19)  /* sub bytearray */
+#define HT_TF_GC (1u << 20)         /* PyType_IS_GC (tp_is_gc may still say no) */
+#define HT_TF_FINAL (1u << 21)      /* tp_finalize or tp_del */
+#define HT_TF_METHOD (1u << 22)     /* exact bound method */
+#define HT_TF_CELL (1u << 23)       /* exact cell */
 
 /* 1 when tp is one of the interpreter's own builtin types: their C
  * functions (__sizeof__, attribute getters, descriptor __get__) run no
@@ -1152,6 +1195,45 @@ ht_hw_core_sizeof(PyObject *descr)
            ht_hw_core_type(((PyMethodDescrObject *)descr)->d_common.d_type);
 }
 
+/* The HT_TF_* kind bits of tp. */
+static unsigned
+ht_hw_tkind(PyTypeObject *tp)
+{
+    static const struct {
+        PyTypeObject *t;
+        unsigned bit;
+    } sub[] = {
+        {&PyUnicode_Type, HT_TF_STR}, {&PyBytes_Type, HT_TF_BYTES}, {&PyLong_Type, HT_TF_LONG},
+        {&PyFloat_Type, HT_TF_FLOAT}, {&PyType_Type, HT_TF_TYPE}, {&PyModule_Type, HT_TF_MODULE},
+        {&PyCFunction_Type, HT_TF_CFUNC}, {&PyDict_Type, HT_TF_DICT}, {&PyList_Type, HT_TF_LIST},
+        {&PyTuple_Type, HT_TF_TUPLE}, {&PySet_Type, HT_TF_SET}, {&PyFrozenSet_Type, HT_TF_SET},
+        {&PyByteArray_Type, HT_TF_BYTEARRAY},
+    };
+    unsigned f = 0;
+    for (size_t k = 0; k < sizeof sub / sizeof sub[0]; k++)
+        if (PyType_IsSubtype(tp, sub[k].t))
+            f |= sub[k].bit;
+    if (tp == &PyFunction_Type)
+        f |= HT_TF_FUNC;
+    if (tp == &PyCode_Type)
+        f |= HT_TF_CODE;
+    if (tp == &PyFrame_Type)
+        f |= HT_TF_FRAME;
+    if (tp == &PyMethod_Type)
+        f |= HT_TF_METHOD;
+    if (tp == &PyCell_Type)
+        f |= HT_TF_CELL;
+    if (tp == &PyDict_Type)
+        f |= HT_TF_DICT_EXACT;
+    if (tp == &PyList_Type || tp == &PyTuple_Type)
+        f |= HT_TF_SEQ_EXACT;
+    if (PyType_IS_GC(tp))
+        f |= HT_TF_GC;
+    if (tp->tp_finalize || tp->tp_del)
+        f |= HT_TF_FINAL;
+    return f;
+}
+
 /* HT_TF_* bits of type tp, computed once per walk. */
 static unsigned
 ht_hw_tfacts(ht_hw *w, PyTypeObject *tp)
@@ -1159,7 +1241,7 @@ ht_hw_tfacts(ht_hw *w, PyTypeObject *tp)
     uint64_t *v = ht_table_find(&w->tfacts, (uint64_t)(uintptr_t)tp);
     if (v)
         return (unsigned)*v;
-    unsigned f = HT_TF_KNOWN;
+    unsigned f = HT_TF_KNOWN | ht_hw_tkind(tp);
     int clean = ht_hw_mro_clean(tp);
     /* sizing: size.c looks "__sizeof__" up on tp through its metaclass
      * (type's getattr, no override of it or of __sizeof__ there), finds
@@ -1178,6 +1260,25 @@ ht_hw_tfacts(ht_hw *w, PyTypeObject *tp)
     if (ht_table_put(&w->tfacts, (uint64_t)(uintptr_t)tp, f) < 0)
         w->oom = 1;
     return f;
+}
+
+/* tp's facts and fixed size, from the walk's type cache. */
+static inline const ht_hw_tinfo *
+ht_hw_tinfo_of(ht_hw *w, PyTypeObject *tp)
+{
+    uintptr_t a = (uintptr_t)tp;
+    ht_hw_tinfo *e = &w->tcache[((a >> 4) ^ (a >> 12)) & (HT_HW_TCACHE - 1)];
+    if (e->tp == tp)
+        return e;
+    e->tp = tp;
+    e->tf = ht_hw_tfacts(w, tp);
+    e->fixed = -1;
+    if (e->tf & HT_TF_SIZE_PURE) {
+        e->fixed = ht_size_fixed(tp);
+        if (e->fixed < 0)
+            PyErr_Clear(); /* sized per object, by ht_size_flat */
+    }
+    return e;
 }
 
 /* 1 when PyObject_GenericGetAttr(instance of tp, name) runs no Python code
@@ -1637,7 +1738,7 @@ ht_hw_code_edges(ht_hw *w, PyCodeObject *co)
 
 /* Label candidates for the referents of a non-container object. */
 static void
-ht_hw_cands(ht_hw *w, PyObject *op, uint32_t i)
+ht_hw_cands(ht_hw *w, PyObject *op, unsigned tf)
 {
     PyTypeObject *tp = Py_TYPE(op);
     w->ncand = 0;
@@ -1654,7 +1755,7 @@ ht_hw_cands(ht_hw *w, PyObject *op, uint32_t i)
             if (w->ncand)
                 w->cand[w->ncand - 1].extra = 1;
         }
-        else if ((tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) && !PyType_Check(op))
+        else if ((tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) && !(tf & HT_TF_TYPE))
             ht_hw_attrs(w, tp, op);
         size_t pos = ht_hw_slots(w, tp);
         if (pos != (size_t)-1) {
@@ -1666,15 +1767,15 @@ ht_hw_cands(ht_hw *w, PyObject *op, uint32_t i)
             }
         }
     }
-    if (PyModule_Check(op)) {
+    if (tf & HT_TF_MODULE) {
         ht_hw_cand_str(w, PyModule_GetDict(op), "__dict__");
-    } else if (PyType_Check(op)) {
+    } else if (tf & HT_TF_TYPE) {
         PyTypeObject *t = (PyTypeObject *)op;
         ht_hw_cand_str(w, t->tp_dict, "__dict__");
         ht_hw_cand_str(w, t->tp_mro, "__mro__");
         ht_hw_cand_str(w, t->tp_bases, "__bases__");
         ht_hw_cand_str(w, (PyObject *)t->tp_base, "__base__");
-    } else if (PyFunction_Check(op)) {
+    } else if (tf & HT_TF_FUNC) {
         PyFunctionObject *f = (PyFunctionObject *)op;
         ht_hw_cand_str(w, f->func_code, "__code__");
         ht_hw_cand_str(w, f->func_globals, "__globals__");
@@ -1686,16 +1787,14 @@ ht_hw_cands(ht_hw *w, PyObject *op, uint32_t i)
         ht_hw_cand_str(w, f->func_qualname, "__qualname__");
         ht_hw_cand_str(w, f->func_module, "__module__");
         ht_hw_closure(w, f);
-    } else if (PyMethod_Check(op)) {
+    } else if (tf & HT_TF_METHOD) {
         ht_hw_cand_str(w, PyMethod_GET_FUNCTION(op), "__func__");
         ht_hw_cand_str(w, PyMethod_GET_SELF(op), "__self__");
-    } else if (PyCell_Check(op)) {
+    } else if (tf & HT_TF_CELL) {
         ht_hw_cand_str(w, PyCell_GET(op), "cell_contents");
-    } else if (PyFrame_Check(op)) {
+    } else if (tf & HT_TF_FRAME) {
         ht_hw_frame_cands(w, (PyFrameObject *)op);
     }
-
-    HT_UNUSED(i);
 }
 
 /* The label of referent r among the candidates (each used once). */
@@ -1731,18 +1830,20 @@ ht_hw_dict_edges(ht_hw *w, PyObject *op, int owned)
     }
 }
 
+/* The edges of object i (op), whose type has facts tf; gc: op is a gc
+ * object. */
 static void
-ht_hw_edges(ht_hw *w, PyObject *op, uint32_t i)
+ht_hw_edges(ht_hw *w, PyObject *op, uint32_t i, unsigned tf, int gc)
 {
     PyTypeObject *tp = Py_TYPE(op);
     ht_heap *h = w->h;
-    if (PyDict_CheckExact(op)) {
+    if (tf & HT_TF_DICT_EXACT) {
         ht_hw_dict_edges(w, op, h->owner[i] != HT_NONE);
         return;
     }
-    if (PyList_CheckExact(op) || PyTuple_CheckExact(op)) {
-        PyObject **items = PyList_CheckExact(op) ? ((PyListObject *)op)->ob_item
-                                                 : ((PyTupleObject *)op)->ob_item;
+    if (tf & HT_TF_SEQ_EXACT) {
+        PyObject **items = (tf & HT_TF_LIST) ? ((PyListObject *)op)->ob_item
+                                             : ((PyTupleObject *)op)->ob_item;
         Py_ssize_t n = Py_SIZE(op);
         for (Py_ssize_t k = 0; k < n; k++) {
             if (k + 8 < n)
@@ -1751,20 +1852,20 @@ ht_hw_edges(ht_hw *w, PyObject *op, uint32_t i)
         }
         return;
     }
-    if (PyCode_Check(op)) {
+    if (tf & HT_TF_CODE) {
         ht_hw_code_edges(w, (PyCodeObject *)op);
         return;
     }
-    if (tp->tp_traverse == NULL || !PyObject_IS_GC(op))
+    if (tp->tp_traverse == NULL || !gc)
         return;
     /* candidates first: reading inline attributes may need ht_hw_guard,
      * which protects found objects, not the referents gathered below */
-    ht_hw_cands(w, op, i);
+    ht_hw_cands(w, op, tf);
     w->nrefs = 0;
     tp->tp_traverse(op, ht_hw_visit, w);
     if (w->oom)
         return;
-    if (PyDict_Check(op)) { /* dict subclasses: entries first, then the rest */
+    if (tf & HT_TF_DICT) { /* dict subclasses: entries first, then the rest */
         Py_ssize_t it = 0;
         PyObject *k, *v;
         while (PyDict_Next(op, &it, &k, &v)) {
@@ -1804,63 +1905,64 @@ ht_hw_edges(ht_hw *w, PyObject *op, uint32_t i)
 }
 
 static Py_ssize_t
-ht_hw_len(PyObject *op)
+ht_hw_len(PyObject *op, unsigned tf)
 {
-    if (PyUnicode_Check(op))
+    if (tf & HT_TF_STR)
         return PyUnicode_GET_LENGTH(op);
-    if (PyBytes_Check(op))
+    if (tf & HT_TF_BYTES)
         return PyBytes_GET_SIZE(op);
-    if (PyList_Check(op))
+    if (tf & HT_TF_LIST)
         return PyList_GET_SIZE(op);
-    if (PyTuple_Check(op))
+    if (tf & HT_TF_TUPLE)
         return PyTuple_GET_SIZE(op);
-    if (PyDict_Check(op))
+    if (tf & HT_TF_DICT)
         return PyDict_GET_SIZE(op);
-    if (PyAnySet_Check(op))
+    if (tf & HT_TF_SET)
         return PySet_GET_SIZE(op);
-    if (PyByteArray_Check(op))
+    if (tf & HT_TF_BYTEARRAY)
         return PyByteArray_GET_SIZE(op);
     return -1;
 }
 
-/* value, module, flags of object i */
+/* value, module, flags of object i (op, whose type has facts tf; gc: op
+ * is a gc object) */
 static void
-ht_hw_describe(ht_hw *w, PyObject *op, uint32_t i)
+ht_hw_describe(ht_hw *w, PyObject *op, uint32_t i, unsigned tf, int gc)
 {
     ht_heap *h = w->h;
     ht_text t, mod;
     t.len = 0;
     mod.len = 0;
     int has = 1;
-    if (PyUnicode_Check(op))
+    if (tf & HT_TF_STR)
         ht_text_str(&t, op, HT_VALUE_MAX, 0);
-    else if (PyBytes_Check(op))
+    else if (tf & HT_TF_BYTES)
         ht_text_bytes(&t, PyBytes_AS_STRING(op), PyBytes_GET_SIZE(op));
-    else if (PyLong_Check(op))
+    else if (tf & HT_TF_LONG)
         ht_text_int(&t, op);
-    else if (PyFloat_Check(op))
+    else if (tf & HT_TF_FLOAT)
         ht_text_float(&t, PyFloat_AS_DOUBLE(op));
-    else if (PyType_Check(op)) {
+    else if (tf & HT_TF_TYPE) {
         ht_hw_type_names(w, (PyTypeObject *)op, &t, &mod);
         h->flags[i] |= HT_OBJ_TYPE;
         /* a static type lives in C storage: held from outside the graph
          * (its instances refer to it through ob_type, which is no edge) */
         if (!(((PyTypeObject *)op)->tp_flags & Py_TPFLAGS_HEAPTYPE))
             h->flags[i] |= HT_OBJ_ROOT | HT_OBJ_EXTERNAL;
-    } else if (PyModule_Check(op)) {
+    } else if (tf & HT_TF_MODULE) {
         /* as PyModule_GetNameObject, without a dict lookup (ht_hw_dict_str_get) */
         ht_text_name(&t, ht_hw_dict_str_get(PyModule_GetDict(op), w->s_name));
         h->flags[i] |= HT_OBJ_MODULE;
-    } else if (PyFunction_Check(op)) {
+    } else if (tf & HT_TF_FUNC) {
         ht_text_name(&t, ((PyFunctionObject *)op)->func_qualname);
         ht_text_name(&mod, ((PyFunctionObject *)op)->func_module);
-    } else if (PyCFunction_Check(op)) {
+    } else if (tf & HT_TF_CFUNC) {
         PyMethodDef *md = ((PyCFunctionObject *)op)->m_ml;
         if (md && md->ml_name)
             ht_text_put(&t, md->ml_name, strlen(md->ml_name));
-    } else if (PyCode_Check(op)) {
+    } else if (tf & HT_TF_CODE) {
         ht_text_name(&t, ((PyCodeObject *)op)->co_name);
-    } else if (PyFrame_Check(op)) {
+    } else if (tf & HT_TF_FRAME) {
         PyCodeObject *co = PyFrame_GetCode((PyFrameObject *)op);
         if (co)
             ht_text_name(&t, co->co_name);
@@ -1877,14 +1979,14 @@ ht_hw_describe(ht_hw *w, PyObject *op, uint32_t i)
     else if ((h->value[i] = ht_strtab_append(&h->strings, t.buf, t.len)) == HT_NONE)
         w->oom = 1;
     h->module[i] = mod.len ? ht_hw_intern(w, mod.buf, mod.len) : HT_NONE;
-    h->len[i] = ht_hw_len(op);
-    if (PyDict_Check(op))
+    h->len[i] = ht_hw_len(op, tf);
+    if (tf & HT_TF_DICT)
         h->flags[i] |= HT_OBJ_DICT;
     else
         h->owner[i] = HT_NONE; /* only dicts have owners */
-    if (PyObject_IS_GC(op))
+    if (gc)
         h->flags[i] |= HT_OBJ_GC;
-    if (Py_TYPE(op)->tp_finalize || Py_TYPE(op)->tp_del)
+    if (tf & HT_TF_FINAL)
         h->flags[i] |= HT_OBJ_FINALIZER;
 }
 
@@ -1892,18 +1994,19 @@ static void
 ht_hw_record(ht_hw *w, uint32_t i)
 {
     ht_heap *h = w->h;
-    PyObject *op = w->objs[i];
-    h->addr[i] = (uint64_t)(uintptr_t)op;
+    PyObject *op = ht_hw_obj(w, i);
     w->cur = i;
     w->cur_counted = 0;
     h->type[i] = ht_hw_add(w, (PyObject *)Py_TYPE(op));
     PyTypeObject *tp = Py_TYPE(op);
-    if (tp != w->last_tp) {
-        w->last_tp = tp;
-        w->last_tf = ht_hw_tfacts(w, tp);
-    }
+    const ht_hw_tinfo *ti = ht_hw_tinfo_of(w, tp);
+    unsigned tf = ti->tf;
+    /* PyObject_IS_GC without the call: types' tp_is_gc says which classes */
+    int gc = (tf & HT_TF_GC) && (tp->tp_is_gc == NULL || tp->tp_is_gc(op));
     Py_ssize_t sz = 0;
-    if (w->last_tf & HT_TF_SIZE_PURE) {
+    if (ti->fixed >= 0) {
+        sz = ti->fixed;
+    } else if (tf & HT_TF_SIZE_PURE) {
         sz = ht_size_flat(op);
         if (sz < 0) {
             PyErr_Clear();
@@ -1914,11 +2017,13 @@ ht_hw_record(ht_hw *w, uint32_t i)
     }
     h->size[i] = (uint64_t)sz;
     h->total_size += (uint64_t)sz;
-    ht_hw_describe(w, op, i);
-    w->refcnt[i] = (uint64_t)Py_REFCNT(op);
+    ht_hw_describe(w, op, i, tf, gc);
+    Py_ssize_t rc = Py_REFCNT(op);
+    /* saturated: a count that high (immortal objects) is a root either way */
+    w->refcnt[i] = rc > (Py_ssize_t)UINT32_MAX ? UINT32_MAX : (uint32_t)rc;
     w->cur_counted = 1;
     h->edge_start[i] = h->m;
-    ht_hw_edges(w, op, i);
+    ht_hw_edges(w, op, i, tf, gc);
 }
 
 /* ---- roots, owned dicts, gc roots ------------------------------------------ */
@@ -2054,8 +2159,8 @@ ht_hw_release(ht_hw *w)
 {
     for (size_t k = 0; k < w->nheld; k++) {
         if (k + 8 < w->nheld)
-            __builtin_prefetch(w->objs[w->held[k + 8]], 1);
-        Py_DECREF(w->objs[w->held[k]]);
+            __builtin_prefetch(ht_hw_obj(w, w->held[k + 8]), 1);
+        Py_DECREF(ht_hw_obj(w, w->held[k]));
     }
     w->nheld = 0;
 }
@@ -2067,7 +2172,6 @@ ht_hw_free(ht_hw *w)
     free(w->held);
     free(w->deferred);
     ht_table_free(&w->tfacts);
-    ht_big_free(w->objs);
     ht_big_free(w->refcnt);
     ht_table_free(&w->chunks);
     ht_big_free(w->slots);
@@ -2260,9 +2364,9 @@ ht_hw_walk(PyObject *exclude, int skip_frames)
         goto oom;
     for (uint32_t i = 0; i < w.h->n && !w.oom; i++) {
         if (i + 16 < w.h->n)
-            __builtin_prefetch(w.objs[i + 16]);
+            __builtin_prefetch(ht_hw_obj(&w, i + 16));
         if (i + 8 < w.h->n)
-            ht_hw_prefetch_body(w.objs[i + 8]);
+            ht_hw_prefetch_body(ht_hw_obj(&w, i + 8));
         ht_hw_record(&w, i);
     }
     if (w.oom)
@@ -2272,16 +2376,16 @@ ht_hw_walk(PyObject *exclude, int skip_frames)
     ht_hw_label_cells(&w);
     if (ht_hw_reach(&w) < 0)
         goto oom;
-    result = w.h; /* the walk's references go below */
-    w.h = NULL;
+    result = w.h;
     goto done;
 oom:
     PyErr_NoMemory();
 fail:
-    ht_heap_free(w.h);
-    w.h = NULL;
+    result = NULL;
 done:
-    ht_hw_free(&w); /* drops the references the walk took */
+    ht_hw_free(&w); /* drops the references the walk took (their addresses are in w.h) */
+    if (result == NULL)
+        ht_heap_free(w.h);
     Py_XDECREF(list);
     if (gc_was_enabled)
         PyGC_Enable();

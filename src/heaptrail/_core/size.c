@@ -321,6 +321,18 @@ ht_size_flat(PyObject *op)
     return n;
 }
 
+Py_ssize_t
+ht_size_fixed(PyTypeObject *tp)
+{
+    ht_size_rule r;
+    if (ht_size__rule(tp, &r) < 0)
+        return -1;
+    /* type objects: static ones get no pre-header on 3.13 (r.pre_static0) */
+    if (r.kind != HT_SZ_BASIC || tp->tp_itemsize != 0 || r.pre_static0)
+        return -1;
+    return tp->tp_basicsize + r.pre;
+}
+
 /* ================================================================ the walk
  *
  * Depth-first with an explicit stack of strong references. The visit

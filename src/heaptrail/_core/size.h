@@ -42,4 +42,10 @@
  * lookup). Must be called with the GIL held. */
 Py_ssize_t ht_size_flat(PyObject *op);
 
+/* The flat size every object of tp has, when it is one (tp is sized by
+ * object.__sizeof__ and has no items), else -1. Decides and caches tp's
+ * rule like ht_size_flat; call it only where ht_size_flat could be. -1 with
+ * an exception set only if that fails (PyErr_Occurred tells). */
+Py_ssize_t ht_size_fixed(PyTypeObject *tp);
+
 #endif
