@@ -1,13 +1,12 @@
 /* heap.c - the heap snapshot: the live-object walk, the string table, the
  * snapshot handle and the summary/diff/record views.
  *
- * The walk (ht_heap_walk_live) in short:
- *   1. optionally PyGC_Collect();
- *   2. the gc-tracked objects: on 3.11 gc.get_objects() once (the list is
- *      ours and is excluded; it holds them for the walk), on 3.12+ visited in
- *      place with PyUnstable_GC_VisitObjects (same order, no list: 30-40 ms
- *      less on 600k tracked objects). Instances of the classes the caller
- *      names are left out, and so is every live snapshot handle;
+ * The walk (ht_hw_walk) in short:
+ *   1. (gc_first: see ht_heap_snapshot, which may collect and walk again);
+ *   2. the gc-tracked objects, visited in place (gcvisit.h: no list, no
+ *      reference taken, so the walk writes nothing to the program's
+ *      objects). Instances of the classes the caller names are left out,
+ *      and so is every live snapshot handle;
  *   3. roots: sys.modules and its modules, builtins, every thread's frames
  *      (PyThreadState_GetFrame/PyFrame_GetBack; this materializes frame
  *      objects for running frames, as sys._current_frames() does: the stack
@@ -27,8 +26,8 @@
  *   ht_hw_slot): the allocator put most referents near their referrer, so
  *   lookups stay in cache where a hash of each address missed on every edge.
  *   6. gc roots and garbage, computed like the collector does: for each
- *      gc-tracked object, refcount minus the references we hold (the
- *      3.11 list's, ht_hw_hold's) minus the references from walked tracked
+ *      gc-tracked object, refcount minus the references we hold
+ *      (ht_hw_hold's) minus the references from walked tracked
  *      objects; a positive remainder means
  *      something outside the graph (C code, the interpreter) holds it, so it
  *      is a root (HT_OBJ_EXTERNAL). Whatever no root reaches is flagged
@@ -44,12 +43,14 @@
  * what recording reads next: ht_hw_prefetch_body, ht_hw_prefetch_slot,
  * -3%), holding no references (-6%) and, on 3.12+, no gc.get_objects()
  * list. A third prefetch stage (the referents' slots, 4 objects ahead) and a
- * bigger recent-chunk cache measured no gain. What is left is memory
- * latency: each object's header and body and the address-index slot of
- * each edge's target are cache (and, on the program's 4 KiB pages, TLB)
- * misses; the "touch floor" row (heap_touch_floor: every tracked object
- * traversed, every edge target's header read, no index) takes 0.07 s of
- * which gc.get_objects() is 0.04 s.
+ * bigger recent-chunk cache measured no gain.
+ * Then, counted with callgrind, the walk turned out bound by instructions
+ * (about 1040 per object) more than by misses: 3.11 0.28 -> 0.225 s by
+ * deciding each type's kind and fixed size once (ht_hw_tinfo_of), \xNN
+ * escapes without snprintf, inline fast paths for known referents
+ * (ht_hw_add) and recent dict-key labels (ht_hw_key_label), and a bloom
+ * filter in front of the excluded-address table. The heap is in the
+ * (large) L3 cache after being built, so each miss is ~60 ns, not DRAM's.
  * Unguardable: an extension type whose tp_traverse is wrong (visits freed
  * objects) would crash the walk just as it would crash the collector.
  */
@@ -59,6 +60,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gcvisit.h"
 #include "graph.h"
 #include "bigmem.h"
 #include "hashtable.h"
@@ -66,7 +68,6 @@
 #include "size.h"
 #include <structmember.h>
 
-#define HT_HW_IN_LIST (1u << 31) /* walk-time flag: listed by gc.get_objects() */
 #define HT_HW_HELD (1u << 30)    /* walk-time flag: the walk holds a reference */
 #define HT_VALUE_MAX 60     /* characters kept of a str/bytes value */
 #define HT_LABEL_MAX 60     /* characters kept of a dict key in a label */
@@ -448,6 +449,7 @@ typedef struct {
 } ht_hw_tinfo;
 
 #define HT_HW_TCACHE 256
+#define HT_HW_LCACHE 512
 
 typedef struct {
     PyObject *p;
@@ -471,7 +473,10 @@ typedef struct {
     uint64_t recent_key[HT_HW_RECENT];  /* recently used chunks (direct-mapped) */
     size_t recent_base[HT_HW_RECENT];   /* ... and their block offsets */
     ht_table excluded;       /* addresses never recorded */
+    uint64_t ex_bloom;       /* bit (address >> 4) & 63 of each excluded address */
     ht_table labels;         /* (key address | owned bit) -> label id + 1 */
+    uint64_t lcache_key[HT_HW_LCACHE]; /* recent labels (direct-mapped, see ht_hw_key_label) */
+    uint32_t lcache_id[HT_HW_LCACHE];
     ht_table slotcache;      /* type address -> slot list position + 1 */
     ht_table literals;       /* label literal's address -> string id (ht_hw_lit) */
     uint32_t *slot_off;      /* slot lists: [count, (offset, label)...] */
@@ -494,7 +499,6 @@ typedef struct {
     PyObject *s_module;      /* interned "__module__" */
     PyObject *s_name;        /* interned "__name__" */
     PyObject *s_sizeof;      /* interned "__sizeof__" */
-    int list_holds;          /* 3.11: the gc.get_objects() list holds every listed object */
     int ex_untracked;        /* an excluded type may have objects gc.get_objects() misses */
     uint32_t cur;            /* the object being recorded: those below are done */
     int cur_counted;         /* its refcount is in refcnt[cur] already */
@@ -512,9 +516,15 @@ ht_hw_grow_objects(ht_hw *w, size_t need)
 {
     if (need <= w->cap)
         return 0;
+    /* indexes stay below HT_LABEL_INDEX (edge labels hold them): the cap
+     * too, so that i < cap is the only check a new object needs */
+    if (need > HT_LABEL_INDEX - 1)
+        return -1;
     size_t cap = w->cap ? w->cap : 1024;
     while (cap < need)
         cap *= 2;
+    if (cap > HT_LABEL_INDEX - 1)
+        cap = HT_LABEL_INDEX - 1;
     if (ht_heap_resize_objects(w->h, cap + 1) < 0)
         return -1;
     uint32_t *r = ht_big_realloc(w->refcnt, cap * sizeof(uint32_t), HT_BIG_HUGE);
@@ -613,6 +623,15 @@ ht_hw_find(ht_hw *w, uint64_t a)
     return (s && *s) ? *s - 1 : HT_NONE;
 }
 
+/* Address a is never recorded; 0 or -1. The bloom bits spare the walk a
+ * hash lookup per new object (there are a handful of excluded addresses). */
+static int
+ht_hw_exclude(ht_hw *w, uint64_t a)
+{
+    w->ex_bloom |= (uint64_t)1 << ((a >> 4) & 63);
+    return ht_table_add(&w->excluded, a);
+}
+
 /* Index of op, recording it if new; HT_NONE for excluded objects, or with
  * w->oom set when out of memory. how: HT_HW_ADD_LISTED for the gc-tracked
  * objects the walk starts from, HT_HW_ADD_DICT for an owner's __dict__. No
@@ -629,12 +648,10 @@ ht_hw_add_ex(ht_hw *w, PyObject *op, int how)
     if (s == NULL)
         return HT_NONE;
     if (*s) {
-        if (how & HT_HW_ADD_LISTED)
-            w->h->flags[*s - 1] |= HT_HW_IN_LIST;
         return *s - 1;
     }
     /* the gc.get_objects() list and every live snapshot handle */
-    if (w->excluded.count && ht_table_contains(&w->excluded, a))
+    if ((w->ex_bloom >> ((a >> 4) & 63) & 1) && ht_table_contains(&w->excluded, a))
         return HT_NONE;
     /* instances of the excluded types: all gc-tracked ones are listed, so
      * only listed objects need a look, unless one of the types can have
@@ -645,20 +662,20 @@ ht_hw_add_ex(ht_hw *w, PyObject *op, int how)
     for (Py_ssize_t k = 0; check && k < PyTuple_GET_SIZE(w->exclude_types); k++) {
         if ((PyObject *)Py_TYPE(op) == PyTuple_GET_ITEM(w->exclude_types, k)) {
             /* remembered: edges reach it later without this check */
-            if (ht_table_add(&w->excluded, a) < 0)
+            if (ht_hw_exclude(w, a) < 0)
                 w->oom = 1;
             return HT_NONE;
         }
     }
     uint32_t i = w->h->n;
-    if (i >= HT_LABEL_INDEX - 1 || ht_hw_grow_objects(w, (size_t)i + 1) < 0) {
+    if (i >= w->cap && ht_hw_grow_objects(w, (size_t)i + 1) < 0) {
         w->oom = 1;
         return HT_NONE;
     }
     /* the slot pointer is still valid: nothing above touched the slots */
     *s = i + 1;
     w->h->addr[i] = a;
-    w->h->flags[i] = (how & HT_HW_ADD_LISTED) ? HT_HW_IN_LIST : 0;
+    w->h->flags[i] = 0;
     w->h->owner[i] = HT_NONE;
     w->h->n = i + 1;
     return i;
@@ -766,15 +783,25 @@ ht_hw_guard(ht_hw *w)
     ht_heap *h = w->h;
     uint32_t from = w->guarded > w->cur ? w->guarded : w->cur;
     for (uint32_t i = from; i < h->n && !w->oom; i++)
-        if (!(w->list_holds && (h->flags[i] & HT_HW_IN_LIST)))
-            ht_hw_hold(w, i);
+        ht_hw_hold(w, i);
     w->guarded = h->n;
     return w->oom ? -1 : 0;
 }
 
+/* Index of op, recording it if new (ht_hw_add_ex). Most referents are
+ * known already and their chunk is a recent one: that path is inline, the
+ * call and the rest are not. */
 static inline uint32_t
 ht_hw_add(ht_hw *w, PyObject *op)
 {
+    uint64_t a = (uint64_t)(uintptr_t)op;
+    uint64_t key = (a >> HT_HW_CHUNK_SHIFT) + 1;
+    size_t r = (size_t)(key ^ (key >> 5)) & (HT_HW_RECENT - 1);
+    if (key == w->recent_key[r]) {
+        uint32_t v = w->slots[w->recent_base[r] + ((size_t)(a >> 4) & (HT_HW_CHUNK_SLOTS - 1))];
+        if (v)
+            return v - 1;
+    }
     return ht_hw_add_ex(w, op, 0);
 }
 
@@ -856,7 +883,7 @@ ht_hw_reserve_edges(ht_hw *w, size_t cap)
     return 0;
 }
 
-static void
+static inline void
 ht_hw_edge(ht_hw *w, uint32_t dst, uint32_t label)
 {
     if (dst == HT_NONE)
@@ -1381,9 +1408,17 @@ static uint32_t
 ht_hw_key_label(ht_hw *w, PyObject *k, int owned)
 {
     uint64_t ck = ((uint64_t)(uintptr_t)k) | (owned ? 1 : 0);
+    /* instances of one class share their keys: a small cache in front of
+     * the table answers most lookups */
+    size_t c = (size_t)((ck >> 4) ^ (ck >> 13) ^ (ck & 1)) & (HT_HW_LCACHE - 1);
+    if (w->lcache_key[c] == ck)
+        return w->lcache_id[c];
     uint64_t *v = ht_table_find(&w->labels, ck);
-    if (v)
+    if (v) {
+        w->lcache_key[c] = ck;
+        w->lcache_id[c] = (uint32_t)(*v - 1);
         return (uint32_t)(*v - 1);
+    }
     ht_text t;
     t.len = 0;
     if (PyUnicode_CheckExact(k)) {
@@ -1817,13 +1852,6 @@ ht_hw_dict_edges(ht_hw *w, PyObject *op, int owned)
 {
     Py_ssize_t it = 0;
     PyObject *k, *v;
-    if (PyDict_GET_SIZE(op) <= 16) { /* prefetch the slots of a small dict's entries */
-        while (PyDict_Next(op, &it, &k, &v)) {
-            ht_hw_prefetch(w, k);
-            ht_hw_prefetch(w, v);
-        }
-        it = 0;
-    }
     while (PyDict_Next(op, &it, &k, &v)) {
         ht_hw_edge(w, ht_hw_add(w, k), HT_NONE);
         ht_hw_edge(w, ht_hw_add(w, v), ht_hw_key_label(w, k, owned));
@@ -2043,9 +2071,10 @@ static void
 ht_hw_note_owner(ht_hw *w, PyObject *op, uint32_t i)
 {
     PyObject *d = NULL;
-    if (PyModule_Check(op))
+    unsigned tf = ht_hw_tinfo_of(w, Py_TYPE(op))->tf;
+    if (tf & HT_TF_MODULE)
         d = PyModule_GetDict(op);
-    else if (PyType_Check(op))
+    else if (tf & HT_TF_TYPE)
         d = ((PyTypeObject *)op)->tp_dict;
     else if (Py_TYPE(op)->tp_flags & Py_TPFLAGS_HEAPTYPE)
         d = ht_hw_instance_dict(op);
@@ -2111,12 +2140,11 @@ ht_hw_reach(ht_hw *w)
     size_t sp = 0;
     for (uint32_t i = 0; i < n; i++) {
         if (h->flags[i] & HT_OBJ_GC) {
-            uint64_t held = ((h->flags[i] & HT_HW_HELD) ? 1 : 0) +
-                            ((w->list_holds && (h->flags[i] & HT_HW_IN_LIST)) ? 1 : 0) + inner[i];
+            uint64_t held = ((h->flags[i] & HT_HW_HELD) ? 1 : 0) + inner[i];
             if (w->refcnt[i] > held)
                 h->flags[i] |= HT_OBJ_EXTERNAL | HT_OBJ_ROOT;
         }
-        h->flags[i] &= ~(uint32_t)(HT_HW_IN_LIST | HT_HW_HELD);
+        h->flags[i] &= ~(uint32_t)HT_HW_HELD;
         if (h->flags[i] & HT_OBJ_ROOT)
             stack[sp++] = i;
         h->flags[i] |= HT_OBJ_UNREACHABLE;
@@ -2247,7 +2275,7 @@ ht_hw_exclusions(ht_hw *w)
         w->ex_untracked = 1;
     /* every live handle, by address */
     for (size_t k = 0; ht_handle_live.keys && k <= ht_handle_live.mask; k++)
-        if (ht_handle_live.keys[k] && ht_table_add(&w->excluded, ht_handle_live.keys[k]) < 0)
+        if (ht_handle_live.keys[k] && ht_hw_exclude(w, ht_handle_live.keys[k]) < 0)
             return -1;
     return 0;
 }
@@ -2261,29 +2289,6 @@ ht_hw_add_listed(ht_hw *w, PyObject *op)
         ht_hw_note_owner(w, op, i);
 }
 
-#if PY_VERSION_HEX < 0x030C0000
-/* 3.11: the gc-tracked objects come from gc.get_objects(), whose list holds
- * them for the walk (3.11 has no other public way to reach them). One pass
- * over the list, prefetching in two stages: the object and its chunk, then
- * its slot. */
-static int
-ht_hw_add_list(ht_hw *w, PyObject *list)
-{
-    Py_ssize_t nl = PyList_GET_SIZE(list);
-    for (Py_ssize_t k = 0; k < nl && !w->oom; k++) {
-        if (k + 16 < nl) {
-            PyObject *ahead = PyList_GET_ITEM(list, k + 16);
-            __builtin_prefetch(ahead);
-            __builtin_prefetch((char *)ahead - 3 * sizeof(PyObject *));
-            ht_hw_prefetch(w, ahead);
-        }
-        if (k + 8 < nl)
-            ht_hw_prefetch_slot(w, PyList_GET_ITEM(list, k + 8));
-        ht_hw_add_listed(w, PyList_GET_ITEM(list, k));
-    }
-    return w->oom ? -1 : 0;
-}
-#else
 static int
 ht_hw_visit_tracked(PyObject *op, void *arg)
 {
@@ -2291,7 +2296,6 @@ ht_hw_visit_tracked(PyObject *op, void *arg)
     ht_hw_add_listed(w, op);
     return !w->oom; /* 1: go on */
 }
-#endif
 
 /* Makes room for about `guess` objects so that neither the index nor the
  * arrays regrow during the walk; 0 or -1. */
@@ -2317,7 +2321,6 @@ ht_hw_walk(PyObject *exclude, int skip_frames)
 {
     ht_hw w;
     memset(&w, 0, sizeof w);
-    PyObject *list = NULL;
     ht_heap *result = NULL;
     int gc_was_enabled = 0;
     w.exclude_types = exclude ? Py_NewRef(exclude) : PyTuple_New(0);
@@ -2331,22 +2334,10 @@ ht_hw_walk(PyObject *exclude, int skip_frames)
     /* no collection (and no finalizer of the program's) may run while the
      * walk holds raw pointers; restored at the end */
     gc_was_enabled = PyGC_Disable();
-#if PY_VERSION_HEX >= 0x030C0000
-    /* 3.12+: the tracked objects are visited in place, in gc.get_objects()
-     * order, without building the list; the arrays grow as they fill */
+    /* the tracked objects are visited in place (gcvisit.h), without a
+     * list: the arrays grow as they fill (mremap, no copy) */
     if (ht_hw_init(&w, (size_t)1 << 16) < 0)
         goto oom;
-#else
-    list = ht_gc_objects();
-    if (list == NULL)
-        goto fail;
-    w.list_holds = 1;
-    /* untracked objects (str, int ...) are typically 1-1.5x the tracked ones:
-     * size for 2.5x so that neither the index nor the arrays regrow */
-    if (ht_hw_init(&w, (size_t)PyList_GET_SIZE(list) * 5 / 2 + 1024) < 0 ||
-        ht_table_add(&w.excluded, (uint64_t)(uintptr_t)list) < 0)
-        goto oom;
-#endif
     if (ht_hw_exclusions(&w) < 0) {
         if (!PyErr_Occurred())
             PyErr_NoMemory();
@@ -2355,11 +2346,7 @@ ht_hw_walk(PyObject *exclude, int skip_frames)
     /* from here to the end of the record pass no Python code runs (see
      * "no references held") */
     ht_hw_roots(&w, skip_frames);
-#if PY_VERSION_HEX >= 0x030C0000
-    PyUnstable_GC_VisitObjects(ht_hw_visit_tracked, &w);
-#else
-    ht_hw_add_list(&w, list);
-#endif
+    ht_gc_visit(ht_hw_visit_tracked, &w);
     if (w.oom)
         goto oom;
     for (uint32_t i = 0; i < w.h->n && !w.oom; i++) {
@@ -2386,7 +2373,6 @@ done:
     ht_hw_free(&w); /* drops the references the walk took (their addresses are in w.h) */
     if (result == NULL)
         ht_heap_free(w.h);
-    Py_XDECREF(list);
     if (gc_was_enabled)
         PyGC_Enable();
     Py_XDECREF(w.exclude_types);
@@ -2976,23 +2962,7 @@ ht_heap_touch_floor(PyObject *mod, PyObject *unused)
 {
     ht_floor f = {0, 0, 0};
     int was = PyGC_Disable();
-#if PY_VERSION_HEX >= 0x030C0000
-    PyUnstable_GC_VisitObjects(ht_floor_one, &f);
-#else
-    PyObject *list = ht_gc_objects();
-    if (list == NULL) {
-        if (was)
-            PyGC_Enable();
-        return NULL;
-    }
-    Py_ssize_t n = PyList_GET_SIZE(list);
-    for (Py_ssize_t k = 0; k < n; k++) {
-        if (k + 16 < n)
-            __builtin_prefetch(PyList_GET_ITEM(list, k + 16));
-        ht_floor_one(PyList_GET_ITEM(list, k), &f);
-    }
-    Py_DECREF(list);
-#endif
+    ht_gc_visit(ht_floor_one, &f);
     if (was)
         PyGC_Enable();
     return Py_BuildValue("(nnN)", (Py_ssize_t)f.objects, (Py_ssize_t)f.edges,
