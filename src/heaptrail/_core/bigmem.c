@@ -87,11 +87,29 @@ ht_big_alloc(size_t n, int flags)
 void *
 ht_big_alloc_zero(size_t n, int flags)
 {
-    void *p = ht_big_alloc(n, flags);
-    /* fresh mappings come zeroed */
-    if (p && ((ht_big_hdr *)((char *)p - HT_BIG_HDR))->maplen == 0)
-        memset(p, 0, n);
-    return p;
+    return ht_big_realloc_zero(NULL, n, flags);
+}
+
+void *
+ht_big_realloc_zero(void *p, size_t n, int flags)
+{
+    ht_big_hdr *hdr = p ? (ht_big_hdr *)((char *)p - HT_BIG_HDR) : NULL;
+    size_t old = hdr ? hdr->size : 0;
+    size_t old_map = hdr ? hdr->maplen : 0;
+    char *q = ht_big_realloc(p, n, flags);
+    if (q == NULL || n <= old)
+        return q;
+    size_t zero_end = n;
+    if (((ht_big_hdr *)(q - HT_BIG_HDR))->maplen) {
+        /* a mapping: every page past the old one's last page is fresh from
+         * the kernel (zero), and so is all of a new mapping; that last page
+         * may hold bytes of an earlier, larger size (a shrink keeps it) */
+        size_t page = 4096, last = (old_map + page - 1) / page * page;
+        zero_end = old_map == 0 ? old : last - HT_BIG_HDR < n ? last - HT_BIG_HDR : n;
+    }
+    if (zero_end > old)
+        memset(q + old, 0, zero_end - old);
+    return q;
 }
 
 void

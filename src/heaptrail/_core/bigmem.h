@@ -32,6 +32,11 @@
  * when a mapping is made. */
 void *ht_big_realloc(void *p, size_t n, int flags);
 
+/* As ht_big_realloc, and the bytes past the old size read as zero: for a
+ * mapping that grows, only the old last page is cleared (the kernel hands
+ * out the rest zeroed), where a memset would touch every new page. */
+void *ht_big_realloc_zero(void *p, size_t n, int flags);
+
 /* A new block of n bytes; of n zero bytes. NULL on failure. */
 void *ht_big_alloc(size_t n, int flags);
 void *ht_big_alloc_zero(size_t n, int flags);

@@ -445,7 +445,8 @@ ht_handle_dealloc(ht_handle *self)
 typedef struct {
     PyTypeObject *tp;
     unsigned tf;           /* HT_TF_* */
-    Py_ssize_t fixed;      /* ht_size_fixed when HT_TF_SIZE_PURE, else -1 */
+    Py_ssize_t fixed;      /* every object's flat size, when the type's is fixed; else -1 */
+    ht_size_rule rule;     /* how its objects are sized, when HT_TF_SIZE_PURE */
 } ht_hw_tinfo;
 
 #define HT_HW_TCACHE 256
@@ -565,15 +566,8 @@ ht_hw_reserve_slots(ht_hw *w, size_t cap)
 {
     if (cap <= w->slots_cap)
         return 0;
-    uint32_t *s;
-    if (w->slots == NULL) {
-        /* fresh pages come zeroed: no block needs clearing when made */
-        s = ht_big_alloc_zero(cap * sizeof(uint32_t), HT_BIG_HUGE);
-    } else {
-        s = ht_big_realloc(w->slots, cap * sizeof(uint32_t), HT_BIG_HUGE);
-        if (s != NULL)
-            memset(s + w->slots_cap, 0, (cap - w->slots_cap) * sizeof(uint32_t));
-    }
+    /* zeroed, by the kernel for a mapping: no block needs clearing when made */
+    uint32_t *s = ht_big_realloc_zero(w->slots, cap * sizeof(uint32_t), HT_BIG_HUGE);
     if (s == NULL)
         return -1;
     w->slots = s;
@@ -1300,11 +1294,20 @@ ht_hw_tinfo_of(ht_hw *w, PyTypeObject *tp)
     e->tp = tp;
     e->tf = ht_hw_tfacts(w, tp);
     e->fixed = -1;
-    if (e->tf & HT_TF_SIZE_PURE) {
-        e->fixed = ht_size_fixed(tp);
-        if (e->fixed < 0)
-            PyErr_Clear(); /* sized per object, by ht_size_flat */
+    if (!(e->tf & HT_TF_SIZE_PURE))
+        return e;
+    /* no code runs: SIZE_PURE says the lookup and the C __sizeof__ are the
+     * interpreter's own; a rule that could not be made, or a Python
+     * __sizeof__ after all, leaves the type's objects to be sized after
+     * the walk (ht_hw_defer_size) */
+    if (ht_size_rule_of(tp, &e->rule) < 0 || e->rule.kind == HT_SZ_PYCALL) {
+        PyErr_Clear();
+        e->tf &= ~(unsigned)HT_TF_SIZE_PURE;
+        return e;
     }
+    /* as ht_size_flat_with computes it for such a rule */
+    if (e->rule.kind == HT_SZ_BASIC && tp->tp_itemsize == 0 && !e->rule.pre_static0)
+        e->fixed = tp->tp_basicsize + e->rule.pre;
     return e;
 }
 
@@ -2035,7 +2038,7 @@ ht_hw_record(ht_hw *w, uint32_t i)
     if (ti->fixed >= 0) {
         sz = ti->fixed;
     } else if (tf & HT_TF_SIZE_PURE) {
-        sz = ht_size_flat(op);
+        sz = ht_size_flat_with(op, &ti->rule);
         if (sz < 0) {
             PyErr_Clear();
             sz = tp->tp_basicsize;

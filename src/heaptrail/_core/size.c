@@ -16,26 +16,6 @@
  * whose __sizeof__ is changed, or a new type allocated where a dead one was,
  * is decided again. The cache is protected by the GIL. */
 
-enum {
-    HT_SZ_BASIC,  /* inherits object.__sizeof__: basicsize + Py_SIZE * itemsize */
-    HT_SZ_STR,    /* exact str: from its public header fields */
-    HT_SZ_INT,    /* exact int: from its digit count */
-    HT_SZ_LIST,   /* exact list: basicsize + allocated slots */
-    HT_SZ_CFUNC,  /* __sizeof__ is a C method: its function is called directly */
-    HT_SZ_PYCALL, /* __sizeof__ overridden in Python: op.__sizeof__() */
-};
-
-typedef struct ht_size_rule {
-    PyTypeObject *tp;
-    unsigned int version;  /* tp_version_tag when decided (0: never trusted) */
-    uint8_t kind;          /* HT_SZ_* */
-    uint8_t shared;        /* module, type, function, code ... (see size.h) */
-    uint8_t traverse;      /* referents are walked with tp_traverse */
-    uint8_t gc_per_object; /* tp_is_gc: only some objects are gc objects */
-    uint8_t pre_static0;   /* 3.13: static type objects get no pre-header */
-    Py_ssize_t pre;        /* pre-header bytes sys.getsizeof adds */
-    PyCFunction fn;        /* the C __sizeof__ (CFUNC, and fallback of STR/INT) */
-} ht_size_rule;
 
 /* A program that keeps creating classes would grow the cache without end:
  * past this many rules it is emptied and refilled. */
@@ -178,8 +158,8 @@ ht_size__store(const ht_size_rule *r)
 
 /* Copies tp's rule into *r, deciding and caching it when needed. Returns 0 or
  * -1 with an exception set. */
-static int
-ht_size__rule(PyTypeObject *tp, ht_size_rule *r)
+int
+ht_size_rule_of(PyTypeObject *tp, ht_size_rule *r)
 {
     const ht_size_rule *c = ht_size__cached(tp);
     if (c != NULL) {
@@ -268,8 +248,8 @@ ht_size__int(PyObject *op)
 
 /* The flat size of op under rule r, or -1 with an exception set. Runs Python
  * code only for HT_SZ_PYCALL. */
-static inline Py_ssize_t
-ht_size__flat_with(PyObject *op, const ht_size_rule *r)
+Py_ssize_t
+ht_size_flat_with(PyObject *op, const ht_size_rule *r)
 {
     Py_ssize_t n = -1;
     switch (r->kind) {
@@ -310,27 +290,15 @@ ht_size_flat(PyObject *op)
 {
     const ht_size_rule *c = ht_size__cached(Py_TYPE(op));
     if (c != NULL && c->kind != HT_SZ_PYCALL)
-        return ht_size__flat_with(op, c);
+        return ht_size_flat_with(op, c);
     /* a copy: Python code run by __sizeof__ may move the cache */
     ht_size_rule r;
-    if (ht_size__rule(Py_TYPE(op), &r) < 0)
+    if (ht_size_rule_of(Py_TYPE(op), &r) < 0)
         return -1;
     Py_INCREF(op);
-    Py_ssize_t n = ht_size__flat_with(op, &r);
+    Py_ssize_t n = ht_size_flat_with(op, &r);
     Py_DECREF(op);
     return n;
-}
-
-Py_ssize_t
-ht_size_fixed(PyTypeObject *tp)
-{
-    ht_size_rule r;
-    if (ht_size__rule(tp, &r) < 0)
-        return -1;
-    /* type objects: static ones get no pre-header on 3.13 (r.pre_static0) */
-    if (r.kind != HT_SZ_BASIC || tp->tp_itemsize != 0 || r.pre_static0)
-        return -1;
-    return tp->tp_basicsize + r.pre;
 }
 
 /* ================================================================ the walk
@@ -517,7 +485,7 @@ ht_walk__take(ht_walk *w, PyObject *op, const ht_size_rule *r)
 {
     if (r->shared && !w->shared)
         return 0;
-    Py_ssize_t n = ht_size__flat_with(op, r);
+    Py_ssize_t n = ht_size_flat_with(op, r);
     if (n < 0) {
         w->failed = 1;
         return -1;
@@ -567,7 +535,7 @@ ht_walk__see(ht_walk *w, PyObject *op)
          * here runs no Python code, and keeps the walk's order the same
          * whether the cache was warm or not */
         ht_size_rule tmp;
-        if (ht_size__rule(tp, &tmp) < 0) {
+        if (ht_size_rule_of(tp, &tmp) < 0) {
             w->failed = 1;
             return -1;
         }
@@ -680,11 +648,11 @@ static int
 ht_walk__settle(ht_walk *w, PyObject *op, uintptr_t tags, uint32_t *rec)
 {
     ht_size_rule r;
-    if (ht_size__rule(Py_TYPE(op), &r) < 0)
+    if (ht_size_rule_of(Py_TYPE(op), &r) < 0)
         return -1;
     if (r.shared && !w->shared && !(tags & HT_W_ROOT))
         return 0;
-    Py_ssize_t n = ht_size__flat_with(op, &r);
+    Py_ssize_t n = ht_size_flat_with(op, &r);
     if (n < 0)
         return -1;
     w->total += n;

@@ -42,10 +42,37 @@
  * lookup). Must be called with the GIL held. */
 Py_ssize_t ht_size_flat(PyObject *op);
 
-/* The flat size every object of tp has, when it is one (tp is sized by
- * object.__sizeof__ and has no items), else -1. Decides and caches tp's
- * rule like ht_size_flat; call it only where ht_size_flat could be. -1 with
- * an exception set only if that fails (PyErr_Occurred tells). */
-Py_ssize_t ht_size_fixed(PyTypeObject *tp);
+/* How a type's objects are sized: size.c decides a rule per type and caches
+ * it; a caller that sizes many objects of few types (the heap walk) keeps
+ * copies and sizes with them, sparing the cache lookup per object. */
+enum {
+    HT_SZ_BASIC,  /* inherits object.__sizeof__: basicsize + Py_SIZE * itemsize */
+    HT_SZ_STR,    /* exact str: from its public header fields */
+    HT_SZ_INT,    /* exact int: from its digit count */
+    HT_SZ_LIST,   /* exact list: basicsize + allocated slots */
+    HT_SZ_CFUNC,  /* __sizeof__ is a C method: its function is called directly */
+    HT_SZ_PYCALL, /* __sizeof__ overridden in Python: op.__sizeof__() */
+};
+
+typedef struct ht_size_rule {
+    PyTypeObject *tp;
+    unsigned int version;  /* tp_version_tag when decided (0: never trusted) */
+    uint8_t kind;          /* HT_SZ_* */
+    uint8_t shared;        /* module, type, function, code ... (see size.h) */
+    uint8_t traverse;      /* referents are walked with tp_traverse */
+    uint8_t gc_per_object; /* tp_is_gc: only some objects are gc objects */
+    uint8_t pre_static0;   /* 3.13: static type objects get no pre-header */
+    Py_ssize_t pre;        /* pre-header bytes sys.getsizeof adds */
+    PyCFunction fn;        /* the C __sizeof__ (CFUNC, and fallback of STR/INT) */
+} ht_size_rule;
+
+/* Copies tp's rule into *r, deciding and caching it when needed (the
+ * __sizeof__ lookup goes through tp's metaclass, which may run code). 0, or
+ * -1 with an exception set. */
+int ht_size_rule_of(PyTypeObject *tp, ht_size_rule *r);
+
+/* The flat size of op by its type's rule r, or -1 with an exception set.
+ * Runs Python code only for HT_SZ_PYCALL rules. */
+Py_ssize_t ht_size_flat_with(PyObject *op, const ht_size_rule *r);
 
 #endif
