@@ -460,7 +460,7 @@ typedef struct {
 } ht_hw_cand;
 
 #define HT_HW_RECENT 32      /* chunks remembered: one per allocation stream */
-#define HT_HW_ADD_LISTED 1   /* ht_hw_add_ex: listed by gc.get_objects() */
+#define HT_HW_ADD_LISTED 1   /* ht_hw_add_ex: a gc-tracked object (gcvisit.h) */
 #define HT_HW_ADD_DICT 2     /* ht_hw_add_ex: an owner's __dict__ */
 #define HT_HW_ADD_ROOT 4     /* ht_hw_add_ex: a root (found before the listed objects) */
 
@@ -500,7 +500,7 @@ typedef struct {
     PyObject *s_module;      /* interned "__module__" */
     PyObject *s_name;        /* interned "__name__" */
     PyObject *s_sizeof;      /* interned "__sizeof__" */
-    int ex_untracked;        /* an excluded type may have objects gc.get_objects() misses */
+    int ex_untracked;        /* an excluded type may have objects gcvisit.h misses */
     uint32_t cur;            /* the object being recorded: those below are done */
     int cur_counted;         /* its refcount is in refcnt[cur] already */
     uint32_t guarded;        /* objects below this index are protected (ht_hw_guard) */
@@ -644,7 +644,7 @@ ht_hw_add_ex(ht_hw *w, PyObject *op, int how)
     if (*s) {
         return *s - 1;
     }
-    /* the gc.get_objects() list and every live snapshot handle */
+    /* every live snapshot handle */
     if ((w->ex_bloom >> ((a >> 4) & 63) & 1) && ht_table_contains(&w->excluded, a))
         return HT_NONE;
     /* instances of the excluded types: all gc-tracked ones are listed, so
@@ -697,8 +697,7 @@ ht_hw_add_ex(ht_hw *w, PyObject *op, int how)
  *     held (one reference) and sized after the walk (ht_hw_size_deferred);
  *   - before reading an inline attribute that may run code (an extension
  *     base class's getter, a class dict with a non-str key), ht_hw_guard
- *     takes a reference to every object found and not yet recorded (on
- *     3.11 the gc.get_objects() list already holds the listed ones).
+ *     takes a reference to every object found and not yet recorded.
  * On the benchmark heap neither happens on 3.12/3.13; on 3.11, 90 objects
  * of extension types are sized after the walk.
  * The references taken are listed in w->held and dropped at the end. */
@@ -1685,7 +1684,7 @@ ht_hw_attrs(ht_hw *w, PyTypeObject *tp, PyObject *op)
  * their own. On 3.11 every public way to read them (PyFrame_GetLocals)
  * creates f_locals, a dict that keeps a reference to each local: running
  * frames' locals are then found only when something else refers to them or
- * when they are gc-tracked (gc.get_objects lists them). */
+ * when they are gc-tracked (gcvisit.h visits them). */
 static void
 ht_hw_frame_cands(ht_hw *w, PyFrameObject *f)
 {
@@ -2068,7 +2067,7 @@ ht_hw_root(ht_hw *w, PyObject *op, uint32_t flag)
 }
 
 /* Records the __dict__ of op (instance, module, class; op is object i)
- * with op as its owner. Called for every object gc.get_objects() lists
+ * with op as its owner. Called for every gc-tracked object
  * (owners are gc-tracked) before any dict is recorded. */
 static void
 ht_hw_note_owner(ht_hw *w, PyObject *op, uint32_t i)
@@ -2183,8 +2182,7 @@ ht_hw_label_cells(ht_hw *w)
     }
 }
 
-/* Drops the references the walk took (ht_hw_hold): few, often none. The
- * objects gc.get_objects() listed are held by the list until it goes. */
+/* Drops the references the walk took (ht_hw_hold): few, often none. */
 static void
 ht_hw_release(ht_hw *w)
 {
