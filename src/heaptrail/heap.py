@@ -282,7 +282,9 @@ def snapshot(gc_first=True):
     """Walks every live object into a :class:`Snapshot`. ``gc_first`` keeps cyclic garbage
     out, as a full collection first would: the walk finds garbage the way the collector does, and
     only when it found some does it run ``gc.collect()`` and walk again (a heap without garbage
-    is not collected: no finalizer or gc callback runs). With ``gc_first=False`` cyclic garbage
+    is not collected: no finalizer or gc callback runs). A Snapshot that refers to other objects
+    (given an attribute) could close a cycle the walk cannot see, as snapshots leave themselves
+    out: then the heap is collected and walked again too. With ``gc_first=False`` cyclic garbage
     stays in, flagged unreachable."""
     return _take(gc_first)
 

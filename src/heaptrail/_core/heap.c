@@ -69,6 +69,11 @@
 #include <structmember.h>
 
 #define HT_HW_HELD (1u << 30)    /* walk-time flag: the walk holds a reference */
+#define HT_HW_NOREF (1u << 29)   /* walk-time flag: its edges are no references
+                                  * (ht_hw_dict_embedded) */
+#define HT_HW_LISTED (1u << 28)  /* walk-time flag: in the collector's generations (gcvisit.h) */
+#define HT_HW_FROZEN (1u << 27)  /* walk-time flag: tracked, not listed: gc.freeze() set it aside */
+#define HT_HW_SEEN (1u << 26)    /* walk-time flag: reached (ht_hw_garbage) */
 #define HT_VALUE_MAX 60     /* characters kept of a str/bytes value */
 #define HT_LABEL_MAX 60     /* characters kept of a dict key in a label */
 
@@ -501,6 +506,8 @@ typedef struct {
     PyObject *s_name;        /* interned "__name__" */
     PyObject *s_sizeof;      /* interned "__sizeof__" */
     int ex_untracked;        /* an excluded type may have objects gcvisit.h misses */
+    int ex_refs_gc;          /* an excluded gc object refers to a gc object (ht_hw_ex_check) */
+    int frozen;              /* gc.freeze() set objects aside */
     uint32_t cur;            /* the object being recorded: those below are done */
     int cur_counted;         /* its refcount is in refcnt[cur] already */
     uint32_t guarded;        /* objects below this index are protected (ht_hw_guard) */
@@ -626,6 +633,29 @@ ht_hw_exclude(ht_hw *w, uint64_t a)
     return ht_table_add(&w->excluded, a);
 }
 
+/* tp_traverse visitor of ht_hw_ex_check. */
+static int
+ht_hw_ex_visit(PyObject *r, void *arg)
+{
+    ht_hw *w = arg;
+    if (!PyType_Check(r) && PyObject_IS_GC(r) && PyObject_GC_IsTracked(r))
+        w->ex_refs_gc = 1;
+    return 0;
+}
+
+/* An excluded gc object (a Snapshot): the walk cannot see a cycle of
+ * garbage through it, as it leaves it out. Only one that refers to a gc
+ * object (other than a class) can be in one: then w->ex_refs_gc is set,
+ * and gc_first collects before walking (ht_heap_snapshot). A Snapshot
+ * refers to its class, its C handle and its path: none of them. */
+static void
+ht_hw_ex_check(ht_hw *w, PyObject *op)
+{
+    traverseproc tr = Py_TYPE(op)->tp_traverse;
+    if (!w->ex_refs_gc && tr != NULL && PyObject_IS_GC(op))
+        tr(op, ht_hw_ex_visit, w);
+}
+
 /* Index of op, recording it if new; HT_NONE for excluded objects, or with
  * w->oom set when out of memory. how: HT_HW_ADD_LISTED for the gc-tracked
  * objects the walk starts from, HT_HW_ADD_DICT for an owner's __dict__. No
@@ -642,6 +672,8 @@ ht_hw_add_ex(ht_hw *w, PyObject *op, int how)
     if (s == NULL)
         return HT_NONE;
     if (*s) {
+        if (how & HT_HW_ADD_LISTED)
+            w->h->flags[*s - 1] |= HT_HW_LISTED;
         return *s - 1;
     }
     /* every live snapshot handle */
@@ -658,6 +690,8 @@ ht_hw_add_ex(ht_hw *w, PyObject *op, int how)
             /* remembered: edges reach it later without this check */
             if (ht_hw_exclude(w, a) < 0)
                 w->oom = 1;
+            if (how & HT_HW_ADD_LISTED)
+                ht_hw_ex_check(w, op);
             return HT_NONE;
         }
     }
@@ -669,7 +703,7 @@ ht_hw_add_ex(ht_hw *w, PyObject *op, int how)
     /* the slot pointer is still valid: nothing above touched the slots */
     *s = i + 1;
     w->h->addr[i] = a;
-    w->h->flags[i] = 0;
+    w->h->flags[i] = (how & HT_HW_ADD_LISTED) ? HT_HW_LISTED : 0;
     w->h->owner[i] = HT_NONE;
     w->h->n = i + 1;
     return i;
@@ -1695,6 +1729,16 @@ ht_hw_frame_cands(ht_hw *w, PyFrameObject *f)
     }
     ht_hw_cand_str(w, (PyObject *)co, "f_code");
 #if PY_VERSION_HEX >= 0x030C0000
+    /* a generator's or coroutine's frame: the generator holds the locals
+     * and its tp_traverse visits them, the frame object's does not; made
+     * edges of the frame too, each local would be counted twice in
+     * ht_hw_reach, and one that C code also holds would lose its root */
+    PyObject *gen = PyFrame_GetGenerator(f);
+    if (gen != NULL) {
+        Py_DECREF(gen); /* the program holds it too */
+        Py_DECREF(co);
+        return;
+    }
     PyObject *names[2] = {PyCode_GetVarnames(co), PyCode_GetCellvars(co)};
     for (int k = 0; k < 2; k++) {
         PyObject *tup = names[k];
@@ -1860,6 +1904,23 @@ ht_hw_dict_edges(ht_hw *w, PyObject *op, int owned)
     }
 }
 
+#if PY_VERSION_HEX >= 0x030D0000
+/* 3.13: whether dict op (object i) is a view of its owner's inline values
+ * (a __dict__ made from them): such a dict holds no reference to its
+ * values and its tp_traverse visits none, while the owner visits them. */
+static int
+ht_hw_dict_embedded(ht_hw *w, PyObject *op, uint32_t i)
+{
+    uint32_t o = w->h->owner[i];
+    if (o == HT_NONE || ((PyDictObject *)op)->ma_values == NULL)
+        return 0;
+    PyObject *owner = ht_hw_obj(w, o);
+    PyTypeObject *otp = Py_TYPE(owner);
+    return (otp->tp_flags & Py_TPFLAGS_INLINE_VALUES) &&
+           (char *)((PyDictObject *)op)->ma_values == (char *)owner + otp->tp_basicsize;
+}
+#endif
+
 /* The edges of object i (op), whose type has facts tf; gc: op is a gc
  * object. */
 static void
@@ -1868,6 +1929,11 @@ ht_hw_edges(ht_hw *w, PyObject *op, uint32_t i, unsigned tf, int gc)
     PyTypeObject *tp = Py_TYPE(op);
     ht_heap *h = w->h;
     if (tf & HT_TF_DICT_EXACT) {
+#if PY_VERSION_HEX >= 0x030D0000
+        /* its entries stay edges (they label paths) but not references */
+        if (ht_hw_dict_embedded(w, op, i))
+            h->flags[i] |= HT_HW_NOREF;
+#endif
         ht_hw_dict_edges(w, op, h->owner[i] != HT_NONE);
         return;
     }
@@ -2048,6 +2114,10 @@ ht_hw_record(ht_hw *w, uint32_t i)
     h->size[i] = (uint64_t)sz;
     h->total_size += (uint64_t)sz;
     ht_hw_describe(w, op, i, tf, gc);
+    /* a tracked object the collector's generations do not hold: gc.freeze()
+     * set it aside (the gc header is read only when there are such) */
+    if (w->frozen && gc && !(h->flags[i] & HT_HW_LISTED) && PyObject_GC_IsTracked(op))
+        h->flags[i] |= HT_HW_FROZEN;
     Py_ssize_t rc = Py_REFCNT(op);
     /* saturated: a count that high (immortal objects) is a root either way */
     w->refcnt[i] = rc > (Py_ssize_t)UINT32_MAX ? UINT32_MAX : (uint32_t)rc;
@@ -2134,7 +2204,7 @@ ht_hw_reach(ht_hw *w)
         return -1;
     }
     for (uint32_t i = 0; i < n; i++) {
-        if (!(h->flags[i] & HT_OBJ_GC))
+        if ((h->flags[i] & (HT_OBJ_GC | HT_HW_NOREF)) != HT_OBJ_GC)
             continue;
         for (uint32_t e = h->edge_start[i]; e < h->edge_start[i + 1]; e++)
             inner[h->edge_dst[e]]++;
@@ -2146,7 +2216,7 @@ ht_hw_reach(ht_hw *w)
             if (w->refcnt[i] > held)
                 h->flags[i] |= HT_OBJ_EXTERNAL | HT_OBJ_ROOT;
         }
-        h->flags[i] &= ~(uint32_t)HT_HW_HELD;
+        h->flags[i] &= ~(uint32_t)(HT_HW_HELD | HT_HW_NOREF);
         if (h->flags[i] & HT_OBJ_ROOT)
             stack[sp++] = i;
         h->flags[i] |= HT_OBJ_UNREACHABLE;
@@ -2166,6 +2236,57 @@ ht_hw_reach(ht_hw *w)
     free(inner);
     free(stack);
     return 0;
+}
+
+/* Whether gc.collect() would free something: a gc object in the
+ * collector's generations that no root reaches (its references all come
+ * from such objects: ht_hw_reach roots every gc object something outside
+ * the graph holds). gc.freeze()'s objects are outside the generations: the
+ * collector takes their references for outside ones, so what they reach is
+ * no garbage to it. 1, 0, or -1 (no memory). Clears the walk-time flags. */
+static int
+ht_hw_garbage(ht_hw *w)
+{
+    ht_heap *h = w->h;
+    uint32_t n = h->n, *stack = NULL;
+    const uint32_t lost = HT_OBJ_GC | HT_OBJ_UNREACHABLE;
+    int found = 0;
+    size_t sp = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if ((h->flags[i] & lost) == lost) {
+            found = 1;
+            break;
+        }
+    if (found && w->frozen) {
+        stack = malloc(((size_t)n + 1) * sizeof(uint32_t));
+        if (stack == NULL) {
+            found = -1;
+            goto done;
+        }
+        for (uint32_t i = 0; i < n; i++)
+            if ((h->flags[i] & (lost | HT_HW_FROZEN)) == (lost | HT_HW_FROZEN)) {
+                h->flags[i] |= HT_HW_SEEN;
+                stack[sp++] = i;
+            }
+        while (sp) {
+            uint32_t i = stack[--sp];
+            for (uint32_t e = h->edge_start[i]; e < h->edge_start[i + 1]; e++) {
+                uint32_t d = h->edge_dst[e];
+                if ((h->flags[d] & (HT_OBJ_UNREACHABLE | HT_HW_SEEN)) == HT_OBJ_UNREACHABLE) {
+                    h->flags[d] |= HT_HW_SEEN;
+                    stack[sp++] = d;
+                }
+            }
+        }
+        found = 0;
+        for (uint32_t i = 0; i < n && !found; i++)
+            found = (h->flags[i] & (lost | HT_HW_LISTED | HT_HW_SEEN)) == (lost | HT_HW_LISTED);
+    }
+done:
+    for (uint32_t i = 0; i < n; i++)
+        h->flags[i] &= ~(uint32_t)(HT_HW_LISTED | HT_HW_FROZEN | HT_HW_SEEN);
+    free(stack);
+    return found;
 }
 
 /* Names closure cells' contents after their functions' variables. */
@@ -2246,6 +2367,21 @@ ht_hw_collect(void)
     return r ? 0 : -1;
 }
 
+/* Whether gc.freeze() moved objects aside: 1, 0, or -1 with an exception
+ * set. */
+static int
+ht_hw_frozen(void)
+{
+    PyObject *frozen = ht_gc_call("get_freeze_count");
+    if (frozen == NULL)
+        return -1;
+    Py_ssize_t nf = PyLong_AsSsize_t(frozen);
+    Py_DECREF(frozen);
+    if (nf == -1 && PyErr_Occurred())
+        return -1;
+    return nf > 0;
+}
+
 /* Decides how excluded types are found (see ht_hw_add_ex); 0 or -1. */
 static int
 ht_hw_exclusions(ht_hw *w)
@@ -2265,15 +2401,11 @@ ht_hw_exclusions(ht_hw *w)
             w->ex_untracked = 1;
     }
     /* objects gc.freeze() moved out of the generations are not listed */
-    PyObject *frozen = ht_gc_call("get_freeze_count");
-    if (frozen == NULL)
+    int frozen = ht_hw_frozen();
+    if (frozen < 0)
         return -1;
-    Py_ssize_t nf = PyLong_AsSsize_t(frozen);
-    Py_DECREF(frozen);
-    if (nf == -1 && PyErr_Occurred())
-        return -1;
-    if (nf > 0)
-        w->ex_untracked = 1;
+    if (frozen)
+        w->ex_untracked = w->frozen = 1;
     /* every live handle, by address */
     for (size_t k = 0; ht_handle_live.keys && k <= ht_handle_live.mask; k++)
         if (ht_handle_live.keys[k] && ht_hw_exclude(w, ht_handle_live.keys[k]) < 0)
@@ -2316,9 +2448,11 @@ ht_hw_init(ht_hw *w, size_t guess)
 
 /* The walk: a new heap, or NULL with an exception set. exclude: tuple of
  * classes whose instances are left out, or NULL; skip_frames: the
- * innermost frames of this thread left out (the caller's own). */
+ * innermost frames of this thread left out (the caller's own). *collect
+ * is set when gc.collect() would free something, or might (an excluded
+ * object that may close a cycle: see ht_heap_snapshot). */
 static ht_heap *
-ht_hw_walk(PyObject *exclude, int skip_frames)
+ht_hw_walk(PyObject *exclude, int skip_frames, int *collect)
 {
     ht_hw w;
     memset(&w, 0, sizeof w);
@@ -2364,7 +2498,11 @@ ht_hw_walk(PyObject *exclude, int skip_frames)
     ht_hw_label_cells(&w);
     if (ht_hw_reach(&w) < 0)
         goto oom;
+    int garbage = ht_hw_garbage(&w);
+    if (garbage < 0)
+        goto oom;
     result = w.h;
+    *collect = garbage || w.ex_refs_gc;
     goto done;
 oom:
     PyErr_NoMemory();
@@ -2383,27 +2521,18 @@ done:
     return result;
 }
 
-/* Whether the walk found cyclic garbage: a gc object that no root reaches.
- * Its references all come from other such objects (ht_hw_reach roots every
- * gc object that something outside the graph holds), which is the
- * collector's own test for garbage. */
-static int
-ht_heap_has_garbage(const ht_heap *h)
-{
-    for (uint32_t i = 0; i < h->n; i++)
-        if ((h->flags[i] & (HT_OBJ_GC | HT_OBJ_UNREACHABLE)) == (HT_OBJ_GC | HT_OBJ_UNREACHABLE))
-            return 1;
-    return 0;
-}
-
 /* heap_snapshot(gc_first, exclude_types, skip_frames). gc_first keeps
- * cyclic garbage out of the snapshot. A collection costs about a third of
- * a walk (gc.collect() is 0.15 s on benchmarks/cases/heap.py, the walk
- * 0.26 s), so the heap is walked first: the walk sees garbage the way the
+ * cyclic garbage out of the snapshot. A collection costs more than half a
+ * walk (gc.collect() is 0.15 s on benchmarks/cases/heap.py, the walk
+ * 0.22 s), so the heap is walked first: the walk sees garbage the way the
  * collector does, and only when it found some is the heap collected and
  * walked again. A heap without garbage is then neither collected nor
  * disturbed (no finalizer or gc callback of the program's runs); the
- * snapshot is the same either way. */
+ * snapshot is the same either way. The walk's test is the collector's
+ * (ht_hw_garbage, gc.freeze()'s objects included) but for the objects it
+ * leaves out: when one of them refers to gc objects (a Snapshot given an
+ * attribute), it could close a cycle the walk does not see, and the heap
+ * is collected and walked again as well. */
 static PyObject *
 ht_heap_snapshot(PyObject *mod, PyObject *args)
 {
@@ -2411,10 +2540,11 @@ ht_heap_snapshot(PyObject *mod, PyObject *args)
     PyObject *exclude = NULL;
     if (!PyArg_ParseTuple(args, "|pO!i", &gc_first, &PyTuple_Type, &exclude, &skip_frames))
         return NULL;
-    ht_heap *h = ht_hw_walk(exclude, skip_frames);
-    if (h != NULL && gc_first && ht_heap_has_garbage(h)) {
+    int collect = 0;
+    ht_heap *h = ht_hw_walk(exclude, skip_frames, &collect);
+    if (h != NULL && gc_first && collect) {
         ht_heap_free(h);
-        h = ht_hw_collect() < 0 ? NULL : ht_hw_walk(exclude, skip_frames);
+        h = ht_hw_collect() < 0 ? NULL : ht_hw_walk(exclude, skip_frames, &collect);
     }
     return h ? ht_heap_wrap(h) : NULL; /* the handle owns h (freed on failure) */
 }
