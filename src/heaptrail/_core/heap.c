@@ -2756,7 +2756,8 @@ ht_handle_summary(ht_handle *self, PyObject *args)
     PyObject *out = NULL;
     if (ht_kinds_fill(&ks, self->heap, by, 0) < 0)
         goto done;
-    qsort(ks.k, ks.nk, sizeof(ht_kind), ht_kind_by_size);
+    if (ks.nk > 1) /* ks.k is NULL for an empty heap */
+        qsort(ks.k, ks.nk, sizeof(ht_kind), ht_kind_by_size);
     out = PyList_New((Py_ssize_t)ks.nk);
     for (size_t j = 0; out && j < ks.nk; j++) {
         ht_kind *k = &ks.k[j];
@@ -2830,7 +2831,8 @@ ht_handle_diff(ht_handle *self, PyObject *args)
                 ks.k[k].removed++;
         }
     }
-    qsort(ks.k, ks.nk, sizeof(ht_kind), ht_kind_by_size);
+    if (ks.nk > 1) /* ks.k is NULL for an empty heap */
+        qsort(ks.k, ks.nk, sizeof(ht_kind), ht_kind_by_size);
     out = PyList_New(0);
     for (size_t j = 0; out && j < ks.nk; j++) {
         ht_kind *k = &ks.k[j];

@@ -732,7 +732,8 @@ ht_leaks_by_bytes(const void *a, const void *b)
 static PyObject *
 ht_leaks_kinds_list(ht_leaks_kinds *ks)
 {
-    qsort(ks->k, ks->nk, sizeof(ht_leaks_kind), ht_leaks_by_bytes);
+    if (ks->nk > 1) /* ks->k is NULL when empty: qsort's pointer must not be */
+        qsort(ks->k, ks->nk, sizeof(ht_leaks_kind), ht_leaks_by_bytes);
     PyObject *out = PyList_New((Py_ssize_t)ks->nk);
     for (size_t j = 0; out && j < ks->nk; j++) {
         ht_leaks_kind *k = &ks->k[j];
