@@ -9,11 +9,12 @@ when the walk found cyclic garbage: this heap has none, so the "heaptrail" row i
 collection costs by itself on this heap.
 
 Floors, to read the walk's time against: "gc.get_objects (floor)" is what listing the tracked
-objects costs (the 3.11 walk starts from that list); "touch floor" (heaptrail._core.
-heap_touch_floor) is the memory traffic no walk can avoid: every tracked object found and
-traversed, the header of every edge's target read, in C, with no index and nothing recorded.
-The rest of the walk's time is the address index (one lookup per edge, mostly a cache miss) and
-recording (sizes, values, labels); see the "Speed" note at the top of src/heaptrail/_core/heap.c.
+objects costs in Python (the issue asks for it; the walk visits them in place instead, see
+_core/gcvisit.h); "touch floor" (heaptrail._core.heap_touch_floor) is the memory traffic no walk
+can avoid: every tracked object visited as the walk visits them and traversed, the header of
+every edge's target read, in C, with no index and nothing recorded. The rest of the walk's time
+is the address index (one lookup per edge), recording (sizes, values, labels) and the pages its
+arrays take from the kernel; see the "Speed" note at the top of src/heaptrail/_core/heap.c.
 
 Extra figures (heaptrail row): snapshot memory per object and per edge, file size, save and
 load times.
