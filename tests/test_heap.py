@@ -366,6 +366,23 @@ def test_gc_first_ignores_frozen_objects():
             gc.unfreeze()
 
 
+def _assert_live_when_held_by_c(ev, box, addrs):
+    """box holds the only outside reference to an object (addrs[1]) in a cycle with another
+    (addrs[0]): that reference is handed to C, and a gc_first snapshot then collects nothing and
+    finds both live, the held one an external root."""
+    held = box.pop()
+    drop = _held_by_c(held)
+    del held
+    try:
+        snap = heaptrail.snapshot()
+        assert ev.collected == []
+        flags = [snap._h.record(snap._index(x))[5] for x in addrs]
+        assert not any(f & UNREACHABLE for f in flags)
+        assert flags[1] & EXTERNAL
+    finally:
+        drop()
+
+
 def test_gc_first_no_collection_for_a_materialized_dict_held_from_c():
     """3.13 makes __dict__ a view of the instance's inline values; its entries are no references
     of the dict. Counted as such, a list held by C and by such an instance lost its root: the
@@ -375,17 +392,9 @@ def test_gc_first_no_collection_for_a_materialized_dict_held_from_c():
         held = [s]
         s.back = held
         assert s.__dict__["back"] is held  # the __dict__ is made
-        drop = _held_by_c(held)
-        addrs = [id(s), id(held)]
+        addrs, box = [id(s), id(held)], [held]
         del s, held
-        try:
-            snap = heaptrail.snapshot()
-            assert ev.collected == []
-            flags = [snap._h.record(snap._index(x))[5] for x in addrs]
-            assert not any(f & UNREACHABLE for f in flags)
-            assert flags[1] & EXTERNAL
-        finally:
-            drop()
+        _assert_live_when_held_by_c(ev, box, addrs)
 
 
 def test_gc_first_no_collection_for_a_suspended_generator_held_from_c():
@@ -402,17 +411,9 @@ def test_gc_first_no_collection_for_a_suspended_generator_held_from_c():
         held = [g]
         g.send(held)
         assert g.gi_frame is not None  # the frame object is made
-        drop = _held_by_c(held)
-        addrs = [id(g), id(held)]
+        addrs, box = [id(g), id(held)], [held]
         del g, held
-        try:
-            snap = heaptrail.snapshot()
-            assert ev.collected == []
-            flags = [snap._h.record(snap._index(x))[5] for x in addrs]
-            assert not any(f & UNREACHABLE for f in flags)
-            assert flags[1] & EXTERNAL
-        finally:
-            drop()
+        _assert_live_when_held_by_c(ev, box, addrs)
 
 
 def test_external_references_make_gc_roots():
