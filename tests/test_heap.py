@@ -666,3 +666,65 @@ def test_excluded_type_left_out_when_it_is_a_root():
     assert id(mod) not in addrs
     assert id(kept) not in addrs
     assert id(sys.modules) in addrs
+
+
+class _ReuseKey:
+    """A non-str key in a class dict whose hash is hash("foo"): the walk's lookup of "foo" on
+    that class calls __eq__, Python code run in the middle of the record pass (ht_hw_guard)."""
+
+    def __init__(self, on_eq):
+        self.on_eq = on_eq
+
+    def __hash__(self):
+        return hash("foo")
+
+    def __eq__(self, other):
+        on_eq, self.on_eq = self.on_eq, None
+        if on_eq is not None:
+            on_eq()
+        return False
+
+
+def test_code_run_by_the_walk_cannot_free_what_it_recorded():
+    """Code the walk runs (a key's __eq__ during a guarded attribute read) frees a class the walk
+    has recorded already and makes a new class of another kind, which malloc puts where the old
+    one was. The walk took the new class for the old one by its address (its per-type facts: an
+    int subclass's instance recorded with a float subclass's kind, its int value read as a double;
+    a list subclass's as a dict). Recorded objects are now held as soon as code may run."""
+    found = {}
+    made = []  # classes that missed the address: kept, so the next try gets another block
+
+    def on_eq():
+        old = id(box[0])
+        box.clear()
+        gc.collect()
+        for _ in range(200):
+            class NewT(int):
+                pass
+            if id(NewT) == old:
+                found["reused"] = True
+                break
+            made.append(NewT)
+        later.append(NewT(7))
+
+    class T:
+        def m(self):
+            return self.foo
+
+    t = T()
+    t.foo = 1
+    later = []
+    gc.collect()  # t, later: oldest generation, walked after the young objects below
+
+    class Victim(float):
+        pass
+
+    box = [Victim, Victim(2.5)]
+    del Victim
+    gc.get_referents(T.__dict__)[0][_ReuseKey(on_eq)] = 1
+    T.bar = 1  # type modified: the walk's lookup of "foo" is no cache hit
+    snap = heaptrail.snapshot(gc_first=False)
+    assert len(later) == 1, "the walk ran no code: the test no longer reaches ht_hw_guard"
+    rec = snap._h.record(snap._h.index(id(later[0])))  # an int: _index would take it for an address
+    assert rec[1].endswith("NewT") and rec[4] == "7", (found, rec)
+    assert rec[2] == sys.getsizeof(later[0])

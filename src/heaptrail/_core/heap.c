@@ -731,7 +731,7 @@ ht_hw_add_ex(ht_hw *w, PyObject *op, int how)
  *     held (one reference) and sized after the walk (ht_hw_size_deferred);
  *   - before reading an inline attribute that may run code (an extension
  *     base class's getter, a class dict with a non-str key), ht_hw_guard
- *     takes a reference to every object found and not yet recorded.
+ *     takes a reference to every object found, recorded or not.
  * On the benchmark heap neither happens on 3.12/3.13; on 3.11, 90 objects
  * of extension types are sized after the walk.
  * The references taken are listed in w->held and dropped at the end. */
@@ -758,8 +758,8 @@ ht_hw_hold(ht_hw *w, uint32_t i)
     w->held[w->nheld++] = i;
     /* refcnt[] counts the walk's reference of held objects (ht_hw_reach
      * subtracts it): one already counted gets it added */
-    if (i < w->cur || (i == w->cur && w->cur_counted))
-        w->refcnt[i]++;
+    if ((i < w->cur || (i == w->cur && w->cur_counted)) && w->refcnt[i] < UINT32_MAX)
+        w->refcnt[i]++; /* saturated: an immortal's UINT32_MAX must not wrap to 0 */
 }
 
 /* Object i is sized after the walk (its __sizeof__ may run code): held
@@ -801,15 +801,18 @@ ht_hw_size_deferred(ht_hw *w)
     }
 }
 
-/* Protects every object found and not yet recorded (and the one being
- * recorded) before a call that may run Python code. 0, or -1 (w->oom)
- * when a reference could not be listed: the call must then be skipped. */
+/* Protects every object found, recorded ones too, before a call that may
+ * run Python code. A recorded object that code freed would leave its
+ * address to a new one, which the walk would take for it: its index entry
+ * and its type's cached facts (a new class where a freed one was read as
+ * the old one's kind) are by address. Only code-running reads need it, so
+ * the walk holds nothing otherwise. 0, or -1 (w->oom) when a reference
+ * could not be listed: the call must then be skipped. */
 static int
 ht_hw_guard(ht_hw *w)
 {
     ht_heap *h = w->h;
-    uint32_t from = w->guarded > w->cur ? w->guarded : w->cur;
-    for (uint32_t i = from; i < h->n && !w->oom; i++)
+    for (uint32_t i = w->guarded; i < h->n && !w->oom; i++)
         ht_hw_hold(w, i);
     w->guarded = h->n;
     return w->oom ? -1 : 0;
