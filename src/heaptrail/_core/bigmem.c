@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #define HT_BIG_HDR 64                    /* keeps the data 64-byte aligned */
 #define HT_BIG_MAP_MIN ((size_t)128 << 10) /* glibc's own initial threshold */
@@ -104,7 +105,7 @@ ht_big_realloc_zero(void *p, size_t n, int flags)
         /* a mapping: every page past the old one's last page is fresh from
          * the kernel (zero), and so is all of a new mapping; that last page
          * may hold bytes of an earlier, larger size (a shrink keeps it) */
-        size_t page = 4096, last = (old_map + page - 1) / page * page;
+        size_t page = (size_t)sysconf(_SC_PAGESIZE), last = (old_map + page - 1) / page * page;
         zero_end = old_map == 0 ? old : last - HT_BIG_HDR < n ? last - HT_BIG_HDR : n;
     }
     if (zero_end > old)
