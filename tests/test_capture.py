@@ -74,6 +74,18 @@ def test_header_and_totals(known):
     assert capture.is_capture_file(known)
 
 
+def test_driver_duration_is_the_events_own(tmp_path):
+    """The test driver stamps blocks and END with the events' times, not the wall clock: a
+    capture whose last event is at 1000 ns lasts 1000 ns however long writing it took (the
+    flame graph's timeline moved under a test in a slow ASan run when it did not)."""
+    path = tmp_path / "short.htcap"
+    _core._capture_write(str(path), FRAMES + [("sample", 500, 1, 0), ("alloc", 0x1000, 10, 2),
+                                              ("marker", 1000, "end")])
+    cap = capture.open(str(path))
+    assert cap.duration_ns == 1000
+    assert [t for t, _ in cap.markers()] == [1000]
+
+
 def test_peak_by_line(known):
     rows = capture.open(known).rows("peak", by="line")
     assert by_location(rows) == {

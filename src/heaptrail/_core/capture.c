@@ -128,10 +128,17 @@ cap_clock(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* The test driver's clock (cap_py_write), 0 when the real one runs: block
+ * stamps and END then come from the events' own times, so a synthetic
+ * capture's duration does not depend on how long writing it took (a slow
+ * run under ASan moved the flame graph's timeline under a test). */
+static _Atomic uint64_t cap_test_now;
+
 uint64_t
 ht_cap_now(void)
 {
-    return cap_clock() - cap.t0;
+    uint64_t t = atomic_load_explicit(&cap_test_now, memory_order_relaxed);
+    return t ? t : cap_clock() - cap.t0;
 }
 
 int
@@ -754,6 +761,14 @@ typedef struct cap_driver {
     int cur;
 } cap_driver;
 
+/* The driver's clock moves to the latest time an event gave. */
+static void
+cap_drive_time(uint64_t t)
+{
+    if (t > atomic_load_explicit(&cap_test_now, memory_order_relaxed))
+        atomic_store_explicit(&cap_test_now, t, memory_order_relaxed);
+}
+
 static int
 cap_drive_one(PyObject *ev, cap_driver *d)
 {
@@ -798,11 +813,13 @@ cap_drive_one(PyObject *ev, cap_driver *d)
     } else if (strcmp(kind, "sample") == 0) {
         NEED(4);
         ht_cap_sample(cap_u64_item(ev, 1), cap_u64_item(ev, 2), cap_u64_item(ev, 3));
+        cap_drive_time(cap_u64_item(ev, 1));
     } else if (strcmp(kind, "marker") == 0) {
         NEED(3);
         if ((s1 = PyUnicode_AsUTF8(PyTuple_GET_ITEM(ev, 2))) == NULL)
             return -1;
         ht_cap_marker(cap_u64_item(ev, 1), s1);
+        cap_drive_time(cap_u64_item(ev, 1));
     } else if (strcmp(kind, "flush") == 0) {
         NEED(1);
         ht_cap_flush_thread();
@@ -862,6 +879,7 @@ cap_py_write(PyObject *self, PyObject *args, PyObject *kw)
         goto cleanup;
     }
     cap_driver d = {{0}, 0};
+    atomic_store_explicit(&cap_test_now, 1, memory_order_relaxed); /* until an event gives one */
     for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++)
         if (cap_drive_one(PySequence_Fast_GET_ITEM(seq, i), &d) < 0) {
             if (ht_cap_active())
@@ -874,6 +892,7 @@ cap_py_write(PyObject *self, PyObject *args, PyObject *kw)
     }
     result = Py_NewRef(Py_None);
 cleanup:
+    atomic_store_explicit(&cap_test_now, 0, memory_order_relaxed);
     Py_DECREF(seq);
     Py_DECREF(path_obj);
     return result;
