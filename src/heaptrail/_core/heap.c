@@ -40,10 +40,10 @@
  * summary, gc_first=False, CPU time): 3.11 0.37 -> 0.30 s, 3.12 0.33 ->
  * 0.28 s, 3.13 0.31 -> 0.26 s, through the big arrays on huge pages
  * (ht_big_realloc, -13% on 3.11), prefetching in two stages (header, then
- * what recording reads next: ht_hw_prefetch_body, ht_hw_prefetch_slot,
- * -3%), holding no references (-6%) and, on 3.12+, no gc.get_objects()
- * list. A third prefetch stage (the referents' slots, 4 objects ahead) and a
- * bigger recent-chunk cache measured no gain.
+ * what recording reads next, ht_hw_prefetch_body; -3%), holding no
+ * references (-6%) and, on 3.12+, no gc.get_objects() list. A third
+ * prefetch stage (the referents' slots, 4 objects ahead) and a bigger
+ * recent-chunk cache measured no gain.
  * Then, counted with callgrind, the walk turned out bound by instructions
  * (about 1040 per object) more than by misses: 3.11 0.28 -> 0.235 s, 3.12
  * 0.205 s, 3.13 0.21 s (about 800 instructions per object) by deciding
@@ -743,26 +743,34 @@ ht_hw_add_ex(ht_hw *w, PyObject *op, int how)
  * of extension types are sized after the walk.
  * The references taken are listed in w->held and dropped at the end. */
 
+/* Appends v to the growable list (*arr, *n, *cap); 0, or -1 with w->oom
+ * set. */
+static int
+ht_hw_push_u32(ht_hw *w, uint32_t **arr, size_t *n, size_t *cap, uint32_t v)
+{
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 256;
+        uint32_t *p = realloc(*arr, c * sizeof(uint32_t));
+        if (p == NULL) {
+            w->oom = 1;
+            return -1;
+        }
+        *arr = p;
+        *cap = c;
+    }
+    (*arr)[(*n)++] = v;
+    return 0;
+}
+
 /* Takes a reference to object i (once). */
 static void
 ht_hw_hold(ht_hw *w, uint32_t i)
 {
     ht_heap *h = w->h;
-    if (h->flags[i] & HT_HW_HELD)
+    if ((h->flags[i] & HT_HW_HELD) || ht_hw_push_u32(w, &w->held, &w->nheld, &w->heldcap, i) < 0)
         return;
-    if (w->nheld == w->heldcap) {
-        size_t cap = w->heldcap ? w->heldcap * 2 : 256;
-        uint32_t *p = realloc(w->held, cap * sizeof(uint32_t));
-        if (p == NULL) {
-            w->oom = 1;
-            return;
-        }
-        w->held = p;
-        w->heldcap = cap;
-    }
     Py_INCREF(ht_hw_obj(w, i));
     h->flags[i] |= HT_HW_HELD;
-    w->held[w->nheld++] = i;
     /* refcnt[] counts the walk's reference of held objects (ht_hw_reach
      * subtracts it): one already counted gets it added */
     if ((i < w->cur || (i == w->cur && w->cur_counted)) && w->refcnt[i] < UINT32_MAX)
@@ -774,19 +782,9 @@ ht_hw_hold(ht_hw *w, uint32_t i)
 static void
 ht_hw_defer_size(ht_hw *w, uint32_t i)
 {
-    if (w->ndeferred == w->deferredcap) {
-        size_t cap = w->deferredcap ? w->deferredcap * 2 : 256;
-        uint32_t *p = realloc(w->deferred, cap * sizeof(uint32_t));
-        if (p == NULL) {
-            w->oom = 1;
-            return;
-        }
-        w->deferred = p;
-        w->deferredcap = cap;
-    }
     ht_hw_hold(w, i);
     if (!w->oom)
-        w->deferred[w->ndeferred++] = i;
+        ht_hw_push_u32(w, &w->deferred, &w->ndeferred, &w->deferredcap, i);
 }
 
 /* The deferred sizes, once the walk has recorded everything: the objects
@@ -857,26 +855,6 @@ ht_hw_prefetch(ht_hw *w, PyObject *op)
     size_t slot = (size_t)ht_hash64(key) & w->chunks.mask;
     __builtin_prefetch(&w->chunks.keys[slot]);
     __builtin_prefetch(&w->chunks.values[slot]);
-}
-
-/* Prefetches the slot of op itself, finding its chunk (whose table entry
- * an earlier ht_hw_prefetch brought in); nothing when the chunk is new. */
-static inline void
-ht_hw_prefetch_slot(ht_hw *w, PyObject *op)
-{
-    uint64_t a = (uint64_t)(uintptr_t)op;
-    uint64_t key = (a >> HT_HW_CHUNK_SHIFT) + 1;
-    size_t r = (size_t)(key ^ (key >> 5)) & (HT_HW_RECENT - 1);
-    size_t base;
-    if (key == w->recent_key[r]) {
-        base = w->recent_base[r];
-    } else {
-        uint64_t *v = ht_table_find(&w->chunks, key);
-        if (v == NULL)
-            return;
-        base = (size_t)*v;
-    }
-    __builtin_prefetch(&w->slots[base + ((size_t)(a >> 4) & (HT_HW_CHUNK_SLOTS - 1))]);
 }
 
 /* Second stage of the record pass's prefetch: op's header is in cache
@@ -1201,7 +1179,6 @@ ht_hw_mro_get(PyTypeObject *tp, PyObject *name, PyTypeObject **owner)
     return NULL;
 }
 
-#define HT_TF_KNOWN 1      /* facts computed */
 #define HT_TF_SIZE_PURE 2  /* ht_size_flat runs no Python code for its objects */
 #define HT_TF_CLEAN 4      /* lookups on tp (_PyType_Lookup) call no __eq__ */
 /* What the type checks of recording one object would say, decided once per
@@ -1305,7 +1282,7 @@ ht_hw_tfacts(ht_hw *w, PyTypeObject *tp)
     uint64_t *v = ht_table_find(&w->tfacts, (uint64_t)(uintptr_t)tp);
     if (v)
         return (unsigned)*v;
-    unsigned f = HT_TF_KNOWN | ht_hw_tkind(tp);
+    unsigned f = ht_hw_tkind(tp);
     int clean = ht_hw_mro_clean(tp);
     /* sizing: size.c looks "__sizeof__" up on tp through its metaclass
      * (type's getattr, no override of it or of __sizeof__ there), finds
@@ -2199,6 +2176,24 @@ ht_hw_roots(ht_hw *w, int skip_frames)
     }
 }
 
+/* Depth-first from the sp objects on stack (room for every object): each
+ * object an edge leads to whose flags & mask are want gets flags ^= flip
+ * (which must change flags & mask) and is visited in turn. */
+static void
+ht_hw_spread(ht_heap *h, uint32_t *stack, size_t sp, uint32_t mask, uint32_t want, uint32_t flip)
+{
+    while (sp) {
+        uint32_t i = stack[--sp];
+        for (uint32_t e = h->edge_start[i]; e < h->edge_start[i + 1]; e++) {
+            uint32_t d = h->edge_dst[e];
+            if ((h->flags[d] & mask) == want) {
+                h->flags[d] ^= flip;
+                stack[sp++] = d;
+            }
+        }
+    }
+}
+
 /* Roots for what the graph does not explain (refcount left over), then
  * reachability: what no root reaches is flagged unreachable. */
 static int
@@ -2233,16 +2228,7 @@ ht_hw_reach(ht_hw *w)
     }
     for (size_t k = 0; k < sp; k++)
         h->flags[stack[k]] &= ~(uint32_t)HT_OBJ_UNREACHABLE;
-    while (sp) {
-        uint32_t i = stack[--sp];
-        for (uint32_t e = h->edge_start[i]; e < h->edge_start[i + 1]; e++) {
-            uint32_t d = h->edge_dst[e];
-            if (h->flags[d] & HT_OBJ_UNREACHABLE) {
-                h->flags[d] &= ~(uint32_t)HT_OBJ_UNREACHABLE;
-                stack[sp++] = d;
-            }
-        }
-    }
+    ht_hw_spread(h, stack, sp, HT_OBJ_UNREACHABLE, HT_OBJ_UNREACHABLE, HT_OBJ_UNREACHABLE);
     free(inner);
     free(stack);
     return 0;
@@ -2278,16 +2264,7 @@ ht_hw_garbage(ht_hw *w)
                 h->flags[i] |= HT_HW_SEEN;
                 stack[sp++] = i;
             }
-        while (sp) {
-            uint32_t i = stack[--sp];
-            for (uint32_t e = h->edge_start[i]; e < h->edge_start[i + 1]; e++) {
-                uint32_t d = h->edge_dst[e];
-                if ((h->flags[d] & (HT_OBJ_UNREACHABLE | HT_HW_SEEN)) == HT_OBJ_UNREACHABLE) {
-                    h->flags[d] |= HT_HW_SEEN;
-                    stack[sp++] = d;
-                }
-            }
-        }
+        ht_hw_spread(h, stack, sp, HT_OBJ_UNREACHABLE | HT_HW_SEEN, HT_OBJ_UNREACHABLE, HT_HW_SEEN);
         found = 0;
         for (uint32_t i = 0; i < n && !found; i++)
             found = (h->flags[i] & (lost | HT_HW_LISTED | HT_HW_SEEN)) == (lost | HT_HW_LISTED);
