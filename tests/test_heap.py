@@ -728,3 +728,38 @@ def test_code_run_by_the_walk_cannot_free_what_it_recorded():
     rec = snap._h.record(snap._h.index(id(later[0])))  # an int: _index would take it for an address
     assert rec[1].endswith("NewT") and rec[4] == "7", (found, rec)
     assert rec[2] == sys.getsizeof(later[0])
+
+
+def test_prefaulted_walk_records_the_same_objects():
+    """A walk whose arrays a helper thread faults in ahead (heap.c "prefaulting", prefault.h;
+    forced on here from the first objects) records what a walk without the helper records: the
+    same objects, sizes, values, lengths and labeled edges, across the arrays' growth."""
+    from heaptrail import _core
+
+    keep = [Session(f"user-{k}") for k in range(40000)]
+    for s in keep:
+        s.tags = [s.uid]
+        s.__dict__  # materialized: owned dicts too
+    old = _core.heap_prefault_from(0)
+    try:
+        with_helper = heaptrail.snapshot(gc_first=False)
+        _core.heap_prefault_from(1 << 62)
+        without = heaptrail.snapshot(gc_first=False)
+    finally:
+        _core.heap_prefault_from(old)
+    assert with_helper.objects > 120000  # past the walk's first arrays (room for 65,536)
+
+    def described(snap, obj):
+        i = snap._index(obj)
+        return snap._h.record(i)[:6], sorted((snap._h.record(d)[0], lab) for d, lab in snap._h.edges(i))
+
+    for s in keep[::97] + [keep[-1]]:
+        for obj in (s, s.__dict__, s.uid, s.tags):
+            assert described(with_helper, obj) == described(without, obj)
+    edges = with_helper._h.edges(with_helper._index(keep))
+    assert [lab for _, lab in edges] == list(range(40000))  # list indexes
+    assert [with_helper._h.record(d)[0] for d, _ in edges] == [id(s) for s in keep]
+    rows = {r.kind: (r.count, r.size) for r in with_helper.summary()}
+    assert rows[f"{__name__}.Session"] == ({r.kind: (r.count, r.size) for r in without.summary()}
+                                            [f"{__name__}.Session"])
+    assert rows[f"{__name__}.Session"][0] == 40000

@@ -19,8 +19,13 @@
 typedef struct {
     size_t maplen;   /* length of the mapping, 0 for a malloc block */
     size_t size;     /* bytes of data asked for */
-    int flags;       /* HT_BIG_* the block was made with */
+    int flags;       /* HT_BIG_* the block was made with, and HT_BIG__RESERVED */
 } ht_big_hdr;
+
+/* The mapping is longer than the block (ht_big_reserve): the block grows
+ * in it without a system call, and has only grown since it was reserved
+ * (so every page past its size's last one is as the kernel gave it). */
+#define HT_BIG__RESERVED (1 << 30)
 
 #if HT_BIG_USE_MMAP
 /* Moves the block at base (maplen 0: a malloc block) to a mapping of need
@@ -60,6 +65,11 @@ ht_big_realloc(void *p, size_t n, int flags)
         return NULL;
     char *q;
 #if HT_BIG_USE_MMAP
+    if ((flags & HT_BIG__RESERVED) && need <= maplen && n >= old) {
+        ((ht_big_hdr *)base)->size = n; /* grows in its reservation */
+        return p;
+    }
+    flags &= ~HT_BIG__RESERVED; /* a shrink or a move gives the rest back */
     if (maplen || need >= HT_BIG_MAP_MIN) {
         q = ht_big__map(base, maplen, need, old < n ? old : n, flags);
         if (q == NULL)
@@ -97,15 +107,20 @@ ht_big_realloc_zero(void *p, size_t n, int flags)
     ht_big_hdr *hdr = p ? (ht_big_hdr *)((char *)p - HT_BIG_HDR) : NULL;
     size_t old = hdr ? hdr->size : 0;
     size_t old_map = hdr ? hdr->maplen : 0;
-    char *q = ht_big_realloc(p, n, flags);
+    int reserved = hdr ? (hdr->flags & HT_BIG__RESERVED) : 0;
+    char *q = ht_big_realloc(p, n, flags); /* hdr is stale from here */
     if (q == NULL || n <= old)
         return q;
     size_t zero_end = n;
     if (((ht_big_hdr *)(q - HT_BIG_HDR))->maplen) {
         /* a mapping: every page past the old one's last page is fresh from
          * the kernel (zero), and so is all of a new mapping; that last page
-         * may hold bytes of an earlier, larger size (a shrink keeps it) */
-        size_t page = (size_t)sysconf(_SC_PAGESIZE), last = (old_map + page - 1) / page * page;
+         * may hold bytes of an earlier, larger size (a shrink keeps it).
+         * A reserved mapping (longer than the block) has only grown: its
+         * fresh pages start after the old size's last page. */
+        size_t page = (size_t)sysconf(_SC_PAGESIZE);
+        size_t used = reserved ? old + HT_BIG_HDR : old_map;
+        size_t last = (used + page - 1) / page * page;
         zero_end = old_map == 0 ? old : last - HT_BIG_HDR < n ? last - HT_BIG_HDR : n;
     }
     if (zero_end > old)
@@ -126,4 +141,59 @@ ht_big_free(void *p)
     }
 #endif
     free(base);
+}
+
+void *
+ht_big_reserve(void *p, size_t n)
+{
+#if HT_BIG_USE_MMAP
+    char *base = p ? (char *)p - HT_BIG_HDR : NULL;
+    ht_big_hdr *hdr = (ht_big_hdr *)base;
+    size_t need = n + HT_BIG_HDR;
+    if (need < n || (hdr && hdr->maplen == 0))
+        return NULL;
+    if (hdr && need <= hdr->maplen)
+        return p;
+    /* a new mapping, not a grown one: mremap would charge the whole
+     * reservation to the system's commit limit, MAP_NORESERVE does not
+     * (pages are still only taken when touched) */
+    char *q = mmap(NULL, need, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    if (q == MAP_FAILED)
+        return NULL;
+    if (hdr) {
+        memcpy(q, base, HT_BIG_HDR + hdr->size);
+        munmap(base, hdr->maplen);
+    } else {
+        ((ht_big_hdr *)q)->size = 0;
+        ((ht_big_hdr *)q)->flags = 0;
+    }
+    hdr = (ht_big_hdr *)q;
+    hdr->maplen = need;
+    hdr->flags |= HT_BIG__RESERVED;
+    return q + HT_BIG_HDR;
+#else
+    (void)p;
+    (void)n;
+    return NULL;
+#endif
+}
+
+size_t
+ht_big_mapping(void *p, char **start)
+{
+#if HT_BIG_USE_MMAP
+    if (p != NULL) {
+        char *base = (char *)p - HT_BIG_HDR;
+        size_t maplen = ((ht_big_hdr *)base)->maplen;
+        if (maplen) {
+            *start = base;
+            return maplen;
+        }
+    }
+#else
+    (void)p;
+#endif
+    *start = NULL;
+    return 0;
 }

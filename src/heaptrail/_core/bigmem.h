@@ -41,6 +41,21 @@ void *ht_big_realloc_zero(void *p, size_t n, int flags);
 void *ht_big_alloc(size_t n, int flags);
 void *ht_big_alloc_zero(size_t n, int flags);
 
+/* Moves block p (a mapping; NULL: a new, empty block) into a mapping with
+ * room for n bytes, where it then grows without a system call or a move
+ * (ht_big_realloc) until it shrinks or outgrows that room; the room's pages
+ * are only taken when touched, and are not charged to the system's commit
+ * limit (MAP_NORESERVE). Returns the block's new address (p itself if it
+ * had the room), or NULL (p untouched) when p is a malloc block or no
+ * mapping could be made (always under ASan). Such blocks get no huge pages
+ * (HT_BIG_HUGE is not kept): they are for arrays faulted in by prefault.h,
+ * which was slower on huge pages. */
+void *ht_big_reserve(void *p, size_t n);
+
+/* The mapping block p lives in: its length, with its (page-aligned) start
+ * in *start; 0 when p is NULL or a malloc block. */
+size_t ht_big_mapping(void *p, char **start);
+
 /* Frees a block from here (NULL: nothing). */
 void ht_big_free(void *p);
 

@@ -84,6 +84,7 @@ typedef struct ht_strtab {
     char *data;            /* UTF-8, not NUL-terminated */
     size_t data_len, data_cap, offset_cap;
     void *index;           /* interning index (heap.c), NULL when frozen */
+    struct ht_pf *pf;      /* while a walk fills it: its prefaulter (prefault.h) */
 } ht_strtab;
 
 typedef struct ht_heap {

@@ -4,9 +4,16 @@
 #include "codec.h"
 #include "graph.h"
 #include "hashtable.h"
+#include "bigmem.h"
+#include "prefault.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 /* _hashtable_check(n, with_values) -> int: inserts n pseudo-random keys,
  * removes every third, re-inserts some, and compares each step with a plain
@@ -223,7 +230,130 @@ done:
     return out;
 }
 
+#if defined(__linux__)
+/* Resident pages of [p, p + n), p page-aligned: -1 on failure. */
+static long
+st_resident(char *p, size_t n, size_t page)
+{
+    size_t pages = (n + page - 1) / page;
+    unsigned char *vec = malloc(pages ? pages : 1);
+    if (vec == NULL || mincore(p, n, vec) != 0) {
+        free(vec);
+        return -1;
+    }
+    long r = 0;
+    for (size_t k = 0; k < pages; k++)
+        r += vec[k] & 1;
+    free(vec);
+    return r;
+}
+
+/* Writes bytes [from, to) of p as the test's pattern. */
+static void
+st_pf_fill(unsigned char *p, size_t from, size_t to)
+{
+    for (size_t k = from; k < to; k++)
+        p[k] = (unsigned char)(k * 7 + 1);
+}
+#endif
+
+/* _prefault_check(mib) -> dict or None: a block reserved for mib MiB,
+ * written front to back (as a walk writes) while a prefault.h helper
+ * watches it, then moved past its reservation under the helper's lock and
+ * written on. Returns the pages the helper faulted in ahead of the writer
+ * (resident past the written part, once it had time), the pages resident
+ * far past that (it should leave those alone), and the written bytes that
+ * read back wrong (the helper must change none). None where the helper
+ * cannot run (no mappings, as under ASan; not Linux). */
+static PyObject *
+st_prefault_check(PyObject *self, PyObject *args)
+{
+    Py_ssize_t mib;
+    if (!PyArg_ParseTuple(args, "n:_prefault_check", &mib))
+        return NULL;
+#if defined(__linux__)
+    if (mib < 8 || mib > 1024) {
+        PyErr_SetString(PyExc_ValueError, "_prefault_check: mib must be 8..1024");
+        return NULL;
+    }
+    size_t room = (size_t)mib << 20, page = (size_t)sysconf(_SC_PAGESIZE);
+    unsigned char *p = ht_big_reserve(NULL, room);
+    if (p == NULL)
+        Py_RETURN_NONE;
+    ht_pf *pf = ht_pf_start();
+    if (pf == NULL) {
+        ht_big_free(p);
+        Py_RETURN_NONE;
+    }
+    PyObject *out = NULL;
+    long ahead = -1, beyond = -1, bad = 0;
+    size_t quarter = room / 4;
+    /* a quarter written, in steps, as the helper is told */
+    unsigned char *q = ht_big_realloc(p, room / 2, 0);
+    if (q == NULL)
+        goto done;
+    p = q;
+    ht_pf_lock(pf);
+    ht_pf_set(pf, 0, p, 0, 1);
+    ht_pf_unlock(pf);
+    for (size_t at = 0; at < quarter; at += (size_t)64 << 10) {
+        size_t to = at + ((size_t)64 << 10) < quarter ? at + ((size_t)64 << 10) : quarter;
+        st_pf_fill(p, at, to);
+        ht_pf_count(pf, 0, to);
+    }
+    /* the helper keeps an eighth plus 1 MiB ahead: give it time */
+    char *map;
+    size_t maplen = ht_big_mapping(p, &map);
+    char *mark = (char *)p + quarter;
+    char *mark_page = (char *)((uintptr_t)mark & ~(uintptr_t)(page - 1));
+    size_t window = quarter / 8 + ((size_t)1 << 20) - ((size_t)1 << 16);
+    for (int tries = 0; tries < 500; tries++) {
+        ahead = st_resident(mark_page, window, page);
+        if (ahead < 0 || (size_t)ahead >= window / page)
+            break;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    /* past the window: an eighth plus 1 MiB, and a page for rounding */
+    {
+        size_t from = ((size_t)(mark - map) + quarter / 8 + ((size_t)1 << 20)) / page * page + page;
+        beyond = from < maplen ? st_resident(map + from, maplen - from, page) : 0;
+    }
+    /* outgrow the reservation: the block moves, under the lock */
+    ht_pf_lock(pf);
+    q = ht_big_realloc(p, room * 2, 0);
+    if (q != NULL) {
+        p = q;
+        ht_pf_set(pf, 0, p, 0, 1);
+    }
+    ht_pf_unlock(pf);
+    if (q == NULL)
+        goto done;
+    for (size_t at = quarter; at < room * 2; at += (size_t)64 << 10) {
+        size_t to = at + ((size_t)64 << 10);
+        st_pf_fill(p, at, to);
+        ht_pf_count(pf, 0, to);
+    }
+    ht_pf_stop(pf);
+    pf = NULL;
+    for (size_t k = 0; k < room * 2; k++)
+        if (p[k] != (unsigned char)(k * 7 + 1))
+            bad++;
+    out = Py_BuildValue("{s:l,s:l,s:l,s:n}", "ahead", ahead, "beyond", beyond, "bad", bad,
+                        "window_pages", (Py_ssize_t)(window / page));
+done:
+    ht_pf_stop(pf);
+    ht_big_free(p);
+    if (out == NULL && !PyErr_Occurred())
+        PyErr_NoMemory();
+    return out;
+#else
+    Py_RETURN_NONE;
+#endif
+}
+
 static PyMethodDef st_methods[] = {
+    {"_prefault_check", st_prefault_check, METH_VARARGS, NULL},
     {"_graph_scc", st_graph_scc, METH_VARARGS, NULL},
     {"_hashtable_check", st_hashtable_check, METH_VARARGS, NULL},
     {"_varint_encode", st_varint_encode, METH_VARARGS, NULL},
