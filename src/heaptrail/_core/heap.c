@@ -607,7 +607,10 @@ ht_hw_pf_progress(ht_hw *w)
 static void
 ht_hw_pf_begin(ht_hw *w)
 {
-    if (w->pf != NULL || w->cap < ht_hw_pf_from || (w->pf = ht_pf_start()) == NULL)
+    char *map;
+    /* malloc blocks (under ASan) are not faulted in: no helper for them */
+    if (w->pf != NULL || w->cap < ht_hw_pf_from || ht_big_mapping(w->h->addr, &map) == 0 ||
+        (w->pf = ht_pf_start()) == NULL)
         return;
     w->h->strings.pf = w->pf;
     ht_pf_lock(w->pf);
