@@ -144,7 +144,7 @@ ht_big_free(void *p)
 }
 
 void *
-ht_big_reserve(void *p, size_t n)
+ht_big_reserve(void *p, size_t n, int flags)
 {
 #if HT_BIG_USE_MMAP
     char *base = p ? (char *)p - HT_BIG_HDR : NULL;
@@ -161,13 +161,15 @@ ht_big_reserve(void *p, size_t n)
                    -1, 0);
     if (q == MAP_FAILED)
         return NULL;
+    if (flags & HT_BIG_HUGE)
+        (void)madvise(q, need, MADV_HUGEPAGE); /* best effort */
     if (hdr) {
         memcpy(q, base, HT_BIG_HDR + hdr->size);
         munmap(base, hdr->maplen);
     } else {
         ((ht_big_hdr *)q)->size = 0;
-        ((ht_big_hdr *)q)->flags = 0;
     }
+    ((ht_big_hdr *)q)->flags = flags;
     hdr = (ht_big_hdr *)q;
     hdr->maplen = need;
     hdr->flags |= HT_BIG__RESERVED;
@@ -175,6 +177,7 @@ ht_big_reserve(void *p, size_t n)
 #else
     (void)p;
     (void)n;
+    (void)flags;
     return NULL;
 #endif
 }

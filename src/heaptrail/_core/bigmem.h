@@ -47,10 +47,9 @@ void *ht_big_alloc_zero(size_t n, int flags);
  * are only taken when touched, and are not charged to the system's commit
  * limit (MAP_NORESERVE). Returns the block's new address (p itself if it
  * had the room), or NULL (p untouched) when p is a malloc block or no
- * mapping could be made (always under ASan). Such blocks get no huge pages
- * (HT_BIG_HUGE is not kept): they are for arrays faulted in by prefault.h,
- * which was slower on huge pages. */
-void *ht_big_reserve(void *p, size_t n);
+ * mapping could be made (always under ASan). flags (HT_BIG_*) replace the
+ * block's. */
+void *ht_big_reserve(void *p, size_t n, int flags);
 
 /* The mapping block p lives in: its length, with its (page-aligned) start
  * in *start; 0 when p is NULL or a malloc block. */

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -126,10 +127,23 @@ ht_pf_main(void *arg)
 }
 #endif
 
+/* Whether this thread may run on two CPUs or more: on one, the helper would
+ * only take turns with the writer. */
+static int
+ht_pf_cpus(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0)
+        return 0;
+    return CPU_COUNT(&set) >= 2;
+}
+
 ht_pf *
 ht_pf_start(void)
 {
 #if HT_PF_SUPPORTED
+    if (!ht_pf_cpus())
+        return NULL;
     ht_pf *pf = calloc(1, sizeof(ht_pf));
     if (pf == NULL)
         return NULL;
@@ -180,8 +194,13 @@ ht_pf_lock(ht_pf *pf)
 {
     if (pf == NULL)
         return;
+    unsigned spins = 0;
     while (__atomic_exchange_n(&pf->lock, 1, __ATOMIC_ACQUIRE)) {
         while (__atomic_load_n(&pf->lock, __ATOMIC_RELAXED)) {
+            /* a yield now and then: the holder may be waiting for this
+             * CPU (a cgroup with fewer CPUs than the affinity mask says) */
+            if (++spins % 256 == 0)
+                sched_yield();
 #if defined(__x86_64__) || defined(__i386__)
             __builtin_ia32_pause();
 #endif

@@ -33,7 +33,8 @@
 
 typedef struct ht_pf ht_pf;
 
-/* Starts the helper: NULL when it cannot run (see above). */
+/* Starts the helper: NULL when it cannot run (see above), or when this
+ * thread may run on one CPU only. */
 ht_pf *ht_pf_start(void);
 
 /* Stops and joins the helper, then frees pf. */
