@@ -98,6 +98,12 @@ def test_values_and_names():
     raw = b"ab'\x00"
     snap = heaptrail.snapshot()
     assert snap.record(text) == (id(text), "str", sys.getsizeof(text), 100, "x" * 60 + "...")
+    # short ASCII values are copied as they are (heap.c ht_hw_str_ascii): at the 60-character
+    # limit, one past it, empty; and a non-ASCII one, encoded
+    edge = ["y" * 59 + "z", "y" * 60 + "z", "", "caf\u00e9 \u2603"]
+    snap = heaptrail.snapshot()
+    assert [snap.record(s).value for s in edge] == ["y" * 59 + "z", "y" * 60 + "...", "", "caf\u00e9 \u2603"]
+    assert [snap.record(s).len for s in edge] == [60, 61, 0, 6]
     assert snap.record(id(num)).value == "12345678901"
     assert snap.record(id(flt)).value == "0.1"
     assert snap.record(raw).value == "b'ab\\'\\x00'"

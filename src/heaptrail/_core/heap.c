@@ -2171,6 +2171,18 @@ ht_hw_len(PyObject *op, unsigned tf)
     return -1;
 }
 
+/* Whether str op is ASCII and at most HT_VALUE_MAX long: its value is its
+ * bytes as they are (what ht_text_str would copy out), appended directly. */
+static inline int
+ht_hw_str_ascii(PyObject *op)
+{
+#if PY_VERSION_HEX < 0x030C0000
+    if (!PyUnicode_IS_READY(op))
+        return 0;
+#endif
+    return PyUnicode_IS_ASCII(op) && PyUnicode_GET_LENGTH(op) <= HT_VALUE_MAX;
+}
+
 /* value, module, flags of object i (op, whose type has facts tf; gc: op
  * is a gc object) */
 static void
@@ -2181,7 +2193,10 @@ ht_hw_describe(ht_hw *w, PyObject *op, uint32_t i, unsigned tf, int gc)
     t.len = 0;
     mod.len = 0;
     int has = 1;
-    if (tf & HT_TF_STR)
+    const char *direct = NULL; /* a short ASCII str: its bytes are its value */
+    if ((tf & HT_TF_STR) && ht_hw_str_ascii(op))
+        direct = (const char *)PyUnicode_DATA(op);
+    else if (tf & HT_TF_STR)
         ht_text_str(&t, op, HT_VALUE_MAX, 0);
     else if (tf & HT_TF_BYTES)
         ht_text_bytes(&t, PyBytes_AS_STRING(op), PyBytes_GET_SIZE(op));
@@ -2221,7 +2236,10 @@ ht_hw_describe(ht_hw *w, PyObject *op, uint32_t i, unsigned tf, int gc)
      * string is compared by every view) */
     if (!has)
         h->value[i] = HT_NONE;
-    else if (h->flags[i] & (HT_OBJ_TYPE | HT_OBJ_MODULE))
+    else if (direct != NULL) {
+        if ((h->value[i] = ht_strtab_append(&h->strings, direct, (size_t)PyUnicode_GET_LENGTH(op))) == HT_NONE)
+            w->oom = 1;
+    } else if (h->flags[i] & (HT_OBJ_TYPE | HT_OBJ_MODULE))
         h->value[i] = ht_hw_intern(w, t.buf, t.len);
     else if ((h->value[i] = ht_strtab_append(&h->strings, t.buf, t.len)) == HT_NONE)
         w->oom = 1;
@@ -2358,30 +2376,49 @@ ht_hw_spread(ht_heap *h, uint32_t *stack, size_t sp, uint32_t mask, uint32_t wan
     }
 }
 
+/* A stack with room for every object, for ht_hw_spread: the walk's
+ * address index, done with after ht_hw_label_cells, which has a slot per
+ * recorded object at least (no two objects share one); else (never seen)
+ * a new array, in *own for the caller to free. NULL: no memory. */
+static uint32_t *
+ht_hw_stack(ht_hw *w, uint32_t **own)
+{
+    *own = NULL;
+    if (w->slots_len >= (size_t)w->h->n + 1)
+        return w->slots;
+    return *own = malloc(((size_t)w->h->n + 1) * sizeof(uint32_t));
+}
+
 /* Roots for what the graph does not explain (refcount left over), then
- * reachability: what no root reaches is flagged unreachable. */
+ * reachability: what no root reaches is flagged unreachable. The
+ * references from walked gc objects are taken off refcnt[] in place (it
+ * is the walk's own): what is left, beyond a reference the walk holds,
+ * comes from outside the graph. Neither that nor the stack (ht_hw_stack)
+ * needs new memory: 8 bytes per object less to fault in. */
 static int
 ht_hw_reach(ht_hw *w)
 {
     ht_heap *h = w->h;
     uint32_t n = h->n;
-    uint32_t *inner = calloc((size_t)n + 1, sizeof(uint32_t)); /* edges into i: < 2^32 */
-    uint32_t *stack = malloc(((size_t)n + 1) * sizeof(uint32_t));
-    if (inner == NULL || stack == NULL) {
-        free(inner);
-        free(stack);
+    uint32_t *own, *stack = ht_hw_stack(w, &own);
+    if (stack == NULL)
         return -1;
-    }
     for (uint32_t i = 0; i < n; i++) {
         if ((h->flags[i] & (HT_OBJ_GC | HT_HW_NOREF)) != HT_OBJ_GC)
             continue;
-        for (uint32_t e = h->edge_start[i]; e < h->edge_start[i + 1]; e++)
-            inner[h->edge_dst[e]]++;
+        for (uint32_t e = h->edge_start[i]; e < h->edge_start[i + 1]; e++) {
+            uint32_t *rc = &w->refcnt[h->edge_dst[e]];
+            /* a saturated count (an immortal) stays so; an edge that is no
+             * reference (the walk's extra, labeled ones) cannot take it
+             * below zero */
+            if (*rc != UINT32_MAX && *rc != 0)
+                (*rc)--;
+        }
     }
     size_t sp = 0;
     for (uint32_t i = 0; i < n; i++) {
         if (h->flags[i] & HT_OBJ_GC) {
-            uint64_t held = ((h->flags[i] & HT_HW_HELD) ? 1 : 0) + inner[i];
+            uint32_t held = (h->flags[i] & HT_HW_HELD) ? 1 : 0;
             if (w->refcnt[i] > held)
                 h->flags[i] |= HT_OBJ_EXTERNAL | HT_OBJ_ROOT;
         }
@@ -2393,8 +2430,7 @@ ht_hw_reach(ht_hw *w)
     for (size_t k = 0; k < sp; k++)
         h->flags[stack[k]] &= ~(uint32_t)HT_OBJ_UNREACHABLE;
     ht_hw_spread(h, stack, sp, HT_OBJ_UNREACHABLE, HT_OBJ_UNREACHABLE, HT_OBJ_UNREACHABLE);
-    free(inner);
-    free(stack);
+    free(own);
     return 0;
 }
 
@@ -2408,7 +2444,7 @@ static int
 ht_hw_garbage(ht_hw *w)
 {
     ht_heap *h = w->h;
-    uint32_t n = h->n, *stack = NULL;
+    uint32_t n = h->n, *stack = NULL, *own = NULL;
     const uint32_t lost = HT_OBJ_GC | HT_OBJ_UNREACHABLE;
     int found = 0;
     size_t sp = 0;
@@ -2418,7 +2454,7 @@ ht_hw_garbage(ht_hw *w)
             break;
         }
     if (found && w->frozen) {
-        stack = malloc(((size_t)n + 1) * sizeof(uint32_t));
+        stack = ht_hw_stack(w, &own);
         if (stack == NULL) {
             found = -1;
             goto done;
@@ -2436,7 +2472,7 @@ ht_hw_garbage(ht_hw *w)
 done:
     for (uint32_t i = 0; i < n; i++)
         h->flags[i] &= ~(uint32_t)(HT_HW_LISTED | HT_HW_FROZEN | HT_HW_SEEN);
-    free(stack);
+    free(own);
     return found;
 }
 

@@ -24,7 +24,7 @@
 #define HT_PF_SUPPORTED 0
 #endif
 
-#define HT_PF_STEP ((size_t)256 << 10)      /* bytes faulted in per hold of the lock */
+#define HT_PF_STEP ((size_t)64 << 10)       /* bytes faulted in per hold of the lock */
 #define HT_PF_AHEAD_MIN ((size_t)1 << 20) /* bytes kept ahead of the writer, at least */
 #define HT_PF_IDLE_NS 100000L             /* nothing to do: look again after this */
 
