@@ -101,8 +101,10 @@ enum { HT_HW_PF_N_OBJECTS, HT_HW_PF_N_EDGES, HT_HW_PF_N_SLOTS, HT_HW_PF_N_STRING
  * the TLB, and the kernel took a page fault per 4 KiB to hand them out.
  * They are bigmem.h blocks with HT_BIG_HUGE (mappings of their own, huge
  * pages asked for): that took the whole snapshot from 0.345 s to 0.300 s on
- * benchmarks/cases/heap.py (1.45M objects). They are freed with
- * ht_big_free, never free(). */
+ * benchmarks/cases/heap.py (1.45M objects). A walk now makes them in
+ * reservations, without huge pages, and a helper thread faults them in
+ * ahead of it (see "prefaulting"). They are freed with ht_big_free, never
+ * free(). */
 
 /* ======================================================================
  * string table
