@@ -3,9 +3,11 @@
 #include "bigmem.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define HT_BIG_HDR 64                    /* keeps the data 64-byte aligned */
@@ -179,6 +181,50 @@ ht_big_reserve(void *p, size_t n, int flags)
     (void)n;
     (void)flags;
     return NULL;
+#endif
+}
+
+void
+ht_big_trim(void *p)
+{
+#if HT_BIG_USE_MMAP
+    if (p == NULL)
+        return;
+    char *base = (char *)p - HT_BIG_HDR;
+    ht_big_hdr *hdr = (ht_big_hdr *)base;
+    if (!(hdr->flags & HT_BIG__RESERVED))
+        return;
+    size_t need = hdr->size + HT_BIG_HDR;
+    /* a shrink in place (no MREMAP_MAYMOVE): p stays */
+    if (mremap(base, hdr->maplen, need, 0) == MAP_FAILED)
+        return; /* best effort: the room stays until the block is freed */
+    hdr->maplen = need;
+    hdr->flags &= ~HT_BIG__RESERVED;
+#else
+    (void)p;
+#endif
+}
+
+int
+ht_big_can_reserve(void)
+{
+#if HT_BIG_USE_MMAP
+    /* strict overcommit (mode 2) ignores MAP_NORESERVE and would charge the
+     * whole room to the commit limit; an address-space limit would be
+     * spent on it */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) != 0 || rl.rlim_cur != RLIM_INFINITY)
+        return 0;
+    FILE *f = fopen("/proc/sys/vm/overcommit_memory", "r");
+    int mode = 2;
+    if (f != NULL) {
+        if (fscanf(f, "%d", &mode) != 1)
+            mode = 2;
+        fclose(f);
+    }
+    return mode != 2;
+#else
+    return 0;
 #endif
 }
 

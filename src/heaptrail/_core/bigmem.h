@@ -51,6 +51,16 @@ void *ht_big_alloc_zero(size_t n, int flags);
  * block's. */
 void *ht_big_reserve(void *p, size_t n, int flags);
 
+/* Gives back the room of a reserved block (ht_big_reserve) past its size,
+ * in place; nothing for another block (best effort). */
+void ht_big_trim(void *p);
+
+/* Whether reserving room is harmless here: not under strict overcommit
+ * (vm.overcommit_memory=2, where MAP_NORESERVE is ignored and the room
+ * would be charged) nor an address-space limit (RLIMIT_AS), and not under
+ * ASan (no mappings). Reads a /proc file: call it once per use. */
+int ht_big_can_reserve(void);
+
 /* The mapping block p lives in: its length, with its (page-aligned) start
  * in *start; 0 when p is NULL or a malloc block. */
 size_t ht_big_mapping(void *p, char **start);

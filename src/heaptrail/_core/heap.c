@@ -549,6 +549,7 @@ typedef struct {
     ht_hw_tinfo tcache[HT_HW_TCACHE]; /* recently recorded types (ht_hw_tinfo_of) */
     ht_pf *pf;               /* faults the arrays in ahead (ht_hw_pf_begin), or NULL */
     int pf_countdown;        /* objects until the next ht_hw_pf_tick */
+    int pf_tried;            /* ht_hw_pf_begin tried to start it */
 } ht_hw;
 
 /* ---- prefaulting -----------------------------------------------------------
@@ -565,7 +566,8 @@ typedef struct {
  * erratic (0.18-0.31 s): a huge page comes in whole, zeroed by the helper's
  * core. */
 static size_t ht_hw_pf_from = (size_t)1 << 17;
-#define HT_HW_PF_ROOM ((size_t)1 << 24)
+static size_t ht_hw_pf_room = (size_t)1 << 24; /* HT_HW_PF_ROOM (tests change it) */
+#define HT_HW_PF_ROOM ht_hw_pf_room
 
 /* Tells the prefaulter where every array is now; the caller holds its
  * lock. */
@@ -611,8 +613,11 @@ ht_hw_pf_begin(ht_hw *w)
 {
     char *map;
     /* malloc blocks (under ASan) are not faulted in: no helper for them */
-    if (w->pf != NULL || w->cap < ht_hw_pf_from || ht_big_mapping(w->h->addr, &map) == 0 ||
-        (w->pf = ht_pf_start()) == NULL)
+    if (w->pf != NULL || w->pf_tried || w->cap < ht_hw_pf_from ||
+        ht_big_mapping(w->h->addr, &map) == 0)
+        return;
+    w->pf_tried = 1; /* once: a thread that cannot start now will not later */
+    if ((w->pf = ht_pf_start()) == NULL)
         return;
     w->h->strings.pf = w->pf;
     ht_pf_lock(w->pf);
@@ -655,9 +660,8 @@ ht_hw_reserve(ht_hw *w)
 #undef HT_HW_RESERVE
 }
 
-/* Every 1024 objects, where the walk holds no pointer into its
- * arrays (ht_hw_pf_begin may move them): starts the prefaulter when the
- * walk has grown big enough, and tells it how far the walk is. */
+/* Every 1024 objects: starts the prefaulter when the walk has grown big
+ * enough, and tells it how far the walk is. */
 static inline void
 ht_hw_pf_tick(ht_hw *w)
 {
@@ -673,6 +677,8 @@ ht_hw_pf_tick(ht_hw *w)
 static void
 ht_hw_pf_end(ht_hw *w)
 {
+    if (w->pf == NULL)
+        return; /* (w->h may be NULL then: a walk that failed at once) */
     ht_pf_stop(w->pf);
     w->pf = NULL;
     w->h->strings.pf = NULL;
@@ -2544,6 +2550,31 @@ ht_hw_finish(ht_hw *w)
         h->edge_label = l;
     ht_heap_resize_objects(h, (size_t)h->n + 1);
     ht_strtab_freeze(&h->strings);
+    /* the reservations' room, and what the prefaulter faulted in ahead of
+     * the walk, go back (a resize to the same size keeps them) */
+    ht_big_trim(h->addr);
+    ht_big_trim(h->type);
+    ht_big_trim(h->size);
+    ht_big_trim(h->len);
+    ht_big_trim(h->flags);
+    ht_big_trim(h->value);
+    ht_big_trim(h->owner);
+    ht_big_trim(h->module);
+    ht_big_trim(h->edge_start);
+    ht_big_trim(h->edge_dst);
+    ht_big_trim(h->edge_label);
+    uint64_t *o = ht_big_realloc(h->strings.offset, ((size_t)h->strings.count + 1) * sizeof(uint64_t), 0);
+    if (o) {
+        h->strings.offset = o;
+        h->strings.offset_cap = (size_t)h->strings.count + 1;
+    }
+    char *sd = ht_big_realloc(h->strings.data, h->strings.data_len ? h->strings.data_len : 1, 0);
+    if (sd) {
+        h->strings.data = sd;
+        h->strings.data_cap = h->strings.data_len ? h->strings.data_len : 1;
+    }
+    ht_big_trim(h->strings.offset);
+    ht_big_trim(h->strings.data);
     h->python_minor = PY_MINOR_VERSION;
 }
 
@@ -2626,7 +2657,10 @@ ht_hw_visit_tracked(PyObject *op, void *arg)
 static int
 ht_hw_init(ht_hw *w, size_t guess)
 {
-    ht_hw_reserve(w);
+    /* room to grow in place only where a helper can use it, and where it
+     * costs nothing */
+    if (ht_pf_possible() && ht_big_can_reserve())
+        ht_hw_reserve(w);
     if (ht_table_init(&w->chunks, guess / 16, 1) < 0 || ht_table_init(&w->excluded, 16, 0) < 0 ||
         ht_table_init(&w->labels, 4096, 1) < 0 || ht_table_init(&w->slotcache, 256, 1) < 0 ||
         ht_table_init(&w->literals, 64, 1) < 0 || ht_table_init(&w->attrcache, 256, 1) < 0 ||
@@ -3284,17 +3318,28 @@ ht_floor_one(PyObject *op, void *arg)
     return 1;
 }
 
-/* heap_prefault_from(objects) -> previous threshold (ht_hw_pf_from): lets
- * tests run small walks with the prefaulter. */
+/* heap_prefault_from(objects, room=0) -> (previous threshold, previous
+ * room, helpers started so far): lets tests run small walks with the
+ * prefaulter (ht_hw_pf_from), and walks that outgrow their reservations
+ * (HT_HW_PF_ROOM objects; 0 keeps it). */
 static PyObject *
-ht_heap_prefault_from(PyObject *mod, PyObject *arg)
+ht_heap_prefault_from(PyObject *mod, PyObject *args)
 {
-    size_t v = PyLong_AsSize_t(arg);
-    if (v == (size_t)-1 && PyErr_Occurred())
+    Py_ssize_t from, room = 0;
+    if (!PyArg_ParseTuple(args, "n|n:heap_prefault_from", &from, &room))
         return NULL;
-    size_t old = ht_hw_pf_from;
-    ht_hw_pf_from = v;
-    return PyLong_FromSize_t(old);
+    if (from < 0 || room < 0 || (room > 0 && room < 1024)) {
+        PyErr_SetString(PyExc_ValueError, "heap_prefault_from: objects >= 0, room 0 or >= 1024");
+        return NULL;
+    }
+    PyObject *old = Py_BuildValue("(nnn)", (Py_ssize_t)ht_hw_pf_from, (Py_ssize_t)ht_hw_pf_room,
+                                  (Py_ssize_t)ht_pf_starts());
+    if (old == NULL)
+        return NULL;
+    ht_hw_pf_from = (size_t)from;
+    if (room > 0)
+        ht_hw_pf_room = (size_t)room;
+    return old;
 }
 
 static PyObject *
@@ -3313,9 +3358,9 @@ static PyMethodDef ht_heap_functions[] = {
     {"heap_snapshot", ht_heap_snapshot, METH_VARARGS,
      "heap_snapshot(gc_first=True, exclude_types=(), skip_frames=0) -> HeapHandle"},
     {"heap_load", ht_heap_load, METH_O, "heap_load(path) -> HeapHandle"},
-    {"heap_prefault_from", ht_heap_prefault_from, METH_O,
-     "heap_prefault_from(objects) -> previous: walks that grow past this many objects fault their "
-     "arrays in on a helper thread (tests)"},
+    {"heap_prefault_from", ht_heap_prefault_from, METH_VARARGS,
+     "heap_prefault_from(objects, room=0) -> (previous objects, previous room, helpers started): "
+     "walks that grow past this many objects fault their arrays in on a helper thread (tests)"},
     {"heap_touch_floor", ht_heap_touch_floor, METH_NOARGS,
      "heap_touch_floor() -> (objects, edges, 0|1): benchmark floor (see heap.c)"},
     {NULL},

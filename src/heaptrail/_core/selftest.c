@@ -280,6 +280,16 @@ st_prefault_check(PyObject *self, PyObject *args)
     unsigned char *p = ht_big_reserve(NULL, room, 0);
     if (p == NULL)
         Py_RETURN_NONE;
+    {
+        /* 4 KiB pages even where transparent huge pages are "always": one
+         * touch would bring a whole huge page in, past the window */
+        char *m;
+        size_t ml = ht_big_mapping(p, &m);
+#ifdef MADV_NOHUGEPAGE
+        (void)madvise(m, ml, MADV_NOHUGEPAGE);
+#endif
+        (void)ml;
+    }
     ht_pf *pf = ht_pf_start();
     if (pf == NULL) {
         ht_big_free(p);
@@ -339,8 +349,8 @@ st_prefault_check(PyObject *self, PyObject *args)
     for (size_t k = 0; k < room * 2; k++)
         if (p[k] != (unsigned char)(k * 7 + 1))
             bad++;
-    out = Py_BuildValue("{s:l,s:l,s:l,s:n}", "ahead", ahead, "beyond", beyond, "bad", bad,
-                        "window_pages", (Py_ssize_t)(window / page));
+    out = Py_BuildValue("{s:l,s:l,s:l,s:n,s:n}", "ahead", ahead, "beyond", beyond, "bad", bad,
+                        "window_pages", (Py_ssize_t)(window / page), "page", (Py_ssize_t)page);
 done:
     ht_pf_stop(pf);
     ht_big_free(p);
