@@ -56,7 +56,15 @@ if _have_zlib():
     libraries.append("z")
     macros.append(("HT_HAVE_ZLIB", "1"))
 
+# A sanitizer or debug build keeps its objects apart: in the default build
+# directory setuptools took the normal build's objects for up to date and
+# linked them, so `make asan` after `make test` ran the suite on an
+# uninstrumented extension.
+variant = "asan" if os.environ.get("HEAPTRAIL_ASAN") else "debug" if os.environ.get("HEAPTRAIL_DEBUG") else None
+options = {"build": {"build_base": os.path.join("build", variant)}} if variant else {}
+
 setup(
+    options=options,
     ext_modules=[
         Extension(
             "heaptrail._core",
