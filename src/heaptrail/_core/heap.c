@@ -52,12 +52,26 @@
  * (ht_hw_add) and recent dict-key labels (ht_hw_key_label), and a bloom
  * filter in front of the excluded-address table. The heap is in the
  * (large) L3 cache after being built, so each miss is ~60 ns, not DRAM's.
- * What is left, roughly: visiting the tracked objects (a linked list: one
- * dependent miss after another, as in gc.get_objects) ~60 ms; recording
- * ~130 ms, of which the kernel's page faults for the snapshot's 130 MB of
- * arrays are ~45 ms (more on the first snapshot of a process: those pages
- * come slower); reachability 13 ms. Huge pages are asked for but this
- * machine's kernel gives none.
+ * What was left then, roughly: visiting the tracked objects (a linked
+ * list: one dependent miss after another, as in gc.get_objects) ~60 ms;
+ * recording ~130 ms, of which the kernel's page faults for the snapshot's
+ * 130 MB of arrays were ~45 ms (more on the first snapshot of a process);
+ * reachability 13 ms.
+ * Then the page faults moved to another CPU (see "prefaulting": a helper
+ * thread faults the arrays in ahead of the walk, in reservations where they
+ * grow in place), and reachability stopped allocating (refcounts in place,
+ * the spent index as its stack): 3.11 0.215 -> 0.185 s in one A/B run,
+ * 3.12 0.205 -> 0.16 s, 3.13 0.21 -> 0.145 s, and a process's first
+ * snapshot 0.23-0.34 -> 0.17-0.20 s. In the benchmark run that followed
+ * (a faster hour of this shared machine): 0.173 s, guppy3 4.7x slower,
+ * pympler 20x, the touch floor 0.018 s.
+ * Tried and dropped: the tracked objects listed by the helper thread into
+ * a ring the walk reads (the walk's visit went from 60 to 100-150 ms: it
+ * read each object's lines right after the other CPU had, and waited on
+ * the ring); madvise(MADV_POPULATE_WRITE) for the faults (it holds the
+ * mmap lock, and the walk's own mmaps slept on it: milliseconds each on
+ * this virtual machine); huge pages on the helper's arrays (slower first
+ * snapshots, see HT_HW_RESERVE).
  * Unguardable: an extension type whose tp_traverse is wrong (visits freed
  * objects) would crash the walk just as it would crash the collector.
  */
