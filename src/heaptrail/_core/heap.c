@@ -2803,14 +2803,27 @@ typedef struct {
     int64_t added, removed;          /* objects in only one of them (diff) */
 } ht_kind;
 
+#define HT_KINDS_MEMO 64
+
 typedef struct {
     ht_table by_name;   /* name hash -> kind index + 1 */
     ht_table cache;     /* per-heap memo key -> kind index + 1 */
-    uint64_t last_memo; /* the last memo key looked up (objects come in runs */
-    ssize_t last_k;     /* of one type) and its kind, or -1 */
+    /* recent memo keys and their kinds (direct-mapped by type index; kind
+     * -1: empty): objects come in a few types interleaved (an instance, its
+     * dict, a list, a str...), where one remembered key missed every time */
+    uint64_t memo_key[HT_KINDS_MEMO];
+    ssize_t memo_k[HT_KINDS_MEMO];
     ht_kind *k;
     size_t nk, cap;
 } ht_kinds;
+
+/* Empties the recent-memo cache (for another heap, or another grouping). */
+static void
+ht_kinds_forget(ht_kinds *ks)
+{
+    for (size_t j = 0; j < HT_KINDS_MEMO; j++)
+        ks->memo_k[j] = -1;
+}
 
 enum { HT_BY_TYPE, HT_BY_OWNER, HT_BY_MODULE };
 
@@ -2877,13 +2890,14 @@ ht_kinds_of(ht_kinds *ks, const ht_heap *h, uint32_t i, int by)
      * because objects without a type are not memoized */
     uint64_t memo = ((uint64_t)t << 32) | ot;
     int memoize = t != HT_NONE;
-    if (memoize && ks->last_k >= 0 && memo == ks->last_memo)
-        return ks->last_k;
+    size_t c = (size_t)(t ^ (ot >> 3)) & (HT_KINDS_MEMO - 1);
+    if (memoize && ks->memo_k[c] >= 0 && memo == ks->memo_key[c])
+        return ks->memo_k[c];
     uint64_t *v = memoize ? ht_table_find(&ks->cache, memo) : NULL;
     if (v) {
-        ks->last_memo = memo;
-        ks->last_k = (ssize_t)(*v - 1);
-        return ks->last_k;
+        ks->memo_key[c] = memo;
+        ks->memo_k[c] = (ssize_t)(*v - 1);
+        return ks->memo_k[c];
     }
     char buf[600];
     size_t len = 0, tl;
@@ -2914,8 +2928,8 @@ ht_kinds_of(ht_kinds *ks, const ht_heap *h, uint32_t i, int by)
     if (k >= 0 && memoize && ht_table_put(&ks->cache, memo, (uint64_t)k + 1) < 0)
         return -1;
     if (k >= 0 && memoize) {
-        ks->last_memo = memo;
-        ks->last_k = k;
+        ks->memo_key[c] = memo;
+        ks->memo_k[c] = k;
     }
     return k;
 }
@@ -2946,7 +2960,7 @@ static int
 ht_kinds_init(ht_kinds *ks)
 {
     memset(ks, 0, sizeof *ks);
-    ks->last_k = -1;
+    ht_kinds_forget(ks);
     if (ht_table_init(&ks->by_name, 1024, 1) < 0 || ht_table_init(&ks->cache, 1024, 1) < 0) {
         ht_kinds_free(ks);
         PyErr_NoMemory();
@@ -2960,7 +2974,7 @@ static int
 ht_kinds_fill(ht_kinds *ks, const ht_heap *h, int by, int older)
 {
     ht_table_clear(&ks->cache);
-    ks->last_k = -1;
+    ht_kinds_forget(ks);
     for (uint32_t i = 0; i < h->n; i++) {
         ssize_t k = ht_kinds_of(ks, h, i, by);
         if (k < 0) {
@@ -3056,7 +3070,7 @@ ht_handle_diff(ht_handle *self, PyObject *args)
     for (int pass = 0; pass < 2; pass++) {
         ht_heap *a = pass == 0 ? h : o, *b = pass == 0 ? o : h;
         ht_table_clear(&ks.cache);
-        ks.last_k = -1;
+        ht_kinds_forget(&ks);
         for (uint32_t i = 0; i < a->n; i++) {
             if (ht_same_object(b, a, i, &err))
                 continue;
