@@ -796,6 +796,13 @@ ht_hw_slot(ht_hw *w, uint64_t a, int create)
         }
         base = w->slots_len; /* zero already (ht_hw_reserve_slots) */
         w->slots_len += HT_HW_CHUNK_SLOTS;
+        /* written before it is read, at both ends (a block may straddle
+         * two pages: the array starts after bigmem's header): a read of a
+         * fresh page maps the shared zero page, and the first write then
+         * faults again and flushes the TLB of every CPU the process runs
+         * on (the prefault helper's: an interrupt each, 7% of the walk) */
+        w->slots[base] = 0;
+        w->slots[base + HT_HW_CHUNK_SLOTS - 1] = 0;
     } else {
         base = (size_t)*v;
     }
