@@ -62,9 +62,12 @@
  * grow in place), and reachability stopped allocating (refcounts in place,
  * the spent index as its stack): 3.11 0.215 -> 0.185 s in one A/B run,
  * 3.12 0.205 -> 0.16 s, 3.13 0.21 -> 0.145 s, and a process's first
- * snapshot 0.23-0.34 -> 0.17-0.20 s. In the benchmark run that followed
- * (a faster hour of this shared machine): 0.173 s, guppy3 4.7x slower,
- * pympler 20x, the touch floor 0.018 s.
+ * snapshot 0.23-0.34 -> 0.17-0.20 s. A fresh index block is written
+ * before it is read (ht_hw_slot: a zero-page read, then a write that
+ * flushed the helper's TLB) : 0.21 -> 0.165 s against the session's start.
+ * In the benchmark run that followed (a faster hour of this shared
+ * machine): 0.161 s, guppy3 5.4x slower, pympler 22x, the touch floor
+ * 0.019 s.
  * Tried and dropped: the tracked objects listed by the helper thread into
  * a ring the walk reads (the walk's visit went from 60 to 100-150 ms: it
  * read each object's lines right after the other CPU had, and waited on
