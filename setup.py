@@ -56,10 +56,10 @@ if _have_zlib():
     libraries.append("z")
     macros.append(("HT_HAVE_ZLIB", "1"))
 
-# A sanitizer or debug build keeps its objects apart: in the default build
-# directory setuptools took the normal build's objects for up to date and
-# linked them, so `make asan` after `make test` ran the suite on an
-# uninstrumented extension.
+# A sanitizer or debug build keeps its own build directory: in the shared
+# one setuptools took the normal build for up to date and skipped building,
+# so `make asan` after `make test` ran the suite on an uninstrumented
+# extension.
 variant = "asan" if os.environ.get("HEAPTRAIL_ASAN") else "debug" if os.environ.get("HEAPTRAIL_DEBUG") else None
 options = {"build": {"build_base": os.path.join("build", variant)}} if variant else {}
 
@@ -69,6 +69,7 @@ setup(
         Extension(
             "heaptrail._core",
             sources=sources,
+            depends=sorted(glob.glob("src/heaptrail/_core/*.h")),  # a header change rebuilds
             include_dirs=["src/heaptrail/_core"],
             extra_compile_args=cflags,
             extra_link_args=ldflags,

@@ -19,11 +19,18 @@ ht__capacity_for(size_t expected)
 }
 
 static int
-ht__alloc(ht_table *t, size_t cap, int with_values)
+ht__alloc(ht_table *t, size_t cap, int with_values, int dense)
 {
     /* bigmem blocks: a big table freed must not raise malloc's mapping
-     * threshold (see bigmem.h) */
-    t->keys = ht_big_alloc_zero(cap * sizeof(uint64_t), 0);
+     * threshold (see bigmem.h). dense: it is about to be filled a third
+     * (a rehash), every page of it touched: cleared by writing, where a
+     * fresh mapping's zero pages, read first by the probes, would each
+     * fault twice (the second time with a TLB flush on every CPU the
+     * process runs on) */
+    t->keys = dense ? ht_big_alloc(cap * sizeof(uint64_t), 0)
+                    : ht_big_alloc_zero(cap * sizeof(uint64_t), 0);
+    if (dense && t->keys != NULL)
+        memset(t->keys, 0, cap * sizeof(uint64_t));
     t->values = NULL;
     if (t->keys == NULL)
         return -1;
@@ -46,7 +53,7 @@ ht_table_init(ht_table *t, size_t expected, int with_values)
 {
     memset(t, 0, sizeof(*t));
     t->with_values = with_values;
-    if (ht__alloc(t, ht__capacity_for(expected), with_values) < 0) {
+    if (ht__alloc(t, ht__capacity_for(expected), with_values, 0) < 0) {
         t->keys = NULL;
         return -1;
     }
@@ -98,7 +105,7 @@ ht__grow(ht_table *t)
     size_t cap = (t->mask + 1) * 2;
     if (t->keys == NULL)
         cap = HT_MIN_CAPACITY;
-    if (ht__alloc(&bigger, cap, t->with_values) < 0)
+    if (ht__alloc(&bigger, cap, t->with_values, t->keys != NULL) < 0)
         return -1;
     if (t->keys != NULL) {
         for (size_t i = 0; i <= t->mask; i++) {

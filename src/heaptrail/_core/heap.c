@@ -2900,7 +2900,9 @@ ht_kinds_of(ht_kinds *ks, const ht_heap *h, uint32_t i, int by)
      * because objects without a type are not memoized */
     uint64_t memo = ((uint64_t)t << 32) | ot;
     int memoize = t != HT_NONE;
-    size_t c = (size_t)(t ^ (ot >> 3)) & (HT_KINDS_MEMO - 1);
+    /* mixed: owner types are often neighbours (a class, then its dict) */
+    size_t c = (size_t)(((uint32_t)(t * 0x9E3779B1u) ^ (uint32_t)(ot * 0x85EBCA77u)) >> 26) &
+               (HT_KINDS_MEMO - 1);
     if (memoize && ks->memo_k[c] >= 0 && memo == ks->memo_key[c])
         return ks->memo_k[c];
     uint64_t *v = memoize ? ht_table_find(&ks->cache, memo) : NULL;

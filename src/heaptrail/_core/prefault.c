@@ -256,8 +256,7 @@ ht_pf_lock(ht_pf *pf)
     if (pf == NULL || !ht_pf_here(pf))
         return;
     __atomic_store_n(&pf->want, 1, __ATOMIC_RELAXED);
-    ht_pf_acquire(pf);
-    __atomic_store_n(&pf->want, 0, __ATOMIC_RELAXED);
+    ht_pf_acquire(pf); /* want stays set until ht_pf_unlock */
 #else
     (void)pf;
 #endif
@@ -267,8 +266,10 @@ void
 ht_pf_unlock(ht_pf *pf)
 {
 #if HT_PF_SUPPORTED
-    if (pf && ht_pf_here(pf))
+    if (pf && ht_pf_here(pf)) {
+        __atomic_store_n(&pf->want, 0, __ATOMIC_RELAXED);
         __atomic_store_n(&pf->lock, 0, __ATOMIC_RELEASE);
+    }
 #else
     (void)pf;
 #endif
