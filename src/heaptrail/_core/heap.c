@@ -64,10 +64,11 @@
  * 3.12 0.205 -> 0.16 s, 3.13 0.21 -> 0.145 s, and a process's first
  * snapshot 0.23-0.34 -> 0.17-0.20 s. A fresh index block is written
  * before it is read (ht_hw_slot: a zero-page read, then a write that
- * flushed the helper's TLB) : 0.21 -> 0.165 s against the session's start.
- * In the benchmark run that followed (a faster hour of this shared
- * machine): 0.161 s, guppy3 5.4x slower, pympler 22x, the touch floor
- * 0.019 s.
+ * flushed the helper's TLB): 0.21 -> 0.165 s against the start. In all,
+ * against the start, same hour: 3.11 0.18 -> 0.134 s, 3.12 0.17 -> 0.125
+ * s, 3.13 0.16 -> 0.115 s, first snapshots twice as fast. In the last
+ * benchmark run (a faster hour of this shared machine): 0.140 s, guppy3
+ * 5.8x slower, pympler 25x, the touch floor 0.018 s.
  * Tried and dropped: the tracked objects listed by the helper thread into
  * a ring the walk reads (the walk's visit went from 60 to 100-150 ms: it
  * read each object's lines right after the other CPU had, and waited on
@@ -574,7 +575,7 @@ typedef struct {
  * where the walk writes (prefault.h): the kernel's work for ~130 MB of fresh
  * pages (1.45M objects) moves to the other core. The thread starts once the
  * walk has room for ht_hw_pf_from objects (small walks do without it). The
- * arrays are made in reservations for HT_HW_PF_ROOM objects (ht_hw_reserve),
+ * arrays are made in reservations for ht_hw_pf_room objects (ht_hw_reserve),
  * in which they grow without moving, so the helper stays ahead of the walk
  * across a doubling; past that they move, under the prefaulter's lock.
  * Measured on benchmarks/cases/heap.py (1.45M objects, 3.11): snapshot +
@@ -583,8 +584,7 @@ typedef struct {
  * erratic (0.18-0.31 s): a huge page comes in whole, zeroed by the helper's
  * core. */
 static size_t ht_hw_pf_from = (size_t)1 << 17;
-static size_t ht_hw_pf_room = (size_t)1 << 24; /* HT_HW_PF_ROOM (tests change it) */
-#define HT_HW_PF_ROOM ht_hw_pf_room
+static size_t ht_hw_pf_room = (size_t)1 << 24; /* objects (tests change it) */
 
 /* Tells the prefaulter where every array is now; the caller holds its
  * lock. */
@@ -642,7 +642,7 @@ ht_hw_pf_begin(ht_hw *w)
     ht_pf_unlock(w->pf);
 }
 
-/* Gives the walk's arrays (none made yet) reservations of HT_HW_PF_ROOM
+/* Gives the walk's arrays (none made yet) reservations of ht_hw_pf_room
  * objects (bigmem.h ht_big_reserve): they grow in them without moving, and
  * without a copy, so that the prefaulter stays ahead of the walk across a
  * doubling. Best effort: an array without one is made as usual. */
@@ -656,24 +656,24 @@ ht_hw_reserve(ht_hw *w)
         if (q_ != NULL)                                                \
             (p) = q_;                                                  \
     } while (0)
-    HT_HW_RESERVE(h->addr, HT_HW_PF_ROOM, 0);
-    HT_HW_RESERVE(h->type, HT_HW_PF_ROOM, 0);
-    HT_HW_RESERVE(h->size, HT_HW_PF_ROOM, 0);
-    HT_HW_RESERVE(h->len, HT_HW_PF_ROOM, 0);
-    HT_HW_RESERVE(h->flags, HT_HW_PF_ROOM, 0);
-    HT_HW_RESERVE(h->value, HT_HW_PF_ROOM, 0);
-    HT_HW_RESERVE(h->owner, HT_HW_PF_ROOM, 0);
-    HT_HW_RESERVE(h->module, HT_HW_PF_ROOM, 0);
-    HT_HW_RESERVE(h->edge_start, HT_HW_PF_ROOM, 0);
-    HT_HW_RESERVE(w->refcnt, HT_HW_PF_ROOM, 0);
-    HT_HW_RESERVE(h->edge_dst, 2 * HT_HW_PF_ROOM, 0);
-    HT_HW_RESERVE(h->edge_label, 2 * HT_HW_PF_ROOM, 0);
+    HT_HW_RESERVE(h->addr, ht_hw_pf_room, 0);
+    HT_HW_RESERVE(h->type, ht_hw_pf_room, 0);
+    HT_HW_RESERVE(h->size, ht_hw_pf_room, 0);
+    HT_HW_RESERVE(h->len, ht_hw_pf_room, 0);
+    HT_HW_RESERVE(h->flags, ht_hw_pf_room, 0);
+    HT_HW_RESERVE(h->value, ht_hw_pf_room, 0);
+    HT_HW_RESERVE(h->owner, ht_hw_pf_room, 0);
+    HT_HW_RESERVE(h->module, ht_hw_pf_room, 0);
+    HT_HW_RESERVE(h->edge_start, ht_hw_pf_room, 0);
+    HT_HW_RESERVE(w->refcnt, ht_hw_pf_room, 0);
+    HT_HW_RESERVE(h->edge_dst, 2 * ht_hw_pf_room, 0);
+    HT_HW_RESERVE(h->edge_label, 2 * ht_hw_pf_room, 0);
     /* no huge pages, even for the address index (read all over): with
      * them a process's first snapshots were slower (0.20 -> 0.22 s), later
      * ones hardly faster (0.19 -> 0.185 s) */
-    HT_HW_RESERVE(w->slots, 2 * HT_HW_PF_ROOM, 0);
-    HT_HW_RESERVE(h->strings.offset, HT_HW_PF_ROOM / 2, 0);
-    HT_HW_RESERVE(h->strings.data, 16 * HT_HW_PF_ROOM, 0);
+    HT_HW_RESERVE(w->slots, 2 * ht_hw_pf_room, 0);
+    HT_HW_RESERVE(h->strings.offset, ht_hw_pf_room / 2, 0);
+    HT_HW_RESERVE(h->strings.data, 16 * ht_hw_pf_room, 0);
 #undef HT_HW_RESERVE
 }
 
@@ -3361,7 +3361,7 @@ ht_floor_one(PyObject *op, void *arg)
 /* heap_prefault_from(objects, room=0) -> (previous threshold, previous
  * room, helpers started so far): lets tests run small walks with the
  * prefaulter (ht_hw_pf_from), and walks that outgrow their reservations
- * (HT_HW_PF_ROOM objects; 0 keeps it). */
+ * (ht_hw_pf_room objects; 0 keeps it). */
 static PyObject *
 ht_heap_prefault_from(PyObject *mod, PyObject *args)
 {
