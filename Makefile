@@ -55,6 +55,11 @@ asan:
 	@test -x .venv-asan/bin/python || $(PY311) -m venv .venv-asan
 	@.venv-asan/bin/python -m pip install $(PIP_FLAGS) $(TEST_DEPS)
 	@HEAPTRAIL_ASAN=1 .venv-asan/bin/python -m pip install $(PIP_FLAGS) --no-build-isolation --force-reinstall --no-deps .
+	@# a stale build once slipped in here uninstrumented: refuse to test one
+	@.venv-asan/bin/python -c "import glob, sys, sysconfig; \
+	    f = glob.glob(sysconfig.get_paths()['platlib'] + '/heaptrail/_core*.so'); \
+	    sys.exit(0 if f and b'__asan_init' in open(f[0], 'rb').read() else \
+	             'heaptrail: error: the extension in .venv-asan is not an ASan build')"
 	@echo "== tests under ASan/UBSan"
 	@cd tests && LD_PRELOAD=$$(gcc -print-file-name=libasan.so) \
 	    ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
