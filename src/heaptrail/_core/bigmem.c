@@ -146,40 +146,25 @@ ht_big_free(void *p)
 }
 
 void *
-ht_big_reserve(void *p, size_t n, int flags)
+ht_big_reserve(size_t n)
 {
 #if HT_BIG_USE_MMAP
-    char *base = p ? (char *)p - HT_BIG_HDR : NULL;
-    ht_big_hdr *hdr = (ht_big_hdr *)base;
     size_t need = n + HT_BIG_HDR;
-    if (need < n || (hdr && hdr->maplen == 0))
+    if (need < n)
         return NULL;
-    if (hdr && need <= hdr->maplen)
-        return p;
-    /* a new mapping, not a grown one: mremap would charge the whole
-     * reservation to the system's commit limit, MAP_NORESERVE does not
-     * (pages are still only taken when touched) */
+    /* MAP_NORESERVE: the room is not charged to the commit limit (pages
+     * are still only taken when touched) */
     char *q = mmap(NULL, need, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                    -1, 0);
     if (q == MAP_FAILED)
         return NULL;
-    if (flags & HT_BIG_HUGE)
-        (void)madvise(q, need, MADV_HUGEPAGE); /* best effort */
-    if (hdr) {
-        memcpy(q, base, HT_BIG_HDR + hdr->size);
-        munmap(base, hdr->maplen);
-    } else {
-        ((ht_big_hdr *)q)->size = 0;
-    }
-    ((ht_big_hdr *)q)->flags = flags;
-    hdr = (ht_big_hdr *)q;
+    ht_big_hdr *hdr = (ht_big_hdr *)q;
     hdr->maplen = need;
-    hdr->flags |= HT_BIG__RESERVED;
+    hdr->size = 0;
+    hdr->flags = HT_BIG__RESERVED; /* no huge pages: see heap.c ht_hw_reserve */
     return q + HT_BIG_HDR;
 #else
-    (void)p;
     (void)n;
-    (void)flags;
     return NULL;
 #endif
 }

@@ -41,15 +41,12 @@ void *ht_big_realloc_zero(void *p, size_t n, int flags);
 void *ht_big_alloc(size_t n, int flags);
 void *ht_big_alloc_zero(size_t n, int flags);
 
-/* Moves block p (a mapping; NULL: a new, empty block) into a mapping with
- * room for n bytes, where it then grows without a system call or a move
- * (ht_big_realloc) until it shrinks or outgrows that room; the room's pages
- * are only taken when touched, and are not charged to the system's commit
- * limit (MAP_NORESERVE). Returns the block's new address (p itself if it
- * had the room), or NULL (p untouched) when p is a malloc block or no
- * mapping could be made (always under ASan). flags (HT_BIG_*) replace the
- * block's. */
-void *ht_big_reserve(void *p, size_t n, int flags);
+/* A new, empty block in a mapping with room for n bytes, where it grows
+ * without a system call or a move (ht_big_realloc) until it shrinks or
+ * outgrows that room; the room's pages are only taken when touched, and
+ * are not charged to the system's commit limit (MAP_NORESERVE). NULL when
+ * no mapping could be made (always under ASan). */
+void *ht_big_reserve(size_t n);
 
 /* Gives back the room of a reserved block (ht_big_reserve) past its size,
  * in place; nothing for another block (best effort). */

@@ -75,7 +75,7 @@
  * the ring); madvise(MADV_POPULATE_WRITE) for the faults (it holds the
  * mmap lock, and the walk's own mmaps slept on it: milliseconds each on
  * this virtual machine); huge pages on the helper's arrays (slower first
- * snapshots, see HT_HW_RESERVE).
+ * snapshots, see ht_hw_reserve).
  * Unguardable: an extension type whose tp_traverse is wrong (visits freed
  * objects) would crash the walk just as it would crash the collector.
  */
@@ -254,6 +254,26 @@ ht_strtab_freeze(ht_strtab *s)
         free(s->index);
         s->index = NULL;
     }
+}
+
+/* Shrinks the table's arrays to what it holds, room of a reservation
+ * included (best effort: a failed shrink keeps the old size). */
+static void
+ht_strtab_fit(ht_strtab *s)
+{
+    uint64_t *o = ht_big_realloc(s->offset, ((size_t)s->count + 1) * sizeof(uint64_t), 0);
+    if (o) {
+        s->offset = o;
+        s->offset_cap = (size_t)s->count + 1;
+    }
+    size_t len = s->data_len ? s->data_len : 1;
+    char *d = ht_big_realloc(s->data, len, 0);
+    if (d) {
+        s->data = d;
+        s->data_cap = len;
+    }
+    ht_big_trim(s->offset);
+    ht_big_trim(s->data);
 }
 
 static void
@@ -650,30 +670,30 @@ static void
 ht_hw_reserve(ht_hw *w)
 {
     ht_heap *h = w->h;
-#define HT_HW_RESERVE(p, elems, flags)                                 \
+#define HT_HW_RESERVE(p, elems)                                        \
     do {                                                               \
-        void *q_ = ht_big_reserve(NULL, (elems) * sizeof(*(p)), flags); \
+        void *q_ = ht_big_reserve((elems) * sizeof(*(p)));             \
         if (q_ != NULL)                                                \
             (p) = q_;                                                  \
     } while (0)
-    HT_HW_RESERVE(h->addr, ht_hw_pf_room, 0);
-    HT_HW_RESERVE(h->type, ht_hw_pf_room, 0);
-    HT_HW_RESERVE(h->size, ht_hw_pf_room, 0);
-    HT_HW_RESERVE(h->len, ht_hw_pf_room, 0);
-    HT_HW_RESERVE(h->flags, ht_hw_pf_room, 0);
-    HT_HW_RESERVE(h->value, ht_hw_pf_room, 0);
-    HT_HW_RESERVE(h->owner, ht_hw_pf_room, 0);
-    HT_HW_RESERVE(h->module, ht_hw_pf_room, 0);
-    HT_HW_RESERVE(h->edge_start, ht_hw_pf_room, 0);
-    HT_HW_RESERVE(w->refcnt, ht_hw_pf_room, 0);
-    HT_HW_RESERVE(h->edge_dst, 2 * ht_hw_pf_room, 0);
-    HT_HW_RESERVE(h->edge_label, 2 * ht_hw_pf_room, 0);
-    /* no huge pages, even for the address index (read all over): with
-     * them a process's first snapshots were slower (0.20 -> 0.22 s), later
-     * ones hardly faster (0.19 -> 0.185 s) */
-    HT_HW_RESERVE(w->slots, 2 * ht_hw_pf_room, 0);
-    HT_HW_RESERVE(h->strings.offset, ht_hw_pf_room / 2, 0);
-    HT_HW_RESERVE(h->strings.data, 16 * ht_hw_pf_room, 0);
+    HT_HW_RESERVE(h->addr, ht_hw_pf_room);
+    HT_HW_RESERVE(h->type, ht_hw_pf_room);
+    HT_HW_RESERVE(h->size, ht_hw_pf_room);
+    HT_HW_RESERVE(h->len, ht_hw_pf_room);
+    HT_HW_RESERVE(h->flags, ht_hw_pf_room);
+    HT_HW_RESERVE(h->value, ht_hw_pf_room);
+    HT_HW_RESERVE(h->owner, ht_hw_pf_room);
+    HT_HW_RESERVE(h->module, ht_hw_pf_room);
+    HT_HW_RESERVE(h->edge_start, ht_hw_pf_room);
+    HT_HW_RESERVE(w->refcnt, ht_hw_pf_room);
+    HT_HW_RESERVE(h->edge_dst, 2 * ht_hw_pf_room);
+    HT_HW_RESERVE(h->edge_label, 2 * ht_hw_pf_room);
+    /* no huge pages for any of them, even the address index (read all
+     * over): with them a process's first snapshots were slower (0.20 ->
+     * 0.22 s), later ones hardly faster (0.19 -> 0.185 s) */
+    HT_HW_RESERVE(w->slots, 2 * ht_hw_pf_room);
+    HT_HW_RESERVE(h->strings.offset, ht_hw_pf_room / 2);
+    HT_HW_RESERVE(h->strings.data, 16 * ht_hw_pf_room);
 #undef HT_HW_RESERVE
 }
 
@@ -2587,18 +2607,7 @@ ht_hw_finish(ht_hw *w)
     ht_big_trim(h->edge_start);
     ht_big_trim(h->edge_dst);
     ht_big_trim(h->edge_label);
-    uint64_t *o = ht_big_realloc(h->strings.offset, ((size_t)h->strings.count + 1) * sizeof(uint64_t), 0);
-    if (o) {
-        h->strings.offset = o;
-        h->strings.offset_cap = (size_t)h->strings.count + 1;
-    }
-    char *sd = ht_big_realloc(h->strings.data, h->strings.data_len ? h->strings.data_len : 1, 0);
-    if (sd) {
-        h->strings.data = sd;
-        h->strings.data_cap = h->strings.data_len ? h->strings.data_len : 1;
-    }
-    ht_big_trim(h->strings.offset);
-    ht_big_trim(h->strings.data);
+    ht_strtab_fit(&h->strings);
     h->python_minor = PY_MINOR_VERSION;
 }
 
@@ -2818,19 +2827,22 @@ typedef struct {
 typedef struct {
     ht_table by_name;   /* name hash -> kind index + 1 */
     ht_table cache;     /* per-heap memo key -> kind index + 1 */
-    /* recent memo keys and their kinds (direct-mapped by type index; kind
-     * -1: empty): objects come in a few types interleaved (an instance, its
-     * dict, a list, a str...), where one remembered key missed every time */
+    /* recent memo keys and their kinds (direct-mapped by a hash of the key;
+     * kind -1: empty): objects come in a few types interleaved (an
+     * instance, its dict, a list, a str...), where one remembered key
+     * missed every time */
     uint64_t memo_key[HT_KINDS_MEMO];
     ssize_t memo_k[HT_KINDS_MEMO];
     ht_kind *k;
     size_t nk, cap;
 } ht_kinds;
 
-/* Empties the recent-memo cache (for another heap, or another grouping). */
+/* Forgets the memo of kinds by type, and the recent-memo cache in front of
+ * it: type indexes mean other types in another heap. */
 static void
 ht_kinds_forget(ht_kinds *ks)
 {
+    ht_table_clear(&ks->cache);
     for (size_t j = 0; j < HT_KINDS_MEMO; j++)
         ks->memo_k[j] = -1;
 }
@@ -2972,12 +2984,12 @@ static int
 ht_kinds_init(ht_kinds *ks)
 {
     memset(ks, 0, sizeof *ks);
-    ht_kinds_forget(ks);
     if (ht_table_init(&ks->by_name, 1024, 1) < 0 || ht_table_init(&ks->cache, 1024, 1) < 0) {
         ht_kinds_free(ks);
         PyErr_NoMemory();
         return -1;
     }
+    ht_kinds_forget(ks);
     return 0;
 }
 
@@ -2985,7 +2997,6 @@ ht_kinds_init(ht_kinds *ks)
 static int
 ht_kinds_fill(ht_kinds *ks, const ht_heap *h, int by, int older)
 {
-    ht_table_clear(&ks->cache);
     ht_kinds_forget(ks);
     for (uint32_t i = 0; i < h->n; i++) {
         ssize_t k = ht_kinds_of(ks, h, i, by);
@@ -3081,7 +3092,6 @@ ht_handle_diff(ht_handle *self, PyObject *args)
     /* added: in h, not in o; removed: in o, not in h */
     for (int pass = 0; pass < 2; pass++) {
         ht_heap *a = pass == 0 ? h : o, *b = pass == 0 ? o : h;
-        ht_table_clear(&ks.cache);
         ht_kinds_forget(&ks);
         for (uint32_t i = 0; i < a->n; i++) {
             if (ht_same_object(b, a, i, &err))

@@ -277,7 +277,7 @@ st_prefault_check(PyObject *self, PyObject *args)
         return NULL;
     }
     size_t room = (size_t)mib << 20, page = (size_t)sysconf(_SC_PAGESIZE);
-    unsigned char *p = ht_big_reserve(NULL, room, 0);
+    unsigned char *p = ht_big_reserve(room);
     if (p == NULL)
         Py_RETURN_NONE;
     {
