@@ -189,17 +189,27 @@ def test_labels_closure_and_function_parts():
     assert parts["__globals__"] == id(globals())
 
 
-@pytest.mark.skipif(sys.version_info < (3, 12), reason="3.11 has no way to read a frame's locals "
-                    "without materializing f_locals")
 def test_labels_frame_locals():
+    """A running frame's tp_traverse visits none of its variables: objects only
+    they hold (an untracked str or dict) are found and labeled through them, on
+    3.11 too (framevars.c), and a cell variable names its contents."""
     marker_local = ["a local list"]
     untracked_local = "a str only this frame holds" * 3
+    untracked_dict = {"only": "this frame"}
+    captured = ("a tuple " * 2,)  # a cell variable: the closure below reads it
+    assert not gc.is_tracked(untracked_dict)
     snap = heaptrail.snapshot()
     frame = sys._getframe()
     lab = dict((l, a) for a, l in targets(snap, frame))
     assert lab["marker_local"] == id(marker_local)
     assert lab["untracked_local"] == id(untracked_local)
+    assert lab["untracked_dict"] == id(untracked_dict)
+    assert lab["captured"] == id(captured)
+    path = snap.path_to_root(untracked_dict)
+    assert path.reachable and [(st.label, st.index) for st in path.steps] == [
+        (None, snap._index(frame)), ("untracked_dict", snap._index(untracked_dict))]
     assert snap._h.record(snap._index(frame))[5] & ROOT
+    assert (lambda: captured)() is captured
 
 
 def test_roots_and_flags():

@@ -56,7 +56,7 @@ def test_query_referrers_counts_references():
     target = ["only referenced from two places"]
     holder = [target, target]
     snap = heaptrail.snapshot()
-    # the two list slots, plus this frame's local (a frame edge on 3.12+; 3.11 too: frames traverse locals)
+    # the two list slots, plus this frame's local (a frame edge, framevars.h)
     recs = snap.query(f"address == {id(target)} and referrers >= 2")
     assert addrs(recs) == {id(target)}
     assert snap.query(f"address == {id(target)} and referrers > 10") == []
@@ -90,6 +90,6 @@ def test_select_keywords():
     snap = heaptrail.snapshot()
     assert addrs(snap.select(type="Widget")) == {id(w) for w in keep}
     assert len(snap.select(type="Widget", limit=2)) == 2
-    blob = ["q" * 5000]  # held by a list: 3.11 cannot see a running frame's untracked locals
+    blob = ["q" * 5000]
     snap = heaptrail.snapshot()
     assert id(blob[0]) in addrs(snap.select(type="str", min_size=5000, min_len=5000))

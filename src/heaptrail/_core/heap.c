@@ -85,6 +85,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "framevars.h"
 #include "gcvisit.h"
 #include "graph.h"
 #include "bigmem.h"
@@ -1915,13 +1916,24 @@ ht_hw_attrs(ht_hw *w, PyTypeObject *tp, PyObject *op)
     ht_hw_attrs_read(w, op, pos, end);
 }
 
-/* Frame locals by name (3.12+ only: PyFrame_GetVar reads a variable without
- * materializing f_locals). The frame of a running function does not visit
- * its locals in tp_traverse (the thread owns them), so these become edges of
- * their own. On 3.11 every public way to read them (PyFrame_GetLocals)
- * creates f_locals, a dict that keeps a reference to each local: running
- * frames' locals are then found only when something else refers to them or
- * when they are gc-tracked (gcvisit.h visits them). */
+/* ht_fv_each visitor: a frame variable, a label candidate that becomes an
+ * edge of its own when tp_traverse does not visit it (a running frame's
+ * never does). */
+static void
+ht_hw_frame_var(PyObject *name, PyObject *value, void *arg)
+{
+    ht_hw *w = arg;
+    ht_text t;
+    t.len = 0;
+    ht_text_name(&t, name);
+    size_t before = w->ncand;
+    ht_hw_cand_add(w, value, ht_hw_intern(w, t.buf, t.len));
+    if (w->ncand > before)
+        w->cand[before].extra = 1;
+}
+
+/* Label candidates of a frame: its code, and its variables by name
+ * (framevars.h: a running frame's tp_traverse visits none of them). */
 static void
 ht_hw_frame_cands(ht_hw *w, PyFrameObject *f)
 {
@@ -1931,44 +1943,8 @@ ht_hw_frame_cands(ht_hw *w, PyFrameObject *f)
         return;
     }
     ht_hw_cand_str(w, (PyObject *)co, "f_code");
-#if PY_VERSION_HEX >= 0x030C0000
-    /* a generator's or coroutine's frame: the generator holds the locals
-     * and its tp_traverse visits them, the frame object's does not; made
-     * edges of the frame too, each local would be counted twice in
-     * ht_hw_reach, and one that C code also holds would lose its root */
-    PyObject *gen = PyFrame_GetGenerator(f);
-    if (gen != NULL) {
-        Py_DECREF(gen); /* the program holds it too */
-        Py_DECREF(co);
-        return;
-    }
-    PyObject *names[2] = {PyCode_GetVarnames(co), PyCode_GetCellvars(co)};
-    for (int k = 0; k < 2; k++) {
-        PyObject *tup = names[k];
-        if (tup == NULL) {
-            PyErr_Clear();
-            continue;
-        }
-        for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(tup); j++) {
-            PyObject *name = PyTuple_GET_ITEM(tup, j);
-            PyObject *val = PyFrame_GetVar(f, name);
-            if (val == NULL) {
-                PyErr_Clear();
-                continue;
-            }
-            ht_text t;
-            t.len = 0;
-            ht_text_name(&t, name);
-            size_t before = w->ncand;
-            ht_hw_cand_add(w, val, ht_hw_intern(w, t.buf, t.len));
-            if (w->ncand > before)
-                w->cand[before].extra = 1;
-            Py_DECREF(val); /* still held by the frame */
-        }
-        Py_DECREF(tup);
-    }
-#endif
     Py_DECREF(co);
+    ht_fv_each(f, ht_hw_frame_var, w);
 }
 
 /* Remembers (cell, variable name) for a function's closure cells. */

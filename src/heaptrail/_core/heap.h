@@ -23,17 +23,12 @@
  *   list/tuple item        HT_LABEL_INDEX | i;
  *   cell -> contents       the closure variable's name (from a function
  *                          whose closure holds the cell), else "cell_contents";
- *   frame -> local         the local's name (3.12+: PyFrame_GetVar, which
- *                          reads without materializing f_locals). A running
- *                          frame's tp_traverse does not visit its locals, so
- *                          on 3.12+ they are edges of their own; 3.11 has no
- *                          public way to read them that leaves refcounts
- *                          alone (PyFrame_GetLocals makes f_locals, a dict
- *                          holding a reference to each), so there a running
- *                          frame's locals are not edges: gc-tracked ones are
- *                          found anyway (gc roots: held from the C stack),
- *                          untracked ones (str, int) held by no other object
- *                          are not in the snapshot;
+ *   frame -> local         the variable's name (framevars.h). A running
+ *                          frame's tp_traverse does not visit its
+ *                          variables, so they are edges of their own: an
+ *                          object only a local holds (a str, an untracked
+ *                          dict) is found through them; a cell variable's
+ *                          edge goes to the cell's contents;
  *   function -> parts      "__code__", "__globals__", "__closure__",
  *                          "__defaults__", "__kwdefaults__", "__dict__";
  *   class -> parts         "__mro__", "__bases__", "__base__", "__dict__".

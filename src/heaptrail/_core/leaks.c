@@ -700,12 +700,11 @@ nomem:
 }
 
 /* Held only by the running code: a frame, an object that only frames refer
- * to (a local variable, on 3.12+ where locals are edges), or a root that
- * nothing in the graph refers to (a local on 3.11, where a running frame's
- * locals are not edges; an argument tuple of a call in progress). Such an
- * object is the current iteration's work, not growth: a watch() or a
- * script's step() ends its snapshot with the loop's locals alive. What such
- * a root holds is still looked at. rc: referrer counts; fr: referrers that
+ * to (a local variable: locals are edges, framevars.h), or a root that
+ * nothing in the graph refers to (an argument tuple of a call in
+ * progress). Such an object is the current iteration's work, not growth: a
+ * watch() or a script's step() ends its snapshot with the loop's locals
+ * alive. What such a root holds is still looked at. rc: referrer counts; fr: referrers that
  * are frames. */
 static int
 ht_leaks_transient(const ht_heap *h, uint32_t i, const uint32_t *rc, const uint32_t *fr)

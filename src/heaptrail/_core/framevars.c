@@ -1,0 +1,97 @@
+/* framevars.c - the variables of a running frame, by name (see framevars.h). */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#if PY_VERSION_HEX < 0x030C0000
+/* 3.11 only, and only this file and gcvisit.c: the interpreter frame's
+ * layout (struct _frame, _PyInterpreterFrame, the variable kinds). */
+#ifndef Py_BUILD_CORE
+#define Py_BUILD_CORE 1
+#endif
+#include "internal/pycore_code.h"
+#include "internal/pycore_frame.h"
+#endif
+
+#include "framevars.h"
+
+#if PY_VERSION_HEX >= 0x030C0000
+
+/* Visits the variables named in tuple names (new reference, or NULL). */
+static Py_ssize_t
+ht_fv_names(PyFrameObject *f, PyObject *names, ht_fv_visitor visit, void *arg)
+{
+    Py_ssize_t calls = 0;
+    if (names == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(names); j++) {
+        PyObject *name = PyTuple_GET_ITEM(names, j);
+        PyObject *val = PyFrame_GetVar(f, name); /* allocates nothing, runs no code */
+        if (val == NULL) {
+            PyErr_Clear(); /* unbound */
+            continue;
+        }
+        visit(name, val, arg);
+        calls++;
+        Py_DECREF(val); /* still held by the frame */
+    }
+    Py_DECREF(names);
+    return calls;
+}
+
+Py_ssize_t
+ht_fv_each(PyFrameObject *f, ht_fv_visitor visit, void *arg)
+{
+    PyObject *gen = PyFrame_GetGenerator(f);
+    if (gen != NULL) {
+        Py_DECREF(gen); /* the program holds it too */
+        return 0;
+    }
+    PyCodeObject *co = PyFrame_GetCode(f);
+    if (co == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    Py_ssize_t calls = ht_fv_names(f, PyCode_GetVarnames(co), visit, arg);
+    calls += ht_fv_names(f, PyCode_GetCellvars(co), visit, arg);
+    Py_DECREF(co);
+    return calls;
+}
+
+#else /* 3.11 */
+
+Py_ssize_t
+ht_fv_each(PyFrameObject *f, ht_fv_visitor visit, void *arg)
+{
+    _PyInterpreterFrame *fr = f->f_frame;
+    /* a generator's frame (its tp_traverse visits the slots), or a
+     * finished one whose slots the frame object owns (its does) */
+    if (fr == NULL || fr->owner != FRAME_OWNED_BY_THREAD)
+        return 0;
+    PyCodeObject *co = fr->f_code;
+    PyObject *names = co->co_localsplusnames, *kinds = co->co_localspluskinds;
+    if (!PyTuple_Check(names) || !PyBytes_Check(kinds))
+        return 0;
+    Py_ssize_t n = co->co_nlocalsplus, calls = 0;
+    if (n > PyTuple_GET_SIZE(names) || n > PyBytes_GET_SIZE(kinds))
+        return 0;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *v = fr->localsplus[k];
+        if (v == NULL)
+            continue; /* unbound */
+        _PyLocals_Kind kind = _PyLocals_GetKind(kinds, (int)k);
+        /* a cell or free variable's slot holds its cell once the frame's
+         * first instructions made it one; its value is what is inside */
+        if ((kind & (CO_FAST_CELL | CO_FAST_FREE)) && PyCell_Check(v)) {
+            v = PyCell_GET(v);
+            if (v == NULL)
+                continue;
+        }
+        visit(PyTuple_GET_ITEM(names, k), v, arg);
+        calls++;
+    }
+    return calls;
+}
+
+#endif
