@@ -6,6 +6,7 @@
 their small results. The graph views (referrers, paths to roots, retained sizes, cycles, DOT) come
 from :class:`heaptrail.graph.GraphViews`.
 """
+import gc
 import os
 import sys
 from typing import NamedTuple, Optional
@@ -274,8 +275,16 @@ def _own_frames():
 
 
 def _take(gc_first=True):
-    skip = _own_frames()
-    return Snapshot(_core.heap_snapshot(bool(gc_first), (Snapshot,), skip))
+    # no collection before the walk (materializing frames below allocates): it would free the
+    # young garbage that gc_first=False keeps; the walk turns the collector off by itself
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        skip = _own_frames()
+        return Snapshot(_core.heap_snapshot(bool(gc_first), (Snapshot,), skip))
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def snapshot(gc_first=True):
