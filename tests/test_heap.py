@@ -467,6 +467,15 @@ def test_index_of_unknown_object():
         snap._index(late)
 
 
+@pytest.mark.parametrize("addr", [-1, -(2 ** 70), 2 ** 64, 10 ** 500])
+def test_address_out_of_range_is_a_clear_error(addr):
+    """An int is taken as an address; one no pointer can have raised OverflowError."""
+    snap = heaptrail.snapshot()
+    for view in (snap.record, snap.referrers, snap.path_to_root, snap.retained_size):
+        with pytest.raises(HeaptrailError, match=r"is not an address \(0 to 2\*\*64-1\)"):
+            view(addr)
+
+
 def test_memory_usage_within_budget():
     snap = heaptrail.snapshot()
     mu = snap.memory_usage()

@@ -299,6 +299,8 @@ def test_cli_retainers_cycles_dot(cli, app_snapshots, tmp_path):
     (["query", "{d}/app.htsnap", "size >"], "query: expected a value"),
     (["path", "{d}/app.htsnap", "nothex"], "'nothex' is not an address"),
     (["path", "{d}/app.htsnap", "0x10"], "object 0x10 is not in this snapshot"),
+    (["path", "{d}/app.htsnap", "-5"], "-5 is not an address"),
+    (["dot", "{d}/app.htsnap", "0x" + "f" * 20], "0x" + "f" * 20 + " is not an address"),
     (["snapshot", "-o", "{d}/x.htsnap", "--", "{d}/missing.py"], "missing.py: No such file or directory"),
     (["snapshot", "-o", "{d}/no/such/x.htsnap", "--", "{d}/app.py"], "no such directory"),
 ])

@@ -224,6 +224,10 @@ class Snapshot(GraphViews):
     # ---- what the graph views need -------------------------------------------------------------
     def _index(self, x):
         addr = x if isinstance(x, int) and not isinstance(x, bool) else id(x)
+        if not 0 <= addr < 1 << 64:  # the handle takes an unsigned 64-bit address
+            shown = ((f"0x{addr:x}" if addr >= 0 else str(addr)) if addr.bit_length() <= 128
+                     else f"an int of {addr.bit_length()} bits")
+            raise HeaptrailError(f"{shown} is not an address (0 to 2**64-1)")
         i = self._h.index(addr)
         if i < 0:
             raise HeaptrailError(f"object 0x{addr:x} is not in this snapshot")
@@ -252,7 +256,8 @@ class Snapshot(GraphViews):
         return f"<{short} 0x{address:x}>"
 
     def record(self, x):
-        """The :class:`ObjectRecord` of ``x`` (an address or a live object)."""
+        """The :class:`ObjectRecord` of ``x``: an address, or a live object (an int is always taken
+        as an address: look an int object up by ``id(x)``)."""
         return self._record(self._index(x))
 
     def __repr__(self):
