@@ -461,6 +461,22 @@ def test_real_retained_sizes_of_siblings_sharing_a_child(module_name):
     assert top == sorted(top, key=lambda r: -r.retained)
 
 
+def test_real_top_retainers_kind_takes_the_short_type_name(module_name):
+    """kind='Session' finds app.Session, as query's type == 'Session' does (it found nothing)."""
+    import heaptrail
+
+    leak_sessions(module_name)
+    mod = __import__(module_name)
+    want = {id(s) for s in mod.CACHE["user:42"]}
+    snap = heaptrail.snapshot()
+    full = snap.top_retainers(1000, kind=f"{module_name}.Session")
+    short = snap.top_retainers(1000, kind="Session")
+    assert {r.address for r in full} == want
+    assert want <= {r.address for r in short}
+    assert all(r.kind.rsplit(".", 1)[-1] == "Session" for r in short)
+    assert snap.top_retainers(5, kind="ession") == []
+
+
 CYCLES = '''
 class Node:
     pass

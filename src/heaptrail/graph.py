@@ -211,7 +211,8 @@ class GraphViews:
     def top_retainers(self, n=20, kind=None) -> Retainers:
         """The ``n`` objects with the largest retained sizes (rows: address, kind, retained,
         size). Roots such as modules are shown too - they do hold that memory. ``kind``
-        keeps only objects whose type has that name (``"dict"``, ``"app.Session"``)."""
+        keeps only objects whose type has that name (``"dict"``, ``"app.Session"``, or just
+        ``"Session"``: the last dotted part)."""
         rows = _core.graph_top_retainers(self._h, int(n), kind)
         return Retainers(Retainer(addr, k, ret, size, i, self._describe(i))
                          for i, addr, k, ret, size in rows)
