@@ -361,6 +361,18 @@ def test_real_path_to_root_of_a_cached_session(module_name):
     assert ("[3]", snap.record(addr)) in snap.referents(the_list.address)
 
 
+def test_real_path_from_a_gc_root_says_so():
+    """A root held from C (here sys.modules, which the interpreter holds) read as a bare
+    `<dict 0x..>`, a chain from nowhere; it now says it is a gc root."""
+    import sys
+
+    import heaptrail
+
+    snap = heaptrail.snapshot()
+    assert str(snap.path_to_root(sys.modules)) == f"gc root <dict 0x{id(sys.modules):x}> (a root)"
+    assert str(snap.path_to_root(sys)) == "module sys (a root)"
+
+
 RUNNING_APP = LEAKY_APP + '''
 import heaptrail
 

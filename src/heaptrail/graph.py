@@ -190,7 +190,13 @@ class GraphViews:
         chain = _core.graph_path(self._h, i)
         if chain is None:
             return RootPath([PathStep(None, i, self._describe(i))], reachable=False)
-        return RootPath([PathStep(lab, j, self._describe(j)) for lab, j in chain], reachable=True)
+        steps = [PathStep(lab, j, self._describe(j)) for lab, j in chain]
+        steps[0] = steps[0]._replace(text=self._root_text(steps[0].index))
+        return RootPath(steps, reachable=True)
+
+    def _root_text(self, i):
+        """How a path's root reads (a snapshot says which roots are held from C)."""
+        return self._describe(i)
 
     def retained_size(self, x) -> int:
         """Bytes that would be freed if ``x`` went away: the flat sizes of every object that ``x``

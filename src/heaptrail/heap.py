@@ -255,6 +255,13 @@ class Snapshot(GraphViews):
             return f"{tname} {value}"
         return f"<{short} 0x{address:x}>"
 
+    def _root_text(self, i):
+        flags = self._h.record(i)[5]
+        text = self._describe(i)
+        if flags & EXTERNAL and not flags & (MODULE | FRAME | TYPE):
+            return "gc root " + text  # held from outside the graph: C code, the interpreter
+        return text
+
     def record(self, x):
         """The :class:`ObjectRecord` of ``x``: an address, or a live object (an int is always taken
         as an address: look an int object up by ``id(x)``)."""
