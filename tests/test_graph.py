@@ -308,6 +308,17 @@ def test_render_without_graphviz_says_how_to_install(tmp_path, monkeypatch):
         render_dot("digraph {}", tmp_path / "g.jpg")
 
 
+
+def test_render_when_dot_does_not_finish_is_a_clear_error(tmp_path, monkeypatch):
+    """A dot that runs past the time limit (a huge graph) gave a TimeoutExpired traceback."""
+    fake = tmp_path / "dot"
+    fake.write_text("#!/bin/sh\nexec sleep 30\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    with pytest.raises(HeaptrailError, match=r"dot did not finish .*g\.svg.* within 0\.2 s: draw fewer"):
+        render_dot("digraph { a -> b }", tmp_path / "g.svg", timeout=0.2)
+
+
 # ---- on real snapshots ------------------------------------------------------------------------
 
 LEAKY_APP = '''

@@ -250,9 +250,9 @@ class GraphViews:
 _FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 
 
-def render_dot(text, path):
+def render_dot(text, path, timeout=300):
     """Writes Graphviz ``text`` to ``path`` (format by extension); raises HeaptrailError when
-    ``dot`` is needed and not installed."""
+    ``dot`` is needed and not installed, or runs more than ``timeout`` seconds."""
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lower()
     if ext in (".dot", ".gv"):
@@ -266,8 +266,12 @@ def render_dot(text, path):
         raise HeaptrailError(
             "Graphviz's 'dot' program is not installed: install it (apt-get install graphviz, "
             "brew install graphviz, or https://graphviz.org/download/) or write a .dot file")
-    proc = subprocess.run([dot, "-T" + _FORMATS[ext], "-o", path], input=text.encode("utf-8"),
-                          capture_output=True, timeout=300)
+    try:
+        proc = subprocess.run([dot, "-T" + _FORMATS[ext], "-o", path], input=text.encode("utf-8"),
+                              capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:  # run() has killed it
+        raise HeaptrailError(f"dot did not finish {path!r} within {timeout:g} s: draw fewer objects "
+                             "(max_nodes, depth) or write a .dot file") from None
     if proc.returncode != 0:
         err = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         raise HeaptrailError(f"dot failed on {path!r}: {err[-1] if err else 'exit %d' % proc.returncode}")
