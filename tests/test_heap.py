@@ -202,6 +202,23 @@ def test_labels_frame_locals():
     assert snap._h.record(snap._index(frame))[5] & ROOT
 
 
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="3.11 has no way to read a frame's locals "
+                    "without materializing f_locals")
+def test_locals_of_a_frame_with_over_64_of_them():
+    """Past 64 labels per object the walk labels by a second pass, which dropped the references
+    tp_traverse does not visit: every local of a running function with 70 locals was lost (an
+    untracked bytes only such a local held was missing from the snapshot)."""
+    names = "\n".join(f"    v{k} = [{k}]" for k in range(70))
+    src = (f"def big_frame(snapshot):\n{names}\n    blob = b'Q' * 100_000\n"
+           "    return snapshot(), id(blob), id(v3), sys._getframe()\n")
+    ns = {"sys": sys}
+    exec(src, ns)
+    snap, blob, v3, frame = ns["big_frame"](heaptrail.snapshot)
+    lab = dict((l, a) for a, l in targets(snap, frame))
+    assert lab["blob"] == blob and lab["v3"] == v3 and lab["v69"] != lab["v0"]
+    assert snap.record(blob).size == 100_000 + sys.getsizeof(b"")
+
+
 def test_roots_and_flags():
     snap = heaptrail.snapshot()
     for name in ("sys", "os", __name__):

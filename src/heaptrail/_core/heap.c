@@ -2192,12 +2192,24 @@ ht_hw_edges(ht_hw *w, PyObject *op, uint32_t i, unsigned tf, int gc)
             return;
         }
         for (size_t k = w->ncand; k-- > 0;)
-            if (ht_table_put(&t, (uint64_t)(uintptr_t)w->cand[k].p, w->cand[k].label) < 0)
+            if (ht_table_put(&t, (uint64_t)(uintptr_t)w->cand[k].p, k) < 0)
                 w->oom = 1;
         for (uint32_t e = h->edge_start[i]; e < h->m; e++) {
-            uint64_t *lv = ht_table_find(&t, h->addr[h->edge_dst[e]]);
-            if (lv)
-                h->edge_label[e] = (uint32_t)*lv;
+            uint64_t *kv = ht_table_find(&t, h->addr[h->edge_dst[e]]);
+            if (kv) {
+                h->edge_label[e] = w->cand[*kv].label;
+                w->cand[*kv].used = 1;
+            }
+        }
+        /* and the references tp_traverse does not visit (a running frame's
+         * locals: a function with over 64 of them lost them all): those
+         * whose object no edge reached (used marks the address's first) */
+        for (size_t k = 0; k < w->ncand; k++) {
+            if (!w->cand[k].extra)
+                continue;
+            uint64_t *kv = ht_table_find(&t, (uint64_t)(uintptr_t)w->cand[k].p);
+            if (kv && !w->cand[*kv].used)
+                ht_hw_edge(w, ht_hw_add(w, w->cand[k].p), w->cand[k].label);
         }
         ht_table_free(&t);
     }
