@@ -189,8 +189,6 @@ def test_labels_closure_and_function_parts():
     assert parts["__globals__"] == id(globals())
 
 
-@pytest.mark.skipif(sys.version_info < (3, 12), reason="3.11 has no way to read a frame's locals "
-                    "without materializing f_locals")
 def test_labels_frame_locals():
     marker_local = ["a local list"]
     untracked_local = "a str only this frame holds" * 3
@@ -202,8 +200,6 @@ def test_labels_frame_locals():
     assert snap._h.record(snap._index(frame))[5] & ROOT
 
 
-@pytest.mark.skipif(sys.version_info < (3, 12), reason="3.11 has no way to read a frame's locals "
-                    "without materializing f_locals")
 def test_locals_of_a_frame_with_over_64_of_them():
     """Past 64 labels per object the walk labels by a second pass, which dropped the references
     tp_traverse does not visit: every local of a running function with 70 locals was lost (an
@@ -217,6 +213,34 @@ def test_locals_of_a_frame_with_over_64_of_them():
     lab = dict((l, a) for a, l in targets(snap, frame))
     assert lab["blob"] == blob and lab["v3"] == v3 and lab["v69"] != lab["v0"]
     assert snap.record(blob).size == 100_000 + sys.getsizeof(b"")
+
+
+def test_untracked_locals_of_another_threads_frames():
+    """A bytes and a str only a blocked worker thread's locals hold: on 3.11 neither was in the
+    snapshot (no public way to read a running frame's locals); now both, labelled."""
+    import threading
+
+    ready, done, found = threading.Event(), threading.Event(), {}
+
+    def worker():
+        payload = b"w" * 200_000
+        note = "held-only-by-a-worker-local-" * 10
+        found.update(payload=id(payload), note=id(note))
+        ready.set()
+        done.wait()
+
+    t = threading.Thread(target=worker)
+    t.start()
+    try:
+        ready.wait()
+        snap = heaptrail.snapshot()
+        assert snap.record(found["payload"]).size == 200_000 + sys.getsizeof(b"")
+        assert snap.record(found["note"]).len == 280
+        assert [lab for lab, _ in snap.referrers(found["payload"])] == ["payload"]
+        assert str(snap.path_to_root(found["note"])).startswith("frame worker -> note -> ")
+    finally:
+        done.set()
+        t.join()
 
 
 def test_roots_and_flags():

@@ -12,6 +12,7 @@
 #undef _PyGC_FINALIZED /* objimpl.h's, which pycore_gc.h defines again */
 #include "internal/pycore_gc.h"
 #include "internal/pycore_interp.h"
+#include "internal/pycore_frame.h"
 #endif
 
 #include "gcvisit.h"
@@ -36,5 +37,31 @@ ht_gc_visit(ht_gc_visitor visit, void *arg)
             gc = next;
         }
     }
+#endif
+}
+
+void
+ht_gc_frame_locals(PyFrameObject *f, ht_gc_local_fn fn, void *arg)
+{
+#if PY_VERSION_HEX < 0x030C0000
+    _PyInterpreterFrame *fr = f->f_frame;
+    if (fr == NULL || fr->owner == FRAME_OWNED_BY_GENERATOR || fr->f_code == NULL)
+        return;
+    PyObject *names = fr->f_code->co_localsplusnames;
+    int n = fr->f_code->co_nlocalsplus;
+    if (names == NULL || !PyTuple_Check(names) || PyTuple_GET_SIZE(names) < n)
+        return;
+    /* a frame that is not running has its stack top saved, and slots past
+     * it are not in use (a cleared frame's is 0); a running one's is -1,
+     * and its variables' slots are always in use (each NULL or bound) */
+    if (fr->stacktop >= 0 && fr->stacktop < n)
+        n = fr->stacktop;
+    for (int k = 0; k < n; k++)
+        if (fr->localsplus[k] != NULL)
+            fn(PyTuple_GET_ITEM(names, k), fr->localsplus[k], arg);
+#else
+    (void)f;
+    (void)fn;
+    (void)arg;
 #endif
 }

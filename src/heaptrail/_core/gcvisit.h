@@ -8,7 +8,8 @@
  * the gc.get_objects() list (and freeing it: a decref of every object) was
  * a sixth of a heap snapshot, so gcvisit.c reads the generation lists
  * through the interpreter's own (internal, 3.11-only) headers. Like
- * gc.get_objects(), neither sees objects gc.freeze() moved aside. */
+ * gc.get_objects(), neither sees objects gc.freeze() moved aside. The
+ * same headers give 3.11's frame slots (ht_gc_frame_locals). */
 #ifndef HT_GCVISIT_H
 #define HT_GCVISIT_H
 
@@ -17,5 +18,15 @@
 typedef int (*ht_gc_visitor)(PyObject *op, void *arg);
 
 void ht_gc_visit(ht_gc_visitor visit, void *arg);
+
+/* 3.11 only (3.12+ has PyFrame_GetVar; there this does nothing): calls
+ * fn(name, value, arg) for each bound variable of frame f (arguments,
+ * locals, cells, free variables: the objects the frame's slots hold),
+ * unless f is a generator's or coroutine's frame (the generator's
+ * tp_traverse visits those). Borrowed references; nothing is created, no
+ * f_locals dict: the slots are read through the internal headers. */
+typedef void (*ht_gc_local_fn)(PyObject *name, PyObject *value, void *arg);
+
+void ht_gc_frame_locals(PyFrameObject *f, ht_gc_local_fn fn, void *arg);
 
 #endif

@@ -1915,13 +1915,36 @@ ht_hw_attrs(ht_hw *w, PyTypeObject *tp, PyObject *op)
     ht_hw_attrs_read(w, op, pos, end);
 }
 
-/* Frame locals by name (3.12+ only: PyFrame_GetVar reads a variable without
- * materializing f_locals). The frame of a running function does not visit
- * its locals in tp_traverse (the thread owns them), so these become edges of
- * their own. On 3.11 every public way to read them (PyFrame_GetLocals)
- * creates f_locals, a dict that keeps a reference to each local: running
- * frames' locals are then found only when something else refers to them or
- * when they are gc-tracked (gcvisit.h visits them). */
+/* A frame's variable `name` bound to val: a labelled candidate, and an edge
+ * of its own when tp_traverse does not visit it (a running frame's). */
+static void
+ht_hw_frame_var(ht_hw *w, PyObject *name, PyObject *val)
+{
+    ht_text t;
+    t.len = 0;
+    ht_text_name(&t, name);
+    size_t before = w->ncand;
+    ht_hw_cand_add(w, val, ht_hw_intern(w, t.buf, t.len));
+    if (w->ncand > before)
+        w->cand[before].extra = 1;
+}
+
+#if PY_VERSION_HEX < 0x030C0000
+static void
+ht_hw_frame_local(PyObject *name, PyObject *val, void *w)
+{
+    ht_hw_frame_var(w, name, val);
+}
+#endif
+
+/* Frame locals by name: 3.12+ through PyFrame_GetVar, which reads a
+ * variable without materializing f_locals; 3.11 through gcvisit.h's
+ * ht_gc_frame_locals (every public way there, PyFrame_GetLocals, creates
+ * f_locals, a dict that keeps a reference to each local; without them the
+ * untracked objects only a running frame's locals held - a big bytes in a
+ * worker thread - were missing from 3.11 snapshots). The frame of a running
+ * function does not visit its locals in tp_traverse (the thread owns them),
+ * so these become edges of their own. */
 static void
 ht_hw_frame_cands(ht_hw *w, PyFrameObject *f)
 {
@@ -1956,17 +1979,13 @@ ht_hw_frame_cands(ht_hw *w, PyFrameObject *f)
                 PyErr_Clear();
                 continue;
             }
-            ht_text t;
-            t.len = 0;
-            ht_text_name(&t, name);
-            size_t before = w->ncand;
-            ht_hw_cand_add(w, val, ht_hw_intern(w, t.buf, t.len));
-            if (w->ncand > before)
-                w->cand[before].extra = 1;
+            ht_hw_frame_var(w, name, val);
             Py_DECREF(val); /* still held by the frame */
         }
         Py_DECREF(tup);
     }
+#else
+    ht_gc_frame_locals(f, ht_hw_frame_local, w);
 #endif
     Py_DECREF(co);
 }
