@@ -25,16 +25,17 @@ __all__ = ["HeaptrailError", "__version__", *_FUNCTIONS, *sorted(_SUBMODULES)]
 
 
 def __getattr__(name):
-    import gc
-    import importlib
-
     if name not in _FUNCTIONS and name not in _SUBMODULES:
         raise AttributeError(f"module 'heaptrail' has no attribute {name!r}")
+    import gc  # a built-in module
+
     # an import allocates enough to trigger the collector, which would free the program's
     # young garbage (and run its finalizers) before snapshot(gc_first=False) could see it
     was_enabled = gc.isenabled()
     gc.disable()
     try:
+        import importlib  # not always imported yet (it imports warnings)
+
         if name in _FUNCTIONS:
             value = getattr(importlib.import_module(_FUNCTIONS[name]), name)
         else:
