@@ -239,6 +239,19 @@ def app_snapshots(tmp_path_factory):
     return d, out, d / "app.htsnap.1.loaded", target
 
 
+def test_cli_snapshot_leaves_the_other_commands_out(app_snapshots):
+    """`heaptrail snapshot` runs the program in its own process: the snapshot held every
+    command's module and parser (19 ArgumentParsers, a third of an empty script's objects);
+    only the snapshot command's are loaded now."""
+    d, out, mark, target = app_snapshots
+    snap = heaptrail.load(out)
+    commands = {r.value for r in snap.query("type == 'module' and name startswith 'heaptrail.commands.'")}
+    assert "heaptrail.commands.snapshot" in commands
+    assert not commands & {"heaptrail.commands.flamegraph", "heaptrail.commands.mem",
+                           "heaptrail.commands.leaks", "heaptrail.commands.summary"}
+    assert len(snap.query("type == 'ArgumentParser'")) == 2  # heaptrail's and its snapshot's
+
+
 def test_cli_snapshot_summary(cli, app_snapshots):
     d, out, mark, target = app_snapshots
     code, text, err = cli("summary", str(out), "--top", "5")
