@@ -87,8 +87,10 @@ def test_summary_by_module_groups_by_defining_module():
 
 def test_bad_summary_kind():
     snap = heaptrail.snapshot()
-    with pytest.raises(HeaptrailError, match="by must be"):
+    with pytest.raises(HeaptrailError, match="^summary: by must be"):
         snap.summary(by="colour")
+    with pytest.raises(HeaptrailError, match="^diff: by must be"):  # it said "summary:"
+        snap.diff(snap, by="colour")
 
 
 def test_values_and_names():

@@ -2880,8 +2880,9 @@ ht_kinds_forget(ht_kinds *ks)
 
 enum { HT_BY_TYPE, HT_BY_OWNER, HT_BY_MODULE };
 
+/* what: the view, for the error message */
 static int
-ht_kinds_parse_by(const char *by)
+ht_kinds_parse_by(const char *by, const char *what)
 {
     if (strcmp(by, "type") == 0)
         return HT_BY_TYPE;
@@ -2889,7 +2890,7 @@ ht_kinds_parse_by(const char *by)
         return HT_BY_OWNER;
     if (strcmp(by, "module") == 0)
         return HT_BY_MODULE;
-    ht_error("summary: by must be 'type', 'owner' or 'module', not '%s'", by);
+    ht_error("%s: by must be 'type', 'owner' or 'module', not '%s'", what, by);
     return -1;
 }
 
@@ -3057,7 +3058,7 @@ ht_handle_summary(ht_handle *self, PyObject *args)
     const char *bys = "type";
     if (!PyArg_ParseTuple(args, "|s", &bys))
         return NULL;
-    int by = ht_kinds_parse_by(bys);
+    int by = ht_kinds_parse_by(bys, "summary");
     if (by < 0)
         return NULL;
     ht_kinds ks;
@@ -3109,7 +3110,7 @@ ht_handle_diff(ht_handle *self, PyObject *args)
     const char *bys = "type";
     if (!PyArg_ParseTuple(args, "O!|s", &ht_handle_type, &other, &bys))
         return NULL;
-    int by = ht_kinds_parse_by(bys);
+    int by = ht_kinds_parse_by(bys, "diff");
     if (by < 0)
         return NULL;
     ht_heap *h = self->heap, *o = ((ht_handle *)other)->heap;
