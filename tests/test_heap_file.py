@@ -290,6 +290,16 @@ def test_cli_query_and_path(cli, app_snapshots):
     assert text.strip() == f"module __main__ -> .CACHE -> ['user:42'] -> [3] -> <Session 0x{target:x}>"
 
 
+def test_cli_query_says_whether_more_objects_match(cli, app_snapshots):
+    """65 Sessions: --limit 65 printed '65 objects (limit reached)' though none was left out."""
+    d, out, mark, target = app_snapshots
+    code, text, err = cli("query", str(out), "type == 'Session'", "--limit", "65")
+    assert code == 0 and text.splitlines()[-1] == "65 objects"
+    code, text, err = cli("query", str(out), "type == 'Session'", "--limit", "64")
+    lines = text.splitlines()
+    assert len(lines) == 65 and lines[-1] == "64 objects (more match: raise --limit)"
+
+
 def test_cli_retainers_cycles_dot(cli, app_snapshots, tmp_path):
     d, out, mark, target = app_snapshots
     code, text, err = cli("retainers", str(out), "--top", "3")
