@@ -235,6 +235,9 @@ def app_snapshots(tmp_path_factory):
     assert proc.returncode == 0, proc.stderr
     assert "args ['one', '--two']" in proc.stdout
     assert f"written to {out}" in proc.stderr
+    # the heap's size and the file's were both "(N bytes)": which was it?
+    assert f"of heap) written to {out} (" in proc.stderr
+    assert f"1 snapshot at heaptrail.mark() beside it ({out}.<n>.<label>)" in proc.stderr
     target = int(proc.stdout.split("target ")[1].split()[0], 16)
     return d, out, d / "app.htsnap.1.loaded", target
 
