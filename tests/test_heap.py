@@ -153,6 +153,15 @@ class Registry:
         raise AssertionError("a property ran during the walk")
 
 
+def test_labels_of_keys_that_are_not_str_or_int():
+    """None, bool, float and bytes keys read as written ("[<bytes>]" said only the type)."""
+    d = {None: ["n"], True: ["t"], 1.5: ["f"], b"k'\x00": ["b"], (1, 2): ["tuple"]}
+    snap = heaptrail.snapshot()
+    lab = dict((l, a) for a, l in targets(snap, d) if l is not None)
+    assert lab == {"[None]": id(d[None]), "[True]": id(d[True]), "[1.5]": id(d[1.5]),
+                   "[b'k\\'\\x00']": id(d[b"k'\x00"]), "[<tuple>]": id(d[1, 2])}
+
+
 def test_labels_inline_attributes_without_materializing():
     reg = Registry()
     reg.sessions["s1"] = Session(1)

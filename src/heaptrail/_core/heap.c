@@ -1641,7 +1641,8 @@ ht_hw_cand_str(ht_hw *w, PyObject *p, const char *label)
         ht_hw_cand_add(w, p, ht_hw_lit(w, label));
 }
 
-/* Label of a dict entry with key k: "['k']", "[42]", ".k" for owned dicts;
+/* Label of a dict entry with key k: "['k']", "[42]", "[None]", "[1.5]",
+ * "[b'k']", "[<tuple>]" (other keys: their type), ".k" for owned dicts;
  * cached per key object. */
 static uint32_t
 ht_hw_key_label(ht_hw *w, PyObject *k, int owned)
@@ -1672,6 +1673,17 @@ ht_hw_key_label(ht_hw *w, PyObject *k, int owned)
     } else if (PyLong_CheckExact(k)) {
         ht_text_put(&t, "[", 1);
         ht_text_int(&t, k);
+        ht_text_put(&t, "]", 1);
+    } else if (k == Py_None || PyBool_Check(k)) { /* as written in the program */
+        const char *lit = k == Py_None ? "[None]" : k == Py_True ? "[True]" : "[False]";
+        ht_text_put(&t, lit, strlen(lit));
+    } else if (PyFloat_CheckExact(k)) {
+        ht_text_put(&t, "[", 1);
+        ht_text_float(&t, PyFloat_AS_DOUBLE(k));
+        ht_text_put(&t, "]", 1);
+    } else if (PyBytes_CheckExact(k)) {
+        ht_text_put(&t, "[", 1);
+        ht_text_bytes(&t, PyBytes_AS_STRING(k), PyBytes_GET_SIZE(k));
         ht_text_put(&t, "]", 1);
     } else {
         ht_text_put(&t, "[<", 2);
