@@ -279,6 +279,19 @@ def test_bad_arguments_give_clear_errors():
         EdgeGraph(2, [(0, 2)])
 
 
+def test_counts_past_a_c_integer_are_clamped_not_overflowed():
+    """top_retainers(10**30) and to_dot(depth=10**30) raised OverflowError (a traceback
+    through heaptrail retainers --top 99999999999999999999)."""
+    g = EdgeGraph(3, [(0, 1), (1, 2)], roots=[0])
+    assert [r.index for r in g.top_retainers(10 ** 30)] == [0, 1, 2]
+    with pytest.raises(HeaptrailError, match="n must be >= 0"):
+        g.top_retainers(-10 ** 30)
+    with pytest.raises(HeaptrailError, match="depth must be between 0 and 1000"):
+        g.to_dot(0, depth=10 ** 30)
+    with pytest.raises(HeaptrailError, match="max_nodes must be between 1 and 100000"):
+        g.to_dot(0, max_nodes=-10 ** 30)
+
+
 def test_empty_graph():
     g = EdgeGraph(0, [])
     assert g.cycles() == [] and g.top_retainers(5) == []

@@ -105,6 +105,16 @@ def test_query_errors_name_the_position(expr, message):
     assert str(e.value).startswith(message)
 
 
+def test_query_limit_bounds():
+    """limit=10**30 raised OverflowError; a negative limit silently meant 'no limit'."""
+    keep = [Widget(k) for k in range(3)]
+    snap = heaptrail.snapshot()
+    assert addrs(snap.query("type == 'Widget'", limit=10 ** 30)) == {id(w) for w in keep}
+    assert snap.query("type == 'Widget'", limit=0) == []
+    with pytest.raises(HeaptrailError, match="query: limit must be >= 0, not -5"):
+        snap.query("type == 'Widget'", limit=-5)
+
+
 def test_select_keywords():
     keep = [Widget(k) for k in range(4)]
     snap = heaptrail.snapshot()

@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from typing import List, NamedTuple, Optional
 
 from heaptrail import _core
@@ -33,6 +34,11 @@ from heaptrail._core import Error as HeaptrailError
 from heaptrail._format import human_bytes, table
 
 _IDENT_KEY = re.compile(r"^\['([A-Za-z_][A-Za-z0-9_]*)'\]$")
+
+
+def _c_int(v):
+    """v as an int a C Py_ssize_t holds (clamped: the engine checks the range and says so)."""
+    return max(-sys.maxsize - 1, min(int(v), sys.maxsize))
 
 
 class PathStep(NamedTuple):
@@ -219,7 +225,7 @@ class GraphViews:
         size). Roots such as modules are shown too - they do hold that memory. ``kind``
         keeps only objects whose type has that name (``"dict"``, ``"app.Session"``, or just
         ``"Session"``: the last dotted part)."""
-        rows = _core.graph_top_retainers(self._h, int(n), kind)
+        rows = _core.graph_top_retainers(self._h, _c_int(n), kind)
         return Retainers(Retainer(addr, k, ret, size, i, self._describe(i))
                          for i, addr, k, ret, size in rows)
 
@@ -239,7 +245,7 @@ class GraphViews:
         if direction not in ("refs", "backrefs"):
             raise HeaptrailError(f"to_dot: direction must be 'refs' or 'backrefs', not {direction!r}")
         return _core.graph_to_dot(self._h, self._index(x), direction == "backrefs",
-                                  int(depth), int(max_nodes))
+                                  _c_int(depth), _c_int(max_nodes))
 
     def render(self, x, path, direction="refs", depth=3, max_nodes=200) -> str:
         """Writes the graph of :meth:`to_dot` to ``path``: ``.png``, ``.svg`` or ``.pdf`` through

@@ -189,7 +189,10 @@ class Snapshot(GraphViews):
         """Objects matching ``expr``, e.g. ``"type == 'dict' and size > 1000 and len > 10"``.
         Fields: type, size, len, address, value, name, module, referrers, retained; operators
         == != < <= > >=, ``contains``, ``startswith``; and, or, not, parentheses."""
-        return [ObjectRecord(*r) for r in self._h.query(expr, -1 if limit is None else int(limit))]
+        if limit is not None and int(limit) < 0:
+            raise HeaptrailError(f"query: limit must be >= 0, not {int(limit)}")
+        limit = -1 if limit is None else min(int(limit), sys.maxsize)
+        return [ObjectRecord(*r) for r in self._h.query(expr, limit)]
 
     def select(self, type=None, min_size=None, max_size=None, min_len=None, value=None,
                name=None, module=None, limit=None):
