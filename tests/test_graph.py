@@ -279,6 +279,19 @@ def test_bad_arguments_give_clear_errors():
         EdgeGraph(2, [(0, 2)])
 
 
+def test_counts_past_a_c_integer_are_clamped_not_overflowed():
+    """top_retainers(10**30) and to_dot(depth=10**30) raised OverflowError (a traceback
+    through heaptrail retainers --top 99999999999999999999)."""
+    g = EdgeGraph(3, [(0, 1), (1, 2)], roots=[0])
+    assert [r.index for r in g.top_retainers(10 ** 30)] == [0, 1, 2]
+    with pytest.raises(HeaptrailError, match="n must be >= 0"):
+        g.top_retainers(-10 ** 30)
+    with pytest.raises(HeaptrailError, match="depth must be between 0 and 1000"):
+        g.to_dot(0, depth=10 ** 30)
+    with pytest.raises(HeaptrailError, match="max_nodes must be between 1 and 100000"):
+        g.to_dot(0, max_nodes=-10 ** 30)
+
+
 def test_empty_graph():
     g = EdgeGraph(0, [])
     assert g.cycles() == [] and g.top_retainers(5) == []
@@ -306,6 +319,17 @@ def test_render_without_graphviz_says_how_to_install(tmp_path, monkeypatch):
     assert (tmp_path / "g.dot").read_text().startswith("digraph")
     with pytest.raises(HeaptrailError, match="file name"):
         render_dot("digraph {}", tmp_path / "g.jpg")
+
+
+
+def test_render_when_dot_does_not_finish_is_a_clear_error(tmp_path, monkeypatch):
+    """A dot that runs past the time limit (a huge graph) gave a TimeoutExpired traceback."""
+    fake = tmp_path / "dot"
+    fake.write_text("#!/bin/sh\nexec sleep 30\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    with pytest.raises(HeaptrailError, match=r"dot did not finish .*g\.svg.* within 0\.2 s: draw fewer"):
+        render_dot("digraph { a -> b }", tmp_path / "g.svg", timeout=0.2)
 
 
 # ---- on real snapshots ------------------------------------------------------------------------
@@ -359,6 +383,18 @@ def test_real_path_to_root_of_a_cached_session(module_name):
     assert the_list.type == "list" and the_list.len == 5
     assert ("[3]", the_list) in snap.referrers(addr)
     assert ("[3]", snap.record(addr)) in snap.referents(the_list.address)
+
+
+def test_real_path_from_a_gc_root_says_so():
+    """A root held from C (here sys.modules, which the interpreter holds) read as a bare
+    `<dict 0x..>`, a chain from nowhere; it now says it is a gc root."""
+    import sys
+
+    import heaptrail
+
+    snap = heaptrail.snapshot()
+    assert str(snap.path_to_root(sys.modules)) == f"gc root <dict 0x{id(sys.modules):x}> (a root)"
+    assert str(snap.path_to_root(sys)) == "module sys (a root)"
 
 
 RUNNING_APP = LEAKY_APP + '''
@@ -459,6 +495,22 @@ def test_real_retained_sizes_of_siblings_sharing_a_child(module_name):
     top = snap.top_retainers(5, kind="list")
     assert len(top) == 5 and all(r.kind == "list" for r in top)
     assert top == sorted(top, key=lambda r: -r.retained)
+
+
+def test_real_top_retainers_kind_takes_the_short_type_name(module_name):
+    """kind='Session' finds app.Session, as query's type == 'Session' does (it found nothing)."""
+    import heaptrail
+
+    leak_sessions(module_name)
+    mod = __import__(module_name)
+    want = {id(s) for s in mod.CACHE["user:42"]}
+    snap = heaptrail.snapshot()
+    full = snap.top_retainers(1000, kind=f"{module_name}.Session")
+    short = snap.top_retainers(1000, kind="Session")
+    assert {r.address for r in full} == want
+    assert want <= {r.address for r in short}
+    assert all(r.kind.rsplit(".", 1)[-1] == "Session" for r in short)
+    assert snap.top_retainers(5, kind="ession") == []
 
 
 CYCLES = '''

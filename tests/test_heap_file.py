@@ -235,8 +235,24 @@ def app_snapshots(tmp_path_factory):
     assert proc.returncode == 0, proc.stderr
     assert "args ['one', '--two']" in proc.stdout
     assert f"written to {out}" in proc.stderr
+    # the heap's size and the file's were both "(N bytes)": which was it?
+    assert f"of heap) written to {out} (" in proc.stderr
+    assert f"1 snapshot at heaptrail.mark() beside it ({out}.<n>.<label>)" in proc.stderr
     target = int(proc.stdout.split("target ")[1].split()[0], 16)
     return d, out, d / "app.htsnap.1.loaded", target
+
+
+def test_cli_snapshot_leaves_the_other_commands_out(app_snapshots):
+    """`heaptrail snapshot` runs the program in its own process: the snapshot held every
+    command's module and parser (19 ArgumentParsers, a third of an empty script's objects);
+    only the snapshot command's are loaded now."""
+    d, out, mark, target = app_snapshots
+    snap = heaptrail.load(out)
+    commands = {r.value for r in snap.query("type == 'module' and name startswith 'heaptrail.commands.'")}
+    assert "heaptrail.commands.snapshot" in commands
+    assert not commands & {"heaptrail.commands.flamegraph", "heaptrail.commands.mem",
+                           "heaptrail.commands.leaks", "heaptrail.commands.summary"}
+    assert len(snap.query("type == 'ArgumentParser'")) == 2  # heaptrail's and its snapshot's
 
 
 def test_cli_snapshot_summary(cli, app_snapshots):
@@ -277,6 +293,16 @@ def test_cli_query_and_path(cli, app_snapshots):
     assert text.strip() == f"module __main__ -> .CACHE -> ['user:42'] -> [3] -> <Session 0x{target:x}>"
 
 
+def test_cli_query_says_whether_more_objects_match(cli, app_snapshots):
+    """65 Sessions: --limit 65 printed '65 objects (limit reached)' though none was left out."""
+    d, out, mark, target = app_snapshots
+    code, text, err = cli("query", str(out), "type == 'Session'", "--limit", "65")
+    assert code == 0 and text.splitlines()[-1] == "65 objects"
+    code, text, err = cli("query", str(out), "type == 'Session'", "--limit", "64")
+    lines = text.splitlines()
+    assert len(lines) == 65 and lines[-1] == "64 objects (more match: raise --limit)"
+
+
 def test_cli_retainers_cycles_dot(cli, app_snapshots, tmp_path):
     d, out, mark, target = app_snapshots
     code, text, err = cli("retainers", str(out), "--top", "3")
@@ -299,6 +325,8 @@ def test_cli_retainers_cycles_dot(cli, app_snapshots, tmp_path):
     (["query", "{d}/app.htsnap", "size >"], "query: expected a value"),
     (["path", "{d}/app.htsnap", "nothex"], "'nothex' is not an address"),
     (["path", "{d}/app.htsnap", "0x10"], "object 0x10 is not in this snapshot"),
+    (["path", "{d}/app.htsnap", "-5"], "-5 is not an address"),
+    (["dot", "{d}/app.htsnap", "0x" + "f" * 20], "0x" + "f" * 20 + " is not an address"),
     (["snapshot", "-o", "{d}/x.htsnap", "--", "{d}/missing.py"], "missing.py: No such file or directory"),
     (["snapshot", "-o", "{d}/no/such/x.htsnap", "--", "{d}/app.py"], "no such directory"),
 ])

@@ -118,8 +118,8 @@ def test_closure_of_a_signal_handler():
         assert (b.sites[0]["filename"], b.sites[0]["lineno"]) == (path, line)
         # only the signal module's C table holds the handler: the function is the root
         assert b.samples[0]["path"] == \
-            "function install.<locals>.handler -> __closure__ -> [0] -> pending -> [2] -> <bytearray>"
-        assert b.holder_path == "function install.<locals>.handler -> __closure__ -> [0] -> pending -> <list>"
+            "gc root function install.<locals>.handler -> __closure__ -> [0] -> pending -> [2] -> <bytearray>"
+        assert b.holder_path == "gc root function install.<locals>.handler -> __closure__ -> [0] -> pending -> <list>"
     finally:
         signal.signal(signal.SIGUSR1, old)
         sys.modules.pop("leak_signal", None)

@@ -52,6 +52,23 @@ def test_query_values_names_modules_or_parentheses():
     assert addrs(snap.query(f"module == '{__name__}' and type == 'Widget'")) == set()  # none alive
 
 
+def test_query_name_takes_the_short_name_of_classes_and_functions():
+    """name == 'Widget' finds the class test_query.Widget as type == 'Widget' finds its
+    instances, and name == 'inner' a nested function; module names stay whole."""
+    def outer():
+        def inner_fn_7c1():
+            return None
+        return inner_fn_7c1
+    fn = outer()
+    snap = heaptrail.snapshot()
+    mine = f"type == 'type' and module == '{__name__}'"  # test_objgraph has a Widget too
+    assert addrs(snap.query(f"{mine} and name == 'Widget'")) == {id(Widget)}
+    assert addrs(snap.query(f"type == 'type' and name == '{__name__}.Widget'")) == {id(Widget)}
+    assert addrs(snap.query("type == 'function' and name == 'inner_fn_7c1'")) == {id(fn)}
+    assert id(Widget) not in addrs(snap.query(f"{mine} and name != 'Widget'"))
+    assert snap.query("type == 'module' and name == 'path'") == []  # os.path is not 'path'
+
+
 def test_query_referrers_counts_references():
     target = ["only referenced from two places"]
     holder = [target, target]
@@ -77,12 +94,25 @@ def test_query_referrers_counts_references():
     ("size ~ 3", "query: expected an operator (== != < <= > >= contains startswith) at position 5"),
     ("size > 12abc", "query: expected a value (a number or a 'quoted string') at position 7"),
     ("not " * 70 + "size > 1", "query: nested too deeply at position"),
+    ("value == 'éé' and colour == 1", "query: unknown field 'colour' at position 18"),
+    ("value == 'é' and size >", "query: expected a value (a number or a 'quoted string') at position 23"),
+    ("size > 99999999999999999999", "query: number out of range at position 7"),
 ])
 def test_query_errors_name_the_position(expr, message):
     snap = heaptrail.snapshot()
     with pytest.raises(HeaptrailError) as e:
         snap.query(expr)
     assert str(e.value).startswith(message)
+
+
+def test_query_limit_bounds():
+    """limit=10**30 raised OverflowError; a negative limit silently meant 'no limit'."""
+    keep = [Widget(k) for k in range(3)]
+    snap = heaptrail.snapshot()
+    assert addrs(snap.query("type == 'Widget'", limit=10 ** 30)) == {id(w) for w in keep}
+    assert snap.query("type == 'Widget'", limit=0) == []
+    with pytest.raises(HeaptrailError, match="query: limit must be >= 0, not -5"):
+        snap.query("type == 'Widget'", limit=-5)
 
 
 def test_select_keywords():

@@ -25,14 +25,24 @@ __all__ = ["HeaptrailError", "__version__", *_FUNCTIONS, *sorted(_SUBMODULES)]
 
 
 def __getattr__(name):
-    import importlib
-
-    if name in _FUNCTIONS:
-        value = getattr(importlib.import_module(_FUNCTIONS[name]), name)
-    elif name in _SUBMODULES:
-        value = importlib.import_module("heaptrail." + name)
-    else:
+    if name not in _FUNCTIONS and name not in _SUBMODULES:
         raise AttributeError(f"module 'heaptrail' has no attribute {name!r}")
+    import gc  # a built-in module
+
+    # an import allocates enough to trigger the collector, which would free the program's
+    # young garbage (and run its finalizers) before snapshot(gc_first=False) could see it
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        import importlib  # not always imported yet (it imports warnings)
+
+        if name in _FUNCTIONS:
+            value = getattr(importlib.import_module(_FUNCTIONS[name]), name)
+        else:
+            value = importlib.import_module("heaptrail." + name)
+    finally:
+        if was_enabled:
+            gc.enable()
     globals()[name] = value
     return value
 

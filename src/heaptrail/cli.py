@@ -24,19 +24,22 @@ class CommandError(Exception):
         self.code = code
 
 
-def _commands():
-    for mod in COMMAND_MODULES:
+def _commands(only=None):
+    for mod in [only] if only in COMMAND_MODULES else COMMAND_MODULES:
         yield importlib.import_module("heaptrail.commands." + mod).COMMAND
 
 
-def build_parser():
+def build_parser(only=None):
+    """The parser of every command, or of command `only` alone (each module is named after its
+    command): `heaptrail snapshot` runs a program in this process, whose snapshot would
+    otherwise hold every command's modules and parsers (a third of an empty script's)."""
     parser = argparse.ArgumentParser(
         prog="heaptrail",
         description="Memory profiler and leak hunter for Python.",
     )
     parser.add_argument("--version", action="version", version="heaptrail " + heaptrail.__version__)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for cls in _commands():
+    for cls in _commands(only):
         cmd = cls()
         p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
         cmd.prepare_parser(p)
@@ -51,7 +54,8 @@ def _fail(message, code):
 
 def main(argv=None):
     """Runs the command line; returns the exit code."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv[0] if argv else None)
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse has printed usage or help

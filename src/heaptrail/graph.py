@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from typing import List, NamedTuple, Optional
 
 from heaptrail import _core
@@ -33,6 +34,11 @@ from heaptrail._core import Error as HeaptrailError
 from heaptrail._format import human_bytes, table
 
 _IDENT_KEY = re.compile(r"^\['([A-Za-z_][A-Za-z0-9_]*)'\]$")
+
+
+def _c_int(v):
+    """v as an int a C Py_ssize_t holds (clamped: the engine checks the range and says so)."""
+    return max(-sys.maxsize - 1, min(int(v), sys.maxsize))
 
 
 class PathStep(NamedTuple):
@@ -190,7 +196,13 @@ class GraphViews:
         chain = _core.graph_path(self._h, i)
         if chain is None:
             return RootPath([PathStep(None, i, self._describe(i))], reachable=False)
-        return RootPath([PathStep(lab, j, self._describe(j)) for lab, j in chain], reachable=True)
+        steps = [PathStep(lab, j, self._describe(j)) for lab, j in chain]
+        steps[0] = steps[0]._replace(text=self._root_text(steps[0].index))
+        return RootPath(steps, reachable=True)
+
+    def _root_text(self, i):
+        """How a path's root reads (a snapshot says which roots are held from C)."""
+        return self._describe(i)
 
     def retained_size(self, x) -> int:
         """Bytes that would be freed if ``x`` went away: the flat sizes of every object that ``x``
@@ -211,8 +223,9 @@ class GraphViews:
     def top_retainers(self, n=20, kind=None) -> Retainers:
         """The ``n`` objects with the largest retained sizes (rows: address, kind, retained,
         size). Roots such as modules are shown too - they do hold that memory. ``kind``
-        keeps only objects whose type has that name (``"dict"``, ``"app.Session"``)."""
-        rows = _core.graph_top_retainers(self._h, int(n), kind)
+        keeps only objects whose type has that name (``"dict"``, ``"app.Session"``, or just
+        ``"Session"``: the last dotted part)."""
+        rows = _core.graph_top_retainers(self._h, _c_int(n), kind)
         return Retainers(Retainer(addr, k, ret, size, i, self._describe(i))
                          for i, addr, k, ret, size in rows)
 
@@ -232,7 +245,7 @@ class GraphViews:
         if direction not in ("refs", "backrefs"):
             raise HeaptrailError(f"to_dot: direction must be 'refs' or 'backrefs', not {direction!r}")
         return _core.graph_to_dot(self._h, self._index(x), direction == "backrefs",
-                                  int(depth), int(max_nodes))
+                                  _c_int(depth), _c_int(max_nodes))
 
     def render(self, x, path, direction="refs", depth=3, max_nodes=200) -> str:
         """Writes the graph of :meth:`to_dot` to ``path``: ``.png``, ``.svg`` or ``.pdf`` through
@@ -243,9 +256,9 @@ class GraphViews:
 _FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 
 
-def render_dot(text, path):
+def render_dot(text, path, timeout=300):
     """Writes Graphviz ``text`` to ``path`` (format by extension); raises HeaptrailError when
-    ``dot`` is needed and not installed."""
+    ``dot`` is needed and not installed, or runs more than ``timeout`` seconds."""
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lower()
     if ext in (".dot", ".gv"):
@@ -259,8 +272,12 @@ def render_dot(text, path):
         raise HeaptrailError(
             "Graphviz's 'dot' program is not installed: install it (apt-get install graphviz, "
             "brew install graphviz, or https://graphviz.org/download/) or write a .dot file")
-    proc = subprocess.run([dot, "-T" + _FORMATS[ext], "-o", path], input=text.encode("utf-8"),
-                          capture_output=True, timeout=300)
+    try:
+        proc = subprocess.run([dot, "-T" + _FORMATS[ext], "-o", path], input=text.encode("utf-8"),
+                              capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:  # run() has killed it
+        raise HeaptrailError(f"dot did not finish {path!r} within {timeout:g} s: draw fewer objects "
+                             "(max_nodes, depth) or write a .dot file") from None
     if proc.returncode != 0:
         err = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         raise HeaptrailError(f"dot failed on {path!r}: {err[-1] if err else 'exit %d' % proc.returncode}")

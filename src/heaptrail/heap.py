@@ -6,6 +6,7 @@
 their small results. The graph views (referrers, paths to roots, retained sizes, cycles, DOT) come
 from :class:`heaptrail.graph.GraphViews`.
 """
+import gc
 import os
 import sys
 from typing import NamedTuple, Optional
@@ -188,7 +189,10 @@ class Snapshot(GraphViews):
         """Objects matching ``expr``, e.g. ``"type == 'dict' and size > 1000 and len > 10"``.
         Fields: type, size, len, address, value, name, module, referrers, retained; operators
         == != < <= > >=, ``contains``, ``startswith``; and, or, not, parentheses."""
-        return [ObjectRecord(*r) for r in self._h.query(expr, -1 if limit is None else int(limit))]
+        if limit is not None and int(limit) < 0:
+            raise HeaptrailError(f"query: limit must be >= 0, not {int(limit)}")
+        limit = -1 if limit is None else min(int(limit), sys.maxsize)
+        return [ObjectRecord(*r) for r in self._h.query(expr, limit)]
 
     def select(self, type=None, min_size=None, max_size=None, min_len=None, value=None,
                name=None, module=None, limit=None):
@@ -223,6 +227,10 @@ class Snapshot(GraphViews):
     # ---- what the graph views need -------------------------------------------------------------
     def _index(self, x):
         addr = x if isinstance(x, int) and not isinstance(x, bool) else id(x)
+        if not 0 <= addr < 1 << 64:  # the handle takes an unsigned 64-bit address
+            shown = ((f"0x{addr:x}" if addr >= 0 else str(addr)) if addr.bit_length() <= 128
+                     else f"an int of {addr.bit_length()} bits")
+            raise HeaptrailError(f"{shown} is not an address (0 to 2**64-1)")
         i = self._h.index(addr)
         if i < 0:
             raise HeaptrailError(f"object 0x{addr:x} is not in this snapshot")
@@ -250,8 +258,16 @@ class Snapshot(GraphViews):
             return f"{tname} {value}"
         return f"<{short} 0x{address:x}>"
 
+    def _root_text(self, i):
+        flags = self._h.record(i)[5]
+        text = self._describe(i)
+        if flags & EXTERNAL and not flags & (MODULE | FRAME | TYPE):
+            return "gc root " + text  # held from outside the graph: C code, the interpreter
+        return text
+
     def record(self, x):
-        """The :class:`ObjectRecord` of ``x`` (an address or a live object)."""
+        """The :class:`ObjectRecord` of ``x``: an address, or a live object (an int is always taken
+        as an address: look an int object up by ``id(x)``)."""
         return self._record(self._index(x))
 
     def __repr__(self):
@@ -274,8 +290,16 @@ def _own_frames():
 
 
 def _take(gc_first=True):
-    skip = _own_frames()
-    return Snapshot(_core.heap_snapshot(bool(gc_first), (Snapshot,), skip))
+    # no collection before the walk (materializing frames below allocates): it would free the
+    # young garbage that gc_first=False keeps; the walk turns the collector off by itself
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        skip = _own_frames()
+        return Snapshot(_core.heap_snapshot(bool(gc_first), (Snapshot,), skip))
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def snapshot(gc_first=True):

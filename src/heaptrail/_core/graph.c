@@ -1001,7 +1001,9 @@ ht_graph_py_dominated(PyObject *mod, PyObject *args)
     return out;
 }
 
-/* Marks, in a byte per object, the objects whose type is named `kind`. */
+/* Marks, in a byte per object, the objects whose type is named `kind`:
+ * its qualified name ("app.Session") or the last dotted part of it
+ * ("Session"), as the query language's type == does. */
 static int
 ht_graph_kind_matches(const ht_heap *h, const char *kind, size_t klen, uint8_t *is_type)
 {
@@ -1013,7 +1015,13 @@ ht_graph_kind_matches(const ht_heap *h, const char *kind, size_t klen, uint8_t *
             continue;
         size_t len;
         const char *s = ht_graph_str(h, h->value ? h->value[t] : HT_NONE, &len);
-        if (s != NULL && len == klen && memcmp(s, kind, klen) == 0) {
+        if (s == NULL)
+            continue;
+        size_t tail = len; /* start of the last dotted part */
+        while (tail > 0 && s[tail - 1] != '.')
+            tail--;
+        if ((len == klen && memcmp(s, kind, klen) == 0) ||
+            (tail > 0 && len - tail == klen && memcmp(s + tail, kind, klen) == 0)) {
             is_type[t] = 1;
             any = 1;
         }

@@ -1642,7 +1642,8 @@ ht_hw_cand_str(ht_hw *w, PyObject *p, const char *label)
         ht_hw_cand_add(w, p, ht_hw_lit(w, label));
 }
 
-/* Label of a dict entry with key k: "['k']", "[42]", ".k" for owned dicts;
+/* Label of a dict entry with key k: "['k']", "[42]", "[None]", "[1.5]",
+ * "[b'k']", "[<tuple>]" (other keys: their type), ".k" for owned dicts;
  * cached per key object. */
 static uint32_t
 ht_hw_key_label(ht_hw *w, PyObject *k, int owned)
@@ -1673,6 +1674,17 @@ ht_hw_key_label(ht_hw *w, PyObject *k, int owned)
     } else if (PyLong_CheckExact(k)) {
         ht_text_put(&t, "[", 1);
         ht_text_int(&t, k);
+        ht_text_put(&t, "]", 1);
+    } else if (k == Py_None || PyBool_Check(k)) { /* as written in the program */
+        const char *lit = k == Py_None ? "[None]" : k == Py_True ? "[True]" : "[False]";
+        ht_text_put(&t, lit, strlen(lit));
+    } else if (PyFloat_CheckExact(k)) {
+        ht_text_put(&t, "[", 1);
+        ht_text_float(&t, PyFloat_AS_DOUBLE(k));
+        ht_text_put(&t, "]", 1);
+    } else if (PyBytes_CheckExact(k)) {
+        ht_text_put(&t, "[", 1);
+        ht_text_bytes(&t, PyBytes_AS_STRING(k), PyBytes_GET_SIZE(k));
         ht_text_put(&t, "]", 1);
     } else {
         ht_text_put(&t, "[<", 2);
@@ -2168,12 +2180,24 @@ ht_hw_edges(ht_hw *w, PyObject *op, uint32_t i, unsigned tf, int gc)
             return;
         }
         for (size_t k = w->ncand; k-- > 0;)
-            if (ht_table_put(&t, (uint64_t)(uintptr_t)w->cand[k].p, w->cand[k].label) < 0)
+            if (ht_table_put(&t, (uint64_t)(uintptr_t)w->cand[k].p, k) < 0)
                 w->oom = 1;
         for (uint32_t e = h->edge_start[i]; e < h->m; e++) {
-            uint64_t *lv = ht_table_find(&t, h->addr[h->edge_dst[e]]);
-            if (lv)
-                h->edge_label[e] = (uint32_t)*lv;
+            uint64_t *kv = ht_table_find(&t, h->addr[h->edge_dst[e]]);
+            if (kv) {
+                h->edge_label[e] = w->cand[*kv].label;
+                w->cand[*kv].used = 1;
+            }
+        }
+        /* and the references tp_traverse does not visit (a running frame's
+         * locals: a function with over 64 of them lost them all): those
+         * whose object no edge reached (used marks the address's first) */
+        for (size_t k = 0; k < w->ncand; k++) {
+            if (!w->cand[k].extra)
+                continue;
+            uint64_t *kv = ht_table_find(&t, (uint64_t)(uintptr_t)w->cand[k].p);
+            if (kv && !w->cand[*kv].used)
+                ht_hw_edge(w, ht_hw_add(w, w->cand[k].p), w->cand[k].label);
         }
         ht_table_free(&t);
     }
@@ -2825,8 +2849,9 @@ ht_kinds_forget(ht_kinds *ks)
 
 enum { HT_BY_TYPE, HT_BY_OWNER, HT_BY_MODULE };
 
+/* what: the view, for the error message */
 static int
-ht_kinds_parse_by(const char *by)
+ht_kinds_parse_by(const char *by, const char *what)
 {
     if (strcmp(by, "type") == 0)
         return HT_BY_TYPE;
@@ -2834,7 +2859,7 @@ ht_kinds_parse_by(const char *by)
         return HT_BY_OWNER;
     if (strcmp(by, "module") == 0)
         return HT_BY_MODULE;
-    ht_error("summary: by must be 'type', 'owner' or 'module', not '%s'", by);
+    ht_error("%s: by must be 'type', 'owner' or 'module', not '%s'", what, by);
     return -1;
 }
 
@@ -3002,7 +3027,7 @@ ht_handle_summary(ht_handle *self, PyObject *args)
     const char *bys = "type";
     if (!PyArg_ParseTuple(args, "|s", &bys))
         return NULL;
-    int by = ht_kinds_parse_by(bys);
+    int by = ht_kinds_parse_by(bys, "summary");
     if (by < 0)
         return NULL;
     ht_kinds ks;
@@ -3054,7 +3079,7 @@ ht_handle_diff(ht_handle *self, PyObject *args)
     const char *bys = "type";
     if (!PyArg_ParseTuple(args, "O!|s", &ht_handle_type, &other, &bys))
         return NULL;
-    int by = ht_kinds_parse_by(bys);
+    int by = ht_kinds_parse_by(bys, "diff");
     if (by < 0)
         return NULL;
     ht_heap *h = self->heap, *o = ((ht_handle *)other)->heap;

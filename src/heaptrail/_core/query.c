@@ -43,10 +43,21 @@ typedef struct {
     int uses_referrers, uses_retained;
 } ht_q;
 
+/* Characters (not bytes: the query is UTF-8) before byte offset pos, as
+ * Python counts them in the query string. */
+static size_t
+ht_q_chars(const ht_q *q, size_t pos)
+{
+    size_t n = 0;
+    for (size_t k = 0; k < pos; k++)
+        n += ((unsigned char)q->src[k] & 0xC0) != 0x80;
+    return n;
+}
+
 static int
 ht_q_fail(ht_q *q, const char *what, size_t pos)
 {
-    ht_error("query: %s at position %zu", what, pos);
+    ht_error("query: %s at position %zu", what, ht_q_chars(q, pos));
     return -1;
 }
 
@@ -147,6 +158,8 @@ ht_q_number(ht_q *q, ht_q_node *nd)
     char *end;
     errno = 0;
     long long v = strtoll(p, &end, 0);
+    if (end != p && errno == ERANGE)
+        return ht_q_fail(q, "number out of range", q->pos);
     if (end == p || errno || isalnum((unsigned char)*end) || *end == '_' || *end == '.')
         return ht_q_fail(q, "expected a value (a number or a 'quoted string')", q->pos);
     nd->num = v;
@@ -177,7 +190,7 @@ ht_q_compare(ht_q *q)
         memcpy(name, q->src + q->pos, k);
         name[k] = 0;
         ht_error("query: unknown field '%s' at position %zu (fields: type size len address value "
-                 "name module referrers retained)", name, fpos);
+                 "name module referrers retained)", name, ht_q_chars(q, fpos));
         return -1;
     }
     q->pos += n;
@@ -352,6 +365,16 @@ ht_q_cmp(ht_q_env *env, const ht_q_node *nd, uint32_t i)
                      (tl == 5 && (!memcmp(tn, "float", 5) || !memcmp(tn, "bytes", 5))) ||
                      (tl == 4 && !memcmp(tn, "bool", 4));
         s = atomic ? NULL : ht_heap_string(h, h->value[i], &n);
+        if (s != NULL && (nd->op == QO_EQ || nd->op == QO_NE) && !(h->flags[i] & HT_OBJ_MODULE)) {
+            /* a class ("app.Session") or function ("f.<locals>.g") also
+             * answers to its last dotted part, as type == does */
+            size_t tail = n;
+            while (tail > 0 && s[tail - 1] != '.')
+                tail--;
+            int eq = ht_q_text_match(QO_EQ, s, n, nd) ||
+                     (tail > 0 && ht_q_text_match(QO_EQ, s + tail, n - tail, nd));
+            return nd->op == QO_EQ ? eq : !eq;
+        }
         return ht_q_text_match(nd->op, s, n, nd);
     }
     case QF_MODULE: {

@@ -14,7 +14,8 @@
  * so type == 'Session' finds app.Session), size (flat bytes), len (-1 when
  * the object has none: comparisons on it are then false), address, value
  * (short value of str/bytes/int/float), name (name of a module, class,
- * function, code), module (defining module of a class or function, else of
+ * function, code; == and != also match a class's or function's last dotted
+ * part, so name == 'Session' finds app.Session), module (defining module of a class or function, else of
  * the object's type), referrers (number of references to it), retained
  * (retained size, from graph.c's dominator tree; computed on first use).
  * String fields take ==, !=, contains, startswith; number fields take every

@@ -17,14 +17,16 @@ class QueryCommand:
 
     def run(self, args):
         snap = open_snapshot(args.file, self.name)
-        recs = snap.query(args.expr, limit=args.limit)
+        recs = snap.query(args.expr, limit=args.limit + 1)  # one more: do more match?
+        more = len(recs) > args.limit
+        del recs[args.limit:]
         if args.json:
             print_json([r._asdict() for r in recs])
         else:
             for r in recs:
                 print(r)
             print(f"{len(recs)} object{'s' if len(recs) != 1 else ''}"
-                  f"{' (limit reached)' if len(recs) == args.limit else ''}")
+                  f"{' (more match: raise --limit)' if more else ''}")
         return 0
 
 

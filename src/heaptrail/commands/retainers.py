@@ -10,7 +10,7 @@ class RetainersCommand:
         parser.add_argument("file", help="a snapshot file")
         parser.add_argument("--top", type=positive, default=20, metavar="N")
         parser.add_argument("--type", dest="kind", metavar="NAME",
-                            help="only objects of this type (e.g. dict, app.Session)")
+                            help="only objects of this type (e.g. dict, app.Session, Session)")
 
     def run(self, args):
         snap = open_snapshot(args.file, self.name)

@@ -8,6 +8,8 @@ import types
 
 from heaptrail.cli import CommandError
 from heaptrail.commands._script import compile_script
+from heaptrail import heap
+from heaptrail._format import human_bytes
 from heaptrail.heap import _take, _set_mark_output
 
 
@@ -31,12 +33,16 @@ class SnapshotCommand:
         try:
             status = _run_as_main(code, script, args.args, args.output)
             snap = _take()  # while the program's __main__ is still in sys.modules
+            marks = len(heap._marks)
         finally:
             sys.modules["__main__"] = saved_main
             _set_mark_output(None)
         snap.save(args.output)
-        print(f"heaptrail: snapshot of {snap.objects} objects ({snap.total_size} bytes) written to "
-              f"{args.output}", file=sys.stderr)
+        note = (f"; {marks} snapshot{'s' if marks != 1 else ''} at heaptrail.mark() beside it "
+                f"({args.output}.<n>.<label>)" if marks else "")
+        print(f"heaptrail: snapshot of {snap.objects} objects ({human_bytes(snap.total_size)} of "
+              f"heap) written to {args.output} ({human_bytes(os.path.getsize(args.output))}){note}",
+              file=sys.stderr)
         return status
 
 
