@@ -22,48 +22,12 @@
  * with two cut strings), so a record appended below the threshold fits. */
 #define CAP_BUF_CAP (HT_CAP_BLOCK_BYTES + 2u * HT_CAP_MAX_STR + 256u)
 
-#define CAP_K1 0x9E3779B97F4A7C15ull
-#define CAP_K2 0xD6E8FEB86659FD93ull
-
-static inline uint64_t
-cap_le64(const uint8_t *p)
-{
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    uint64_t w;
-    memcpy(&w, p, 8);
-    return w;
-#else
-    uint64_t w = 0;
-    for (int j = 7; j >= 0; j--)
-        w = w << 8 | p[j];
-    return w;
-#endif
-}
-
-/* A word at a time (the byte-at-a-time FNV it replaced cost ~4% of a
- * traced run): every step (xor a word, multiply by an odd constant, xor
- * shift) is a bijection of h, so any change in one word changes h, and
- * the final mix spreads it before the fold to 32 bits. */
+/* codec.h's checksum seeded with the block's word, folded to 32 bits (its
+ * low half). */
 uint32_t
 ht_cap_checksum(uint32_t word, const uint8_t *p, size_t n)
 {
-    uint64_t h = ((uint64_t)word * CAP_K1) ^ (uint64_t)n;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        h = (h ^ cap_le64(p + i)) * CAP_K1;
-        h ^= h >> 29;
-    }
-    if (i < n) {
-        uint64_t w = 0;
-        for (size_t j = n - i; j-- > 0;)
-            w = w << 8 | p[i + j];
-        h = (h ^ w) * CAP_K1;
-        h ^= h >> 29;
-    }
-    h ^= h >> 32;
-    h *= CAP_K2;
-    h ^= h >> 32;
-    return (uint32_t)h;
+    return (uint32_t)ht_checksum(word, p, n);
 }
 
 int

@@ -18,8 +18,8 @@
  *
  * checksum = ht_cap_checksum(word, data): a 64-bit multiply-xor hash over
  * the data's 8-byte little-endian words (the last one zero-padded), seeded
- * with the word, folded to 32 bits (capture.c says exactly how; the tests
- * compute it independently). Compression is optional: a writer built
+ * with the word, folded to 32 bits (codec.c ht_checksum says exactly how;
+ * the tests compute it independently). Compression is optional: a writer built
  * without zlib, or a block that zlib does not shrink, is stored as is; a
  * reader built without zlib refuses a compressed block with a clear error.
  * A block is written with one write(2) under the writer's lock, so blocks

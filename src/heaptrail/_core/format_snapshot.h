@@ -5,7 +5,8 @@
  *
  *   +--------+---------+-------------------------------------------------+
  *   | magic  | 8 bytes | "HTSNAP\0\1"                                    |
- *   | version| u32     | 1                                               |
+ *   | version| u32     | 2                                               |
+ *   | check  | u64     | ht_checksum (codec.h) of every byte after it    |
  *   | header | varints | python_minor, n (objects), m (edges), s (strings)|
  *   | section| ...     | repeated: tag (1 byte), length (varint),        |
  *   |        |         | payload (length bytes)                          |
@@ -27,14 +28,20 @@
  *                  label (varint: 0 none, 2k+1 list index k, 2k+2 string k)
  *   tag 0 END      length 0; the last section of every complete file
  *
- *   Example: an empty heap written by Python 3.11 is these 24 bytes:
- *     48 54 53 4e 41 50 00 01 | 01 00 00 00 | 0b 00 00 00 |
- *     01 00 | 02 00 | 03 00 | 00 00
- *   (magic, version 1, header: python 11, n=0, m=0, s=0; then STRINGS,
- *   OBJECTS and EDGES with empty payloads, and END).
+ *   Example: an empty heap written by Python 3.11 is these 32 bytes:
+ *     48 54 53 4e 41 50 00 01 | 02 00 00 00 | (8 bytes of checksum) |
+ *     0b 00 00 00 | 01 00 | 02 00 | 03 00 | 00 00
+ *   (magic, version 2, checksum, header: python 11, n=0, m=0, s=0; then
+ *   STRINGS, OBJECTS and EDGES with empty payloads, and END).
+ *
+ *   Version 1 (still read) is version 2 without the checksum. The checksum
+ *   is what turns a flipped bit in a size, an address or a flag, which
+ *   parses as well as the right one, into an error: without it about a
+ *   third of such damaged files loaded with altered data.
  *
  * Invariants the reader checks (any failure is a HeaptrailError naming the
- * file, never a crash): the magic; the version; every section length fits in
+ * file, never a crash): the magic; the version; the checksum (version 2);
+ * every section length fits in
  * what is left; STRINGS, OBJECTS, EDGES each appear exactly once and in this
  * order, and END follows; every count is bounded by the bytes that would
  * hold it (ht_rd_count) so no allocation exceeds a multiple of the file size;
@@ -54,7 +61,7 @@
 
 #define HT_SNAP_MAGIC "HTSNAP\0\1"
 #define HT_SNAP_MAGIC_LEN 8
-#define HT_SNAP_VERSION 1u
+#define HT_SNAP_VERSION 2u
 
 /* Writes h to path; 0, or -1 with OSError/MemoryError set. */
 int ht_snapshot_save(const ht_heap *h, const char *path);
