@@ -162,6 +162,29 @@ def test_labels_of_keys_that_are_not_str_or_int():
                    "[b'k\\'\\x00']": id(d[b"k'\x00"]), "[<tuple>]": id(d[1, 2])}
 
 
+def test_dicts_of_c_types_are_owned():
+    """A C type's instance __dict__ (SimpleNamespace, an exception, a function) is its owner's:
+    attribute labels and "dict of X" (they read as ['attr'] of an ownerless dict)."""
+    import types
+
+    ns = types.SimpleNamespace(attr=["ns attr"])
+    err = ValueError("boom")
+    err.extra = ["exception attr"]
+
+    def fn():
+        pass
+
+    fn.tag = ["function attr"]
+    snap = heaptrail.snapshot()
+    for owner, name, value in ((ns, "attr", ns.attr), (err, "extra", err.extra), (fn, "tag", fn.tag)):
+        d = snap._index(owner.__dict__)
+        assert snap._h.record(d)[6] == snap._index(owner)
+        assert dict((l, a) for a, l in targets(snap, owner.__dict__))["." + name] == id(value)
+        assert dict((l, a) for a, l in targets(snap, owner))["__dict__"] == id(owner.__dict__)
+    rows = {r.kind for r in snap.summary(by="owner")}
+    assert {"dict of types.SimpleNamespace", "dict of ValueError", "dict of function"} <= rows
+
+
 def test_labels_inline_attributes_without_materializing():
     reg = Registry()
     reg.sessions["s1"] = Session(1)

@@ -2038,6 +2038,9 @@ ht_hw_cands(ht_hw *w, PyObject *op, unsigned tf)
                     ht_hw_cand_add(w, *(PyObject **)((char *)op + off), w->slot_off[pos + 2 + 2 * k]);
             }
         }
+    } else if (tp->tp_dictoffset > 0 && !(tf & (HT_TF_FUNC | HT_TF_TYPE | HT_TF_MODULE))) {
+        /* a C type's instance __dict__ (exceptions, SimpleNamespace) */
+        ht_hw_cand_str(w, ht_hw_instance_dict(op), "__dict__");
     }
     if (tf & HT_TF_MODULE) {
         ht_hw_cand_str(w, PyModule_GetDict(op), "__dict__");
@@ -2357,8 +2360,8 @@ ht_hw_root(ht_hw *w, PyObject *op, uint32_t flag)
         w->h->flags[i] |= HT_OBJ_ROOT | flag;
 }
 
-/* Records the __dict__ of op (instance, module, class; op is object i)
- * with op as its owner. Called for every gc-tracked object
+/* Records the __dict__ of op (instance, module, class, function, C type
+ * with a __dict__; op is object i) with op as its owner. Called for every gc-tracked object
  * (owners are gc-tracked) before any dict is recorded. */
 static void
 ht_hw_note_owner(ht_hw *w, PyObject *op, uint32_t i)
@@ -2369,7 +2372,8 @@ ht_hw_note_owner(ht_hw *w, PyObject *op, uint32_t i)
         d = PyModule_GetDict(op);
     else if (tf & HT_TF_TYPE)
         d = ((PyTypeObject *)op)->tp_dict;
-    else if (Py_TYPE(op)->tp_flags & Py_TPFLAGS_HEAPTYPE)
+    else /* instances of classes, and of C types with a __dict__ (functions,
+          * exceptions, SimpleNamespace) */
         d = ht_hw_instance_dict(op);
     if (d) { /* not read here: a miss per instance (see ht_hw_describe) */
         uint32_t j = ht_hw_add_ex(w, d, HT_HW_ADD_DICT);
