@@ -162,6 +162,23 @@ def test_labels_of_keys_that_are_not_str_or_int():
                    "[b'k\\'\\x00']": id(d[b"k'\x00"]), "[<tuple>]": id(d[1, 2])}
 
 
+def test_values_of_ints_past_64_bits():
+    """Past 64 bits an int read "<big int>": up to 256 bits it is in full (a UUID's int), then
+    its leading digits, and past a double's range it still says what it is."""
+    import uuid
+
+    vals = {"u128": uuid.UUID(int=2 ** 127 + 12345).int, "neg": -(2 ** 64) - 5,
+            "big": 3 ** 200, "huge": -(7 ** 400)}
+    keyed = {2 ** 70: ["under a big key"]}
+    snap = heaptrail.snapshot()
+    value = {k: snap.record(id(v)).value for k, v in vals.items()}
+    assert value["u128"] == str(2 ** 127 + 12345)
+    assert value["neg"] == "-18446744073709551621"
+    assert value["big"].startswith("~2.65613988875874") and value["big"].endswith("e+95")
+    assert value["huge"] == "<big negative int>"
+    assert dict((l, a) for a, l in targets(snap, keyed))[f"[{2 ** 70}]"] == id(keyed[2 ** 70])
+
+
 def test_dicts_of_c_types_are_owned():
     """A C type's instance __dict__ (SimpleNamespace, an exception, a function) is its owner's:
     attribute labels and "dict of X" (they read as ['attr'] of an ownerless dict)."""
@@ -692,7 +709,7 @@ def test_int_values_at_the_edges():
     snap = heaptrail.snapshot()
     assert [snap._h.record(snap._h.index(id(v)))[4] for v in keep] == [
         "-9223372036854775808", "-5", "0", "12345678901234", "9223372036854775807",
-        "<big int>", "<big negative int>", "True"]
+        "18446744073709551616", "-1180591620717411303424", "True"]
 
 
 class Dropper:
@@ -720,6 +737,37 @@ def test_python_sizeof_that_frees_objects_runs_after_the_walk():
     for k, a in enumerate(addrs):  # every string was walked before that, whole
         rec = snap._h.record(snap._h.index(a))
         assert rec[1] == "str" and rec[4] == f"victim-{k}-" + "x" * 40
+
+
+class CountsSizing:
+    calls = 0
+
+    def __sizeof__(self):
+        CountsSizing.calls += 1
+        return 64
+
+
+def test_python_sizeof_runs_once_when_garbage_makes_the_walk_repeat():
+    """gc_first: a walk that finds cyclic garbage is thrown away (collect, walk again); the
+    __sizeof__ it deferred must not run for it: once per object, in the walk that is kept
+    (it ran in both, and one that freed objects then hid them from the second walk)."""
+    import weakref
+
+    keep = CountsSizing()
+    gc.collect()
+    gc.disable()  # the cycle stays until the snapshot collects it
+    try:
+        a, b = Session(1), Session(2)
+        a.peer, b.peer = b, a
+        dead = weakref.ref(a)
+        del a, b
+        CountsSizing.calls = 0
+        snap = heaptrail.snapshot()
+        assert CountsSizing.calls == 1
+    finally:
+        gc.enable()
+    assert dead() is None  # the walk found the garbage: collected, walked again
+    assert snap.record(keep).size == sys.getsizeof(keep)
 
 
 def _init_named(self, name):

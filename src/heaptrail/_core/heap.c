@@ -81,6 +81,7 @@
  */
 #include "heap.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1270,6 +1271,34 @@ ht_text_float(ht_text *t, double v)
     ht_text_put(t, b, (size_t)k);
 }
 
+/* An int past 64 bits: in full up to 256 bits (a UUID's 128), by int's
+ * own C repr (never a subclass's __repr__), as a str value is, truncated;
+ * past that its 17 leading digits ("~1.2345678901234567e+300": the full
+ * decimal costs time quadratic in its length, for each such int), and past
+ * a double's range "<big int>". sign: of op. */
+static void
+ht_text_big_int(ht_text *t, PyObject *op, int sign)
+{
+    double d = PyLong_AsDouble(op);
+    if (d == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear(); /* past 2**1024 */
+        ht_text_put(t, sign > 0 ? "<big int>" : "<big negative int>", sign > 0 ? 9 : 18);
+        return;
+    }
+    if (fabs(d) < 0x1p256) {
+        PyObject *s = PyLong_Type.tp_repr(op);
+        if (s != NULL) {
+            ht_text_str(t, s, HT_VALUE_MAX, 0);
+            Py_DECREF(s);
+            return;
+        }
+        PyErr_Clear(); /* (a sys.set_int_max_str_digits below 78) */
+    }
+    char b[40];
+    int n = snprintf(b, sizeof b, "~%.17g", d);
+    ht_text_put(t, b, (size_t)n);
+}
+
 static void
 ht_text_int(ht_text *t, PyObject *op)
 {
@@ -1282,7 +1311,7 @@ ht_text_int(ht_text *t, PyObject *op)
         return;
     }
     if (overflow) {
-        ht_text_put(t, overflow > 0 ? "<big int>" : "<big negative int>", overflow > 0 ? 9 : 18);
+        ht_text_big_int(t, op, overflow);
         return;
     }
     if (PyBool_Check(op)) {
@@ -2713,9 +2742,12 @@ ht_hw_init(ht_hw *w, size_t guess)
  * classes whose instances are left out, or NULL; skip_frames: the
  * innermost frames of this thread left out (the caller's own). *collect
  * is set when gc.collect() would free something, or might (an excluded
- * object that may close a cycle: see ht_heap_snapshot). */
+ * object that may close a cycle: see ht_heap_snapshot); then, when
+ * draft, the heap is only good for that answer (the caller collects and
+ * walks again): the sizes the walk deferred are left at 0, since they
+ * run Python code (a __sizeof__), which must not run for nothing. */
 static ht_heap *
-ht_hw_walk(PyObject *exclude, int skip_frames, int *collect)
+ht_hw_walk(PyObject *exclude, int skip_frames, int draft, int *collect)
 {
     ht_hw w;
     memset(&w, 0, sizeof w);
@@ -2758,7 +2790,6 @@ ht_hw_walk(PyObject *exclude, int skip_frames, int *collect)
     ht_hw_pf_end(&w);
     if (w.oom)
         goto oom;
-    ht_hw_size_deferred(&w);
     ht_hw_finish(&w);
     ht_hw_label_cells(&w);
     if (ht_hw_reach(&w) < 0)
@@ -2766,8 +2797,10 @@ ht_hw_walk(PyObject *exclude, int skip_frames, int *collect)
     int garbage = ht_hw_garbage(&w);
     if (garbage < 0)
         goto oom;
-    result = w.h;
     *collect = garbage || w.ex_refs_gc;
+    if (!(draft && *collect))
+        ht_hw_size_deferred(&w);
+    result = w.h;
     goto done;
 oom:
     PyErr_NoMemory();
@@ -2806,10 +2839,10 @@ ht_heap_snapshot(PyObject *mod, PyObject *args)
     if (!PyArg_ParseTuple(args, "|pO!i", &gc_first, &PyTuple_Type, &exclude, &skip_frames))
         return NULL;
     int collect = 0;
-    ht_heap *h = ht_hw_walk(exclude, skip_frames, &collect);
+    ht_heap *h = ht_hw_walk(exclude, skip_frames, gc_first, &collect);
     if (h != NULL && gc_first && collect) {
         ht_heap_free(h);
-        h = ht_hw_collect() < 0 ? NULL : ht_hw_walk(exclude, skip_frames, &collect);
+        h = ht_hw_collect() < 0 ? NULL : ht_hw_walk(exclude, skip_frames, 0, &collect);
     }
     return h ? ht_heap_wrap(h) : NULL; /* the handle owns h (freed on failure) */
 }
