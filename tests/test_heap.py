@@ -179,6 +179,22 @@ def test_values_of_ints_past_64_bits():
     assert dict((l, a) for a, l in targets(snap, keyed))[f"[{2 ** 70}]"] == id(keyed[2 ** 70])
 
 
+def test_lengths_of_deques_and_arrays():
+    """A deque's or an array's length (an unbounded deque is a classic leak), subclasses too."""
+    import array
+    import collections
+
+    class Backlog(collections.deque):
+        pass
+
+    objs = [collections.deque(range(7)), array.array("i", range(11)), Backlog([1, 2]),
+            array.array("d"), collections.deque(maxlen=3)]
+    snap = heaptrail.snapshot()
+    assert [snap.record(x).len for x in objs] == [7, 11, 2, 0, 0]
+    big = [r.address for r in snap.query("type == 'deque' and len >= 7")]
+    assert id(objs[0]) in big and id(objs[2]) not in big
+
+
 def test_dicts_of_c_types_are_owned():
     """A C type's instance __dict__ (SimpleNamespace, an exception, a function) is its owner's:
     attribute labels and "dict of X" (they read as ['attr'] of an ownerless dict)."""

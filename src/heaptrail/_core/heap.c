@@ -1452,6 +1452,24 @@ ht_hw_mro_get(PyTypeObject *tp, PyObject *name, PyTypeObject **owner)
 #define HT_TF_FINAL (1u << 21)      /* tp_finalize or tp_del */
 #define HT_TF_METHOD (1u << 22)     /* exact bound method */
 #define HT_TF_CELL (1u << 23)       /* exact cell */
+#define HT_TF_SIZE_IS_LEN (1u << 24) /* sub deque or array.array: ob_size is the length */
+
+/* Whether tp's objects keep their length in ob_size although the walk
+ * knows their types only by name (their modules are not imported by it):
+ * collections.deque and array.array, and their subclasses. The name must
+ * be a C type's (a class of the program's cannot be immutable) and its
+ * objects large enough to have an ob_size. */
+static int
+ht_hw_size_is_len(PyTypeObject *tp)
+{
+    for (PyTypeObject *b = tp; b != NULL; b = b->tp_base) {
+        int c_type = !(b->tp_flags & Py_TPFLAGS_HEAPTYPE) || (b->tp_flags & Py_TPFLAGS_IMMUTABLETYPE);
+        if (c_type && b->tp_basicsize >= (Py_ssize_t)sizeof(PyVarObject) &&
+            (strcmp(b->tp_name, "collections.deque") == 0 || strcmp(b->tp_name, "array.array") == 0))
+            return 1;
+    }
+    return 0;
+}
 
 /* 1 when tp is one of the interpreter's own builtin types: their C
  * functions (__sizeof__, attribute getters, descriptor __get__) run no
@@ -1510,6 +1528,8 @@ ht_hw_tkind(PyTypeObject *tp)
         f |= HT_TF_METHOD;
     if (tp == &PyCell_Type)
         f |= HT_TF_CELL;
+    if (ht_hw_size_is_len(tp))
+        f |= HT_TF_SIZE_IS_LEN;
     if (tp == &PyDict_Type)
         f |= HT_TF_DICT_EXACT;
     if (tp == &PyList_Type || tp == &PyTuple_Type)
@@ -2252,6 +2272,8 @@ ht_hw_len(PyObject *op, unsigned tf)
         return PySet_GET_SIZE(op);
     if (tf & HT_TF_BYTEARRAY)
         return PyByteArray_GET_SIZE(op);
+    if (tf & HT_TF_SIZE_IS_LEN)
+        return Py_SIZE(op);
     return -1;
 }
 
