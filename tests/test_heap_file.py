@@ -55,6 +55,17 @@ def test_round_trip_is_equal(live_and_file):
     assert "from" in repr(back)
 
 
+def test_loaded_snapshot_takes_addresses_not_live_objects(live_and_file):
+    """A file's addresses are another moment's: a live object passed to a loaded snapshot was
+    looked up by id() and could silently name an unrelated object of the file."""
+    snap, path, keep = live_and_file
+    back = heaptrail.load(path)
+    with pytest.raises(HeaptrailError, match="loaded from a file: pass an address, not a live Node"):
+        back.record(keep[3])
+    assert back.record(id(keep[3])).type.endswith("Node")  # by address it is found
+    assert snap.record(keep[3]).address == id(keep[3])      # a live snapshot takes the object
+
+
 def test_empty_heap_file_bytes(tmp_path):
     h = _core._graph_from_edges(0, [])
     path = tmp_path / "empty.htsnap"

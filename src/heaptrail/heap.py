@@ -226,7 +226,15 @@ class Snapshot(GraphViews):
 
     # ---- what the graph views need -------------------------------------------------------------
     def _index(self, x):
-        addr = x if isinstance(x, int) and not isinstance(x, bool) else id(x)
+        if isinstance(x, int) and not isinstance(x, bool):
+            addr = x
+        elif self.path is not None:
+            # its addresses are another moment's, maybe another process's: id(x) of a live
+            # object could name an unrelated object of the file
+            raise HeaptrailError(f"{self.path} was loaded from a file: pass an address, not a live "
+                                 f"{type(x).__name__} object")
+        else:
+            addr = id(x)
         if not 0 <= addr < 1 << 64:  # the handle takes an unsigned 64-bit address
             shown = ((f"0x{addr:x}" if addr >= 0 else str(addr)) if addr.bit_length() <= 128
                      else f"an int of {addr.bit_length()} bits")
