@@ -1292,7 +1292,7 @@ ht_text_big_int(ht_text *t, PyObject *op, int sign)
             Py_DECREF(s);
             return;
         }
-        PyErr_Clear(); /* (a sys.set_int_max_str_digits below 78) */
+        PyErr_Clear(); /* out of memory: the leading digits then */
     }
     char b[40];
     int n = snprintf(b, sizeof b, "~%.17g", d);
@@ -2412,8 +2412,8 @@ ht_hw_root(ht_hw *w, PyObject *op, uint32_t flag)
 }
 
 /* Records the __dict__ of op (instance, module, class, function, C type
- * with a __dict__; op is object i) with op as its owner. Called for every gc-tracked object
- * (owners are gc-tracked) before any dict is recorded. */
+ * with a __dict__; op is object i) with op as its owner. Called for every
+ * gc-tracked object (owners are gc-tracked) before any dict is recorded. */
 static void
 ht_hw_note_owner(ht_hw *w, PyObject *op, uint32_t i)
 {
