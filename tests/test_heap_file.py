@@ -233,6 +233,20 @@ def test_export_jsonl_has_meliae_fields(tmp_path):
     assert rows[id(sys)]["name"] == "sys"
 
 
+def test_export_jsonl_numbers_are_json_numbers(tmp_path):
+    """ints and floats are numbers (as meliae writes them), bools true/false; what JSON cannot
+    write as a number (inf, nan, an int shown by its leading digits) stays a string."""
+    keep = [12345, -7, 1.5, 1e300, 2 ** 100, True, float("inf"), float("nan"), 3 ** 300]
+    snap = heaptrail.snapshot()
+    out = tmp_path / "nums.jsonl"
+    snap.export_jsonl(out)
+    lines = out.read_text(encoding="utf-8").split("\n")[:-1]  # not splitlines: U+2028 is data
+    rows = {r["address"]: r for r in map(json.loads, lines)}
+    values = [rows[id(x)]["value"] for x in keep]
+    assert values[:6] == [12345, -7, 1.5, 1e300, 2 ** 100, True]
+    assert values[6:8] == ["inf", "nan"] and values[8].startswith("~1.36891479058588")
+
+
 # ---- the command line --------------------------------------------------------------------------
 
 APP = '''

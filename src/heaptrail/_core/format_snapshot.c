@@ -2,6 +2,7 @@
  * export (layout in format_snapshot.h). */
 #include "format_snapshot.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -334,6 +335,53 @@ ht_json_num(ht_buf *b, const char *key, long long v)
     ht_buf_put(b, t, (size_t)len);
 }
 
+/* Whether s (n bytes) is a number in JSON's grammar: an int's or float's
+ * value ("-12", "1.5e+16"), not "inf", "nan" or "<big int>". */
+static int
+ht_json_is_number(const char *s, size_t n)
+{
+    size_t k = 0;
+    if (k < n && s[k] == '-')
+        k++;
+    if (k == n || !isdigit((unsigned char)s[k]))
+        return 0;
+    if (s[k] == '0' && k + 1 < n && isdigit((unsigned char)s[k + 1]))
+        return 0; /* no leading zero */
+    while (k < n && isdigit((unsigned char)s[k]))
+        k++;
+    if (k < n && s[k] == '.') {
+        if (++k == n || !isdigit((unsigned char)s[k]))
+            return 0;
+        while (k < n && isdigit((unsigned char)s[k]))
+            k++;
+    }
+    if (k < n && (s[k] == 'e' || s[k] == 'E')) {
+        if (++k < n && (s[k] == '+' || s[k] == '-'))
+            k++;
+        if (k == n || !isdigit((unsigned char)s[k]))
+            return 0;
+        while (k < n && isdigit((unsigned char)s[k]))
+            k++;
+    }
+    return k == n;
+}
+
+/* An object's "value": a JSON number for an int or a float, as meliae
+ * writes them (true/false for a bool), else a string. */
+static void
+ht_json_value(ht_buf *b, const ht_heap *h, uint32_t i, const char *s, size_t n)
+{
+    size_t tn;
+    const char *t = ht_heap_type_name(h, i, &tn);
+    int numeric = t && ((tn == 3 && memcmp(t, "int", 3) == 0) || (tn == 5 && memcmp(t, "float", 5) == 0));
+    if (numeric && ht_json_is_number(s, n))
+        ht_buf_put(b, s, n);
+    else if (t && tn == 4 && memcmp(t, "bool", 4) == 0 && (n == 4 || n == 5))
+        ht_buf_put(b, n == 4 ? "true" : "false", n);
+    else
+        ht_json_str(b, s, n);
+}
+
 static void
 ht_json_object(ht_buf *b, const ht_heap *h, uint32_t i)
 {
@@ -351,7 +399,10 @@ ht_json_object(ht_buf *b, const ht_heap *h, uint32_t i)
         /* meliae: "name" for modules, classes, functions; "value" for data */
         int named = (h->flags[i] & (HT_OBJ_TYPE | HT_OBJ_MODULE)) || h->module[i] != HT_NONE;
         ht_buf_put(b, named ? ", \"name\": " : ", \"value\": ", named ? 10 : 11);
-        ht_json_str(b, s, n);
+        if (named)
+            ht_json_str(b, s, n);
+        else
+            ht_json_value(b, h, i, s, n);
     }
     ht_buf_put(b, ", \"refs\": [", 11);
     for (uint32_t e = h->edge_start[i]; e < h->edge_start[i + 1]; e++) {
