@@ -31,6 +31,7 @@ def __getattr__(name):
 
     # an import allocates enough to trigger the collector, which would free the program's
     # young garbage (and run its finalizers) before snapshot(gc_first=False) could see it
+    global _young_import_garbage
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -43,8 +44,14 @@ def __getattr__(name):
     finally:
         if was_enabled:
             gc.enable()
+    # the import's own cyclic garbage is young: a gc_first snapshot collects it first
+    # (heap._take), or its walk would find it, and collect and walk again
+    _young_import_garbage = True
     globals()[name] = value
     return value
+
+
+_young_import_garbage = False
 
 
 def load_ipython_extension(ip):

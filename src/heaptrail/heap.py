@@ -298,6 +298,14 @@ def _own_frames():
 
 
 def _take(gc_first=True):
+    import heaptrail
+
+    if gc_first and heaptrail._young_import_garbage:
+        # heaptrail's lazy imports ran with the collector off: their garbage is in the youngest
+        # generation, which costs little to collect (gc_first collects the program's anyway),
+        # where a walk that found it would collect everything and walk again
+        heaptrail._young_import_garbage = False
+        gc.collect(0)
     # no collection before the walk (materializing frames below allocates): it would free the
     # young garbage that gc_first=False keeps; the walk turns the collector off by itself
     was_enabled = gc.isenabled()
@@ -314,7 +322,9 @@ def snapshot(gc_first=True):
     """Walks every live object into a :class:`Snapshot`. ``gc_first`` keeps cyclic garbage
     out, as a full collection first would: the walk finds garbage the way the collector does, and
     only when it found some does it run ``gc.collect()`` and walk again (a heap without garbage
-    is not collected: no finalizer or gc callback runs). A Snapshot that refers to other objects
+    is not collected: no finalizer or gc callback runs; but the first call after heaptrail
+    imported a module of its own collects the youngest generation, which holds that import's
+    garbage). A Snapshot that refers to other objects
     (given an attribute) could close a cycle the walk cannot see, as snapshots leave themselves
     out: then the heap is collected and walked again too. With ``gc_first=False`` cyclic garbage
     stays in, flagged unreachable."""
