@@ -156,6 +156,26 @@ def test_edge_count_that_wraps_around_is_refused(tmp_path):
     assert [d for d, _ in snap._h.edges(0)] == [1] and [d for d, _ in snap._h.edges(2)] == [2]
 
 
+def test_object_at_address_zero_is_never_looked_up(cli, tmp_path):
+    # 0 is the address index's empty key: looking it up "found" an empty slot and took its
+    # stale value for an object index (a crash in diff, "object index 3200171709 out of range"
+    # from `heaptrail path FILE 0`). Two objects: one at address 0, one at 0x10.
+    def obj(addr_delta):  # address delta (svarint), type, size 8, len, flags, value, owner, module, edges
+        return bytes([addr_delta, 0, 8, 0, 0, 0, 0, 0, 0])
+    objects = obj(0) + obj(0x20)
+    path = tmp_path / "zero.htsnap"
+    path.write_bytes(MAGIC + bytes([1, 0, 0, 0, 11, 2, 0, 0]) + bytes([1, 0]) + bytes([2, len(objects)])
+                     + objects + bytes([3, 0]) + bytes([0, 0]))
+    for _ in range(20):  # fresh index tables each time, on whatever memory malloc hands back
+        snap = heaptrail.load(path)
+        assert snap._h.index(0) == -1 and snap._h.index(0x10) == 1
+        other = heaptrail.load(path)
+        # object 0 is never "the same object" in the other heap (it has no address)
+        assert [(r.added, r.removed, r.count) for r in snap.diff(other)] == [(1, 1, 2)]
+    code, out, err = cli("path", str(path), "0")
+    assert (code, err) == (1, "heaptrail: error: object 0x0 is not in this snapshot\n")
+
+
 @pytest.mark.parametrize("content, message", [
     (b"", "bad magic"),
     (b"PK\x03\x04 a zip file, not ours", "bad magic"),
