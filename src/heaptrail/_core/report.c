@@ -134,7 +134,8 @@ rep_intern(ht_rep *r, const uint8_t *p, size_t n)
         if (v == NULL)
             break;
         rep_str s = r->strs[*v];
-        if (s.len == n && memcmp(r->arena.data + s.off, p, n) == 0)
+        /* n == 0: the arena may still be empty (data NULL, no memcmp) */
+        if (s.len == n && (n == 0 || memcmp(r->arena.data + s.off, p, n) == 0))
             return (uint32_t)*v;
         key = ht_hash64(key) | 1;   /* collision: the next key in a fixed sequence */
     }
@@ -216,7 +217,9 @@ rep_free(rep_ctx *c, uint64_t addr)
     r->events++;
     if (c->pass == 1)
         r->frees++;
-    if (ht_table_remove(&r->live, addr, &slot) == 1)
+    /* 0 is the live table's empty key: no block lives there (removing it
+     * would take an empty slot's stale value for a block) */
+    if (addr != 0 && ht_table_remove(&r->live, addr, &slot) == 1)
         rep_remove_live(r, slot);
     else if (c->pass == 1)
         r->unmatched_frees++;
@@ -496,6 +499,10 @@ rep_block(rep_ctx *c, const uint8_t *body, size_t n, int first)
             uint64_t addr = abase[k] += (uint64_t)ht_rd_svarint(&rd);
             if (type == HT_CAP_ALLOC)
                 stack += (uint32_t)ht_rd_svarint(&rd);
+            if (!rd.error && addr == 0) {        /* the live table's empty key */
+                c->fault = "an allocation at address 0";
+                return -1;
+            }
             if (!rd.error && rep_alloc(c, addr, size, stack) < 0) {
                 c->fault = "out of memory";
                 return -1;
