@@ -176,6 +176,25 @@ def test_object_at_address_zero_is_never_looked_up(cli, tmp_path):
     assert (code, err) == (1, "heaptrail: error: object 0x0 is not in this snapshot\n")
 
 
+def test_sizes_that_add_up_past_2_63_are_refused(tmp_path):
+    # two objects of 2**62 bytes each: the summary and diff sum sizes in int64, so the file
+    # loaded and reported "Total size = 9223372036854775808", a kind of size -9223372036854775808
+    def obj(addr_delta, size):
+        return bytes([addr_delta, 0]) + size + bytes([0, 0, 0, 0, 0, 0])
+    big = bytes([0x80] * 8 + [0x40])                 # varint 2**62
+    path = tmp_path / "big.htsnap"
+    for sizes, ok in (((big, big), False), ((big, bytes([0xFF] * 8 + [0x3F])), True)):
+        objects = obj(0x20, sizes[0]) + obj(0x20, sizes[1])
+        path.write_bytes(MAGIC + bytes([1, 0, 0, 0, 11, 2, 0, 0]) + bytes([1, 0])
+                         + bytes([2, len(objects)]) + objects + bytes([3, 0]) + bytes([0, 0]))
+        if ok:  # 2**62 + 2**62 - 1 = 2**63 - 1: the largest total there is
+            snap = heaptrail.load(path)
+            assert snap.total_size == 2**63 - 1 and [r.size for r in snap.summary()] == [2**63 - 1]
+        else:
+            with pytest.raises(HeaptrailError, match="object sizes add up past 2\\*\\*63 bytes"):
+                heaptrail.load(path)
+
+
 @pytest.mark.parametrize("content, message", [
     (b"", "bad magic"),
     (b"PK\x03\x04 a zip file, not ours", "bad magic"),
