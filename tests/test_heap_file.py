@@ -3,6 +3,7 @@ turns every truncation and corruption into a clear HeaptrailError."""
 import json
 import os
 import random
+import subprocess
 import sys
 
 import pytest
@@ -212,6 +213,27 @@ def test_foreign_and_malformed_files(tmp_path, content, message):
         return
     with pytest.raises(HeaptrailError, match=message):
         heaptrail.load(path)
+
+
+@pytest.mark.noasan  # the address-space limit below and ASan's shadow memory exclude each other
+def test_an_endless_device_is_not_read_to_its_end():
+    # /dev/zero never ends: the whole-file reader grew its buffer until memory ran out (a
+    # MemoryError under the 1 GiB address-space limit here); it stops once the magic is wrong
+    code = ("import resource, heaptrail\n"
+            "from heaptrail.tracesnap import Snapshot\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
+            "for load in (heaptrail.load, Snapshot.load):\n"
+            "    try:\n"
+            "        load('/dev/zero')\n"
+            "    except heaptrail.HeaptrailError as e:\n"
+            "        print(e)\n")
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(heaptrail.__file__)))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, PYTHONPATH=pkg_parent))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "/dev/zero: not a heaptrail snapshot (bad magic)",
+        "/dev/zero: damaged trace snapshot file: not a heaptrail trace snapshot (bad magic)"]
 
 
 def test_missing_file_is_an_os_error(tmp_path):

@@ -272,7 +272,8 @@ PyObject *
 ht_snapshot_load(const char *path)
 {
     size_t len = 0;
-    uint8_t *data = ht_rd_file(path, &len); /* its size bounds every later allocation */
+    /* its size bounds every later allocation */
+    uint8_t *data = ht_rd_file_magic(path, HT_SNAP_MAGIC, HT_SNAP_MAGIC_LEN, &len);
     if (data == NULL)
         return NULL;
     ht_heap *h = ht_heap_new();
