@@ -543,6 +543,22 @@ def test_empty_command_line_read_twice(tmp_path):
     assert (cap.command, cap.peak_bytes, cap.leaked_bytes, cap.total_bytes) == ("", 10, 0, 10)
 
 
+def test_timeline_of_a_capture_rewritten_since_it_was_read(tmp_path):
+    """timeline() reads the file again: when it was rewritten meanwhile (a new
+    `heaptrail run -o` of the same path), the replay met stacks the tree does
+    not cover and indexed past its arrays (a crash). Now a clear error."""
+    path = str(tmp_path / "rewritten.htcap")
+    frame = [("frame", 1, "a.py", "f", 1)]
+    _core._capture_write(path, frame + [("stack", 0, None, 1), ("sample", 1000, 1, 1), ("alloc", 0x1000, 10, 0),
+                                        ("sample", 2000, 1, 1), ("alloc", 0x2000, 10, 0), ("sample", 3000, 1, 1)])
+    cap = capture.open(path)
+    assert (cap.allocations, len(cap.timeline(4))) == (2, 4)
+    events = frame + [("stack", k, None, 1) for k in range(50)] + [("sample", 500, 1, 1)]
+    _core._capture_write(path, events + [("alloc", 0x1000 * (k + 1), 10, k) for k in range(50)])
+    with pytest.raises(heaptrail.HeaptrailError, match="the file changed since it was first read"):
+        cap.timeline(8)
+
+
 def test_free_classes_keep_their_own_bases(tmp_path):
     """Frees of interleaved size classes, with and without the size hint,
     match their allocations (each class has its own delta base)."""

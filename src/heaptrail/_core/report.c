@@ -67,6 +67,7 @@ struct ht_rep {
     ht_table raw_index;             /* raw id + 1 -> raws[] */
     /* per raw stack id used by an ALLOC */
     rep_agg *aggs; size_t naggs, caggs;
+    size_t naggs_read;              /* naggs after the first pass: what the tree covers */
     ht_table agg_index;             /* raw stack id + 1 -> aggs[] */
     /* live blocks */
     ht_table live;                  /* address -> slots[] (a hash table, not the
@@ -266,6 +267,12 @@ rep_alloc(rep_ctx *c, uint64_t addr, uint64_t size, uint32_t stack)
     int64_t agg = rep_agg_of(r, stack);
     if (agg < 0)
         return -1;
+    /* a replay meeting a stack the first pass never saw: the file was
+     * rewritten since (agg_node and the replay's counters stop short) */
+    if (c->pass == 2 && (size_t)agg >= r->naggs_read) {
+        c->fault = "the file changed since it was first read";
+        return -1;
+    }
     r->events++;
     if (c->pass == 1)
         rep_note_alloc(c, size, (uint32_t)agg);
@@ -504,7 +511,8 @@ rep_block(rep_ctx *c, const uint8_t *body, size_t n, int first)
                 return -1;
             }
             if (!rd.error && rep_alloc(c, addr, size, stack) < 0) {
-                c->fault = "out of memory";
+                if (c->fault == NULL)
+                    c->fault = "out of memory";
                 return -1;
             }
         } else if (type >= HT_CAP_FREE && type < HT_CAP_FREE + (int)HT_CAP_CLASSES) {
@@ -903,6 +911,7 @@ ht_rep_read(const char *path)
     rep_ctx c = {r, 1, 0, 0, NULL, NULL, 0, 0, NULL};
     if (rep_pass(&c, path) < 0)
         goto fail;
+    r->naggs_read = r->naggs;
     rep_fold_live(r, HT_REP_LEAKS);
     r->leak_bytes = r->current;
     r->leak_count = r->live_count;
