@@ -507,6 +507,58 @@ def test_documented_worked_example(tmp_path):
             capture.open(str(path))
 
 
+def test_address_zero_in_a_capture(tmp_path):
+    """0 is the live table's empty key: a FREE of address 0 used to "remove" an
+    empty slot and free a block at its stale index, an ALLOC there to replace
+    one (both out-of-bounds writes). Now a FREE of 0 is unmatched and an ALLOC
+    at 0 is corruption."""
+    import struct
+
+    header = bytes([8, 42, 0, 0, 0, 0])                    # HEADER pid 42, times 0, no cmdline
+    end = struct.pack("<IQ", 0, 0) + bytes([9, 0])
+
+    def capture_with(records):
+        data = (b"\x89HTCAP\r\n" + struct.pack("<I", 2) + _block(struct.pack("<IQ", 0, 0) + header)
+                + _block(struct.pack("<IQ", 1, 1000) + records) + _block(end))
+        path = tmp_path / "zero.htcap"
+        path.write_bytes(data)
+        return str(path)
+
+    # FREE (class 0) of 0, then ALLOC(0x1000, 300 bytes, stack 2) and its FREE (class 38)
+    cap = capture.open(capture_with(bytes([0x20, 0x00]) + bytes.fromhex("0aac02804004" "468040")))
+    assert (cap.allocations, cap.frees, cap.unmatched_frees, cap.peak_bytes, cap.leaked_bytes) == (1, 2, 1, 300, 0)
+    # ALLOC(address 0, 8 bytes, stack 0)
+    with pytest.raises(heaptrail.HeaptrailError, match="corrupted capture: an allocation at address 0"):
+        capture.open(capture_with(bytes([0x0A, 0x08, 0x00, 0x00])))
+
+
+def test_empty_command_line_read_twice(tmp_path):
+    """An empty first string (the command line), interned again by the second
+    pass (the peak is not at the end) while the string arena was still empty:
+    memcmp was handed a NULL pointer (undefined behaviour, an abort under
+    UBSan)."""
+    path = str(tmp_path / "empty.htcap")
+    _core._capture_write(path, [("alloc", 0x1000, 10, None), ("free", 0x1000)], cmdline=b"")
+    cap = capture.open(path)
+    assert (cap.command, cap.peak_bytes, cap.leaked_bytes, cap.total_bytes) == ("", 10, 0, 10)
+
+
+def test_timeline_of_a_capture_rewritten_since_it_was_read(tmp_path):
+    """timeline() reads the file again: when it was rewritten meanwhile (a new
+    `heaptrail run -o` of the same path), the replay met stacks the tree does
+    not cover and indexed past its arrays (a crash). Now a clear error."""
+    path = str(tmp_path / "rewritten.htcap")
+    frame = [("frame", 1, "a.py", "f", 1)]
+    _core._capture_write(path, frame + [("stack", 0, None, 1), ("sample", 1000, 1, 1), ("alloc", 0x1000, 10, 0),
+                                        ("sample", 2000, 1, 1), ("alloc", 0x2000, 10, 0), ("sample", 3000, 1, 1)])
+    cap = capture.open(path)
+    assert (cap.allocations, len(cap.timeline(4))) == (2, 4)
+    events = frame + [("stack", k, None, 1) for k in range(50)] + [("sample", 500, 1, 1)]
+    _core._capture_write(path, events + [("alloc", 0x1000 * (k + 1), 10, k) for k in range(50)])
+    with pytest.raises(heaptrail.HeaptrailError, match="the file changed since it was first read"):
+        cap.timeline(8)
+
+
 def test_free_classes_keep_their_own_bases(tmp_path):
     """Frees of interleaved size classes, with and without the size hint,
     match their allocations (each class has its own delta base)."""

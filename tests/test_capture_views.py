@@ -69,6 +69,30 @@ def test_flamegraph_html(cli, known, tmp_path):
     assert _flat(_data(out.read_text())["tree"], lambda n: n["s"])[:2] == [(0, "all", 900), (1, "main", 900)]
 
 
+def test_deep_stacks_in_tree_and_flamegraph(cli, tmp_path):
+    """A stack 3000 frames deep (`heaptrail run --frames 5000` of a recursive
+    program): `tree` walked it, and the flame graph's data was encoded, by
+    recursion, and both failed with a RecursionError traceback."""
+    depth = 3000
+    events = [("frame", 1, "deep.py", "f", 8)] + [("stack", k, k - 1 if k else None, 1) for k in range(depth)]
+    path = str(tmp_path / "deep.htcap")
+    _core._capture_write(path, events + [("alloc", 0x1000, 100, depth - 1)])
+    code, out, err = cli("tree", path)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 1 + depth
+    assert lines[1] == "     100 B 100.0%  f (deep.py:8)"
+    assert lines[-1] == "     100 B 100.0%  " + "  " * (depth - 1) + "f (deep.py:8)"
+    html = tmp_path / "f.html"
+    code, out, err = cli("flamegraph", path, "-o", str(html))
+    assert code == 0, err
+    data = re.search(r'<script id="data" type="application/json">(.*?)</script>', html.read_text(), re.S).group(1)
+    # one chain: "all", then depth nodes of f, each but the last holding the next in "k"
+    assert data.count('"n":"f"') == depth and data.count('"k":[') == depth
+    assert data.startswith('{"report":"peak","tree":{"i":0,"n":"all","s":0,"sc":0,"k":[{"i":1,"n":"f","s":0')
+    assert '"s":100,"sc":1,"f":"deep.py:8"}' + "]}" * depth + ',"timeline":' in data
+
+
 NODE_DOM = r"""
 const fs = require("fs");
 const page = fs.readFileSync(process.argv[2], "utf8");

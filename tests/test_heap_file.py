@@ -3,6 +3,7 @@ turns every truncation and corruption into a clear HeaptrailError."""
 import json
 import os
 import random
+import subprocess
 import sys
 
 import pytest
@@ -188,6 +189,45 @@ def test_edge_count_that_wraps_around_is_refused(tmp_path):
     assert [d for d, _ in snap._h.edges(0)] == [1] and [d for d, _ in snap._h.edges(2)] == [2]
 
 
+def test_object_at_address_zero_is_never_looked_up(cli, tmp_path):
+    # 0 is the address index's empty key: looking it up "found" an empty slot and took its
+    # stale value for an object index (a crash in diff, "object index 3200171709 out of range"
+    # from `heaptrail path FILE 0`). Two objects: one at address 0, one at 0x10.
+    def obj(addr_delta):  # address delta (svarint), type, size 8, len, flags, value, owner, module, edges
+        return bytes([addr_delta, 0, 8, 0, 0, 0, 0, 0, 0])
+    objects = obj(0) + obj(0x20)
+    path = tmp_path / "zero.htsnap"
+    path.write_bytes(MAGIC + bytes([1, 0, 0, 0, 11, 2, 0, 0]) + bytes([1, 0]) + bytes([2, len(objects)])
+                     + objects + bytes([3, 0]) + bytes([0, 0]))
+    for _ in range(20):  # fresh index tables each time, on whatever memory malloc hands back
+        snap = heaptrail.load(path)
+        assert snap._h.index(0) == -1 and snap._h.index(0x10) == 1
+        other = heaptrail.load(path)
+        # object 0 is never "the same object" in the other heap (it has no address)
+        assert [(r.added, r.removed, r.count) for r in snap.diff(other)] == [(1, 1, 2)]
+    code, out, err = cli("path", str(path), "0")
+    assert (code, err) == (1, "heaptrail: error: object 0x0 is not in this snapshot\n")
+
+
+def test_sizes_that_add_up_past_2_63_are_refused(tmp_path):
+    # two objects of 2**62 bytes each: the summary and diff sum sizes in int64, so the file
+    # loaded and reported "Total size = 9223372036854775808", a kind of size -9223372036854775808
+    def obj(addr_delta, size):
+        return bytes([addr_delta, 0]) + size + bytes([0, 0, 0, 0, 0, 0])
+    big = bytes([0x80] * 8 + [0x40])                 # varint 2**62
+    path = tmp_path / "big.htsnap"
+    for sizes, ok in (((big, big), False), ((big, bytes([0xFF] * 8 + [0x3F])), True)):
+        objects = obj(0x20, sizes[0]) + obj(0x20, sizes[1])
+        path.write_bytes(MAGIC + bytes([1, 0, 0, 0, 11, 2, 0, 0]) + bytes([1, 0])
+                         + bytes([2, len(objects)]) + objects + bytes([3, 0]) + bytes([0, 0]))
+        if ok:  # 2**62 + 2**62 - 1 = 2**63 - 1: the largest total there is
+            snap = heaptrail.load(path)
+            assert snap.total_size == 2**63 - 1 and [r.size for r in snap.summary()] == [2**63 - 1]
+        else:
+            with pytest.raises(HeaptrailError, match="object sizes add up past 2\\*\\*63 bytes"):
+                heaptrail.load(path)
+
+
 @pytest.mark.parametrize("content, message", [
     (b"", "bad magic"),
     (b"PK\x03\x04 a zip file, not ours", "bad magic"),
@@ -205,6 +245,27 @@ def test_foreign_and_malformed_files(tmp_path, content, message):
         return
     with pytest.raises(HeaptrailError, match=message):
         heaptrail.load(path)
+
+
+@pytest.mark.noasan  # the address-space limit below and ASan's shadow memory exclude each other
+def test_an_endless_device_is_not_read_to_its_end():
+    # /dev/zero never ends: the whole-file reader grew its buffer until memory ran out (a
+    # MemoryError under the 1 GiB address-space limit here); it stops once the magic is wrong
+    code = ("import resource, heaptrail\n"
+            "from heaptrail.tracesnap import Snapshot\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
+            "for load in (heaptrail.load, Snapshot.load):\n"
+            "    try:\n"
+            "        load('/dev/zero')\n"
+            "    except heaptrail.HeaptrailError as e:\n"
+            "        print(e)\n")
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(heaptrail.__file__)))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, PYTHONPATH=pkg_parent))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "/dev/zero: not a heaptrail snapshot (bad magic)",
+        "/dev/zero: damaged trace snapshot file: not a heaptrail trace snapshot (bad magic)"]
 
 
 def test_missing_file_is_an_os_error(tmp_path):

@@ -257,9 +257,10 @@ ht_rd_count(ht_rd *r, size_t min_item_bytes)
 /* ---- whole files ---------------------------------------------------------- */
 
 /* Reads f to its end into *data (malloc'd, grown as needed; a regular
- * file's size is the first guess, so it is read in one go). 0 or an errno. */
+ * file's size is the first guess, so it is read in one go), or only until
+ * its first mlen bytes are not `magic` (mlen > 0). 0 or an errno. */
 static int
-ht_rd_file_all(FILE *f, uint8_t **data, size_t *len)
+ht_rd_file_all(FILE *f, const void *magic, size_t mlen, uint8_t **data, size_t *len)
 {
     struct stat st;
     size_t cap = 65536, n = 0;
@@ -279,6 +280,9 @@ ht_rd_file_all(FILE *f, uint8_t **data, size_t *len)
         }
         size_t got = fread(d + n, 1, cap - n, f);
         n += got;
+        /* another kind of file: a device such as /dev/zero never ends */
+        if (mlen > 0 && n >= mlen && memcmp(d, magic, mlen) != 0)
+            break;
         if (got == 0) {
             if (ferror(f)) {
                 int e = errno ? errno : EIO;
@@ -296,6 +300,12 @@ ht_rd_file_all(FILE *f, uint8_t **data, size_t *len)
 uint8_t *
 ht_rd_file(const char *path, size_t *len)
 {
+    return ht_rd_file_magic(path, NULL, 0, len);
+}
+
+uint8_t *
+ht_rd_file_magic(const char *path, const void *magic, size_t magic_len, size_t *len)
+{
     uint8_t *data = NULL;
     int err;
     Py_BEGIN_ALLOW_THREADS
@@ -304,7 +314,7 @@ ht_rd_file(const char *path, size_t *len)
     if (f == NULL) {
         err = errno;
     } else {
-        err = ht_rd_file_all(f, &data, len);
+        err = ht_rd_file_all(f, magic, magic_len, &data, len);
         fclose(f);
     }
     Py_END_ALLOW_THREADS

@@ -109,6 +109,10 @@ uint64_t ht_checksum(uint64_t seed, const void *p, size_t n);
  * is released while reading. NULL with OSError (ht_error_os) or MemoryError
  * set. Call with the GIL held. */
 uint8_t *ht_rd_file(const char *path, size_t *len);
+/* As ht_rd_file, but stops reading once the first magic_len bytes are not
+ * `magic` (the caller's parser then reports the bad magic): a device that
+ * never ends, such as /dev/zero, is not read until memory runs out. */
+uint8_t *ht_rd_file_magic(const char *path, const void *magic, size_t magic_len, size_t *len);
 /* Writes b (created or truncated), the GIL released while writing. 0, or -1
  * with OSError (ht_error_os) or, when b ran out of memory, MemoryError set.
  * Call with the GIL held. */

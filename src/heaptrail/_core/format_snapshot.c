@@ -180,6 +180,10 @@ ht_snap_read_objects(ht_snap_rd *s, ht_rd *r, ht_heap *h)
         if (ne > h->m - edges) /* compared before adding: a huge ne must not wrap around */
             return ht_snap_bad(s, "objects have more edges than the header says");
         edges += ne;
+        /* the views add sizes up in int64 (a diff subtracts them): a total
+         * past 2**63 (no real heap) would wrap into negative sizes */
+        if (h->size[i] > (uint64_t)INT64_MAX - h->total_size)
+            return ht_snap_bad(s, "object sizes add up past 2**63 bytes");
         h->total_size += h->size[i];
     }
     h->edge_start[h->n] = (uint32_t)edges;
@@ -283,7 +287,8 @@ PyObject *
 ht_snapshot_load(const char *path)
 {
     size_t len = 0;
-    uint8_t *data = ht_rd_file(path, &len); /* its size bounds every later allocation */
+    /* its size bounds every later allocation */
+    uint8_t *data = ht_rd_file_magic(path, HT_SNAP_MAGIC, HT_SNAP_MAGIC_LEN, &len);
     if (data == NULL)
         return NULL;
     ht_heap *h = ht_heap_new();

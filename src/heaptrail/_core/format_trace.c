@@ -426,7 +426,7 @@ ft_load(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "y:_tsnap_load", &path))
         return NULL;
     size_t len = 0;
-    uint8_t *data = ht_rd_file(path, &len);
+    uint8_t *data = ht_rd_file_magic(path, FT_MAGIC, 8, &len);
     if (data == NULL)
         return NULL;
     const char *why = NULL;

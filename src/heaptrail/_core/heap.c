@@ -382,6 +382,10 @@ oom:
 uint32_t
 ht_heap_index_of(ht_heap *h, uint64_t addr)
 {
+    /* 0 is the table's empty key (never indexed, below): looking it up
+     * would "find" an empty slot and its stale value */
+    if (addr == 0)
+        return HT_NONE;
     if (h->addr_index == NULL) {
         ht_table *t = calloc(1, sizeof(ht_table));
         if (t == NULL || ht_table_init(t, h->n, 1) < 0) {

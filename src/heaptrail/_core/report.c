@@ -67,6 +67,7 @@ struct ht_rep {
     ht_table raw_index;             /* raw id + 1 -> raws[] */
     /* per raw stack id used by an ALLOC */
     rep_agg *aggs; size_t naggs, caggs;
+    size_t naggs_read;              /* naggs after the first pass: what the tree covers */
     ht_table agg_index;             /* raw stack id + 1 -> aggs[] */
     /* live blocks */
     ht_table live;                  /* address -> slots[] (a hash table, not the
@@ -134,7 +135,8 @@ rep_intern(ht_rep *r, const uint8_t *p, size_t n)
         if (v == NULL)
             break;
         rep_str s = r->strs[*v];
-        if (s.len == n && memcmp(r->arena.data + s.off, p, n) == 0)
+        /* n == 0: the arena may still be empty (data NULL, no memcmp) */
+        if (s.len == n && (n == 0 || memcmp(r->arena.data + s.off, p, n) == 0))
             return (uint32_t)*v;
         key = ht_hash64(key) | 1;   /* collision: the next key in a fixed sequence */
     }
@@ -216,7 +218,9 @@ rep_free(rep_ctx *c, uint64_t addr)
     r->events++;
     if (c->pass == 1)
         r->frees++;
-    if (ht_table_remove(&r->live, addr, &slot) == 1)
+    /* 0 is the live table's empty key: no block lives there (removing it
+     * would take an empty slot's stale value for a block) */
+    if (addr != 0 && ht_table_remove(&r->live, addr, &slot) == 1)
         rep_remove_live(r, slot);
     else if (c->pass == 1)
         r->unmatched_frees++;
@@ -263,6 +267,12 @@ rep_alloc(rep_ctx *c, uint64_t addr, uint64_t size, uint32_t stack)
     int64_t agg = rep_agg_of(r, stack);
     if (agg < 0)
         return -1;
+    /* a replay meeting a stack the first pass never saw: the file was
+     * rewritten since (agg_node and the replay's counters stop short) */
+    if (c->pass == 2 && (size_t)agg >= r->naggs_read) {
+        c->fault = "the file changed since it was first read";
+        return -1;
+    }
     r->events++;
     if (c->pass == 1)
         rep_note_alloc(c, size, (uint32_t)agg);
@@ -496,8 +506,13 @@ rep_block(rep_ctx *c, const uint8_t *body, size_t n, int first)
             uint64_t addr = abase[k] += (uint64_t)ht_rd_svarint(&rd);
             if (type == HT_CAP_ALLOC)
                 stack += (uint32_t)ht_rd_svarint(&rd);
+            if (!rd.error && addr == 0) {        /* the live table's empty key */
+                c->fault = "an allocation at address 0";
+                return -1;
+            }
             if (!rd.error && rep_alloc(c, addr, size, stack) < 0) {
-                c->fault = "out of memory";
+                if (c->fault == NULL)
+                    c->fault = "out of memory";
                 return -1;
             }
         } else if (type >= HT_CAP_FREE && type < HT_CAP_FREE + (int)HT_CAP_CLASSES) {
@@ -896,6 +911,7 @@ ht_rep_read(const char *path)
     rep_ctx c = {r, 1, 0, 0, NULL, NULL, 0, 0, NULL};
     if (rep_pass(&c, path) < 0)
         goto fail;
+    r->naggs_read = r->naggs;
     rep_fold_live(r, HT_REP_LEAKS);
     r->leak_bytes = r->current;
     r->leak_count = r->live_count;

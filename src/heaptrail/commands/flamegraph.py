@@ -60,11 +60,36 @@ def timeline(cap, points=64):
     return {"t": [t for t, _, _ in rows], "live": [{str(k): v for k, v in live.items()} for _, _, live in rows]}
 
 
+def tree_json(root):
+    """json.dumps(root, separators=(",", ":")) of a flame tree, without
+    recursion: a stack can be thousands of frames deep (`heaptrail run
+    --frames 5000`), past the recursion limit of the json encoder. Children
+    ("k") are always a node's last key (flame_tree adds them last)."""
+    out, todo = [], [root]
+    while todo:
+        x = todo.pop()
+        if isinstance(x, str):
+            out.append(x)
+            continue
+        fields = ",".join(f"{json.dumps(k)}:{json.dumps(v)}" for k, v in x.items() if k != "k")
+        kids = x.get("k")
+        if not kids:
+            out.append("{" + fields + "}")
+            continue
+        out.append("{" + fields + ',"k":[')
+        todo.append("]}")
+        for j in range(len(kids) - 1, -1, -1):
+            todo.append(kids[j])
+            if j:
+                todo.append(",")
+    return "".join(out)
+
+
 def flamegraph_html(cap, report):
     template = resources.files("heaptrail").joinpath("templates/flamegraph.html").read_text(encoding="utf-8")
     title = f"{report} of {cap.command or cap.path}"
-    data = json.dumps({"report": report, "tree": flame_tree(cap, report), "timeline": timeline(cap)},
-                      separators=(",", ":"))
+    data = (f'{{"report":{json.dumps(report)},"tree":{tree_json(flame_tree(cap, report))},'
+            f'"timeline":{json.dumps(timeline(cap), separators=(",", ":"))}}}')
     data = data.replace("<", "\\u003c")          # never closes the <script> it sits in
     chart = memory_svg(cap, title="memory over time") if cap.samples() else "<p>(no memory samples)</p>"
     parts = {"__TITLE__": html.escape(title), "__CHART__": chart, "__DATA__": data}

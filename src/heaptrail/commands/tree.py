@@ -33,30 +33,43 @@ def tree_text(cap, report="peak", min_percent=1.0, depth=0):
     lines = [f"{human_bytes(total)} {report} of {cap.path}"]
     limit = total * min_percent / 100
 
-    def walk(t, level):
-        kids = sorted(children.get(t.node, ()), key=lambda k: (-k.bytes, k.node))
-        hidden = 0
-        for k in kids:
-            if k.bytes < limit or (depth and level >= depth):
-                hidden += k.bytes
-                continue
-            pct = 100 * k.bytes / (total or 1)
-            lines.append(f"{human_bytes(k.bytes):>10} {pct:5.1f}%  {'  ' * level}"
-                         f"{capture.frame_text(k.function, k.file, k.line)}")
-            walk(k, level + 1)
-        if hidden:
-            lines.append(f"{human_bytes(hidden):>10} {100 * hidden / (total or 1):5.1f}%  "
-                         f"{'  ' * level}(smaller branches)")
-        if t.self_bytes and kids and level > 0:
-            lines.append(f"{human_bytes(t.self_bytes):>10} {100 * t.self_bytes / (total or 1):5.1f}%  "
-                         f"{'  ' * level}(in {t.function} itself)")
+    def walk(root):
+        # iterative: a stack can be thousands of frames deep (`heaptrail run --frames 5000`),
+        # past Python's recursion limit. An entry: [node, level, its kids, next kid, hidden bytes]
+        todo = [[root, 0, kids_of(root), 0, 0]]
+        while todo:
+            top = todo[-1]
+            t, level, kids = top[0], top[1], top[2]
+            while top[3] < len(kids):
+                k = kids[top[3]]
+                top[3] += 1
+                if k.bytes < limit or (depth and level >= depth):
+                    top[4] += k.bytes
+                    continue
+                pct = 100 * k.bytes / (total or 1)
+                lines.append(f"{human_bytes(k.bytes):>10} {pct:5.1f}%  {'  ' * level}"
+                             f"{capture.frame_text(k.function, k.file, k.line)}")
+                todo.append([k, level + 1, kids_of(k), 0, 0])
+                break
+            else:
+                todo.pop()
+                hidden = top[4]
+                if hidden:
+                    lines.append(f"{human_bytes(hidden):>10} {100 * hidden / (total or 1):5.1f}%  "
+                                 f"{'  ' * level}(smaller branches)")
+                if t.self_bytes and kids and level > 0:
+                    lines.append(f"{human_bytes(t.self_bytes):>10} {100 * t.self_bytes / (total or 1):5.1f}%  "
+                                 f"{'  ' * level}(in {t.function} itself)")
+
+    def kids_of(t):
+        return sorted(children.get(t.node, ()), key=lambda k: (-k.bytes, k.node))
 
     if nodes:
         root = nodes[0]
         if root.self_bytes:
             lines.append(f"{human_bytes(root.self_bytes):>10} {100 * root.self_bytes / (total or 1):5.1f}%  "
                          "<no Python frame>")
-        walk(root, 0)
+        walk(root)
     return "\n".join(lines)
 
 
