@@ -36,8 +36,8 @@
  *
  *   Version 1 (still read) is version 2 without the checksum. The checksum
  *   is what turns a flipped bit in a size, an address or a flag, which
- *   parses as well as the right one, into an error: without it about a
- *   third of such damaged files loaded with altered data.
+ *   parses as well as the right one, into an error: without it 74 of 180
+ *   randomly damaged files loaded with altered data.
  *
  * Invariants the reader checks (any failure is a HeaptrailError naming the
  * file, never a crash): the magic; the version; the checksum (version 2);
