@@ -261,8 +261,9 @@ PYMALLOC_ENV = {"PYTHONMALLOC": "pymalloc"}
 
 def test_pymalloc_blocks_follow_100k_small_objects():
     proc = run_python("""
-        import json, os
+        import gc, json, os
         from heaptrail import process
+        gc.collect()  # the lazy import's garbage (collector off) must not be freed in the window
         before = process.pymalloc()
         keep = [object() for _ in range(100_000)]       # 16-byte blocks
         after = process.pymalloc()
