@@ -104,11 +104,13 @@
 #define HT_HW_SEEN (1u << 26)    /* walk-time flag: reached (ht_hw_garbage) */
 /* The walk's arrays its prefaulter watches (prefault.h), and the counters
  * that say how far they are filled. */
+#define HT_HW_PF_COLUMN_ID(f) HT_HW_PF_COL_##f,
 enum {
-    HT_HW_PF_ADDR, HT_HW_PF_TYPE, HT_HW_PF_SIZE, HT_HW_PF_LEN, HT_HW_PF_FLAGS, HT_HW_PF_VALUE,
-    HT_HW_PF_OWNER, HT_HW_PF_MODULE, HT_HW_PF_EDGE_START, HT_HW_PF_REFCNT, HT_HW_PF_EDGE_DST,
-    HT_HW_PF_EDGE_LABEL, HT_HW_PF_SLOTS, HT_HW_PF_STR_OFFSET, HT_HW_PF_STR_DATA
+    HT_HEAP_OBJECT_COLUMNS(HT_HW_PF_COLUMN_ID)
+    HT_HW_PF_REFCNT, HT_HW_PF_EDGE_DST, HT_HW_PF_EDGE_LABEL, HT_HW_PF_SLOTS,
+    HT_HW_PF_STR_OFFSET, HT_HW_PF_STR_DATA
 };
+#undef HT_HW_PF_COLUMN_ID
 enum { HT_HW_PF_N_OBJECTS, HT_HW_PF_N_EDGES, HT_HW_PF_N_SLOTS, HT_HW_PF_N_STRINGS, HT_HW_PF_N_STRBYTES };
 #define HT_VALUE_MAX 60     /* characters kept of a str/bytes value */
 #define HT_LABEL_MAX 60     /* characters kept of a dict key in a label */
@@ -319,15 +321,9 @@ ht_heap_free(ht_heap *h)
     if (h == NULL)
         return;
     ht_graph_cache_free(h);
-    ht_big_free(h->addr);
-    ht_big_free(h->type);
-    ht_big_free(h->size);
-    ht_big_free(h->len);
-    ht_big_free(h->flags);
-    ht_big_free(h->value);
-    ht_big_free(h->owner);
-    ht_big_free(h->module);
-    ht_big_free(h->edge_start);
+#define HT_FREE_COLUMN(f) ht_big_free(h->f);
+    HT_HEAP_OBJECT_COLUMNS(HT_FREE_COLUMN)
+#undef HT_FREE_COLUMN
     ht_big_free(h->edge_dst);
     ht_big_free(h->edge_label);
     ht_strtab_free(&h->strings);
@@ -348,16 +344,8 @@ ht_heap_resize_objects(ht_heap *h, size_t cap)
         if (p_ == NULL)                                                \
             return -1;                                                 \
         h->field = p_;                                                 \
-    } while (0)
-    HT_GROW(addr);
-    HT_GROW(type);
-    HT_GROW(size);
-    HT_GROW(len);
-    HT_GROW(flags);
-    HT_GROW(value);
-    HT_GROW(owner);
-    HT_GROW(module);
-    HT_GROW(edge_start);
+    } while (0);
+    HT_HEAP_OBJECT_COLUMNS(HT_GROW)
 #undef HT_GROW
     return 0;
 }
@@ -620,16 +608,9 @@ ht_hw_pf_arrays(ht_hw *w)
     ht_heap *h = w->h;
     if (w->pf == NULL)
         return;
-#define HT_PF_COLUMN(k, field) ht_pf_set(w->pf, k, h->field, HT_HW_PF_N_OBJECTS, sizeof(*h->field))
-    HT_PF_COLUMN(HT_HW_PF_ADDR, addr);
-    HT_PF_COLUMN(HT_HW_PF_TYPE, type);
-    HT_PF_COLUMN(HT_HW_PF_SIZE, size);
-    HT_PF_COLUMN(HT_HW_PF_LEN, len);
-    HT_PF_COLUMN(HT_HW_PF_FLAGS, flags);
-    HT_PF_COLUMN(HT_HW_PF_VALUE, value);
-    HT_PF_COLUMN(HT_HW_PF_OWNER, owner);
-    HT_PF_COLUMN(HT_HW_PF_MODULE, module);
-    HT_PF_COLUMN(HT_HW_PF_EDGE_START, edge_start);
+#define HT_PF_COLUMN(f) \
+    ht_pf_set(w->pf, HT_HW_PF_COL_##f, h->f, HT_HW_PF_N_OBJECTS, sizeof(*h->f));
+    HT_HEAP_OBJECT_COLUMNS(HT_PF_COLUMN)
 #undef HT_PF_COLUMN
     ht_pf_set(w->pf, HT_HW_PF_REFCNT, w->refcnt, HT_HW_PF_N_OBJECTS, sizeof(uint32_t));
     ht_pf_set(w->pf, HT_HW_PF_EDGE_DST, h->edge_dst, HT_HW_PF_N_EDGES, sizeof(uint32_t));
@@ -682,15 +663,9 @@ ht_hw_reserve(ht_hw *w)
         if (q_ != NULL)                                                \
             (p) = q_;                                                  \
     } while (0)
-    HT_HW_RESERVE(h->addr, ht_hw_pf_room);
-    HT_HW_RESERVE(h->type, ht_hw_pf_room);
-    HT_HW_RESERVE(h->size, ht_hw_pf_room);
-    HT_HW_RESERVE(h->len, ht_hw_pf_room);
-    HT_HW_RESERVE(h->flags, ht_hw_pf_room);
-    HT_HW_RESERVE(h->value, ht_hw_pf_room);
-    HT_HW_RESERVE(h->owner, ht_hw_pf_room);
-    HT_HW_RESERVE(h->module, ht_hw_pf_room);
-    HT_HW_RESERVE(h->edge_start, ht_hw_pf_room);
+#define HT_HW_RESERVE_COLUMN(f) HT_HW_RESERVE(h->f, ht_hw_pf_room);
+    HT_HEAP_OBJECT_COLUMNS(HT_HW_RESERVE_COLUMN)
+#undef HT_HW_RESERVE_COLUMN
     HT_HW_RESERVE(w->refcnt, ht_hw_pf_room);
     HT_HW_RESERVE(h->edge_dst, 2 * ht_hw_pf_room);
     HT_HW_RESERVE(h->edge_label, 2 * ht_hw_pf_room);
@@ -2655,15 +2630,9 @@ ht_hw_finish(ht_hw *w)
     ht_strtab_freeze(&h->strings);
     /* the reservations' room, and what the prefaulter faulted in ahead of
      * the walk, go back (a resize to the same size keeps them) */
-    ht_big_trim(h->addr);
-    ht_big_trim(h->type);
-    ht_big_trim(h->size);
-    ht_big_trim(h->len);
-    ht_big_trim(h->flags);
-    ht_big_trim(h->value);
-    ht_big_trim(h->owner);
-    ht_big_trim(h->module);
-    ht_big_trim(h->edge_start);
+#define HT_TRIM_COLUMN(f) ht_big_trim(h->f);
+    HT_HEAP_OBJECT_COLUMNS(HT_TRIM_COLUMN)
+#undef HT_TRIM_COLUMN
     ht_big_trim(h->edge_dst);
     ht_big_trim(h->edge_label);
     ht_strtab_fit(&h->strings);

@@ -82,6 +82,12 @@ typedef struct ht_strtab {
     struct ht_pf *pf;      /* while a walk fills it: its prefaulter (prefault.h) */
 } ht_strtab;
 
+/* ht_heap's per-object columns, for X(field): every place that grows,
+ * watches, trims or frees them all expands this list, so that a column is
+ * added in one place. */
+#define HT_HEAP_OBJECT_COLUMNS(X)                                              \
+    X(addr) X(type) X(size) X(len) X(flags) X(value) X(owner) X(module) X(edge_start)
+
 typedef struct ht_heap {
     uint32_t n;            /* objects */
     uint64_t *addr;        /* [n] address in the process that was walked */
