@@ -2,6 +2,7 @@
 walk leaves the program as it was."""
 import gc
 import sys
+import types
 
 import pytest
 
@@ -694,6 +695,22 @@ def test_walk_with_threads_mutating_the_heap():
 FRAME_FLAG = 1 << 7
 
 
+def _heaptrail_closure():
+    """Addresses of what heaptrail's modules hold, without entering another module, a module's
+    __dict__ or a frame (gc.get_referents): a superset of what snapshots leave out."""
+    mods = [m for name, m in sys.modules.items() if name.split(".")[0] == "heaptrail"]
+    barrier = {id(m.__dict__) for m in sys.modules.values() if isinstance(m, types.ModuleType)}
+    stack = mods + [m.__dict__ for m in mods]
+    seen = {id(o) for o in stack}
+    while stack:
+        for r in gc.get_referents(stack.pop()):
+            if id(r) in seen or id(r) in barrier or isinstance(r, (types.ModuleType, types.FrameType)):
+                continue
+            seen.add(id(r))
+            stack.append(r)
+    return seen
+
+
 def test_every_listed_object_recorded_once_with_its_owner():
     """The walk's address index (heap.c, blocks of slots by address) records each object once:
     every gc-tracked object is found at its own address, no address twice; a __dict__'s owner
@@ -705,7 +722,15 @@ def test_every_listed_object_recorded_once_with_its_owner():
     addrs = [r.address for r in snap.query("size >= 0")]
     assert len(addrs) == snap.objects == len(set(addrs))
     missing = [o for o in tracked if snap._h.index(id(o)) < 0]
-    assert missing == []  # the list above is ours, not the walk's: it is in the heap
+    # only heaptrail's own objects are left out (the list above is ours: it is in the heap)
+    own = _heaptrail_closure()
+    assert sys.modules["heaptrail"] in missing
+    # beyond what gc.get_referents finds: the copy of _core's __dict__ the interpreter keeps
+    # (PyModuleDef.m_copy, for another import of the extension)
+    from heaptrail import _core
+
+    assert [o for o in missing if id(o) not in own and not
+            (type(o) is dict and o.get("HeapHandle") is _core.HeapHandle)] == []
     assert snap._h.index(id(snap)) == -1  # the previous snapshots' handles are left out
     mod = sys.modules[__name__]
     for owner, d in ((sess, sess.__dict__), (mod, mod.__dict__)):
@@ -825,7 +850,7 @@ def test_excluded_type_left_out_when_it_is_a_root():
     kept = Kept()
     sys.modules[mod.__name__] = mod
     try:
-        h = _core.heap_snapshot(True, (LazyModule, Kept), 0)
+        h = _core.heap_snapshot(True, (LazyModule, Kept))
         addrs = {h.record(i)[0] for i in range(h.n)}
     finally:
         del sys.modules[mod.__name__]
@@ -977,3 +1002,34 @@ def test_first_snapshot_does_not_collect_everything_for_heaptrails_own_import():
         print(gens)
     """)
     assert eval(proc.stdout) == [0]  # once, the youngest generation only
+
+
+SHARED_WITH_HEAPTRAIL = None
+
+
+def test_heaptrail_own_objects_are_left_out():
+    """A snapshot leaves heaptrail out (own.h): its modules, their __dict__s, the frames of its
+    code, and what only they hold. What the program holds too stays, and its path to a root goes
+    through the program, not "gc root"; a heaptrail function the program holds stays, without
+    the edge to heaptrail's globals."""
+    global SHARED_WITH_HEAPTRAIL
+    import heaptrail.heap as hmod
+
+    hmod._test_only = ["only heaptrail holds this list"]
+    only = id(hmod._test_only)
+    SHARED_WITH_HEAPTRAIL = hmod._test_shared = ["the program holds this list too"]
+    fn = hmod.load
+    try:
+        snap = heaptrail.snapshot()
+    finally:
+        del hmod._test_only, hmod._test_shared
+    for addr in (only, id(heaptrail), id(hmod), id(hmod.__dict__), id(hmod._take)):
+        assert snap._h.index(addr) == -1
+    assert str(snap.path_to_root(SHARED_WITH_HEAPTRAIL)) == (
+        f"module {__name__} -> .SHARED_WITH_HEAPTRAIL -> <list 0x{id(SHARED_WITH_HEAPTRAIL):x}>")
+    refs = {label for label, r in snap.referents(fn)}
+    assert "__code__" in refs and "__globals__" not in refs
+    assert [r.type for _, r in snap.referrers(fn)] == ["frame"]  # this test's local `fn`
+    frames = {snap._h.record(i)[4] for i in range(snap.objects) if snap._h.record(i)[5] & FRAME_FLAG}
+    assert sys._getframe().f_code.co_name in frames
+    assert not frames & {"snapshot", "_take", "_own_objects"}  # heaptrail's

@@ -349,17 +349,21 @@ def app_snapshots(tmp_path_factory):
     return d, out, d / "app.htsnap.1.loaded", target
 
 
-def test_cli_snapshot_leaves_the_other_commands_out(app_snapshots):
+def test_cli_snapshot_leaves_heaptrail_out(app_snapshots):
     """`heaptrail snapshot` runs the program in its own process: the snapshot held every
-    command's module and parser (19 ArgumentParsers, a third of an empty script's objects);
-    only the snapshot command's are loaded now."""
+    command's module and parser (19 ArgumentParsers, a third of an empty script's objects), then
+    the snapshot command's. Now none of heaptrail is in it: no module, function, class, parser,
+    and no frame (the program has ended; the command's frames and its launcher's are
+    heaptrail's)."""
     d, out, mark, target = app_snapshots
     snap = heaptrail.load(out)
-    commands = {r.value for r in snap.query("type == 'module' and name startswith 'heaptrail.commands.'")}
-    assert "heaptrail.commands.snapshot" in commands
-    assert not commands & {"heaptrail.commands.flamegraph", "heaptrail.commands.mem",
-                           "heaptrail.commands.leaks", "heaptrail.commands.summary"}
-    assert len(snap.query("type == 'ArgumentParser'")) == 2  # heaptrail's and its snapshot's
+    assert snap.query("type == 'module' and name startswith 'heaptrail'") == []
+    assert snap.query("module startswith 'heaptrail'") == []
+    assert snap.query("type == 'ArgumentParser' or type == 'Namespace'") == []
+    assert snap.query("type == 'frame'") == []
+    assert len(snap.query("type == 'module' and name == '__main__'")) == 1  # the program's
+    # at heaptrail.mark(), the program's frame is the one frame: not mark()'s, not the command's
+    assert [r.value for r in heaptrail.load(mark).query("type == 'frame'")] == ["<module>"]
 
 
 def test_cli_snapshot_summary(cli, app_snapshots):

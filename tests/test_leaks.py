@@ -351,22 +351,28 @@ def test_drain_empties_the_free_lists():
         tracer.stop()
 
 
-def test_new_objects_leave_out_tuples_referring_to_an_object():
-    """_leaks_new(..., referrer_of=address): the new tuples that refer to that object are left
-    out (how the check drops the argument tuple of its own snapshot call)."""
+class _Marker:
+    pass
+
+
+def test_new_objects_leave_out_the_snapshot_calls_own_arguments():
+    """The snapshot call's argument tuple is new since the sample and refers to its exclusion
+    tuple: the check once dropped it by hand (_leaks_new's referrer_of); the walk now leaves the
+    call's arguments out (own.h), and a held new tuple is still found."""
     from heaptrail import _core
     from heaptrail.heap import Snapshot
     anchor = object()
     counter = _core._leaks_counter()
     counter.sample(True)
+    exclude = (_Marker,)  # the program's (tracked: it holds a class): in the snapshot
     HELD.append(tuple([anchor, "x" * 3]))  # a new tuple, held: gc-tracked (it holds an object)
     try:
-        snap = Snapshot(_core.heap_snapshot(False, (), 0))
-        kinds = {kind: n for kind, n, _, _ in _core._leaks_new(snap._h, counter, 5)}
-        assert kinds.get("tuple", 0) >= 1
-        without = {kind: n for kind, n, _, _ in
-                   _core._leaks_new(snap._h, counter, 5, (), id(anchor))}
-        assert without.get("tuple", 0) == kinds["tuple"] - 1
+        snap = Snapshot(_core.heap_snapshot(False, exclude))
+        rows = _core._leaks_new(snap._h, counter, 50)
+        tuples = {snap._h.record(i)[0] for kind, n, _, idx in rows if kind == "tuple" for i in idx}
+        assert id(HELD[0]) in tuples
+        # the arguments (False, exclude) are no referrer: only this test's frame (a local)
+        assert [r.type for _, r in snap.referrers(exclude)] == ["frame"]
     finally:
         del HELD[:]
 

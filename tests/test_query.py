@@ -44,7 +44,7 @@ def test_query_values_names_modules_or_parentheses():
     hits = snap.query("type == 'str' and value contains 'needle-in-a-haystack-7f'")
     assert id(text) in addrs(hits)
     assert all("needle-in-a-haystack-7f" in r.value for r in hits)
-    assert addrs(snap.query("type == 'module' and name == 'heaptrail.heap'")) == {id(sys.modules["heaptrail.heap"])}
+    assert addrs(snap.query(f"type == 'module' and name == '{__name__}'")) == {id(sys.modules[__name__])}
     mods = snap.query("type == 'module' and (name == 'sys' or name == 'os') ")
     assert addrs(mods) == {id(sys), id(sys.modules["os"])}
     cls = snap.query(f"type == 'type' and module == '{__name__}' and name startswith '{__name__}.Wid'")

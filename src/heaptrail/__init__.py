@@ -52,6 +52,9 @@ def __getattr__(name):
 
 
 _young_import_garbage = False
+# the command line's frame while it runs a command (cli.main): it and every frame below it are
+# heaptrail's, left out of snapshots (heap._own_objects)
+_program_base = None
 
 
 def load_ipython_extension(ip):

@@ -63,6 +63,7 @@ def main(argv=None):
     if getattr(args, "_command", None) is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    heaptrail._program_base = sys._getframe()
     try:
         return int(args._command.run(args) or 0)
     except BrokenPipeError:  # `heaptrail ... | head`: the reader left, nothing to say
@@ -77,6 +78,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
     finally:
+        heaptrail._program_base = None
         try:
             sys.stdout.flush()
         except BrokenPipeError:  # `heaptrail ... | head`

@@ -22,6 +22,10 @@ root too - first those that nothing refers to, then one entry object per remaini
 cycle - so they also get a retained size: a piece of garbage is retained by its own entry
 object, and ``path_to_root`` reports them as not reachable.
 """
+# annotations stay text: List[PathStep] evaluated at import would put heaptrail's classes in
+# typing's caches, where every snapshot would find them (the program's objects)
+from __future__ import annotations
+
 import os
 import re
 import shutil

@@ -9,6 +9,7 @@ from :class:`heaptrail.graph.GraphViews`.
 import gc
 import os
 import sys
+import types
 from typing import NamedTuple, Optional
 
 from heaptrail import _core
@@ -286,15 +287,28 @@ class Snapshot(GraphViews):
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
-def _own_frames():
-    """How many frames at the top of this thread's stack are heaptrail's own (left out of the
-    snapshot's roots)."""
-    n = 0
+def _own_objects():
+    """heaptrail's own modules and frames, which a snapshot leaves out with what only they hold
+    (the walk's ``own``): every module of the package, the frames of its code on this thread's
+    stack (the caller's), and, while the command line runs a program, every frame from the
+    command down (the command and what launched it)."""
+    import heaptrail
+
+    own = [m for name, m in list(sys.modules.items())
+           if (name == "heaptrail" or name.startswith("heaptrail.")) and isinstance(m, types.ModuleType)]
+    module_dicts = {id(m.__dict__) for m in list(sys.modules.values()) if isinstance(m, types.ModuleType)}
+    base, below = heaptrail._program_base, False
     f = sys._getframe(1)
-    while f is not None and f.f_code.co_filename.startswith(_PACKAGE_DIR):
-        n += 1
+    while f is not None:
+        below = below or f is base
+        if below or f.f_code.co_filename.startswith(_PACKAGE_DIR):
+            own.append(f)
+            # a launcher's globals (the console script's, `python -m heaptrail`'s), which the
+            # program's __main__ replaced in sys.modules
+            if id(f.f_globals) not in module_dicts:
+                own.append(f.f_globals)
         f = f.f_back
-    return n
+    return tuple(own)
 
 
 def _take(gc_first=True):
@@ -311,8 +325,7 @@ def _take(gc_first=True):
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        skip = _own_frames()
-        return Snapshot(_core.heap_snapshot(bool(gc_first), (Snapshot,), skip))
+        return Snapshot(_core.heap_snapshot(bool(gc_first), (Snapshot,), _own_objects()))
     finally:
         if was_enabled:
             gc.enable()

@@ -66,7 +66,7 @@ from heaptrail._core import Error as HeaptrailError
 from heaptrail._format import human_bytes
 # imported now, not during a check: an import while measuring would create new objects
 from heaptrail.graph import render_dot
-from heaptrail.heap import Snapshot, _own_frames
+from heaptrail.heap import Snapshot, _own_objects
 import linecache
 
 __all__ = ["check", "watch", "step", "LeakReport", "LeakKind"]
@@ -329,16 +329,13 @@ class _Session:
 def _snapshot(session):
     # no collection first: the snapshot flags cyclic garbage unreachable, and _leaks_new
     # leaves it out, which is what a full collection would have done for the verdict
-    return Snapshot(_core.heap_snapshot(False, _exclude, _own_frames()))
+    return Snapshot(_core.heap_snapshot(False, _exclude, _own_objects()))
 
 
 def _build(session, end, measured):
     growing = {name for name, counts, nbytes, ucounts, ubytes in session.counter.rows()
                if _growing(counts, nbytes, ucounts, ubytes)}
-    # the tuple of arguments of the end snapshot's own call is held by C while it walks: not
-    # the program's; it is the one new tuple that refers to the exclusion tuple
-    rows = _core._leaks_new(end._h, session.counter, max(MAX_SITE_OBJECTS, MAX_DOM_OBJECTS), (),
-                            id(_exclude))
+    rows = _core._leaks_new(end._h, session.counter, max(MAX_SITE_OBJECTS, MAX_DOM_OBJECTS))
     kinds, dot_paths = [], []
     chosen = []
     for kind, count, nbytes, indexes in rows:

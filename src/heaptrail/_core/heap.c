@@ -6,7 +6,9 @@
  *   2. the gc-tracked objects, visited in place (gcvisit.h: no list, no
  *      reference taken, so the walk writes nothing to the program's
  *      objects). Instances of the classes the caller names are left out,
- *      and so is every live snapshot handle;
+ *      and so is every live snapshot handle, and heaptrail's own objects
+ *      (own.h: its modules and frames, marked in the index before the walk,
+ *      and what they hold unless a recorded object refers to it);
  *   3. roots: sys.modules and its modules, builtins, every thread's frames
  *      (PyThreadState_GetFrame/PyFrame_GetBack; this materializes frame
  *      objects for running frames, as sys._current_frames() does: the stack
@@ -91,6 +93,7 @@
 #include "graph.h"
 #include "bigmem.h"
 #include "hashtable.h"
+#include "own.h"
 #include "prefault.h"
 #include "query.h"
 #include "size.h"
@@ -755,6 +758,13 @@ ht_hw_obj(const ht_hw *w, uint32_t i)
  * are dense (about 15 bytes for a 60-byte object), at most 1 KiB per object. */
 #define HT_HW_CHUNK_SHIFT 12
 #define HT_HW_CHUNK_SLOTS 256
+/* Slot values past every index + 1 (indexes stay below HT_LABEL_INDEX):
+ * heaptrail's own objects (own.h), set before the walk starts. A seed is
+ * never recorded; a held object is recorded only when a recorded object
+ * refers to it (LISTED: the collector's lists had it). */
+#define HT_HW_SLOT_OWN 0xFFFFFFFDu
+#define HT_HW_SLOT_OWN_LISTED 0xFFFFFFFEu
+#define HT_HW_SLOT_SEED 0xFFFFFFFFu
 
 /* Makes room for cap slots; 0 or -1. */
 static int
@@ -820,7 +830,7 @@ static inline uint32_t
 ht_hw_find(ht_hw *w, uint64_t a)
 {
     uint32_t *s = ht_hw_slot(w, a, 0);
-    return (s && *s) ? *s - 1 : HT_NONE;
+    return (s && *s && *s < HT_HW_SLOT_OWN) ? *s - 1 : HT_NONE;
 }
 
 /* Address a is never recorded; 0 or -1. The bloom bits spare the walk a
@@ -870,8 +880,18 @@ ht_hw_add_ex(ht_hw *w, PyObject *op, int how)
     uint32_t *s = ht_hw_slot(w, a, 1);
     if (s == NULL)
         return HT_NONE;
-    if (*s) {
-        if (how & HT_HW_ADD_LISTED)
+    int listed = how & HT_HW_ADD_LISTED;
+    if (HT_UNLIKELY(*s >= HT_HW_SLOT_OWN)) {
+        if (*s == HT_HW_SLOT_SEED)
+            return HT_NONE;
+        if (listed) { /* found in the collector's lists: left for an edge */
+            *s = HT_HW_SLOT_OWN_LISTED;
+            return HT_NONE;
+        }
+        listed = *s == HT_HW_SLOT_OWN_LISTED; /* a recorded object refers to it */
+        *s = 0;
+    } else if (*s) {
+        if (listed)
             w->h->flags[*s - 1] |= HT_HW_LISTED;
         return *s - 1;
     }
@@ -902,7 +922,7 @@ ht_hw_add_ex(ht_hw *w, PyObject *op, int how)
     /* the slot pointer is still valid: nothing above touched the slots */
     *s = i + 1;
     w->h->addr[i] = a;
-    w->h->flags[i] = (how & HT_HW_ADD_LISTED) ? HT_HW_LISTED : 0;
+    w->h->flags[i] = listed ? HT_HW_LISTED : 0;
     w->h->owner[i] = HT_NONE;
     w->h->n = i + 1;
     return i;
@@ -1026,7 +1046,7 @@ ht_hw_add(ht_hw *w, PyObject *op)
     size_t r = (size_t)(key ^ (key >> 5)) & (HT_HW_RECENT - 1);
     if (key == w->recent_key[r]) {
         uint32_t v = w->slots[w->recent_base[r] + ((size_t)(a >> 4) & (HT_HW_CHUNK_SLOTS - 1))];
-        if (v)
+        if (v && v < HT_HW_SLOT_OWN)
             return v - 1;
     }
     return ht_hw_add_ex(w, op, 0);
@@ -2412,8 +2432,10 @@ ht_hw_note_owner(ht_hw *w, PyObject *op, uint32_t i)
     }
 }
 
+/* Roots: sys.modules and its modules, builtins, every thread's frames.
+ * heaptrail's own modules and frames are seeds of own.h (never recorded). */
 static void
-ht_hw_roots(ht_hw *w, int skip_frames)
+ht_hw_roots(ht_hw *w)
 {
     PyObject *modules = PySys_GetObject("modules"); /* borrowed */
     if (modules && PyDict_Check(modules)) {
@@ -2427,21 +2449,53 @@ ht_hw_roots(ht_hw *w, int skip_frames)
     PyObject *b = PyEval_GetBuiltins();
     if (b)
         ht_hw_root(w, b, 0);
-    PyThreadState *me = PyThreadState_Get();
     PyInterpreterState *interp = PyInterpreterState_Get();
     for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts; ts = PyThreadState_Next(ts)) {
         PyFrameObject *f = PyThreadState_GetFrame(ts);
-        int skip = ts == me ? skip_frames : 0;
         while (f) {
-            if (skip > 0)
-                skip--;
-            else
-                ht_hw_root(w, (PyObject *)f, HT_OBJ_FRAME);
+            ht_hw_root(w, (PyObject *)f, HT_OBJ_FRAME);
             PyFrameObject *back = PyFrame_GetBack(f);
             Py_DECREF(f);
             f = back;
         }
     }
+}
+
+/* Marks heaptrail's own objects in the index (own.h) before the walk
+ * meets any of them; 0 or -1 (w->oom). */
+static int
+ht_hw_own_mark(ht_hw *w, const ht_own *o)
+{
+    for (size_t k = 0; k < o->nseeds + o->nheld; k++) {
+        int seed = k < o->nseeds;
+        uint32_t *s = ht_hw_slot(w, seed ? o->seeds[k] : o->held[k - o->nseeds], 1);
+        if (s == NULL)
+            return -1;
+        *s = seed ? HT_HW_SLOT_SEED : HT_HW_SLOT_OWN;
+    }
+    return 0;
+}
+
+/* The references heaptrail's own objects hold to recorded ones, from the
+ * objects the walk left out: taken off the refcounts (as ht_hw_reach does
+ * for edges), and their targets listed in *list (ht_hw_reach roots those
+ * that nothing else keeps alive). 0 or -1 (w->oom). Before ht_hw_reach:
+ * it reads the index, which that reuses. */
+static int
+ht_hw_own_refs(ht_hw *w, const ht_own *o, uint32_t **list, size_t *n)
+{
+    size_t cap = 0;
+    for (size_t k = 0; k + 1 < o->nrefs; k += 2) {
+        uint32_t to;
+        if (ht_hw_find(w, o->refs[k]) != HT_NONE || (to = ht_hw_find(w, o->refs[k + 1])) == HT_NONE)
+            continue; /* an edge of the graph, or a reference to what is left out */
+        uint32_t *rc = &w->refcnt[to];
+        if (*rc != UINT32_MAX && *rc != 0)
+            (*rc)--;
+        if (ht_hw_push_u32(w, list, n, &cap, to) < 0)
+            return -1;
+    }
+    return 0;
 }
 
 /* Depth-first from the sp objects on stack (room for every object): each
@@ -2482,7 +2536,7 @@ ht_hw_stack(ht_hw *w, uint32_t **own)
  * comes from outside the graph. Neither that nor the stack (ht_hw_stack)
  * needs new memory: 8 bytes per object less to fault in. */
 static int
-ht_hw_reach(ht_hw *w)
+ht_hw_reach(ht_hw *w, const uint32_t *own_held, size_t n_own_held)
 {
     ht_heap *h = w->h;
     uint32_t n = h->n;
@@ -2515,6 +2569,17 @@ ht_hw_reach(ht_hw *w)
     }
     for (size_t k = 0; k < sp; k++)
         h->flags[stack[k]] &= ~(uint32_t)HT_OBJ_UNREACHABLE;
+    ht_hw_spread(h, stack, sp, HT_OBJ_UNREACHABLE, HT_OBJ_UNREACHABLE, HT_OBJ_UNREACHABLE);
+    /* what heaptrail's own objects keep alive, and nothing else: held from
+     * outside the graph, like what C code holds */
+    sp = 0;
+    for (size_t k = 0; k < n_own_held; k++) {
+        uint32_t i = own_held[k];
+        if (h->flags[i] & HT_OBJ_UNREACHABLE) {
+            h->flags[i] = (h->flags[i] & ~(uint32_t)HT_OBJ_UNREACHABLE) | HT_OBJ_EXTERNAL | HT_OBJ_ROOT;
+            stack[sp++] = i;
+        }
+    }
     ht_hw_spread(h, stack, sp, HT_OBJ_UNREACHABLE, HT_OBJ_UNREACHABLE, HT_OBJ_UNREACHABLE);
     free(own);
     return 0;
@@ -2734,18 +2799,23 @@ ht_hw_init(ht_hw *w, size_t guess)
 }
 
 /* The walk: a new heap, or NULL with an exception set. exclude: tuple of
- * classes whose instances are left out, or NULL; skip_frames: the
- * innermost frames of this thread left out (the caller's own). *collect
+ * classes whose instances are left out, or NULL; own, extra: heaptrail's
+ * own objects (own.h: a tuple of its modules and frames, and one more
+ * object), left out with what only they hold. *collect
  * is set when gc.collect() would free something, or might (an excluded
  * object that may close a cycle: see ht_heap_snapshot); then, when
  * draft, the heap is only good for that answer (the caller collects and
  * walks again): the sizes the walk deferred are left at 0, since they
  * run Python code (a __sizeof__), which must not run for nothing. */
 static ht_heap *
-ht_hw_walk(PyObject *exclude, int skip_frames, int draft, int *collect)
+ht_hw_walk(PyObject *exclude, PyObject *own, PyObject *extra, int draft, int *collect)
 {
     ht_hw w;
     memset(&w, 0, sizeof w);
+    ht_own o;
+    memset(&o, 0, sizeof o);
+    uint32_t *own_held = NULL;
+    size_t n_own_held = 0;
     ht_heap *result = NULL;
     int gc_was_enabled = 0;
     w.exclude_types = exclude ? Py_NewRef(exclude) : PyTuple_New(0);
@@ -2769,8 +2839,12 @@ ht_hw_walk(PyObject *exclude, int skip_frames, int draft, int *collect)
         goto fail;
     }
     /* from here to the end of the record pass no Python code runs (see
-     * "no references held") */
-    ht_hw_roots(&w, skip_frames);
+     * "no references held"): own.h's addresses stay good */
+    if (ht_own_find(&o, own, extra) < 0)
+        goto fail;
+    if (ht_hw_own_mark(&w, &o) < 0)
+        goto oom;
+    ht_hw_roots(&w);
     ht_gc_visit(ht_hw_visit_tracked, &w);
     if (w.oom)
         goto oom;
@@ -2787,7 +2861,7 @@ ht_hw_walk(PyObject *exclude, int skip_frames, int draft, int *collect)
         goto oom;
     ht_hw_finish(&w);
     ht_hw_label_cells(&w);
-    if (ht_hw_reach(&w) < 0)
+    if (ht_hw_own_refs(&w, &o, &own_held, &n_own_held) < 0 || ht_hw_reach(&w, own_held, n_own_held) < 0)
         goto oom;
     int garbage = ht_hw_garbage(&w);
     if (garbage < 0)
@@ -2803,6 +2877,8 @@ fail:
     result = NULL;
 done:
     ht_hw_free(&w); /* drops the references the walk took (their addresses are in w.h) */
+    ht_own_free(&o);
+    free(own_held);
     if (result == NULL)
         ht_heap_free(w.h);
     if (gc_was_enabled)
@@ -2814,7 +2890,7 @@ done:
     return result;
 }
 
-/* heap_snapshot(gc_first, exclude_types, skip_frames). gc_first keeps
+/* heap_snapshot(gc_first, exclude_types, own). gc_first keeps
  * cyclic garbage out of the snapshot. A collection costs more than half a
  * walk (gc.collect() is 0.15 s on benchmarks/cases/heap.py, the walk
  * 0.22 s), so the heap is walked first: the walk sees garbage the way the
@@ -2829,15 +2905,16 @@ done:
 static PyObject *
 ht_heap_snapshot(PyObject *mod, PyObject *args)
 {
-    int gc_first = 1, skip_frames = 0;
-    PyObject *exclude = NULL;
-    if (!PyArg_ParseTuple(args, "|pO!i", &gc_first, &PyTuple_Type, &exclude, &skip_frames))
+    int gc_first = 1;
+    PyObject *exclude = NULL, *own = NULL;
+    if (!PyArg_ParseTuple(args, "|pO!O!", &gc_first, &PyTuple_Type, &exclude, &PyTuple_Type, &own))
         return NULL;
     int collect = 0;
-    ht_heap *h = ht_hw_walk(exclude, skip_frames, gc_first, &collect);
+    /* the call's own arguments are heaptrail's too */
+    ht_heap *h = ht_hw_walk(exclude, own, args, gc_first, &collect);
     if (h != NULL && gc_first && collect) {
         ht_heap_free(h);
-        h = ht_hw_collect() < 0 ? NULL : ht_hw_walk(exclude, skip_frames, 0, &collect);
+        h = ht_hw_collect() < 0 ? NULL : ht_hw_walk(exclude, own, args, 0, &collect);
     }
     return h ? ht_heap_wrap(h) : NULL; /* the handle owns h (freed on failure) */
 }
@@ -3439,7 +3516,8 @@ ht_heap_touch_floor(PyObject *mod, PyObject *unused)
 
 static PyMethodDef ht_heap_functions[] = {
     {"heap_snapshot", ht_heap_snapshot, METH_VARARGS,
-     "heap_snapshot(gc_first=True, exclude_types=(), skip_frames=0) -> HeapHandle"},
+     "heap_snapshot(gc_first=True, exclude_types=(), own=()) -> HeapHandle: own is heaptrail's "
+     "own modules and frames, left out with what only they hold"},
     {"heap_load", ht_heap_load, METH_O, "heap_load(path) -> HeapHandle"},
     {"heap_prefault_from", ht_heap_prefault_from, METH_VARARGS,
      "heap_prefault_from(objects, room=0) -> (previous objects, previous room, helpers started): "

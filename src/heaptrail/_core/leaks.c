@@ -758,35 +758,17 @@ ht_leaks_kinds_list(ht_leaks_kinds *ks)
     return out;
 }
 
-/* Object i is a tuple with a reference to the object at address a. */
-static int
-ht_leaks_tuple_referring(const ht_heap *h, uint32_t i, uint64_t a)
-{
-    size_t len;
-    const char *tn = ht_heap_type_name(h, i, &len);
-    if (len != 5 || memcmp(tn, "tuple", 5) != 0)
-        return 0;
-    for (uint32_t e = h->edge_start[i]; e < h->edge_start[i + 1]; e++)
-        if (h->edge_dst[e] < h->n && h->addr[h->edge_dst[e]] == a)
-            return 1;
-    return 0;
-}
-
-/* _leaks_new(snapshot, counter, max_samples, ignore=(), referrer_of=0) ->
+/* _leaks_new(snapshot, counter, max_samples, ignore=()) ->
  * [(kind, count, bytes, [indexes])], most bytes first: the snapshot's
  * objects that the counter's sample(record=True) did not see; objects at the
- * addresses in `ignore` are left out, and so are the new tuples that refer
- * to the object at address `referrer_of` (the snapshot call's own argument
- * tuple, which refers to its exclusion tuple: found without the reverse
- * edges that a referrers() query would build). */
+ * addresses in `ignore` are left out. (The snapshot call's own argument
+ * tuple, new since the sample, is never in a snapshot: own.h.) */
 static PyObject *
 ht_leaks_new(PyObject *mod, PyObject *args)
 {
     PyObject *hn, *ho, *ignore = NULL;
     Py_ssize_t max_samples;
-    unsigned long long referrer_of = 0;
-    if (!PyArg_ParseTuple(args, "OO!n|OK", &hn, &ht_leaks_counter_type, &ho, &max_samples, &ignore,
-                          &referrer_of))
+    if (!PyArg_ParseTuple(args, "OO!n|O", &hn, &ht_leaks_counter_type, &ho, &max_samples, &ignore))
         return NULL;
     if (max_samples < 0 || max_samples > 1000000)
         return ht_error("_leaks_new: max_samples must be in 0..1000000");
@@ -841,8 +823,6 @@ ht_leaks_new(PyObject *mod, PyObject *args)
         if (known[i] || (h->flags[i] & HT_OBJ_UNREACHABLE))
             continue;
         if (skip.count && ht_table_contains(&skip, h->addr[i]))
-            continue;
-        if (referrer_of && ht_leaks_tuple_referring(h, i, referrer_of))
             continue;
         if (ht_leaks_transient(h, i, rc, fr))
             continue;
@@ -961,5 +941,12 @@ ht_leaks_init(PyObject *m)
 {
     if (PyType_Ready(&ht_leaks_counter_type) < 0)
         return -1;
+    /* in the module, as every type of ours: a snapshot finds heaptrail's own
+     * types through its modules (own.h) */
+    Py_INCREF(&ht_leaks_counter_type);
+    if (PyModule_AddObject(m, "LeakCounter", (PyObject *)&ht_leaks_counter_type) < 0) {
+        Py_DECREF(&ht_leaks_counter_type);
+        return -1;
+    }
     return PyModule_AddFunctions(m, ht_leaks_methods);
 }

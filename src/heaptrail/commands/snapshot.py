@@ -3,7 +3,6 @@ snapshot when it ends (and one at each heaptrail.mark() call)."""
 import builtins
 import os
 import sys
-import traceback
 import types
 
 from heaptrail.cli import CommandError
@@ -66,8 +65,11 @@ def _run_as_main(code, script, argv, output):
         else:
             print(e.code, file=sys.stderr)
             status = 1
-    except BaseException:  # the program's own failure: its traceback is its output
-        traceback.print_exc()
+    except BaseException as e:  # the program's own failure: its traceback is its output
+        import traceback  # here: its imports (linecache, tokenize ...) would be in every snapshot
+
+        # from the program's first frame, as `python script.py` prints it (not this exec's)
+        traceback.print_exception(type(e), e, e.__traceback__.tb_next)
         status = 1
     finally:
         sys.argv = saved_argv
