@@ -317,7 +317,7 @@ def test_untracked_locals_of_another_threads_frames():
         assert snap.record(found["payload"]).size == 200_000 + sys.getsizeof(b"")
         assert snap.record(found["note"]).len == 280
         assert [lab for lab, _ in snap.referrers(found["payload"])] == ["payload"]
-        assert str(snap.path_to_root(found["note"])).startswith("frame worker -> note -> ")
+        assert str(snap.path_to_root(found["note"])).startswith(f"frame worker (thread {t.name}) -> note -> ")
     finally:
         done.set()
         t.join()
@@ -1033,3 +1033,37 @@ def test_heaptrail_own_objects_are_left_out():
     frames = {snap._h.record(i)[4] for i in range(snap.objects) if snap._h.record(i)[5] & FRAME_FLAG}
     assert sys._getframe().f_code.co_name in frames
     assert not frames & {"snapshot", "_take", "_own_objects"}  # heaptrail's
+
+
+def test_frame_roots_name_their_thread(tmp_path):
+    """A thread's frames carry its name: path_to_root says which thread's local holds an object
+    (a pool runs the same function in every thread), in the live snapshot and in its file. A
+    frame's `module` in queries is still its type's, its `value` its function's name."""
+    import threading
+
+    ready, done = threading.Event(), threading.Event()
+    box = []
+
+    def pool_worker():
+        payload = ["held by one worker's local"]
+        box.append(id(payload))
+        ready.set()
+        done.wait()
+
+    t = threading.Thread(target=pool_worker, name="heaptrail-test-worker-3")
+    t.start()
+    try:
+        ready.wait(5)
+        snap = heaptrail.snapshot()
+    finally:
+        done.set()
+        t.join()
+    want = f"frame pool_worker (thread heaptrail-test-worker-3) -> payload -> <list 0x{box[0]:x}>"
+    assert str(snap.path_to_root(box[0])) == want
+    snap.save(tmp_path / "t.htsnap")
+    assert str(heaptrail.load(tmp_path / "t.htsnap").path_to_root(box[0])) == want
+    frames = snap.query("type == 'frame' and value == 'pool_worker' and module == 'builtins'")
+    assert len(frames) == 1
+    me = sys._getframe().f_code.co_name
+    assert str(snap.path_to_root(snap.query(f"type == 'frame' and value == '{me}'")[0].address)) == (
+        f"frame {me} (thread MainThread) (a root)")

@@ -259,6 +259,8 @@ class Snapshot(GraphViews):
             otype = self._h.record(owner)[1]
             return "dict of " + ("module " + (self._h.record(owner)[4] or "?")
                                  if otype == "module" else otype.rsplit(".", 1)[-1])
+        if flags & FRAME and module is not None:
+            return f"frame {value} (thread {module})"
         if value is not None:
             if tname == "str":
                 return repr(value)
@@ -311,6 +313,20 @@ def _own_objects():
     return tuple(own)
 
 
+def _thread_names():
+    """{thread ident: name} of the threads threading knows (none when it is not imported)."""
+    threading = sys.modules.get("threading")
+    if threading is None:
+        return {}
+    return {t.ident: t.name for t in threading.enumerate() if t.ident is not None}
+
+
+def _walk(gc_first, exclude):
+    """The C walk (heaptrail._core.heap_snapshot), heaptrail's own objects left out, the
+    threads' frames named after their threads."""
+    return _core.heap_snapshot(bool(gc_first), exclude, _own_objects(), _thread_names())
+
+
 def _take(gc_first=True):
     import heaptrail
 
@@ -325,7 +341,7 @@ def _take(gc_first=True):
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return Snapshot(_core.heap_snapshot(bool(gc_first), (Snapshot,), _own_objects()))
+        return Snapshot(_walk(gc_first, (Snapshot,)))
     finally:
         if was_enabled:
             gc.enable()

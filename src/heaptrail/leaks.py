@@ -66,7 +66,7 @@ from heaptrail._core import Error as HeaptrailError
 from heaptrail._format import human_bytes
 # imported now, not during a check: an import while measuring would create new objects
 from heaptrail.graph import render_dot
-from heaptrail.heap import Snapshot, _own_objects
+from heaptrail.heap import Snapshot, _walk
 import linecache
 
 __all__ = ["check", "watch", "step", "LeakReport", "LeakKind"]
@@ -329,7 +329,7 @@ class _Session:
 def _snapshot(session):
     # no collection first: the snapshot flags cyclic garbage unreachable, and _leaks_new
     # leaves it out, which is what a full collection would have done for the verdict
-    return Snapshot(_core.heap_snapshot(False, _exclude, _own_objects()))
+    return Snapshot(_walk(False, _exclude))
 
 
 def _build(session, end, measured):

@@ -565,6 +565,9 @@ typedef struct {
     size_t ncand, candcap;
     uint64_t *cells;         /* (cell address, label id) pairs for closures */
     size_t ncells, cellcap;
+    PyObject *thread_names;  /* dict: thread ident -> name, or NULL */
+    uint32_t *frame_thread;  /* (frame index, thread name id) pairs (ht_hw_roots) */
+    size_t nframe_thread, frame_threadcap;
     int oom;
     int minor;
     PyObject *s_module;      /* interned "__module__" */
@@ -2402,12 +2405,46 @@ ht_hw_record(ht_hw *w, uint32_t i)
 
 /* ---- roots, owned dicts, gc roots ------------------------------------------ */
 
-static void
+static uint32_t
 ht_hw_root(ht_hw *w, PyObject *op, uint32_t flag)
 {
     uint32_t i = ht_hw_add_ex(w, op, HT_HW_ADD_ROOT);
     if (i != HT_NONE)
         w->h->flags[i] |= HT_OBJ_ROOT | flag;
+    return i;
+}
+
+/* The string id of thread ts's name (w->thread_names), or HT_NONE. */
+static uint32_t
+ht_hw_thread_name(ht_hw *w, PyThreadState *ts)
+{
+    Py_ssize_t it = 0;
+    PyObject *k, *v;
+    while (w->thread_names && PyDict_Next(w->thread_names, &it, &k, &v)) {
+        if (!PyLong_Check(k) || !PyUnicode_Check(v))
+            continue;
+        unsigned long id = PyLong_AsUnsignedLong(k);
+        if (id == (unsigned long)-1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            continue;
+        }
+        if (id == ts->thread_id) {
+            ht_text t;
+            t.len = 0;
+            ht_text_name(&t, v);
+            return ht_hw_intern(w, t.buf, t.len);
+        }
+    }
+    return HT_NONE;
+}
+
+/* A frame's thread, in its module column: after the record pass, which
+ * writes that column for every object. */
+static void
+ht_hw_frame_threads(ht_hw *w)
+{
+    for (size_t k = 0; k + 1 < w->nframe_thread; k += 2)
+        w->h->module[w->frame_thread[k]] = w->frame_thread[k + 1];
 }
 
 /* Records the __dict__ of op (instance, module, class, function, C type
@@ -2452,8 +2489,13 @@ ht_hw_roots(ht_hw *w)
     PyInterpreterState *interp = PyInterpreterState_Get();
     for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts; ts = PyThreadState_Next(ts)) {
         PyFrameObject *f = PyThreadState_GetFrame(ts);
+        uint32_t name = f ? ht_hw_thread_name(w, ts) : HT_NONE;
         while (f) {
-            ht_hw_root(w, (PyObject *)f, HT_OBJ_FRAME);
+            uint32_t i = ht_hw_root(w, (PyObject *)f, HT_OBJ_FRAME);
+            if (i != HT_NONE && name != HT_NONE &&
+                (ht_hw_push_u32(w, &w->frame_thread, &w->nframe_thread, &w->frame_threadcap, i) < 0 ||
+                 ht_hw_push_u32(w, &w->frame_thread, &w->nframe_thread, &w->frame_threadcap, name) < 0))
+                name = HT_NONE; /* out of memory: w->oom set */
             PyFrameObject *back = PyFrame_GetBack(f);
             Py_DECREF(f);
             f = back;
@@ -2677,6 +2719,7 @@ ht_hw_free(ht_hw *w)
     free(w->refs);
     free(w->cand);
     free(w->cells);
+    free(w->frame_thread);
 }
 
 /* Shrinks the arrays to their final sizes (best effort). */
@@ -2801,17 +2844,20 @@ ht_hw_init(ht_hw *w, size_t guess)
 /* The walk: a new heap, or NULL with an exception set. exclude: tuple of
  * classes whose instances are left out, or NULL; own, extra: heaptrail's
  * own objects (own.h: a tuple of its modules and frames, and one more
- * object), left out with what only they hold. *collect
+ * object), left out with what only they hold; threads: a dict of thread
+ * idents to names, for the frames' module column, or NULL. *collect
  * is set when gc.collect() would free something, or might (an excluded
  * object that may close a cycle: see ht_heap_snapshot); then, when
  * draft, the heap is only good for that answer (the caller collects and
  * walks again): the sizes the walk deferred are left at 0, since they
  * run Python code (a __sizeof__), which must not run for nothing. */
 static ht_heap *
-ht_hw_walk(PyObject *exclude, PyObject *own, PyObject *extra, int draft, int *collect)
+ht_hw_walk(PyObject *exclude, PyObject *own, PyObject *extra, PyObject *threads, int draft,
+           int *collect)
 {
     ht_hw w;
     memset(&w, 0, sizeof w);
+    w.thread_names = threads;
     ht_own o;
     memset(&o, 0, sizeof o);
     uint32_t *own_held = NULL;
@@ -2859,6 +2905,7 @@ ht_hw_walk(PyObject *exclude, PyObject *own, PyObject *extra, int draft, int *co
     ht_hw_pf_end(&w);
     if (w.oom)
         goto oom;
+    ht_hw_frame_threads(&w);
     ht_hw_finish(&w);
     ht_hw_label_cells(&w);
     if (ht_hw_own_refs(&w, &o, &own_held, &n_own_held) < 0 || ht_hw_reach(&w, own_held, n_own_held) < 0)
@@ -2890,7 +2937,7 @@ done:
     return result;
 }
 
-/* heap_snapshot(gc_first, exclude_types, own). gc_first keeps
+/* heap_snapshot(gc_first, exclude_types, own, thread_names). gc_first keeps
  * cyclic garbage out of the snapshot. A collection costs more than half a
  * walk (gc.collect() is 0.15 s on benchmarks/cases/heap.py, the walk
  * 0.22 s), so the heap is walked first: the walk sees garbage the way the
@@ -2906,15 +2953,16 @@ static PyObject *
 ht_heap_snapshot(PyObject *mod, PyObject *args)
 {
     int gc_first = 1;
-    PyObject *exclude = NULL, *own = NULL;
-    if (!PyArg_ParseTuple(args, "|pO!O!", &gc_first, &PyTuple_Type, &exclude, &PyTuple_Type, &own))
+    PyObject *exclude = NULL, *own = NULL, *threads = NULL;
+    if (!PyArg_ParseTuple(args, "|pO!O!O!", &gc_first, &PyTuple_Type, &exclude, &PyTuple_Type, &own,
+                          &PyDict_Type, &threads))
         return NULL;
     int collect = 0;
     /* the call's own arguments are heaptrail's too */
-    ht_heap *h = ht_hw_walk(exclude, own, args, gc_first, &collect);
+    ht_heap *h = ht_hw_walk(exclude, own, args, threads, gc_first, &collect);
     if (h != NULL && gc_first && collect) {
         ht_heap_free(h);
-        h = ht_hw_collect() < 0 ? NULL : ht_hw_walk(exclude, own, args, 0, &collect);
+        h = ht_hw_collect() < 0 ? NULL : ht_hw_walk(exclude, own, args, threads, 0, &collect);
     }
     return h ? ht_heap_wrap(h) : NULL; /* the handle owns h (freed on failure) */
 }
@@ -3516,8 +3564,9 @@ ht_heap_touch_floor(PyObject *mod, PyObject *unused)
 
 static PyMethodDef ht_heap_functions[] = {
     {"heap_snapshot", ht_heap_snapshot, METH_VARARGS,
-     "heap_snapshot(gc_first=True, exclude_types=(), own=()) -> HeapHandle: own is heaptrail's "
-     "own modules and frames, left out with what only they hold"},
+     "heap_snapshot(gc_first=True, exclude_types=(), own=(), thread_names={}) -> HeapHandle: own "
+     "is heaptrail's own modules and frames, left out with what only they hold; thread_names maps "
+     "thread idents to the names given to their frames"},
     {"heap_load", ht_heap_load, METH_O, "heap_load(path) -> HeapHandle"},
     {"heap_prefault_from", ht_heap_prefault_from, METH_VARARGS,
      "heap_prefault_from(objects, room=0) -> (previous objects, previous room, helpers started): "

@@ -100,7 +100,8 @@ typedef struct ht_heap {
     uint32_t *owner;       /* [n] for a dict that is the __dict__ of an instance,
                               module or class: that object's index; else HT_NONE */
     uint32_t *module;      /* [n] for classes and functions: string id of the
-                              defining module (__module__); else HT_NONE */
+                              defining module (__module__); for a thread's
+                              frame: the thread's name; else HT_NONE */
     uint32_t *edge_start;  /* [n + 1] edges of i are edge_start[i] .. edge_start[i+1]-1 */
     uint32_t *edge_dst;    /* [m] target object index */
     uint32_t *edge_label;  /* [m] label (see above) */

@@ -354,7 +354,8 @@ ht_q_cmp(ht_q_env *env, const ht_q_node *nd, uint32_t i)
         return ht_q_text_match(nd->op, s, n, nd);
     }
     case QF_VALUE:
-        if (h->flags[i] & (HT_OBJ_TYPE | HT_OBJ_MODULE) || h->module[i] != HT_NONE)
+        if (h->flags[i] & (HT_OBJ_TYPE | HT_OBJ_MODULE) ||
+            (h->module[i] != HT_NONE && !(h->flags[i] & HT_OBJ_FRAME)))
             return nd->op == QO_NE;
         s = ht_heap_string(h, h->value[i], &n);
         return ht_q_text_match(nd->op, s, n, nd);
@@ -378,7 +379,8 @@ ht_q_cmp(ht_q_env *env, const ht_q_node *nd, uint32_t i)
         return ht_q_text_match(nd->op, s, n, nd);
     }
     case QF_MODULE: {
-        uint32_t m = h->module[i];
+        /* a frame's own is its thread's name (heap.h), no module */
+        uint32_t m = (h->flags[i] & HT_OBJ_FRAME) ? HT_NONE : h->module[i];
         if (m == HT_NONE && h->type[i] != HT_NONE)
             m = h->module[h->type[i]];
         s = ht_heap_string(h, m, &n);
