@@ -1067,3 +1067,57 @@ def test_frame_roots_name_their_thread(tmp_path):
     me = sys._getframe().f_code.co_name
     assert str(snap.path_to_root(snap.query(f"type == 'frame' and value == '{me}'")[0].address)) == (
         f"frame {me} (thread MainThread) (a root)")
+
+
+class _Suspend:
+    def __await__(self):
+        yield
+
+
+async def _handler(request):
+    cache = ["held by a suspended coroutine's local"]
+    await _Suspend()
+    return cache, request
+
+
+def _producer():
+    buf = ["held by a suspended generator's local"]
+    yield buf
+
+
+def _finished():
+    yield 1
+
+
+def test_generator_and_coroutine_locals_are_labeled():
+    """A generator's or coroutine's tp_traverse visits its frame's variables without their
+    names: the walk reads the names from the frame inside it (framevars.h), and names the
+    object after its function. Not started (only the arguments are bound), suspended and
+    finished (no frame left) ones."""
+    global GEN, CORO, NEW_CORO, DONE
+    GEN = _producer()
+    buf = id(next(GEN))  # only the generator's local holds the list
+    CORO = _handler("req-1")
+    CORO.send(None)  # suspended at the await
+    NEW_CORO = _handler(["the argument of a coroutine not started"])
+    DONE = _finished()
+    list(DONE)
+    try:
+        snap = heaptrail.snapshot()
+        assert str(snap.path_to_root(buf)) == f"module {__name__} -> .GEN -> buf -> <list 0x{buf:x}>"
+        gen_i = snap._index(GEN)
+        assert {lab for _, lab in snap._h.edges(gen_i)} >= {"buf"}
+        assert snap.record(GEN).value == "_producer"
+        cache = CORO.cr_frame.f_locals["cache"]
+        assert str(snap.path_to_root(cache)) == (
+            f"module {__name__} -> .CORO -> cache -> <list 0x{id(cache):x}>")
+        assert snap.record(CORO).value == "_handler"
+        arg = NEW_CORO.cr_frame.f_locals["request"]
+        assert str(snap.path_to_root(arg)) == (
+            f"module {__name__} -> .NEW_CORO -> request -> <list 0x{id(arg):x}>")
+        assert snap.record(DONE).value == "_finished"
+        assert [lab for _, lab in snap._h.edges(snap._index(DONE)) if lab] == []  # no frame
+    finally:
+        CORO.close()
+        NEW_CORO.close()
+        del GEN, CORO, NEW_CORO, DONE

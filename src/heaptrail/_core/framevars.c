@@ -1,18 +1,67 @@
-/* framevars.c - the variables of a running frame, by name (see framevars.h). */
+/* framevars.c - the variables of a running frame or a generator, by name (see framevars.h). */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-#if PY_VERSION_HEX < 0x030C0000
-/* 3.11 only, and only this file and gcvisit.c: the interpreter frame's
- * layout (struct _frame, _PyInterpreterFrame, the variable kinds). */
+/* The interpreter frame's layout (_PyInterpreterFrame, the variable kinds):
+ * on 3.11 for running frames and generators, on 3.12+ for generators only
+ * (running frames have PyFrame_GetVar). Only this file and gcvisit.c read
+ * internal headers; each release keeps its layout for its whole life. */
 #ifndef Py_BUILD_CORE
 #define Py_BUILD_CORE 1
 #endif
 #include "internal/pycore_code.h"
 #include "internal/pycore_frame.h"
-#endif
 
 #include "framevars.h"
+
+#if PY_VERSION_HEX >= 0x030D0000
+#define HT_FV_CODE(fr) _PyFrame_GetCode(fr)
+#else
+#define HT_FV_CODE(fr) ((fr)->f_code)
+#endif
+
+/* Visits the variable slots of frame fr that hold an object; deref: a
+ * cell variable's value is the cell's contents (as PyFrame_GetVar gives
+ * it), else the cell itself (what tp_traverse visits). */
+static Py_ssize_t
+ht_fv_slots(_PyInterpreterFrame *fr, int deref, ht_fv_visitor visit, void *arg)
+{
+    PyCodeObject *co = HT_FV_CODE(fr);
+    PyObject *names = co->co_localsplusnames, *kinds = co->co_localspluskinds;
+    if (!PyTuple_Check(names) || !PyBytes_Check(kinds))
+        return 0;
+    Py_ssize_t n = co->co_nlocalsplus, calls = 0;
+    if (n > PyTuple_GET_SIZE(names) || n > PyBytes_GET_SIZE(kinds))
+        return 0;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *v = fr->localsplus[k];
+        if (v == NULL)
+            continue; /* unbound */
+        _PyLocals_Kind kind = _PyLocals_GetKind(kinds, (int)k);
+        /* a cell or free variable's slot holds its cell once the frame's
+         * first instructions made it one; its value is what is inside */
+        if (deref && (kind & (CO_FAST_CELL | CO_FAST_FREE)) && PyCell_Check(v)) {
+            v = PyCell_GET(v);
+            if (v == NULL)
+                continue;
+        }
+        visit(PyTuple_GET_ITEM(names, k), v, arg);
+        calls++;
+    }
+    return calls;
+}
+
+Py_ssize_t
+ht_fv_gen_each(PyObject *gen, ht_fv_visitor visit, void *arg)
+{
+    if (!PyGen_CheckExact(gen) && !PyCoro_CheckExact(gen) && !PyAsyncGen_CheckExact(gen))
+        return 0;
+    PyGenObject *g = (PyGenObject *)gen; /* coroutines and async generators share its head */
+    /* created, suspended or running: a finished one's frame is cleared */
+    if (g->gi_frame_state >= FRAME_COMPLETED)
+        return 0;
+    return ht_fv_slots((_PyInterpreterFrame *)g->gi_iframe, 0, visit, arg);
+}
 
 #if PY_VERSION_HEX >= 0x030C0000
 
@@ -69,29 +118,7 @@ ht_fv_each(PyFrameObject *f, ht_fv_visitor visit, void *arg)
      * finished one whose slots the frame object owns (its does) */
     if (fr == NULL || fr->owner != FRAME_OWNED_BY_THREAD)
         return 0;
-    PyCodeObject *co = fr->f_code;
-    PyObject *names = co->co_localsplusnames, *kinds = co->co_localspluskinds;
-    if (!PyTuple_Check(names) || !PyBytes_Check(kinds))
-        return 0;
-    Py_ssize_t n = co->co_nlocalsplus, calls = 0;
-    if (n > PyTuple_GET_SIZE(names) || n > PyBytes_GET_SIZE(kinds))
-        return 0;
-    for (Py_ssize_t k = 0; k < n; k++) {
-        PyObject *v = fr->localsplus[k];
-        if (v == NULL)
-            continue; /* unbound */
-        _PyLocals_Kind kind = _PyLocals_GetKind(kinds, (int)k);
-        /* a cell or free variable's slot holds its cell once the frame's
-         * first instructions made it one; its value is what is inside */
-        if ((kind & (CO_FAST_CELL | CO_FAST_FREE)) && PyCell_Check(v)) {
-            v = PyCell_GET(v);
-            if (v == NULL)
-                continue;
-        }
-        visit(PyTuple_GET_ITEM(names, k), v, arg);
-        calls++;
-    }
-    return calls;
+    return ht_fv_slots(fr, 1, visit, arg);
 }
 
 #endif

@@ -12,7 +12,11 @@
  * frame's slots through the interpreter's internal headers, as gcvisit.c
  * does: 3.11 takes security fixes only, its frame layout no longer
  * changes. Only the variable slots are read, never the value stack, whose
- * top is not kept up to date while a frame runs. */
+ * top is not kept up to date while a frame runs.
+ *
+ * ht_fv_gen_each names the variables of a generator's or coroutine's
+ * frame, which its tp_traverse does visit, without names: a path through
+ * a coroutine then says which local holds what. */
 #ifndef HT_FRAMEVARS_H
 #define HT_FRAMEVARS_H
 
@@ -28,5 +32,14 @@ typedef void (*ht_fv_visitor)(PyObject *name, PyObject *value, void *arg);
  * frame object's does). Runs no Python code and leaves no exception set.
  * Returns the number of calls. */
 Py_ssize_t ht_fv_each(PyFrameObject *f, ht_fv_visitor visit, void *arg);
+
+/* The same for generator, coroutine or async generator gen (exact types;
+ * 0 calls for anything else), while its frame is not finished, with each
+ * slot as it is: a cell variable's value is its cell, which is what the
+ * generator's tp_traverse visits. The frame lives inside the generator,
+ * and no public API reads it without making a frame object, which would
+ * change the program: framevars.c reads it through the internal headers on
+ * every version. */
+Py_ssize_t ht_fv_gen_each(PyObject *gen, ht_fv_visitor visit, void *arg);
 
 #endif

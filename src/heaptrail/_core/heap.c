@@ -1455,6 +1455,7 @@ ht_hw_mro_get(PyTypeObject *tp, PyObject *name, PyTypeObject **owner)
 #define HT_TF_METHOD (1u << 22)     /* exact bound method */
 #define HT_TF_CELL (1u << 23)       /* exact cell */
 #define HT_TF_SIZE_IS_LEN (1u << 24) /* sub deque or array.array: ob_size is the length */
+#define HT_TF_GEN (1u << 25)        /* exact generator, coroutine or async generator */
 
 /* Whether tp's objects keep their length in ob_size although the walk
  * knows their types only by name (their modules are not imported by it):
@@ -1530,6 +1531,8 @@ ht_hw_tkind(PyTypeObject *tp)
         f |= HT_TF_METHOD;
     if (tp == &PyCell_Type)
         f |= HT_TF_CELL;
+    if (tp == &PyGen_Type || tp == &PyCoro_Type || tp == &PyAsyncGen_Type)
+        f |= HT_TF_GEN;
     if (ht_hw_size_is_len(tp))
         f |= HT_TF_SIZE_IS_LEN;
     if (tp == &PyDict_Type)
@@ -1979,6 +1982,18 @@ ht_hw_attrs(ht_hw *w, PyTypeObject *tp, PyObject *op)
     ht_hw_attrs_read(w, op, pos, end);
 }
 
+/* ht_fv_gen_each visitor: a generator's variable, a label candidate for
+ * the edge its tp_traverse makes. */
+static void
+ht_hw_gen_var(PyObject *name, PyObject *value, void *arg)
+{
+    ht_hw *w = arg;
+    ht_text t;
+    t.len = 0;
+    ht_text_name(&t, name);
+    ht_hw_cand_add(w, value, ht_hw_intern(w, t.buf, t.len));
+}
+
 /* ht_fv_each visitor: a frame variable, a label candidate that becomes an
  * edge of its own when tp_traverse does not visit it (a running frame's
  * never does). */
@@ -1986,11 +2001,8 @@ static void
 ht_hw_frame_var(PyObject *name, PyObject *value, void *arg)
 {
     ht_hw *w = arg;
-    ht_text t;
-    t.len = 0;
-    ht_text_name(&t, name);
     size_t before = w->ncand;
-    ht_hw_cand_add(w, value, ht_hw_intern(w, t.buf, t.len));
+    ht_hw_gen_var(name, value, arg);
     if (w->ncand > before)
         w->cand[before].extra = 1;
 }
@@ -2120,6 +2132,8 @@ ht_hw_cands(ht_hw *w, PyObject *op, unsigned tf)
         ht_hw_cand_str(w, PyCell_GET(op), "cell_contents");
     } else if (tf & HT_TF_FRAME) {
         ht_hw_frame_cands(w, (PyFrameObject *)op);
+    } else if (tf & HT_TF_GEN) {
+        ht_fv_gen_each(op, ht_hw_gen_var, w);
     }
 }
 
@@ -2332,6 +2346,9 @@ ht_hw_describe(ht_hw *w, PyObject *op, uint32_t i, unsigned tf, int gc)
             ht_text_put(&t, md->ml_name, strlen(md->ml_name));
     } else if (tf & HT_TF_CODE) {
         ht_text_name(&t, ((PyCodeObject *)op)->co_name);
+    } else if (tf & HT_TF_GEN) {
+        /* coroutines and async generators share the generator's head */
+        ht_text_name(&t, ((PyGenObject *)op)->gi_qualname);
     } else if (tf & HT_TF_FRAME) {
         PyCodeObject *co = PyFrame_GetCode((PyFrameObject *)op);
         if (co)
