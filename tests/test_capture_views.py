@@ -150,6 +150,54 @@ def test_flamegraph_script_runs(cli, known, tmp_path):
     assert res["timeStatus"] == "live at 0.003 s: 3.4 KiB; matched 0 B (0.0%)"
 
 
+NODE_DEEP = r"""
+const fs = require("fs");
+const page = fs.readFileSync(process.argv[2], "utf8");
+const data = page.match(/<script id="data" type="application\/json">([\s\S]*?)<\/script>/)[1];
+const code = page.match(/<script>\n("use strict";[\s\S]*?)<\/script>/)[1];
+function el(id) {
+  return {id, children: [], style: {}, className: "", textContent: id === "data" ? data : "",
+          value: "", appendChild(c) { this.children.push(c); }, set innerHTML(v) { this.children = []; }};
+}
+const els = {}, flame = el("flame");
+global.window = {innerWidth: 1000};
+global.document = {getElementById: (id) => id === "flame" ? flame : (els[id] = els[id] || el(id)),
+                   createElement: () => el("")};
+Object.defineProperty(flame, "textContent", {set() { this.children = []; }, get() { return ""; }});
+new Function(code)();
+const drawn = flame.children.length, last = flame.children[drawn - 1];
+last.onclick();                                      // zoom on the deepest frame
+els.search.value = "f";
+els.search.oninput();
+console.log(JSON.stringify({drawn, top: last.style.top, zoomed: flame.children.length,
+                            dim: flame.children.filter(d => d.className.includes("dim")).length,
+                            status: els.status.textContent}));
+"""
+
+
+def test_flamegraph_script_runs_on_deep_stacks(cli, tmp_path):
+    """A stack 20,000 frames deep: the page's script walked the tree by recursion and died
+    with "Maximum call stack size exceeded" before drawing anything."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: the flame graph's script is not run")
+    depth = 20000
+    events = [("frame", 1, "deep.py", "f", 8)] + [("stack", k, k - 1 if k else None, 1) for k in range(depth)]
+    path = str(tmp_path / "deep.htcap")
+    _core._capture_write(path, events + [("alloc", 0x1000, 100, depth - 1)])
+    out = tmp_path / "f.html"
+    assert cli("flamegraph", path, "-o", str(out))[0] == 0
+    js = tmp_path / "deep.js"
+    js.write_text(NODE_DEEP)
+    proc = subprocess.run([node, str(js), str(out)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-500:]
+    res = json.loads(proc.stdout)
+    # "all" and every frame, one row each; zoomed on the last, its 20,000 ancestors are dimmed
+    assert res["drawn"] == depth + 1 and res["top"] == f"{depth * 18}px"
+    assert res["zoomed"] == depth + 1 and res["dim"] == depth
+    assert res["status"] == "peak: 100 B; matched 100 B (100.0%)"
+
+
 def test_plot_svg(cli, known, tmp_path):
     out = tmp_path / "p.svg"
     code, stdout, err = cli("plot", known, "-o", str(out))
