@@ -93,7 +93,9 @@ def test_deep_stacks_in_tree_and_flamegraph(cli, tmp_path):
     assert '"s":100,"sc":1,"f":"deep.py:8"}' + "]}" * depth + ',"timeline":' in data
 
 
-NODE_DOM = r"""
+# the page's script under node, with the few DOM calls it makes stubbed: `code` is the script,
+# `flame` the flame graph's element, `els` the others by id
+NODE_STUB = r"""
 const fs = require("fs");
 const page = fs.readFileSync(process.argv[2], "utf8");
 const data = page.match(/<script id="data" type="application\/json">([\s\S]*?)<\/script>/)[1];
@@ -110,6 +112,9 @@ global.document = {
   createElement: () => el(""),
 };
 Object.defineProperty(flame, "textContent", {set() { this.children = []; }, get() { return ""; }});
+"""
+
+NODE_DOM = NODE_STUB + r"""
 const selectTime = new Function(code + "\nreturn selectTime;")();
 const show = () => flame.children.map(d => [d.textContent, d.style.width, d.className.trim()]);
 const out = {initial: show()};
@@ -150,20 +155,7 @@ def test_flamegraph_script_runs(cli, known, tmp_path):
     assert res["timeStatus"] == "live at 0.003 s: 3.4 KiB; matched 0 B (0.0%)"
 
 
-NODE_DEEP = r"""
-const fs = require("fs");
-const page = fs.readFileSync(process.argv[2], "utf8");
-const data = page.match(/<script id="data" type="application\/json">([\s\S]*?)<\/script>/)[1];
-const code = page.match(/<script>\n("use strict";[\s\S]*?)<\/script>/)[1];
-function el(id) {
-  return {id, children: [], style: {}, className: "", textContent: id === "data" ? data : "",
-          value: "", appendChild(c) { this.children.push(c); }, set innerHTML(v) { this.children = []; }};
-}
-const els = {}, flame = el("flame");
-global.window = {innerWidth: 1000};
-global.document = {getElementById: (id) => id === "flame" ? flame : (els[id] = els[id] || el(id)),
-                   createElement: () => el("")};
-Object.defineProperty(flame, "textContent", {set() { this.children = []; }, get() { return ""; }});
+NODE_DEEP = NODE_STUB + r"""
 new Function(code)();
 const drawn = flame.children.length, last = flame.children[drawn - 1];
 last.onclick();                                      // zoom on the deepest frame
