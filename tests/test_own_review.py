@@ -1,0 +1,220 @@
+"""Review of the snapshot walk's own-object logic (own.h), the frames' thread names and the
+generator labels (framevars.h): what is left out and what is kept, refcounts as they were, no
+extra collection, and every generator state read safely (also run under ASan)."""
+import asyncio
+import gc
+import sys
+import threading
+
+import pytest
+
+import heaptrail
+import heaptrail.heap as hmod
+import heaptrail.leaks
+from heaptrail import snapshot as imported_snapshot
+from heaptrail.heap import EXTERNAL, FRAME, ROOT, UNREACHABLE, Snapshot
+
+from conftest import run_cli, run_python
+
+
+class ProgramSnapshot(Snapshot):
+    """A program's subclass of a heaptrail class: the class and its base are the program's."""
+
+
+def _frames(snap):
+    """[(function, thread)] of the snapshot's frames."""
+    recs = (snap._h.record(i) for i in range(snap.objects))
+    return [(r[4], r[7]) for r in recs if r[5] & FRAME]
+
+
+def _flags(snap, obj):
+    return snap._h.record(snap._index(obj))[5]
+
+
+def test_a_heaptrail_class_the_program_holds_is_no_gc_root():
+    """`Snapshot(_walk(...))` held the class on heaptrail's frame stack during the walk, a
+    reference no object explains: the class the program imported was a gc root."""
+    snap = heaptrail.snapshot()
+    assert not _flags(snap, Snapshot) & (EXTERNAL | ROOT)
+    assert str(snap.path_to_root(Snapshot)) == (
+        f"module {__name__} -> .Snapshot -> class heaptrail.heap.Snapshot")
+    assert str(snap.path_to_root(ProgramSnapshot)) == (
+        f"module {__name__} -> .ProgramSnapshot -> class {__name__}.ProgramSnapshot")
+    # the function the program imported stays, held by the program's module only
+    assert [(lab, r.type) for lab, r in snap.referrers(imported_snapshot)] == [(".imported_snapshot", "dict")]
+    for addr in (id(hmod), id(hmod.__dict__), id(hmod._take), id(heaptrail.leaks.check)):
+        assert snap._h.index(addr) == -1
+
+
+def test_heaptrail_frames_of_another_thread_are_left_out():
+    """A thread of the program takes a snapshot while the main thread runs heaptrail code
+    (leaks.check calling the program's function): check's frame and its session are
+    heaptrail's, left out as on the caller's own thread; the program's frames stay."""
+    out, go, done = {}, threading.Event(), threading.Event()
+
+    def taker():
+        go.wait(10)
+        try:
+            out["snap"] = heaptrail.snapshot()
+        finally:
+            done.set()
+
+    def measured():
+        if not go.is_set():
+            go.set()
+            done.wait(10)
+
+    t = threading.Thread(target=taker, name="review-taker")
+    t.start()
+    try:
+        heaptrail.leaks.check(measured, runs=1, warmup=0)
+    finally:
+        go.set()
+        t.join()
+    snap = out.pop("snap")
+    frames = _frames(snap)
+    me = sys._getframe().f_code.co_name
+    assert ("measured", "MainThread") in frames and (me, "MainThread") in frames
+    assert ("taker", "review-taker") in frames
+    assert [f for f in frames if f[0] in ("check", "snapshot", "_take", "_walk")] == []
+    assert snap.query("type == 'heaptrail.leaks._Session'") == []
+
+
+def test_a_program_thread_snapshot_under_the_command_leaves_the_command_out(tmp_path):
+    """`heaptrail snapshot -- script.py` whose thread calls mark(): the command's frames (cli.main
+    and below, on the main thread) are heaptrail's, not the program's."""
+    script = tmp_path / "prog.py"
+    script.write_text(
+        "import threading, heaptrail\n"
+        "def marker():\n"
+        "    heaptrail.mark('from-thread')\n"
+        "t = threading.Thread(target=marker, name='marker-thread')\n"
+        "t.start()\n"
+        "t.join()\n")
+    out = tmp_path / "out.htsnap"
+    proc = run_cli("snapshot", "-o", str(out), "--", str(script))
+    assert proc.returncode == 0, proc.stderr
+    mark = heaptrail.load(f"{out}.1.from-thread")
+    funcs = sorted(f for f, _ in _frames(mark))
+    assert funcs == sorted(["<module>", "marker", "run", "_bootstrap_inner", "_bootstrap", "join",
+                            "_wait_for_tstate_lock"])
+
+
+SHARED = None
+
+
+def test_what_heaptrail_and_program_garbage_hold_is_live_and_the_garbage_unreachable():
+    """gc_first=False: an object heaptrail's state holds and program garbage refers to is alive
+    (a root, held from outside the graph), the garbage cycle is flagged unreachable."""
+    class Node:
+        pass
+
+    hmod._review_state = ["held by heaptrail's state"]
+    kept = id(hmod._review_state)
+    a, b = Node(), Node()
+    a.peer, b.peer, a.state = b, a, hmod._review_state
+    cycle = [id(a), id(b)]
+    del a, b
+    try:
+        snap = heaptrail.snapshot(gc_first=False)
+        flags = snap._h.record(snap._h.index(kept))[5]
+        assert flags & ROOT and flags & EXTERNAL and not flags & UNREACHABLE
+        for addr in cycle:
+            assert snap._h.record(snap._h.index(addr))[5] & UNREACHABLE
+    finally:
+        del hmod._review_state
+        gc.collect()
+
+
+class _Collections:
+    """gc.collect() runs (their generations) during the block, automatic collection off."""
+
+    def __enter__(self):
+        heaptrail.snapshot()  # first-use imports and their young garbage
+        gc.collect()
+        gc.disable()
+        self.gens = []
+        gc.callbacks.append(self._on)
+        return self
+
+    def _on(self, phase, info):
+        if phase == "start":
+            self.gens.append(info["generation"])
+
+    def __exit__(self, *exc):
+        gc.callbacks.remove(self._on)
+        gc.enable()
+
+
+def _gen_snapshot():
+    snap = yield
+    yield heaptrail.snapshot()
+
+
+async def _coro_snapshot():
+    await asyncio.sleep(0)
+    return heaptrail.snapshot()
+
+
+def test_no_collection_on_a_heap_without_garbage():
+    """The own logic leaves nothing for the walk to take for garbage: no snapshot collects,
+    whether from a function, inside a generator or a coroutine, or from another thread."""
+    with _Collections() as c:
+        heaptrail.snapshot()
+        g = _gen_snapshot()
+        next(g)
+        in_gen = g.send(None)
+        assert c.gens == []
+        asyncio.run(asyncio.sleep(0))  # asyncio's first use, outside the count
+        gc.collect()
+        del c.gens[:]
+        in_coro = asyncio.run(_coro_snapshot())
+        assert c.gens == []
+        res = []
+        t = threading.Thread(target=lambda: res.append(heaptrail.snapshot()))
+        t.start()
+        t.join()
+        heaptrail.snapshot()
+        assert c.gens == []
+    assert ("_gen_snapshot", "MainThread") in _frames(in_gen)
+    assert ("_coro_snapshot", "MainThread") in _frames(in_coro)
+    assert [f for f in _frames(in_gen) + _frames(in_coro) if f[0] in ("snapshot", "_take")] == []
+    g.close()
+
+
+def test_refcounts_and_objects_unchanged():
+    objs = [ProgramSnapshot, Snapshot, hmod, hmod.__dict__, hmod._walk, imported_snapshot,
+            sys.modules[__name__].__dict__, threading.current_thread(), [1, 2], {"k": object()}]
+    heaptrail.snapshot()
+    gc.collect()
+    before = [sys.getrefcount(o) for o in objs]
+    ids = {id(o) for o in gc.get_objects()}
+    heaptrail.snapshot()
+    heaptrail.snapshot(gc_first=False)
+    gc.collect()
+    new = []
+    for o in gc.get_objects():  # no comprehension: its closure over `ids` would be new
+        if id(o) not in ids and o is not ids and o is not new:
+            new.append(repr(o)[:80])
+    assert [sys.getrefcount(o) for o in objs] == before
+    assert new == []
+
+
+def test_gc_freeze_with_heaptrail_imported():
+    """Frozen heaptrail objects stay out, frozen program objects stay in, no collection."""
+    proc = run_python("""
+        import gc, heaptrail
+        heaptrail.snapshot()
+        class Frozen:
+            pass
+        keep = [Frozen() for _ in range(7)]
+        gc.collect()
+        gc.freeze()
+        gens = []
+        gc.callbacks.append(lambda p, i: p == "start" and gens.append(i["generation"]))
+        snap = heaptrail.snapshot()
+        import heaptrail.heap as h
+        print(gens, len(snap.query("type == '__main__.Frozen'")), snap._h.index(id(h.__dict__)),
+              snap._h.index(id(h._take)))
+    """)
+    assert proc.stdout.split() == ["[]", "7", "-1", "-1"]
