@@ -95,9 +95,12 @@ def test_a_program_thread_snapshot_under_the_command_leaves_the_command_out(tmp_
     proc = run_cli("snapshot", "-o", str(out), "--", str(script))
     assert proc.returncode == 0, proc.stderr
     mark = heaptrail.load(f"{out}.1.from-thread")
-    funcs = sorted(f for f, _ in _frames(mark))
-    assert funcs == sorted(["<module>", "marker", "run", "_bootstrap_inner", "_bootstrap", "join",
-                            "_wait_for_tstate_lock"])
+    funcs = [f for f, _ in _frames(mark)]
+    threading_own = {"run", "_bootstrap_inner", "_bootstrap", "join", "_wait_for_tstate_lock"}
+    assert set(funcs) - threading_own == {"<module>", "marker"}
+    # one `run`, the thread's: the command's (commands/snapshot.py) is heaptrail's
+    assert funcs.count("run") == 1 and funcs.count("<module>") == 1
+    assert not {"main", "_run_as_main", "_run_module_as_main", "_run_code"} & set(funcs)
 
 
 SHARED = None
@@ -218,3 +221,112 @@ def test_gc_freeze_with_heaptrail_imported():
               snap._h.index(id(h._take)))
     """)
     assert proc.stdout.split() == ["[]", "7", "-1", "-1"]
+
+
+def _cells(seed):
+    box = [seed]
+
+    def get():
+        return box
+    yield get
+
+
+def _inner():
+    inner_local = ["inner generator's local"]
+    yield inner_local
+
+
+def _outer():
+    outer_local = ["outer generator's local"]
+    yield from _inner()
+    yield outer_local
+
+
+async def _agen():
+    agen_local = ["async generator's local"]
+    yield agen_local
+
+
+class _Pending:
+    def __await__(self):
+        yield
+
+
+async def _awaiting():
+    awaited_local = ["awaiting coroutine's local"]
+    await _Pending()
+    return awaited_local
+
+
+def _blocked(started, release):
+    blocked_local = ["local of a generator running on another thread"]
+    started.set()
+    release.wait(10)  # blocked in C, the GIL released, its frame executing
+    yield blocked_local
+
+
+def _label_of(snap, owner, target):
+    """The labels of owner's edges to target in snap."""
+    t = snap._index(target)
+    return sorted(lab for d, lab in snap._h.edges(snap._index(owner)) if d == t)
+
+
+def test_generators_in_every_state():
+    """framevars.h reads the frame inside generators, coroutines and async generators: created,
+    suspended (with cells, in a yield from), executing on another thread blocked in C, finished
+    and closed; each one's locals labeled, and the frame never read once it is done."""
+    created = _cells(["argument of a generator not started"])
+    seed = created.gi_frame.f_locals["seed"]
+    with_cell = _cells(["in a cell"])
+    getter = next(with_cell)
+    outer = _outer()
+    inner_local = next(outer)
+    agen = _agen()
+    agen_it = agen.asend(None)  # suspended at its yield, driven without an event loop
+    with pytest.raises(StopIteration) as stop:
+        agen_it.send(None)
+    agen_local = stop.value.value
+    coro = _awaiting()
+    coro.send(None)
+    finished = _cells(0)
+    list(finished)
+    closed = _cells(1)
+    next(closed)
+    closed.close()
+    started, release, running = threading.Event(), threading.Event(), []
+
+    def drive():
+        gen = _blocked(started, release)
+        running.append(gen)
+        running.append(next(gen))
+
+    t = threading.Thread(target=drive, name="review-gen-driver")
+    t.start()
+    try:
+        assert started.wait(10)
+        blocked_gen = running[0]
+        snap = heaptrail.snapshot()
+        blocked_local = blocked_gen.gi_frame.f_locals["blocked_local"]
+    finally:
+        release.set()
+        t.join()
+    assert _label_of(snap, created, seed) == ["seed"]
+    cell = getter.__closure__[0]
+    assert _label_of(snap, with_cell, cell) == ["box"]  # the cell itself, as tp_traverse visits it
+    assert _label_of(snap, with_cell, getter) == ["get"]
+    inner = outer.gi_yieldfrom
+    assert _label_of(snap, inner, inner_local) == ["inner_local"]
+    assert snap.record(inner).value == "_inner" and snap.record(outer).value == "_outer"
+    assert _label_of(snap, agen, agen_local) == ["agen_local"]
+    assert snap.record(agen).value == "_agen"
+    awaited = coro.cr_frame.f_locals["awaited_local"]
+    assert _label_of(snap, coro, awaited) == ["awaited_local"]
+    assert _label_of(snap, blocked_gen, blocked_local) == ["blocked_local"]
+    for done in (finished, closed):
+        assert [lab for _, lab in snap._h.edges(snap._index(done)) if lab] == []
+        assert snap.record(done).value == "_cells"
+    coro.close()
+    agen_it.close()
+    asyncio.run(agen.aclose())
+    outer.close()
+    with_cell.close()
