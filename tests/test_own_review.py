@@ -330,3 +330,26 @@ def test_generators_in_every_state():
     asyncio.run(agen.aclose())
     outer.close()
     with_cell.close()
+
+
+def test_cells_of_a_running_heaptrail_closure_are_no_gc_roots():
+    """A heaptrail closure runs below the snapshot (lines.profile's wrapper around the program's
+    function): its frame holds its free variables' cells, which the wrapper's __closure__ shares.
+    own.c took the cells' contents for the frame's references (PyFrame_GetVar's view; on 3.12+
+    free variables not at all): the cells were gc roots."""
+    import io
+
+    import heaptrail.lines
+
+    out = {}
+
+    def measured():
+        out["snap"] = heaptrail.snapshot()
+
+    wrapped = heaptrail.lines.profile(measured, stream=io.StringIO())
+    wrapped()
+    snap = out.pop("snap")
+    assert len(wrapped.__closure__) == 3  # func, enter, leave
+    for k, cell in enumerate(wrapped.__closure__):
+        assert not _flags(snap, cell) & (EXTERNAL | ROOT)
+        assert str(snap.path_to_root(cell)).endswith(f" -> __closure__ -> [{k}] -> <cell 0x{id(cell):x}>")

@@ -63,6 +63,17 @@ ht_fv_gen_each(PyObject *gen, ht_fv_visitor visit, void *arg)
     return ht_fv_slots((_PyInterpreterFrame *)g->gi_iframe, 0, visit, arg);
 }
 
+Py_ssize_t
+ht_fv_slot_each(PyFrameObject *f, ht_fv_visitor visit, void *arg)
+{
+    _PyInterpreterFrame *fr = f->f_frame;
+    /* a generator's frame (its tp_traverse visits the slots), or a
+     * finished one whose slots the frame object owns (its does) */
+    if (fr == NULL || fr->owner != FRAME_OWNED_BY_THREAD)
+        return 0;
+    return ht_fv_slots(fr, 0, visit, arg);
+}
+
 #if PY_VERSION_HEX >= 0x030C0000
 
 /* Visits the variables named in tuple names (new reference, or NULL). */

@@ -152,8 +152,11 @@ ht_own_traverse(ht_own_walk *w)
         traverseproc tr = Py_TYPE(op)->tp_traverse;
         if (tr != NULL && PyObject_IS_GC(op))
             tr(op, ht_own_ref, w);
+        /* the slots, not PyFrame_GetVar's values: a cell variable's
+         * reference is to its cell (a closure's, which a program function
+         * may share), and free variables count too */
         if (PyFrame_Check(op))
-            ht_fv_each((PyFrameObject *)op, ht_own_var, w);
+            ht_fv_slot_each((PyFrameObject *)op, ht_own_var, w);
     }
 }
 
