@@ -353,3 +353,35 @@ def test_cells_of_a_running_heaptrail_closure_are_no_gc_roots():
     for k, cell in enumerate(wrapped.__closure__):
         assert not _flags(snap, cell) & (EXTERNAL | ROOT)
         assert str(snap.path_to_root(cell)).endswith(f" -> __closure__ -> [{k}] -> <cell 0x{id(cell):x}>")
+
+
+def test_constants_of_heaptrail_code_are_left_out():
+    """A code object is no gc object (3.11-3.13): the traversal from heaptrail's functions
+    stopped at it, and the constants tuples the collector still tracks (young ones; on 3.13 some
+    for good) were kept as gc roots. own.c follows a code object to its constants."""
+    proc = run_python("""
+        import gc
+        gc.disable()  # a collection untracks tuples of atoms: keep the import's tracked
+        import types, sys
+        import heaptrail, heaptrail.heap, heaptrail.leaks, heaptrail.graph
+
+        def codes(co):
+            yield co
+            for c in co.co_consts:
+                if isinstance(c, types.CodeType):
+                    yield from codes(c)
+
+        tracked = set()
+        for name, mod in list(sys.modules.items()):
+            if name.startswith("heaptrail"):
+                for v in list(vars(mod).values()):
+                    if isinstance(v, types.FunctionType) and v.__module__.startswith("heaptrail"):
+                        for c in codes(v.__code__):
+                            tracked.update(id(k) for k in (c.co_consts,) + c.co_consts
+                                           if gc.is_tracked(k))
+        del name, mod, v, c
+        snap = heaptrail.snapshot(gc_first=False)
+        print(len(tracked), sum(snap._h.index(a) >= 0 for a in tracked))
+    """)
+    tracked, kept = map(int, proc.stdout.split())
+    assert tracked > 10 and kept == 0
