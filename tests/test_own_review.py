@@ -36,12 +36,13 @@ def test_a_heaptrail_class_the_program_holds_is_no_gc_root():
     reference no object explains: the class the program imported was a gc root."""
     snap = heaptrail.snapshot()
     assert not _flags(snap, Snapshot) & (EXTERNAL | ROOT)
-    assert str(snap.path_to_root(Snapshot)) == (
-        f"module {__name__} -> .Snapshot -> class heaptrail.heap.Snapshot")
+    path = str(snap.path_to_root(Snapshot))  # through this module or another test module
+    assert path.startswith("module ") and path.endswith(" -> .Snapshot -> class heaptrail.heap.Snapshot")
     assert str(snap.path_to_root(ProgramSnapshot)) == (
         f"module {__name__} -> .ProgramSnapshot -> class {__name__}.ProgramSnapshot")
     # the function the program imported stays, held by the program's module only
-    assert [(lab, r.type) for lab, r in snap.referrers(imported_snapshot)] == [(".imported_snapshot", "dict")]
+    refs = [(lab, r.type) for lab, r in snap.referrers(imported_snapshot)]
+    assert (".imported_snapshot", "dict") in refs and {t for _, t in refs} == {"dict"}
     for addr in (id(hmod), id(hmod.__dict__), id(hmod._take), id(heaptrail.leaks.check)):
         assert snap._h.index(addr) == -1
 
