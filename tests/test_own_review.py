@@ -411,3 +411,17 @@ def test_a_snapshot_heaptrail_also_holds_stays_excluded():
         assert heaptrail.snapshot()._h.index(id(keep)) == -1
     finally:
         del hmod._review_keep
+
+
+def test_the_running_heaptrail_function_the_program_imported_is_no_gc_root():
+    """`from heaptrail import snapshot; snapshot()`: the function runs in a frame of heaptrail's,
+    which holds it (and its code): a reference own.c did not count, so the program's function
+    was a gc root."""
+    snap = imported_snapshot()
+    assert not _flags(snap, imported_snapshot) & (EXTERNAL | ROOT)
+    path = str(snap.path_to_root(imported_snapshot))
+    assert path.startswith("module ") and path.endswith("snapshot -> function snapshot")
+    code = imported_snapshot.__code__
+    assert not _flags(snap, code) & (EXTERNAL | ROOT)
+    via = path.rsplit(" -> ", 1)[0]  # the function's own description ends only its path
+    assert str(snap.path_to_root(code)) == via + " -> __code__ -> " + snap._describe(snap._index(code))
