@@ -340,15 +340,22 @@ def test_cells_of_a_running_heaptrail_closure_are_no_gc_roots():
     free variables not at all): the cells were gc roots."""
     import io
 
-    import heaptrail.lines
-
     out = {}
 
     def measured():
         out["snap"] = heaptrail.snapshot()
 
-    wrapped = heaptrail.lines.profile(measured, stream=io.StringIO())
-    wrapped()
+    from heaptrail import lines, tracer
+
+    was = tracer.is_tracing()
+    lines._shown_at_exit = True  # pytest's own exit: no tables on its stdout (as test_lines)
+    wrapped = lines.profile(measured, stream=io.StringIO())
+    try:
+        wrapped()
+    finally:
+        lines.reset()
+        if not was:
+            tracer.stop()  # profile() started it
     snap = out.pop("snap")
     assert len(wrapped.__closure__) == 3  # func, enter, leave
     for k, cell in enumerate(wrapped.__closure__):
