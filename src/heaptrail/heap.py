@@ -291,25 +291,31 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 def _own_objects():
     """heaptrail's own modules and frames, which a snapshot leaves out with what only they hold
-    (the walk's ``own``): every module of the package, the frames of its code on this thread's
-    stack (the caller's), and, while the command line runs a program, every frame from the
-    command down (the command and what launched it)."""
+    (the walk's ``own``): every module of the package, the frames of its code on every thread's
+    stack (the caller's, and another thread's: a check() or a command the main thread runs while
+    a thread of the program takes a snapshot), and, while the command line runs a program, every
+    frame from the command down (the command and what launched it)."""
     import heaptrail
 
     own = [m for name, m in list(sys.modules.items())
            if (name == "heaptrail" or name.startswith("heaptrail.")) and isinstance(m, types.ModuleType)]
     module_dicts = {id(m.__dict__) for m in list(sys.modules.values()) if isinstance(m, types.ModuleType)}
-    base, below = heaptrail._program_base, False
-    f = sys._getframe(1)
-    while f is not None:
-        below = below or f is base
-        if below or f.f_code.co_filename.startswith(_PACKAGE_DIR):
-            own.append(f)
-            # a launcher's globals (the console script's, `python -m heaptrail`'s), which the
-            # program's __main__ replaced in sys.modules
-            if id(f.f_globals) not in module_dicts:
-                own.append(f.f_globals)
-        f = f.f_back
+    here = sys._getframe()
+    # this thread's from the caller (this frame is done before the walk); the others' as they are
+    tops = [sys._getframe(1)] + [f for f in sys._current_frames().values() if f is not here]
+    base = heaptrail._program_base
+    for f in tops:
+        below = False
+        while f is not None:
+            below = below or f is base
+            if below or f.f_code.co_filename.startswith(_PACKAGE_DIR):
+                own.append(f)
+                # a launcher's globals (the console script's, `python -m heaptrail`'s), which the
+                # program's __main__ replaced in sys.modules
+                if id(f.f_globals) not in module_dicts:
+                    own.append(f.f_globals)
+            f = f.f_back
+    del here, tops  # this frame in a local of its own: a cycle, garbage for the next snapshot
     return tuple(own)
 
 
@@ -341,7 +347,10 @@ def _take(gc_first=True):
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return Snapshot(_walk(gc_first, (Snapshot,)))
+        # the walk first: in `Snapshot(_walk(...))` this frame's stack holds the class during the
+        # walk, a reference no object explains (a program that holds the class saw a gc root)
+        handle = _walk(gc_first, (Snapshot,))
+        return Snapshot(handle)
     finally:
         if was_enabled:
             gc.enable()

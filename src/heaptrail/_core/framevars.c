@@ -16,8 +16,15 @@
 
 #if PY_VERSION_HEX >= 0x030D0000
 #define HT_FV_CODE(fr) _PyFrame_GetCode(fr)
+#define HT_FV_EXECUTABLE(fr) ((fr)->f_executable)
 #else
 #define HT_FV_CODE(fr) ((fr)->f_code)
+#define HT_FV_EXECUTABLE(fr) ((PyObject *)(fr)->f_code)
+#endif
+#if PY_VERSION_HEX >= 0x030C0000
+#define HT_FV_FUNC(fr) ((fr)->f_funcobj)
+#else
+#define HT_FV_FUNC(fr) ((PyObject *)(fr)->f_func)
 #endif
 
 /* Visits the variable slots of frame fr that hold an object; deref: a
@@ -61,6 +68,27 @@ ht_fv_gen_each(PyObject *gen, ht_fv_visitor visit, void *arg)
     if (g->gi_frame_state >= FRAME_COMPLETED)
         return 0;
     return ht_fv_slots((_PyInterpreterFrame *)g->gi_iframe, 0, visit, arg);
+}
+
+Py_ssize_t
+ht_fv_slot_each(PyFrameObject *f, ht_fv_visitor visit, void *arg)
+{
+    _PyInterpreterFrame *fr = f->f_frame;
+    /* a generator's frame (its tp_traverse visits the slots), or a
+     * finished one whose slots the frame object owns (its does) */
+    if (fr == NULL || fr->owner != FRAME_OWNED_BY_THREAD)
+        return 0;
+    /* the frame's other strong references (its globals and builtins are
+     * borrowed): the function it runs, its code, its locals (a class body's
+     * or exec's namespace) */
+    PyObject *refs[3] = {HT_FV_FUNC(fr), HT_FV_EXECUTABLE(fr), fr->f_locals};
+    Py_ssize_t calls = 0;
+    for (int k = 0; k < 3; k++)
+        if (refs[k] != NULL) {
+            visit(NULL, refs[k], arg);
+            calls++;
+        }
+    return calls + ht_fv_slots(fr, 0, visit, arg);
 }
 
 #if PY_VERSION_HEX >= 0x030C0000

@@ -33,6 +33,14 @@ typedef void (*ht_fv_visitor)(PyObject *name, PyObject *value, void *arg);
  * Returns the number of calls. */
 Py_ssize_t ht_fv_each(PyFrameObject *f, ht_fv_visitor visit, void *arg);
 
+/* The references a running frame holds, for ht_fv_each's frames: its
+ * function, code and locals namespace (name NULL), then each variable slot
+ * as it is (a cell or free variable's is its cell), free variables
+ * included; never the value stack. own.c subtracts them from refcounts:
+ * the frame holds the cell, not what is in it. Reads the frame through the
+ * internal headers on every version. */
+Py_ssize_t ht_fv_slot_each(PyFrameObject *f, ht_fv_visitor visit, void *arg);
+
 /* The same for generator, coroutine or async generator gen (exact types;
  * 0 calls for anything else), while its frame is not finished, with each
  * slot as it is: a cell variable's value is its cell, which is what the

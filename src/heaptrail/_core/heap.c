@@ -883,7 +883,7 @@ ht_hw_add_ex(ht_hw *w, PyObject *op, int how)
     uint32_t *s = ht_hw_slot(w, a, 1);
     if (s == NULL)
         return HT_NONE;
-    int listed = how & HT_HW_ADD_LISTED;
+    int listed = how & HT_HW_ADD_LISTED, own = 0;
     if (HT_UNLIKELY(*s >= HT_HW_SLOT_OWN)) {
         if (*s == HT_HW_SLOT_SEED)
             return HT_NONE;
@@ -893,6 +893,7 @@ ht_hw_add_ex(ht_hw *w, PyObject *op, int how)
         }
         listed = *s == HT_HW_SLOT_OWN_LISTED; /* a recorded object refers to it */
         *s = 0;
+        own = 1; /* its listing returned above, before the excluded types' check */
     } else if (*s) {
         if (listed)
             w->h->flags[*s - 1] |= HT_HW_LISTED;
@@ -905,14 +906,14 @@ ht_hw_add_ex(ht_hw *w, PyObject *op, int how)
      * only listed objects need a look, unless one of the types can have
      * untracked instances; an owner's __dict__ can only be excluded by a
      * dict subclass */
-    int check = (how & (HT_HW_ADD_LISTED | HT_HW_ADD_ROOT)) ||
+    int check = own || (how & (HT_HW_ADD_LISTED | HT_HW_ADD_ROOT)) ||
                 (w->ex_untracked && (!(how & HT_HW_ADD_DICT) || w->ex_dict));
     for (Py_ssize_t k = 0; check && k < PyTuple_GET_SIZE(w->exclude_types); k++) {
         if ((PyObject *)Py_TYPE(op) == PyTuple_GET_ITEM(w->exclude_types, k)) {
             /* remembered: edges reach it later without this check */
             if (ht_hw_exclude(w, a) < 0)
                 w->oom = 1;
-            if (how & HT_HW_ADD_LISTED)
+            if (listed)
                 ht_hw_ex_check(w, op);
             return HT_NONE;
         }

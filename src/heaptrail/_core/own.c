@@ -83,6 +83,29 @@ ht_own_static_type(ht_own_walk *w, PyTypeObject *tp)
     w->from = from;
 }
 
+/* A code object of heaptrail's (a function's): no gc object, so nothing
+ * traverses it, but the collector lists its constants tuple and the tuples
+ * in it while they hold a gc object (3.13: until it untracks them). A
+ * nested function's code is in the constants even when their tuple is
+ * untracked, which the traversal does not enter. */
+static void
+ht_own_code(ht_own_walk *w, PyCodeObject *co)
+{
+    if (ht_own_meet(w, (PyObject *)co) != 1)
+        return;
+    uint64_t from = w->from;
+    PyObject *consts = co->co_consts;
+    w->from = (uint64_t)(uintptr_t)co;
+    ht_own_ref(consts, w);
+    if (consts != NULL && PyTuple_Check(consts) && !PyObject_GC_IsTracked(consts)) {
+        w->from = (uint64_t)(uintptr_t)consts;
+        for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(consts); k++)
+            if (PyCode_Check(PyTuple_GET_ITEM(consts, k)))
+                ht_own_ref(PyTuple_GET_ITEM(consts, k), w);
+    }
+    w->from = from;
+}
+
 /* One reference of the object being traversed (a tp_traverse visitor). */
 static int
 ht_own_ref(PyObject *r, void *arg)
@@ -98,6 +121,10 @@ ht_own_ref(PyObject *r, void *arg)
     }
     if (PyType_Check(r) && !(((PyTypeObject *)r)->tp_flags & Py_TPFLAGS_HEAPTYPE)) {
         ht_own_static_type(w, (PyTypeObject *)r);
+        return 0;
+    }
+    if (PyCode_Check(r)) {
+        ht_own_code(w, (PyCodeObject *)r);
         return 0;
     }
     /* only gc-tracked objects are ever listed by the collector (the walk
@@ -152,8 +179,11 @@ ht_own_traverse(ht_own_walk *w)
         traverseproc tr = Py_TYPE(op)->tp_traverse;
         if (tr != NULL && PyObject_IS_GC(op))
             tr(op, ht_own_ref, w);
+        /* the slots, not PyFrame_GetVar's values: a cell variable's
+         * reference is to its cell (a closure's, which a program function
+         * may share), and free variables count too */
         if (PyFrame_Check(op))
-            ht_fv_each((PyFrameObject *)op, ht_own_var, w);
+            ht_fv_slot_each((PyFrameObject *)op, ht_own_var, w);
     }
 }
 
