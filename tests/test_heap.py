@@ -1121,3 +1121,19 @@ def test_generator_and_coroutine_locals_are_labeled():
         CORO.close()
         NEW_CORO.close()
         del GEN, CORO, NEW_CORO, DONE
+
+
+def _with_constants():
+    return ("a", "constants", "tuple"), 12345.5
+
+
+def test_code_constants_are_no_gc_roots():
+    """A code object is no gc object, but its references are references: its constants tuple
+    was taken for a gc root (5,500 of a small program's 6,300 were), and a path to a constant
+    started there. Now the path goes through the function."""
+    snap = heaptrail.snapshot()
+    consts = _with_constants.__code__.co_consts
+    rec = snap._h.record(snap._index(consts))
+    assert not rec[5] & EXTERNAL
+    assert str(snap.path_to_root(consts)) == (
+        f"module {__name__} -> ._with_constants -> __code__ -> co_consts -> <tuple 0x{id(consts):x}>")

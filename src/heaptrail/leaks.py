@@ -329,7 +329,8 @@ class _Session:
 def _snapshot(session):
     # no collection first: the snapshot flags cyclic garbage unreachable, and _leaks_new
     # leaves it out, which is what a full collection would have done for the verdict
-    return Snapshot(_walk(False, _exclude))
+    handle = _walk(False, _exclude)  # not Snapshot(_walk(...)): the class on this frame's stack
+    return Snapshot(handle)          # during the walk would be a gc root (see heap._take)
 
 
 def _build(session, end, measured):
