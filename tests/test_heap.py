@@ -1137,3 +1137,21 @@ def test_code_constants_are_no_gc_roots():
     assert not rec[5] & EXTERNAL
     assert str(snap.path_to_root(consts)) == (
         f"module {__name__} -> ._with_constants -> __code__ -> co_consts -> <tuple 0x{id(consts):x}>")
+
+
+def _running_probe():
+    return heaptrail.snapshot(gc_first=False)
+
+
+def test_running_functions_are_no_gc_roots():
+    """A running frame holds its function and code, which its tp_traverse does not visit: the
+    function was a gc root, its path just "function f". The references are counted now (no
+    edges: the path goes through the module). One that only the frame holds (a lambda called
+    in place) stays a root, never garbage."""
+    snap = _running_probe()
+    assert not snap._h.record(snap._index(_running_probe))[5] & EXTERNAL
+    assert str(snap.path_to_root(_running_probe)) == (
+        f"module {__name__} -> ._running_probe -> function _running_probe")
+    box = []
+    snap = (lambda: box.append(id(sys._getframe().f_code)) or heaptrail.snapshot(gc_first=False))()
+    assert not snap._h.record(snap._index(box[0]))[5] & UNREACHABLE

@@ -70,25 +70,35 @@ ht_fv_gen_each(PyObject *gen, ht_fv_visitor visit, void *arg)
     return ht_fv_slots((_PyInterpreterFrame *)g->gi_iframe, 0, visit, arg);
 }
 
-Py_ssize_t
-ht_fv_slot_each(PyFrameObject *f, ht_fv_visitor visit, void *arg)
+int
+ht_fv_frame_refs(PyFrameObject *f, PyObject *refs[3])
 {
     _PyInterpreterFrame *fr = f->f_frame;
     /* a generator's frame (its tp_traverse visits the slots), or a
      * finished one whose slots the frame object owns (its does) */
     if (fr == NULL || fr->owner != FRAME_OWNED_BY_THREAD)
         return 0;
-    /* the frame's other strong references (its globals and builtins are
-     * borrowed): the function it runs, its code, its locals (a class body's
-     * or exec's namespace) */
-    PyObject *refs[3] = {HT_FV_FUNC(fr), HT_FV_EXECUTABLE(fr), fr->f_locals};
+    /* its globals and builtins are borrowed; a module body's locals are
+     * its globals (its module's dict, which the module explains) */
+    refs[0] = HT_FV_FUNC(fr);
+    refs[1] = HT_FV_EXECUTABLE(fr);
+    refs[2] = fr->f_locals != fr->f_globals ? fr->f_locals : NULL;
+    return 1;
+}
+
+Py_ssize_t
+ht_fv_slot_each(PyFrameObject *f, ht_fv_visitor visit, void *arg)
+{
+    PyObject *refs[3];
+    if (!ht_fv_frame_refs(f, refs))
+        return 0;
     Py_ssize_t calls = 0;
     for (int k = 0; k < 3; k++)
         if (refs[k] != NULL) {
             visit(NULL, refs[k], arg);
             calls++;
         }
-    return calls + ht_fv_slots(fr, 0, visit, arg);
+    return calls + ht_fv_slots(f->f_frame, 0, visit, arg);
 }
 
 #if PY_VERSION_HEX >= 0x030C0000

@@ -41,6 +41,13 @@ Py_ssize_t ht_fv_each(PyFrameObject *f, ht_fv_visitor visit, void *arg);
  * internal headers on every version. */
 Py_ssize_t ht_fv_slot_each(PyFrameObject *f, ht_fv_visitor visit, void *arg);
 
+/* The strong references of running frame f besides its variables (borrowed,
+ * each may be NULL): refs[0] the function it runs, refs[1] its code,
+ * refs[2] its locals namespace (a class body's, exec's; NULL when they are
+ * its globals, as in a module's body). 0 (refs untouched)
+ * for a frame that is not running on its thread. */
+int ht_fv_frame_refs(PyFrameObject *f, PyObject *refs[3]);
+
 /* The same for generator, coroutine or async generator gen (exact types;
  * 0 calls for anything else), while its frame is not finished, with each
  * slot as it is: a cell variable's value is its cell, which is what the

@@ -568,6 +568,8 @@ typedef struct {
     PyObject *thread_names;  /* dict: thread ident -> name, or NULL */
     uint32_t *frame_thread;  /* (frame index, thread name id) pairs (ht_hw_roots) */
     size_t nframe_thread, frame_threadcap;
+    uint64_t *frame_refs;    /* running frames' function, code, namespace (ht_hw_own_refs) */
+    size_t nframe_refs, frame_refscap;
     int oom;
     int minor;
     PyObject *s_module;      /* interned "__module__" */
@@ -967,6 +969,24 @@ ht_hw_push_u32(ht_hw *w, uint32_t **arr, size_t *n, size_t *cap, uint32_t v)
     if (*n == *cap) {
         size_t c = *cap ? *cap * 2 : 256;
         uint32_t *p = realloc(*arr, c * sizeof(uint32_t));
+        if (p == NULL) {
+            w->oom = 1;
+            return -1;
+        }
+        *arr = p;
+        *cap = c;
+    }
+    (*arr)[(*n)++] = v;
+    return 0;
+}
+
+/* The same for a list of 64-bit values (addresses). */
+static int
+ht_hw_push_u64(ht_hw *w, uint64_t **arr, size_t *n, size_t *cap, uint64_t v)
+{
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 256;
+        uint64_t *p = realloc(*arr, c * sizeof(uint64_t));
         if (p == NULL) {
             w->oom = 1;
             return -1;
@@ -2013,13 +2033,24 @@ ht_hw_frame_var(PyObject *name, PyObject *value, void *arg)
 static void
 ht_hw_frame_cands(ht_hw *w, PyFrameObject *f)
 {
-    PyCodeObject *co = PyFrame_GetCode(f);
-    if (co == NULL) {
-        PyErr_Clear();
-        return;
+    /* a running frame's function, code and namespace are references its
+     * tp_traverse does not visit either (without them the function a frame
+     * runs was a gc root): counted, no edges (ht_hw_own_refs) */
+    PyObject *refs[3];
+    if (ht_fv_frame_refs(f, refs)) {
+        for (int k = 0; k < 3; k++)
+            if (refs[k] && ht_hw_push_u64(w, &w->frame_refs, &w->nframe_refs, &w->frame_refscap,
+                                          (uint64_t)(uintptr_t)refs[k]) < 0)
+                return;
+    } else {
+        PyCodeObject *co = PyFrame_GetCode(f);
+        if (co == NULL) {
+            PyErr_Clear();
+            return;
+        }
+        ht_hw_cand_str(w, (PyObject *)co, "f_code");
+        Py_DECREF(co);
     }
-    ht_hw_cand_str(w, (PyObject *)co, "f_code");
-    Py_DECREF(co);
     ht_fv_each(f, ht_hw_frame_var, w);
 }
 
@@ -2040,18 +2071,10 @@ ht_hw_closure(ht_hw *w, PyFunctionObject *fn)
         t.len = 0;
         ht_text_name(&t, PyTuple_GET_ITEM(free, j));
         uint32_t id = ht_hw_intern(w, t.buf, t.len);
-        if (w->ncells + 2 > w->cellcap) {
-            size_t cap = w->cellcap ? w->cellcap * 2 : 256;
-            uint64_t *c = realloc(w->cells, cap * sizeof(uint64_t));
-            if (c == NULL) {
-                w->oom = 1;
-                break;
-            }
-            w->cells = c;
-            w->cellcap = cap;
-        }
-        w->cells[w->ncells++] = (uint64_t)(uintptr_t)PyTuple_GET_ITEM(cl, j);
-        w->cells[w->ncells++] = id;
+        if (ht_hw_push_u64(w, &w->cells, &w->ncells, &w->cellcap,
+                           (uint64_t)(uintptr_t)PyTuple_GET_ITEM(cl, j)) < 0 ||
+            ht_hw_push_u64(w, &w->cells, &w->ncells, &w->cellcap, id) < 0)
+            break;
     }
     Py_DECREF(free);
 }
@@ -2536,25 +2559,37 @@ ht_hw_own_mark(ht_hw *w, const ht_own *o)
     return 0;
 }
 
-/* The references heaptrail's own objects hold to recorded ones, from the
- * objects the walk left out: taken off the refcounts (as ht_hw_reach does
- * for edges), and their targets listed in *list (ht_hw_reach roots those
- * that nothing else keeps alive). 0 or -1 (w->oom). Before ht_hw_reach:
- * it reads the index, which that reuses. */
+/* One reference from outside the graph to the object at address a: taken
+ * off its refcount and the object listed, when it is recorded; 0 or -1. */
+static int
+ht_hw_held_ref(ht_hw *w, uint64_t a, uint32_t **list, size_t *n, size_t *cap)
+{
+    uint32_t to = ht_hw_find(w, a);
+    if (to == HT_NONE)
+        return 0;
+    uint32_t *rc = &w->refcnt[to];
+    if (*rc != UINT32_MAX && *rc != 0)
+        (*rc)--;
+    return ht_hw_push_u32(w, list, n, cap, to);
+}
+
+/* The references to recorded objects that no edge stands for: those of the
+ * objects the walk left out (heaptrail's own), and running frames' to
+ * their function, code and namespace (no edges: a path to a function then
+ * goes through its module, not "frame f -> f_func"). Taken off the
+ * refcounts (as ht_hw_reach does for edges), their targets listed in
+ * *list (ht_hw_reach roots those that nothing else keeps alive). 0 or -1
+ * (w->oom). Before ht_hw_reach: it reads the index, which that reuses. */
 static int
 ht_hw_own_refs(ht_hw *w, const ht_own *o, uint32_t **list, size_t *n)
 {
     size_t cap = 0;
-    for (size_t k = 0; k + 1 < o->nrefs; k += 2) {
-        uint32_t to;
-        if (ht_hw_find(w, o->refs[k]) != HT_NONE || (to = ht_hw_find(w, o->refs[k + 1])) == HT_NONE)
-            continue; /* an edge of the graph, or a reference to what is left out */
-        uint32_t *rc = &w->refcnt[to];
-        if (*rc != UINT32_MAX && *rc != 0)
-            (*rc)--;
-        if (ht_hw_push_u32(w, list, n, &cap, to) < 0)
+    for (size_t k = 0; k + 1 < o->nrefs; k += 2) /* an edge of the graph when its source is recorded */
+        if (ht_hw_find(w, o->refs[k]) == HT_NONE && ht_hw_held_ref(w, o->refs[k + 1], list, n, &cap) < 0)
             return -1;
-    }
+    for (size_t k = 0; k < w->nframe_refs; k++)
+        if (ht_hw_held_ref(w, w->frame_refs[k], list, n, &cap) < 0)
+            return -1;
     return 0;
 }
 
@@ -2750,6 +2785,7 @@ ht_hw_free(ht_hw *w)
     free(w->cand);
     free(w->cells);
     free(w->frame_thread);
+    free(w->frame_refs);
 }
 
 /* Shrinks the arrays to their final sizes (best effort). */
