@@ -961,22 +961,34 @@ ht_hw_add_ex(ht_hw *w, PyObject *op, int how)
  * of extension types are sized after the walk.
  * The references taken are listed in w->held and dropped at the end. */
 
+/* The list arr (n elements of `size` bytes, room for *cap) with room for
+ * one more: arr itself, or a bigger copy (*cap updated); NULL with w->oom
+ * set, arr untouched. */
+static void *
+ht_hw_room(ht_hw *w, void *arr, size_t n, size_t *cap, size_t size)
+{
+    if (n < *cap)
+        return arr;
+    size_t c = *cap ? *cap * 2 : 256;
+    void *p = realloc(arr, c * size);
+    if (p == NULL) {
+        w->oom = 1;
+        return NULL;
+    }
+    *cap = c;
+    return p;
+}
+
 /* Appends v to the growable list (*arr, *n, *cap); 0, or -1 with w->oom
  * set. */
 static int
 ht_hw_push_u32(ht_hw *w, uint32_t **arr, size_t *n, size_t *cap, uint32_t v)
 {
-    if (*n == *cap) {
-        size_t c = *cap ? *cap * 2 : 256;
-        uint32_t *p = realloc(*arr, c * sizeof(uint32_t));
-        if (p == NULL) {
-            w->oom = 1;
-            return -1;
-        }
-        *arr = p;
-        *cap = c;
-    }
-    (*arr)[(*n)++] = v;
+    uint32_t *p = ht_hw_room(w, *arr, *n, cap, sizeof(uint32_t));
+    if (p == NULL)
+        return -1;
+    *arr = p;
+    p[(*n)++] = v;
     return 0;
 }
 
@@ -984,17 +996,11 @@ ht_hw_push_u32(ht_hw *w, uint32_t **arr, size_t *n, size_t *cap, uint32_t v)
 static int
 ht_hw_push_u64(ht_hw *w, uint64_t **arr, size_t *n, size_t *cap, uint64_t v)
 {
-    if (*n == *cap) {
-        size_t c = *cap ? *cap * 2 : 256;
-        uint64_t *p = realloc(*arr, c * sizeof(uint64_t));
-        if (p == NULL) {
-            w->oom = 1;
-            return -1;
-        }
-        *arr = p;
-        *cap = c;
-    }
-    (*arr)[(*n)++] = v;
+    uint64_t *p = ht_hw_room(w, *arr, *n, cap, sizeof(uint64_t));
+    if (p == NULL)
+        return -1;
+    *arr = p;
+    p[(*n)++] = v;
     return 0;
 }
 
