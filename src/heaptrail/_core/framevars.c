@@ -2,10 +2,10 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-/* The interpreter frame's layout (_PyInterpreterFrame, the variable kinds):
- * on 3.11 for running frames and generators, on 3.12+ for generators only
- * (running frames have PyFrame_GetVar). Only this file and gcvisit.c read
- * internal headers; each release keeps its layout for its whole life. */
+/* The interpreter frame's layout (_PyInterpreterFrame, the variable kinds),
+ * for running frames and generators on every version. Only this file and
+ * gcvisit.c read internal headers; each release keeps its layout for its
+ * whole life. */
 #ifndef Py_BUILD_CORE
 #define Py_BUILD_CORE 1
 #endif
@@ -101,62 +101,11 @@ ht_fv_slot_each(PyFrameObject *f, ht_fv_visitor visit, void *arg)
     return calls + ht_fv_slots(f->f_frame, 0, visit, arg);
 }
 
-#if PY_VERSION_HEX >= 0x030C0000
-
-/* Visits the variables named in tuple names (new reference, or NULL). */
-static Py_ssize_t
-ht_fv_names(PyFrameObject *f, PyObject *names, ht_fv_visitor visit, void *arg)
-{
-    Py_ssize_t calls = 0;
-    if (names == NULL) {
-        PyErr_Clear();
-        return 0;
-    }
-    for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(names); j++) {
-        PyObject *name = PyTuple_GET_ITEM(names, j);
-        PyObject *val = PyFrame_GetVar(f, name); /* allocates nothing, runs no code */
-        if (val == NULL) {
-            PyErr_Clear(); /* unbound */
-            continue;
-        }
-        visit(name, val, arg);
-        calls++;
-        Py_DECREF(val); /* still held by the frame */
-    }
-    Py_DECREF(names);
-    return calls;
-}
-
 Py_ssize_t
 ht_fv_each(PyFrameObject *f, ht_fv_visitor visit, void *arg)
 {
-    PyObject *gen = PyFrame_GetGenerator(f);
-    if (gen != NULL) {
-        Py_DECREF(gen); /* the program holds it too */
+    PyObject *refs[3];
+    if (!ht_fv_frame_refs(f, refs)) /* not running on its thread */
         return 0;
-    }
-    PyCodeObject *co = PyFrame_GetCode(f);
-    if (co == NULL) {
-        PyErr_Clear();
-        return 0;
-    }
-    Py_ssize_t calls = ht_fv_names(f, PyCode_GetVarnames(co), visit, arg);
-    calls += ht_fv_names(f, PyCode_GetCellvars(co), visit, arg);
-    Py_DECREF(co);
-    return calls;
+    return ht_fv_slots(f->f_frame, 1, visit, arg);
 }
-
-#else /* 3.11 */
-
-Py_ssize_t
-ht_fv_each(PyFrameObject *f, ht_fv_visitor visit, void *arg)
-{
-    _PyInterpreterFrame *fr = f->f_frame;
-    /* a generator's frame (its tp_traverse visits the slots), or a
-     * finished one whose slots the frame object owns (its does) */
-    if (fr == NULL || fr->owner != FRAME_OWNED_BY_THREAD)
-        return 0;
-    return ht_fv_slots(fr, 1, visit, arg);
-}
-
-#endif

@@ -6,13 +6,14 @@
  * edge and no gc list, and a heap snapshot would miss it. ht_fv_each gives
  * the walk those variables as (name, value) pairs.
  *
- * 3.12+ reads them with PyFrame_GetVar. 3.11 has no public way that does
- * not materialize f_locals (a dict that keeps a reference to every local,
- * created by the walk in the program's frame), so framevars.c reads the
- * frame's slots through the interpreter's internal headers, as gcvisit.c
- * does: 3.11 takes security fixes only, its frame layout no longer
- * changes. Only the variable slots are read, never the value stack, whose
- * top is not kept up to date while a frame runs.
+ * framevars.c reads the frame's slots through the interpreter's internal
+ * headers, as gcvisit.c does, on every version: 3.11 has no public way
+ * that does not materialize f_locals (a dict that keeps a reference to
+ * every local, created by the walk in the program's frame), and no version
+ * has one for a generator's frame (below); 3.12+'s PyFrame_GetVar read the
+ * same slots, one name lookup each. A release keeps this layout for its
+ * whole life. Only the variable slots are read, never the value stack,
+ * whose top is not kept up to date while a frame runs.
  *
  * ht_fv_gen_each names the variables of a generator's or coroutine's
  * frame, which its tp_traverse does visit, without names: a path through

@@ -179,7 +179,7 @@ ht_own_traverse(ht_own_walk *w)
         traverseproc tr = Py_TYPE(op)->tp_traverse;
         if (tr != NULL && PyObject_IS_GC(op))
             tr(op, ht_own_ref, w);
-        /* the slots, not PyFrame_GetVar's values: a cell variable's
+        /* the slots, not ht_fv_each's values: a cell variable's
          * reference is to its cell (a closure's, which a program function
          * may share), and free variables count too */
         if (PyFrame_Check(op))
