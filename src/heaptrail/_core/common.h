@@ -17,10 +17,27 @@
 #include <Python.h>
 #include <stdint.h>
 #include <stddef.h>
+#include <stdlib.h>
 
 #define HT_UNUSED(x) ((void)(x))
 #define HT_LIKELY(x) __builtin_expect(!!(x), 1)
 #define HT_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* A small growable list (libc realloc, doubled from 256 elements) with room
+ * for one more: arr (n elements of `size` bytes, room for *cap) itself, or
+ * a bigger copy (*cap updated); NULL when out of memory, arr untouched.
+ * For the walks' side lists; big arrays go through bigmem.h. */
+static inline void *
+ht_grow(void *arr, size_t n, size_t *cap, size_t size)
+{
+    if (n < *cap)
+        return arr;
+    size_t c = *cap ? *cap * 2 : 256;
+    void *p = realloc(arr, c * size);
+    if (p != NULL)
+        *cap = c;
+    return p;
+}
 
 /* heaptrail._core.Error, exposed as heaptrail.HeaptrailError: every error of
  * ours that is the user's to fix (bad file, bad pid, bad query ...). */

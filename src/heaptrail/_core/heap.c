@@ -568,7 +568,7 @@ typedef struct {
     PyObject *thread_names;  /* dict: thread ident -> name, or NULL */
     uint32_t *frame_thread;  /* (frame index, thread name id) pairs (ht_hw_roots) */
     size_t nframe_thread, frame_threadcap;
-    uint64_t *frame_refs;    /* running frames' function, code, namespace (ht_hw_own_refs) */
+    uint64_t *frame_refs;    /* running frames' function, code, namespace (ht_hw_outside_refs) */
     size_t nframe_refs, frame_refscap;
     int oom;
     int minor;
@@ -961,32 +961,16 @@ ht_hw_add_ex(ht_hw *w, PyObject *op, int how)
  * of extension types are sized after the walk.
  * The references taken are listed in w->held and dropped at the end. */
 
-/* The list arr (n elements of `size` bytes, room for *cap) with room for
- * one more: arr itself, or a bigger copy (*cap updated); NULL with w->oom
- * set, arr untouched. */
-static void *
-ht_hw_room(ht_hw *w, void *arr, size_t n, size_t *cap, size_t size)
-{
-    if (n < *cap)
-        return arr;
-    size_t c = *cap ? *cap * 2 : 256;
-    void *p = realloc(arr, c * size);
-    if (p == NULL) {
-        w->oom = 1;
-        return NULL;
-    }
-    *cap = c;
-    return p;
-}
-
 /* Appends v to the growable list (*arr, *n, *cap); 0, or -1 with w->oom
  * set. */
 static int
 ht_hw_push_u32(ht_hw *w, uint32_t **arr, size_t *n, size_t *cap, uint32_t v)
 {
-    uint32_t *p = ht_hw_room(w, *arr, *n, cap, sizeof(uint32_t));
-    if (p == NULL)
+    uint32_t *p = ht_grow(*arr, *n, cap, sizeof(uint32_t));
+    if (p == NULL) {
+        w->oom = 1;
         return -1;
+    }
     *arr = p;
     p[(*n)++] = v;
     return 0;
@@ -996,9 +980,11 @@ ht_hw_push_u32(ht_hw *w, uint32_t **arr, size_t *n, size_t *cap, uint32_t v)
 static int
 ht_hw_push_u64(ht_hw *w, uint64_t **arr, size_t *n, size_t *cap, uint64_t v)
 {
-    uint64_t *p = ht_hw_room(w, *arr, *n, cap, sizeof(uint64_t));
-    if (p == NULL)
+    uint64_t *p = ht_grow(*arr, *n, cap, sizeof(uint64_t));
+    if (p == NULL) {
+        w->oom = 1;
         return -1;
+    }
     *arr = p;
     p[(*n)++] = v;
     return 0;
@@ -2041,7 +2027,7 @@ ht_hw_frame_cands(ht_hw *w, PyFrameObject *f)
 {
     /* a running frame's function, code and namespace are references its
      * tp_traverse does not visit either (without them the function a frame
-     * runs was a gc root): counted, no edges (ht_hw_own_refs) */
+     * runs was a gc root): counted, no edges (ht_hw_outside_refs) */
     PyObject *refs[3];
     if (ht_fv_frame_refs(f, refs)) {
         for (int k = 0; k < 3; k++)
@@ -2587,7 +2573,7 @@ ht_hw_held_ref(ht_hw *w, uint64_t a, uint32_t **list, size_t *n, size_t *cap)
  * *list (ht_hw_reach roots those that nothing else keeps alive). 0 or -1
  * (w->oom). Before ht_hw_reach: it reads the index, which that reuses. */
 static int
-ht_hw_own_refs(ht_hw *w, const ht_own *o, uint32_t **list, size_t *n)
+ht_hw_outside_refs(ht_hw *w, const ht_own *o, uint32_t **list, size_t *n)
 {
     size_t cap = 0;
     for (size_t k = 0; k + 1 < o->nrefs; k += 2) /* an edge of the graph when its source is recorded */
@@ -2632,12 +2618,13 @@ ht_hw_stack(ht_hw *w, uint32_t **own)
 
 /* Roots for what the graph does not explain (refcount left over), then
  * reachability: what no root reaches is flagged unreachable. The
- * references from walked gc objects are taken off refcnt[] in place (it
- * is the walk's own): what is left, beyond a reference the walk holds,
- * comes from outside the graph. Neither that nor the stack (ht_hw_stack)
- * needs new memory: 8 bytes per object less to fault in. */
+ * references of walked objects are taken off refcnt[] in place (it is the
+ * walk's own): what is left, beyond a reference the walk holds, comes from
+ * outside the graph. outside: the objects ht_hw_outside_refs counted,
+ * roots when nothing else reaches them. Neither that nor the stack
+ * (ht_hw_stack) needs new memory: 8 bytes per object less to fault in. */
 static int
-ht_hw_reach(ht_hw *w, const uint32_t *own_held, size_t n_own_held)
+ht_hw_reach(ht_hw *w, const uint32_t *outside, size_t noutside)
 {
     ht_heap *h = w->h;
     uint32_t n = h->n;
@@ -2686,8 +2673,8 @@ ht_hw_reach(ht_hw *w, const uint32_t *own_held, size_t n_own_held)
             stack[sp++] = i;
         }
     }
-    for (size_t k = 0; k < n_own_held; k++) {
-        uint32_t i = own_held[k];
+    for (size_t k = 0; k < noutside; k++) {
+        uint32_t i = outside[k];
         if (h->flags[i] & HT_OBJ_UNREACHABLE) {
             h->flags[i] = (h->flags[i] & ~(uint32_t)HT_OBJ_UNREACHABLE) | HT_OBJ_EXTERNAL | HT_OBJ_ROOT;
             stack[sp++] = i;
@@ -2932,8 +2919,8 @@ ht_hw_walk(PyObject *exclude, PyObject *own, PyObject *extra, PyObject *threads,
     w.thread_names = threads;
     ht_own o;
     memset(&o, 0, sizeof o);
-    uint32_t *own_held = NULL;
-    size_t n_own_held = 0;
+    uint32_t *outside = NULL;
+    size_t noutside = 0;
     ht_heap *result = NULL;
     int gc_was_enabled = 0;
     w.exclude_types = exclude ? Py_NewRef(exclude) : PyTuple_New(0);
@@ -2980,7 +2967,7 @@ ht_hw_walk(PyObject *exclude, PyObject *own, PyObject *extra, PyObject *threads,
     ht_hw_frame_threads(&w);
     ht_hw_finish(&w);
     ht_hw_label_cells(&w);
-    if (ht_hw_own_refs(&w, &o, &own_held, &n_own_held) < 0 || ht_hw_reach(&w, own_held, n_own_held) < 0)
+    if (ht_hw_outside_refs(&w, &o, &outside, &noutside) < 0 || ht_hw_reach(&w, outside, noutside) < 0)
         goto oom;
     int garbage = ht_hw_garbage(&w);
     if (garbage < 0)
@@ -2997,7 +2984,7 @@ fail:
 done:
     ht_hw_free(&w); /* drops the references the walk took (their addresses are in w.h) */
     ht_own_free(&o);
-    free(own_held);
+    free(outside);
     if (result == NULL)
         ht_heap_free(w.h);
     if (gc_was_enabled)

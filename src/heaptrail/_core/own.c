@@ -16,19 +16,15 @@ typedef struct {
     int oom;
 } ht_own_walk;
 
-/* Appends v to the growable array (*arr, *n, *cap); 0 or -1. */
+/* Appends v to the growable list (*arr, *n, *cap); 0 or -1. */
 static int
 ht_own_push(uint64_t **arr, size_t *n, size_t *cap, uint64_t v)
 {
-    if (*n == *cap) {
-        size_t c = *cap ? *cap * 2 : 256;
-        uint64_t *p = realloc(*arr, c * sizeof(uint64_t));
-        if (p == NULL)
-            return -1;
-        *arr = p;
-        *cap = c;
-    }
-    (*arr)[(*n)++] = v;
+    uint64_t *p = ht_grow(*arr, *n, cap, sizeof(uint64_t));
+    if (p == NULL)
+        return -1;
+    *arr = p;
+    p[(*n)++] = v;
     return 0;
 }
 
