@@ -4,6 +4,7 @@ extra collection, and every generator state read safely (also run under ASan).""
 import asyncio
 import gc
 import sys
+import subprocess
 import threading
 
 import pytest
@@ -434,3 +435,84 @@ def test_the_running_heaptrail_function_the_program_imported_is_no_gc_root():
     assert not _flags(snap, code) & (EXTERNAL | ROOT)
     via = path.rsplit(" -> ", 1)[0]  # the function's own description ends only its path
     assert str(snap.path_to_root(code)) == via + " -> __code__ -> " + snap._describe(snap._index(code))
+
+
+def _module_names(snap):
+    return {r.value for r in snap.query("type == 'module'")}
+
+
+def test_modules_the_command_line_imported_are_left_out(tmp_path):
+    """`heaptrail snapshot -- prog.py`: argparse, gettext, locale ... are in sys.modules because
+    the command line imported them; a program that imports none of them has the modules a plain
+    `python -m` run of it has, no more, no fewer."""
+    probe = tmp_path / "probe_modules.py"
+    # every live module, by name (sys.modules has aliases; 3.12's sys.monitoring is in none);
+    # then those `import re, copyreg, typing` adds (see below)
+    probe.write_text("import sys\n"
+                     "had_gc = 'gc' in sys.modules\n"
+                     "import gc\n"
+                     "def names():\n"
+                     "    return {m.__name__ for m in gc.get_objects() if isinstance(m, type(sys))}\n"
+                     "plain = names() - ({'gc'} if not had_gc else set())\n"
+                     "import re, copyreg, typing\n"
+                     "with open(sys.argv[1], 'w') as f:\n"
+                     "    f.write(' '.join(plain) + '\\n' + ' '.join(names() - plain - {'gc'}))\n")
+    subprocess.run([sys.executable, "-m", "probe_modules", str(tmp_path / "plain.txt")],
+                   cwd=tmp_path, check=True, timeout=60)
+    plain, registered = ((tmp_path / "plain.txt").read_text() + " ").split("\n")
+    plain, registered = set(plain.split()), set(registered.split())
+    script = tmp_path / "prog.py"
+    script.write_text("import sys\n"
+                      f"open({str(tmp_path / 'seen.txt')!r}, 'w').write(str('argparse' in sys.modules))\n")
+    out = tmp_path / "out.htsnap"
+    proc = run_cli("snapshot", "-o", str(out), "--", str(script))
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "seen.txt").read_text() == "True"  # the program could see argparse
+    names = _module_names(heaptrail.load(out))
+    assert not names & {"argparse", "gettext", "locale"}
+    if sys.version_info < (3, 13):
+        assert names == plain
+    else:
+        # 3.13 starts with fewer modules, and objects only C holds reach some of those the
+        # command line imported: re registers with copyreg, typing's lru caches: they stay
+        assert plain <= names <= plain | registered
+
+
+def test_a_module_the_program_shares_with_the_command_line_is_the_programs(tmp_path):
+    """The program imports argparse, which the command line imported first: argparse is the
+    program's (a root, as every module, and no gc root), and so is gettext, whose functions
+    argparse's globals hold (as in a run without heaptrail)."""
+    script = tmp_path / "prog.py"
+    script.write_text("import argparse\nPARSER = argparse.ArgumentParser(prog='demo')\n"
+                      f"open({str(tmp_path / 'id.txt')!r}, 'w').write(str(id(PARSER)))\n")
+    out = tmp_path / "out.htsnap"
+    proc = run_cli("snapshot", "-o", str(out), "--", str(script))
+    assert proc.returncode == 0, proc.stderr
+    snap = heaptrail.load(out)
+    parser = int((tmp_path / "id.txt").read_text())
+    assert str(snap.path_to_root(parser)) == f"module __main__ -> .PARSER -> <ArgumentParser 0x{parser:x}>"
+    for name in ("argparse", "gettext"):
+        (mod,) = snap.query(f"type == 'module' and name == '{name}'")
+        assert str(snap.path_to_root(mod.address)) == f"module {name} (a root)"
+        assert _flags(snap, mod.address) & (ROOT | EXTERNAL) == ROOT
+    # every module's __dict__ is known as its (gettext's was reached first, through argparse)
+    (row,) = [r for r in snap.summary(by="owner") if r.kind == "dict of module"]
+    assert row.count == len(snap.query("type == 'module'"))
+
+
+def test_modules_heaptrail_imports_for_itself_are_left_out():
+    """In the program: heaptrail.snapshot() imports heaptrail.heap and what it needs (__future__,
+    for heaptrail.graph): such a module is heaptrail's until the program imports it."""
+    proc = run_python("""
+        import sys
+        import heaptrail
+        before = set(sys.modules)
+        snap = heaptrail.snapshot()
+        names = {r.value for r in snap.query("type == 'module'")}
+        print("__future__" not in before, "__future__" in sys.modules, "__future__" in names)
+        import __future__
+        snap = heaptrail.snapshot()
+        (mod,) = snap.query("type == 'module' and name == '__future__'")
+        print(mod.address == id(__future__), snap.path_to_root(__future__))
+    """)
+    assert proc.stdout.splitlines() == ["True True False", "True module __future__ (a root)"]

@@ -3,6 +3,8 @@
 The names below are loaded on first use, so `import heaptrail` stays cheap and
 never starts an engine by itself.
 """
+import sys
+
 from heaptrail._core import Error as HeaptrailError
 
 __version__ = "0.1.0"
@@ -27,6 +29,7 @@ __all__ = ["HeaptrailError", "__version__", *_FUNCTIONS, *sorted(_SUBMODULES)]
 def __getattr__(name):
     if name not in _FUNCTIONS and name not in _SUBMODULES:
         raise AttributeError(f"module 'heaptrail' has no attribute {name!r}")
+    before = set(sys.modules)
     import gc  # a built-in module
 
     # an import allocates enough to trigger the collector, which would free the program's
@@ -42,6 +45,7 @@ def __getattr__(name):
         else:
             value = importlib.import_module("heaptrail." + name)
     finally:
+        _note_imports(before)
         if was_enabled:
             gc.enable()
     # the import's own cyclic garbage is young: a gc_first snapshot collects it first
@@ -52,6 +56,23 @@ def __getattr__(name):
 
 
 _young_import_garbage = False
+# the modules heaptrail imported for itself (name -> module): a snapshot leaves them out, with
+# what only they hold, unless the program refers to one (heap._own_objects)
+_own_imports = {}
+
+
+def _note_imports(before):
+    """Notes the modules imported since sys.modules held the names in `before` as heaptrail's
+    own (those of its package are its own anyway). A new name for a module that was there
+    already (importlib._bootstrap is _frozen_importlib) is not an import."""
+    modules = list(sys.modules.items())
+    old = {id(module) for name, module in modules if name in before}
+    for name, module in modules:
+        if (name not in before and id(module) not in old and name not in _own_imports
+                and name.partition(".")[0] != "heaptrail"):
+            _own_imports[name] = module
+
+
 # the command line's frame while it runs a command (cli.main): it and every frame below it are
 # heaptrail's, left out of snapshots (heap._own_objects)
 _program_base = None

@@ -5,12 +5,15 @@ Each command lives in heaptrail/commands/<name>.py and defines one class with
 are the user's to fix (HeaptrailError, OSError, ValueError from our own
 validation) become one line on stderr and a non-zero exit, never a traceback.
 """
-import argparse
-import importlib
 import sys
 
-import heaptrail
-from heaptrail.commands import COMMAND_MODULES
+_BEFORE = frozenset(sys.modules)  # what this module's imports add is heaptrail's (see the end)
+
+import argparse  # noqa: E402
+import importlib  # noqa: E402
+
+import heaptrail  # noqa: E402
+from heaptrail.commands import COMMAND_MODULES  # noqa: E402
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -52,8 +55,22 @@ def _fail(message, code):
     return code
 
 
+# the modules sys.modules held when main() began (program_starts)
+_main_before = None
+
+
+def program_starts():
+    """Called by a command as the program it runs starts: the modules the command line imported
+    until then (argparse, gettext ...) are heaptrail's, left out of its snapshots unless the
+    program refers to one."""
+    if _main_before is not None:
+        heaptrail._note_imports(_main_before)
+
+
 def main(argv=None):
     """Runs the command line; returns the exit code."""
+    global _main_before
+    _main_before = frozenset(sys.modules)
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv[0] if argv else None)
     try:
@@ -102,3 +119,6 @@ def _os_message(e):
     if isinstance(e, OSError) and e.filename is not None and e.strerror:
         return f"{e.filename}: {e.strerror}"
     return str(e)
+
+
+heaptrail._note_imports(_BEFORE)

@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
 import sys
 from typing import List, NamedTuple, Optional
 
@@ -271,6 +269,11 @@ def render_dot(text, path, timeout=300):
         return path
     if ext not in _FORMATS:
         raise HeaptrailError(f"cannot render {path!r}: use a .png, .svg, .pdf or .dot file name")
+    # imported here: subprocess brings threading, signal, selectors ..., and threading registers
+    # a fork handler with the interpreter, whose list would hold them in every snapshot
+    import shutil
+    import subprocess
+
     dot = shutil.which("dot")
     if dot is None:
         raise HeaptrailError(

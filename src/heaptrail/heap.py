@@ -327,10 +327,19 @@ def _thread_names():
     return {t.ident: t.name for t in threading.enumerate() if t.ident is not None}
 
 
+def _own_imports():
+    """The modules heaptrail imported for itself (heaptrail._note_imports) that sys.modules
+    still lists: held, not seeds (the walk records one the program refers to)."""
+    import heaptrail
+
+    return tuple(m for name, m in list(heaptrail._own_imports.items()) if sys.modules.get(name) is m)
+
+
 def _walk(gc_first, exclude):
     """The C walk (heaptrail._core.heap_snapshot), heaptrail's own objects left out, the
     threads' frames named after their threads."""
-    return _core.heap_snapshot(bool(gc_first), exclude, _own_objects(), _thread_names())
+    return _core.heap_snapshot(bool(gc_first), exclude, _own_objects(), _thread_names(),
+                               _own_imports())
 
 
 def _take(gc_first=True):

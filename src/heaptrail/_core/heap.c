@@ -568,8 +568,11 @@ typedef struct {
     PyObject *thread_names;  /* dict: thread ident -> name, or NULL */
     uint32_t *frame_thread;  /* (frame index, thread name id) pairs (ht_hw_roots) */
     size_t nframe_thread, frame_threadcap;
-    uint64_t *frame_refs;    /* running frames' function, code, namespace (ht_hw_outside_refs) */
-    size_t nframe_refs, frame_refscap;
+    uint64_t *quiet_refs;    /* references no edge stands for (ht_hw_outside_refs): running
+                              * frames' to their function, code and namespace, sys.modules'
+                              * to the modules heaptrail imported for itself */
+    size_t nquiet_refs, quiet_refscap;
+    PyObject *sysmodules;    /* sys.modules (borrowed), or NULL */
     int oom;
     int minor;
     PyObject *s_module;      /* interned "__module__" */
@@ -870,6 +873,72 @@ ht_hw_ex_check(ht_hw *w, PyObject *op)
         tr(op, ht_hw_ex_visit, w);
 }
 
+static void ht_hw_note_owner(ht_hw *w, PyObject *op, uint32_t i);
+
+/* Whether op is left out as an instance of an excluded type (remembered:
+ * edges reach it later without this check). listed: the collector's lists
+ * had it. */
+static int
+ht_hw_excluded_type(ht_hw *w, PyObject *op, int listed)
+{
+    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(w->exclude_types); k++) {
+        if ((PyObject *)Py_TYPE(op) == PyTuple_GET_ITEM(w->exclude_types, k)) {
+            if (ht_hw_exclude(w, (uint64_t)(uintptr_t)op) < 0)
+                w->oom = 1;
+            if (listed)
+                ht_hw_ex_check(w, op);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Appends op as a new object at slot s; its index, or HT_NONE (w->oom). */
+static inline uint32_t
+ht_hw_append(ht_hw *w, PyObject *op, uint32_t *s, int listed)
+{
+    uint32_t i = w->h->n;
+    if (i >= w->cap && ht_hw_grow_objects(w, (size_t)i + 1) < 0) {
+        w->oom = 1;
+        return HT_NONE;
+    }
+    /* the slot pointer is still valid: nothing since it was found touched
+     * the slots */
+    *s = i + 1;
+    w->h->addr[i] = (uint64_t)(uintptr_t)op;
+    w->h->flags[i] = listed ? HT_HW_LISTED : 0;
+    w->h->owner[i] = HT_NONE;
+    w->h->n = i + 1;
+    return i;
+}
+
+/* ht_hw_add_ex for one of heaptrail's own objects (own.h: slot s holds
+ * HT_HW_SLOT_OWN, _OWN_LISTED or _SEED). Out of line and cold: the rare
+ * case out of the hot ht_hw_add_ex made the walk 4% faster (A/B, 6 runs of
+ * 5 snapshots each, benchmarks/cases/heap.py). */
+static __attribute__((noinline, cold)) uint32_t
+ht_hw_add_own(ht_hw *w, PyObject *op, uint32_t *s, int how)
+{
+    if (*s == HT_HW_SLOT_SEED)
+        return HT_NONE;
+    if (how & HT_HW_ADD_LISTED) { /* found in the collector's lists: left for an edge */
+        *s = HT_HW_SLOT_OWN_LISTED;
+        return HT_NONE;
+    }
+    int listed = *s == HT_HW_SLOT_OWN_LISTED; /* a recorded object refers to it */
+    *s = 0;
+    uint64_t a = (uint64_t)(uintptr_t)op;
+    if (((w->ex_bloom >> ((a >> 4) & 63) & 1) && ht_table_contains(&w->excluded, a)) ||
+        ht_hw_excluded_type(w, op, listed))
+        return HT_NONE;
+    uint32_t i = ht_hw_append(w, op, s, listed);
+    /* its listing was left for an edge (held objects are gc-tracked), and
+     * with it the note of its __dict__'s owner */
+    if (i != HT_NONE)
+        ht_hw_note_owner(w, op, i);
+    return i;
+}
+
 /* Index of op, recording it if new; HT_NONE for excluded objects, or with
  * w->oom set when out of memory. how: HT_HW_ADD_LISTED for the gc-tracked
  * objects the walk starts from, HT_HW_ADD_DICT for an owner's __dict__. No
@@ -885,18 +954,10 @@ ht_hw_add_ex(ht_hw *w, PyObject *op, int how)
     uint32_t *s = ht_hw_slot(w, a, 1);
     if (s == NULL)
         return HT_NONE;
-    int listed = how & HT_HW_ADD_LISTED, own = 0;
-    if (HT_UNLIKELY(*s >= HT_HW_SLOT_OWN)) {
-        if (*s == HT_HW_SLOT_SEED)
-            return HT_NONE;
-        if (listed) { /* found in the collector's lists: left for an edge */
-            *s = HT_HW_SLOT_OWN_LISTED;
-            return HT_NONE;
-        }
-        listed = *s == HT_HW_SLOT_OWN_LISTED; /* a recorded object refers to it */
-        *s = 0;
-        own = 1; /* its listing returned above, before the excluded types' check */
-    } else if (*s) {
+    int listed = how & HT_HW_ADD_LISTED;
+    if (HT_UNLIKELY(*s >= HT_HW_SLOT_OWN))
+        return ht_hw_add_own(w, op, s, how);
+    if (*s) {
         if (listed)
             w->h->flags[*s - 1] |= HT_HW_LISTED;
         return *s - 1;
@@ -908,30 +969,11 @@ ht_hw_add_ex(ht_hw *w, PyObject *op, int how)
      * only listed objects need a look, unless one of the types can have
      * untracked instances; an owner's __dict__ can only be excluded by a
      * dict subclass */
-    int check = own || (how & (HT_HW_ADD_LISTED | HT_HW_ADD_ROOT)) ||
+    int check = (how & (HT_HW_ADD_LISTED | HT_HW_ADD_ROOT)) ||
                 (w->ex_untracked && (!(how & HT_HW_ADD_DICT) || w->ex_dict));
-    for (Py_ssize_t k = 0; check && k < PyTuple_GET_SIZE(w->exclude_types); k++) {
-        if ((PyObject *)Py_TYPE(op) == PyTuple_GET_ITEM(w->exclude_types, k)) {
-            /* remembered: edges reach it later without this check */
-            if (ht_hw_exclude(w, a) < 0)
-                w->oom = 1;
-            if (listed)
-                ht_hw_ex_check(w, op);
-            return HT_NONE;
-        }
-    }
-    uint32_t i = w->h->n;
-    if (i >= w->cap && ht_hw_grow_objects(w, (size_t)i + 1) < 0) {
-        w->oom = 1;
+    if (check && ht_hw_excluded_type(w, op, listed))
         return HT_NONE;
-    }
-    /* the slot pointer is still valid: nothing above touched the slots */
-    *s = i + 1;
-    w->h->addr[i] = a;
-    w->h->flags[i] = listed ? HT_HW_LISTED : 0;
-    w->h->owner[i] = HT_NONE;
-    w->h->n = i + 1;
-    return i;
+    return ht_hw_append(w, op, s, listed);
 }
 
 /* ---- no references held ----------------------------------------------------
@@ -2031,7 +2073,7 @@ ht_hw_frame_cands(ht_hw *w, PyFrameObject *f)
     PyObject *refs[3];
     if (ht_fv_frame_refs(f, refs)) {
         for (int k = 0; k < 3; k++)
-            if (refs[k] && ht_hw_push_u64(w, &w->frame_refs, &w->nframe_refs, &w->frame_refscap,
+            if (refs[k] && ht_hw_push_u64(w, &w->quiet_refs, &w->nquiet_refs, &w->quiet_refscap,
                                           (uint64_t)(uintptr_t)refs[k]) < 0)
                 return;
     } else {
@@ -2179,6 +2221,38 @@ ht_hw_dict_edges(ht_hw *w, PyObject *op, int owned)
     }
 }
 
+/* Whether op is one of heaptrail's held objects (own.h) that no recorded
+ * object has referred to yet. */
+static int
+ht_hw_held_unrecorded(ht_hw *w, PyObject *op)
+{
+    uint32_t *s = ht_hw_slot(w, (uint64_t)(uintptr_t)op, 0);
+    return s && (*s == HT_HW_SLOT_OWN || *s == HT_HW_SLOT_OWN_LISTED);
+}
+
+/* sys.modules' entries. A module heaptrail imported for itself (own.h) is
+ * held: sys.modules' entry alone does not record it (its reference is
+ * counted without an edge), the program's references to it do. The
+ * interpreter records it first (a root), so an entry the program's own
+ * import shares has no edge either: the module is a root all the same
+ * (ht_hw_module_roots). */
+static void
+ht_hw_modules_edges(ht_hw *w, PyObject *op)
+{
+    Py_ssize_t it = 0;
+    PyObject *k, *v;
+    while (PyDict_Next(op, &it, &k, &v)) {
+        if (ht_hw_held_unrecorded(w, v)) {
+            if (ht_hw_push_u64(w, &w->quiet_refs, &w->nquiet_refs, &w->quiet_refscap,
+                               (uint64_t)(uintptr_t)v) < 0)
+                return;
+            continue;
+        }
+        ht_hw_edge(w, ht_hw_add(w, k), HT_NONE);
+        ht_hw_edge(w, ht_hw_add(w, v), ht_hw_key_label(w, k, 0));
+    }
+}
+
 #if PY_VERSION_HEX >= 0x030D0000
 /* 3.13: whether dict op (object i) is a view of its owner's inline values
  * (a __dict__ made from them): such a dict holds no reference to its
@@ -2209,7 +2283,10 @@ ht_hw_edges(ht_hw *w, PyObject *op, uint32_t i, unsigned tf, int gc)
         if (ht_hw_dict_embedded(w, op, i))
             h->flags[i] |= HT_HW_NOREF;
 #endif
-        ht_hw_dict_edges(w, op, h->owner[i] != HT_NONE);
+        if (op == w->sysmodules)
+            ht_hw_modules_edges(w, op);
+        else
+            ht_hw_dict_edges(w, op, h->owner[i] != HT_NONE);
         return;
     }
     if (tf & HT_TF_SEQ_EXACT) {
@@ -2503,17 +2580,20 @@ ht_hw_note_owner(ht_hw *w, PyObject *op, uint32_t i)
 }
 
 /* Roots: sys.modules and its modules, builtins, every thread's frames.
- * heaptrail's own modules and frames are seeds of own.h (never recorded). */
+ * heaptrail's own modules and frames are seeds of own.h (never recorded),
+ * the modules it imported for itself are held (recorded when the program
+ * refers to one: ht_hw_module_roots). */
 static void
 ht_hw_roots(ht_hw *w)
 {
     PyObject *modules = PySys_GetObject("modules"); /* borrowed */
     if (modules && PyDict_Check(modules)) {
+        w->sysmodules = modules;
         ht_hw_root(w, modules, 0);
         Py_ssize_t it = 0;
         PyObject *k, *v;
         while (PyDict_Next(modules, &it, &k, &v))
-            if (PyModule_Check(v))
+            if (PyModule_Check(v) && !ht_hw_held_unrecorded(w, v))
                 ht_hw_root(w, v, 0);
     }
     PyObject *b = PyEval_GetBuiltins();
@@ -2533,6 +2613,36 @@ ht_hw_roots(ht_hw *w)
             Py_DECREF(f);
             f = back;
         }
+    }
+}
+
+/* After the record pass: the modules heaptrail imported for itself whose
+ * __dict__ the program reached (a function's globals: the modules argparse
+ * imports, once the program imported argparse) are the program's too, as
+ * in a run without heaptrail. Recorded (roots, as every module in
+ * sys.modules), to be recorded in turn. */
+static void
+ht_hw_module_owners(ht_hw *w)
+{
+    Py_ssize_t it = 0;
+    PyObject *k, *v;
+    while (w->sysmodules && PyDict_Next(w->sysmodules, &it, &k, &v))
+        if (PyModule_Check(v) && ht_hw_held_unrecorded(w, v) &&
+            ht_hw_find(w, (uint64_t)(uintptr_t)PyModule_GetDict(v)) != HT_NONE)
+            ht_hw_root(w, v, 0);
+}
+
+/* After the record pass: every recorded module in sys.modules is a root,
+ * one heaptrail imported and the program refers to as well. */
+static void
+ht_hw_module_roots(ht_hw *w)
+{
+    Py_ssize_t it = 0;
+    PyObject *k, *v;
+    while (w->sysmodules && PyDict_Next(w->sysmodules, &it, &k, &v)) {
+        uint32_t i = PyModule_Check(v) ? ht_hw_find(w, (uint64_t)(uintptr_t)v) : HT_NONE;
+        if (i != HT_NONE)
+            w->h->flags[i] |= HT_OBJ_ROOT;
     }
 }
 
@@ -2579,8 +2689,8 @@ ht_hw_outside_refs(ht_hw *w, const ht_own *o, uint32_t **list, size_t *n)
     for (size_t k = 0; k + 1 < o->nrefs; k += 2) /* an edge of the graph when its source is recorded */
         if (ht_hw_find(w, o->refs[k]) == HT_NONE && ht_hw_held_ref(w, o->refs[k + 1], list, n, &cap) < 0)
             return -1;
-    for (size_t k = 0; k < w->nframe_refs; k++)
-        if (ht_hw_held_ref(w, w->frame_refs[k], list, n, &cap) < 0)
+    for (size_t k = 0; k < w->nquiet_refs; k++)
+        if (ht_hw_held_ref(w, w->quiet_refs[k], list, n, &cap) < 0)
             return -1;
     return 0;
 }
@@ -2778,7 +2888,7 @@ ht_hw_free(ht_hw *w)
     free(w->cand);
     free(w->cells);
     free(w->frame_thread);
-    free(w->frame_refs);
+    free(w->quiet_refs);
 }
 
 /* Shrinks the arrays to their final sizes (best effort). */
@@ -2880,6 +2990,22 @@ ht_hw_visit_tracked(PyObject *op, void *arg)
     return !w->oom; /* 1: go on */
 }
 
+/* Records the objects from index `from` on, and those they find; returns
+ * the count recorded. */
+static uint32_t
+ht_hw_record_from(ht_hw *w, uint32_t from)
+{
+    for (uint32_t i = from; i < w->h->n && !w->oom; i++) {
+        if (i + 16 < w->h->n)
+            __builtin_prefetch(ht_hw_obj(w, i + 16));
+        if (i + 8 < w->h->n)
+            ht_hw_prefetch_body(ht_hw_obj(w, i + 8));
+        ht_hw_pf_tick(w);
+        ht_hw_record(w, i);
+    }
+    return w->h->n;
+}
+
 /* Makes room for about `guess` objects so that neither the index nor the
  * arrays regrow during the walk; 0 or -1. */
 static int
@@ -2903,7 +3029,8 @@ ht_hw_init(ht_hw *w, size_t guess)
 /* The walk: a new heap, or NULL with an exception set. exclude: tuple of
  * classes whose instances are left out, or NULL; own, extra: heaptrail's
  * own objects (own.h: a tuple of its modules and frames, and one more
- * object), left out with what only they hold; threads: a dict of thread
+ * object), left out with what only they hold; imports: a tuple of the
+ * modules heaptrail imported for itself (own.h), or NULL; threads: a dict of thread
  * idents to names, for the frames' module column, or NULL. *collect
  * is set when gc.collect() would free something, or might (an excluded
  * object that may close a cycle: see ht_heap_snapshot); then, when
@@ -2911,8 +3038,8 @@ ht_hw_init(ht_hw *w, size_t guess)
  * walks again): the sizes the walk deferred are left at 0, since they
  * run Python code (a __sizeof__), which must not run for nothing. */
 static ht_heap *
-ht_hw_walk(PyObject *exclude, PyObject *own, PyObject *extra, PyObject *threads, int draft,
-           int *collect)
+ht_hw_walk(PyObject *exclude, PyObject *own, PyObject *extra, PyObject *imports, PyObject *threads,
+           int draft, int *collect)
 {
     ht_hw w;
     memset(&w, 0, sizeof w);
@@ -2945,7 +3072,7 @@ ht_hw_walk(PyObject *exclude, PyObject *own, PyObject *extra, PyObject *threads,
     }
     /* from here to the end of the record pass no Python code runs (see
      * "no references held"): own.h's addresses stay good */
-    if (ht_own_find(&o, own, extra) < 0)
+    if (ht_own_find(&o, own, extra, imports) < 0)
         goto fail;
     if (ht_hw_own_mark(&w, &o) < 0)
         goto oom;
@@ -2953,18 +3080,16 @@ ht_hw_walk(PyObject *exclude, PyObject *own, PyObject *extra, PyObject *threads,
     ht_gc_visit(ht_hw_visit_tracked, &w);
     if (w.oom)
         goto oom;
-    for (uint32_t i = 0; i < w.h->n && !w.oom; i++) {
-        if (i + 16 < w.h->n)
-            __builtin_prefetch(ht_hw_obj(&w, i + 16));
-        if (i + 8 < w.h->n)
-            ht_hw_prefetch_body(ht_hw_obj(&w, i + 8));
-        ht_hw_pf_tick(&w);
-        ht_hw_record(&w, i);
+    /* the record pass, and again for the modules it found the program's */
+    for (uint32_t done = 0; done < w.h->n && !w.oom;) {
+        done = ht_hw_record_from(&w, done);
+        ht_hw_module_owners(&w); /* more to record when it found some */
     }
     ht_hw_pf_end(&w);
     if (w.oom)
         goto oom;
     ht_hw_frame_threads(&w);
+    ht_hw_module_roots(&w);
     ht_hw_finish(&w);
     ht_hw_label_cells(&w);
     if (ht_hw_outside_refs(&w, &o, &outside, &noutside) < 0 || ht_hw_reach(&w, outside, noutside) < 0)
@@ -2996,7 +3121,8 @@ done:
     return result;
 }
 
-/* heap_snapshot(gc_first, exclude_types, own, thread_names). gc_first keeps
+/* heap_snapshot(gc_first, exclude_types, own, thread_names, imports) (see
+ * ht_hw_walk). gc_first keeps
  * cyclic garbage out of the snapshot. A collection costs more than half a
  * walk (gc.collect() is 0.15 s on benchmarks/cases/heap.py, the walk
  * 0.22 s), so the heap is walked first: the walk sees garbage the way the
@@ -3012,16 +3138,16 @@ static PyObject *
 ht_heap_snapshot(PyObject *mod, PyObject *args)
 {
     int gc_first = 1;
-    PyObject *exclude = NULL, *own = NULL, *threads = NULL;
-    if (!PyArg_ParseTuple(args, "|pO!O!O!", &gc_first, &PyTuple_Type, &exclude, &PyTuple_Type, &own,
-                          &PyDict_Type, &threads))
+    PyObject *exclude = NULL, *own = NULL, *threads = NULL, *imports = NULL;
+    if (!PyArg_ParseTuple(args, "|pO!O!O!O!", &gc_first, &PyTuple_Type, &exclude, &PyTuple_Type, &own,
+                          &PyDict_Type, &threads, &PyTuple_Type, &imports))
         return NULL;
     int collect = 0;
     /* the call's own arguments are heaptrail's too */
-    ht_heap *h = ht_hw_walk(exclude, own, args, threads, gc_first, &collect);
+    ht_heap *h = ht_hw_walk(exclude, own, args, imports, threads, gc_first, &collect);
     if (h != NULL && gc_first && collect) {
         ht_heap_free(h);
-        h = ht_hw_collect() < 0 ? NULL : ht_hw_walk(exclude, own, args, threads, 0, &collect);
+        h = ht_hw_collect() < 0 ? NULL : ht_hw_walk(exclude, own, args, imports, threads, 0, &collect);
     }
     return h ? ht_heap_wrap(h) : NULL; /* the handle owns h (freed on failure) */
 }

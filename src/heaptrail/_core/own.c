@@ -40,8 +40,9 @@ ht_own_meet(ht_own_walk *w, PyObject *op)
 
 /* The program's objects the walk does not enter: every frame that is not
  * a seed (PyFrame_Check, at ht_own_ref), the modules in sys.modules and
- * their __dict__s, sys.modules and builtins. Called after the seeds are
- * met, so that a seed's dict stays a seed's. A module that is in no
+ * their __dict__s, sys.modules and builtins. Called after the seeds and
+ * the held modules are met, so that a seed's dict stays a seed's and a
+ * held module's is entered. A module that is in no
  * sys.modules (heaptrail's __main__ once the program runs as __main__) is
  * entered. */
 static void
@@ -53,7 +54,7 @@ ht_own_barriers(ht_own_walk *w)
         Py_ssize_t it = 0;
         PyObject *k, *v;
         while (PyDict_Next(modules, &it, &k, &v))
-            if (PyModule_Check(v) && ht_own_meet(w, v) >= 0)
+            if (PyModule_Check(v) && ht_own_meet(w, v) == 1) /* not a seed, not held */
                 ht_own_meet(w, PyModule_GetDict(v));
     }
     PyObject *b = PyEval_GetBuiltins();
@@ -166,6 +167,18 @@ ht_own_seed(ht_own_walk *w, PyObject *op)
         ht_own_seed(w, def->m_base.m_copy);
 }
 
+/* A module heaptrail imported for itself: held (not a seed), so that the
+ * program's own references to it record it. */
+static void
+ht_own_held(ht_own_walk *w, PyObject *op)
+{
+    if (!PyModule_Check(op) || ht_own_meet(w, op) != 1)
+        return;
+    if (ht_own_push(&w->o->held, &w->o->nheld, &w->o->heldcap, (uint64_t)(uintptr_t)op) < 0 ||
+        ht_own_push(&w->stack, &w->sp, &w->stackcap, (uint64_t)(uintptr_t)op) < 0)
+        w->oom = 1;
+}
+
 static void
 ht_own_traverse(ht_own_walk *w)
 {
@@ -184,7 +197,7 @@ ht_own_traverse(ht_own_walk *w)
 }
 
 int
-ht_own_find(ht_own *o, PyObject *seeds, PyObject *extra)
+ht_own_find(ht_own *o, PyObject *seeds, PyObject *extra, PyObject *imports)
 {
     ht_own_walk w = {o, {0}, NULL, 0, 0, 0, 0};
     if (ht_table_init(&w.seen, 1024, 0) < 0) {
@@ -195,6 +208,8 @@ ht_own_find(ht_own *o, PyObject *seeds, PyObject *extra)
     ht_own_seed(&w, extra);
     for (Py_ssize_t k = 0; seeds && PyTuple_Check(seeds) && k < PyTuple_GET_SIZE(seeds); k++)
         ht_own_seed(&w, PyTuple_GET_ITEM(seeds, k));
+    for (Py_ssize_t k = 0; imports && PyTuple_Check(imports) && k < PyTuple_GET_SIZE(imports); k++)
+        ht_own_held(&w, PyTuple_GET_ITEM(imports, k));
     ht_own_barriers(&w);
     ht_own_traverse(&w);
     ht_table_free(&w.seen);

@@ -8,7 +8,9 @@
  * `import heaptrail`).
  *
  * What the seeds hold is heaptrail's as well, unless the program holds it
- * too. ht_own_find lists the gc-tracked objects the seeds reach, without
+ * too; so are the modules heaptrail imported for itself (argparse for the
+ * command line), though sys.modules lists them: the walk records one when
+ * the program refers to it or to its __dict__. ht_own_find lists the gc-tracked objects the seeds reach, without
  * entering the program's modules, their __dict__s, sys.modules, builtins or
  * the program's frames. The walk does not record those objects when it
  * finds them in the collector's lists, only when a recorded object refers
@@ -37,10 +39,13 @@ typedef struct {
 } ht_own;
 
 /* Fills o (zeroed by the caller) from seeds (a tuple of modules, frames,
- * any objects, which is a seed too; or NULL) and extra (one more seed, or
- * NULL). The empty tuple is never a seed (everyone shares it). 0, or -1
- * with MemoryError set (o is then safe to free). */
-int ht_own_find(ht_own *o, PyObject *seeds, PyObject *extra);
+ * any objects, which is a seed too; or NULL), extra (one more seed, or
+ * NULL) and imports (a tuple of the modules heaptrail imported for itself,
+ * or NULL: held, with what they hold, though sys.modules lists them; the
+ * walk records one only when the program refers to it). The empty tuple is
+ * never a seed (everyone shares it). 0, or -1 with MemoryError set (o is
+ * then safe to free). */
+int ht_own_find(ht_own *o, PyObject *seeds, PyObject *extra, PyObject *imports);
 
 void ht_own_free(ht_own *o);
 

@@ -12,7 +12,7 @@ import sys
 import types
 
 from heaptrail import leaks
-from heaptrail.cli import CommandError
+from heaptrail.cli import CommandError, program_starts
 from heaptrail.commands._script import compile_script
 
 
@@ -70,6 +70,7 @@ class LeaksCommand:
 
 def _function(script, spec):
     modname, _, fname = spec.rpartition(":")
+    program_starts()
     if modname:
         try:
             mod = importlib.import_module(modname)
@@ -107,6 +108,7 @@ def _run_script(script, runs, warmup):
     try:
         w.__enter__()
         try:
+            program_starts()
             exec(code, main.__dict__)
         except SystemExit:
             pass

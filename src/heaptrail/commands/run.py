@@ -10,7 +10,7 @@ import sys
 import threading
 import types
 
-from heaptrail.cli import CommandError
+from heaptrail.cli import CommandError, program_starts
 from heaptrail.commands._script import compile_script, compile_source
 from heaptrail.commands._snapshots import number
 
@@ -77,6 +77,7 @@ class RunCommand:
 
     def run(self, args):
         kind, what, argv = _target(args)
+        program_starts()  # before -m's find_spec imports the program's package
         if args.lines:
             if kind != "script":
                 raise CommandError("--lines profiles a script: heaptrail run --lines script.py ARGS")

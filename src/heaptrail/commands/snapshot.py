@@ -5,7 +5,7 @@ import os
 import sys
 import types
 
-from heaptrail.cli import CommandError
+from heaptrail.cli import CommandError, program_starts
 from heaptrail.commands._script import compile_script
 from heaptrail import heap
 from heaptrail._format import human_bytes
@@ -58,6 +58,7 @@ def _run_as_main(code, script, argv, output):
     _set_mark_output(output)
     status = 0
     try:
+        program_starts()
         exec(code, main.__dict__)
     except SystemExit as e:
         if e.code is None or isinstance(e.code, int):
