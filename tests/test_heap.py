@@ -219,6 +219,20 @@ def test_dicts_of_c_types_are_owned():
     assert {"dict of types.SimpleNamespace", "dict of ValueError", "dict of function"} <= rows
 
 
+def test_static_types_hold_their_dicts():
+    """Nothing traverses a static type (str, a C extension's types), so its __dict__ was a gc
+    root of its own: a path to a method read "gc root <dict> -> ['join']". The type holds it:
+    it is the dict's owner, the edge is "__dict__", and the dict is no gc root."""
+    join = id(str.__dict__["join"])  # no local holds it (a frame root would be the shorter path)
+    real = id(gc.get_referents(str.__dict__)[0])  # the dict behind the mappingproxy
+    snap = heaptrail.snapshot()
+    assert str(snap.path_to_root(join)) == f"class str -> .join -> <method_descriptor 0x{join:x}>"
+    d = snap._index(real)
+    assert snap._h.record(d)[6] == snap._index(str)
+    assert snap._h.record(d)[5] & EXTERNAL == 0
+    assert [(label, r.type, r.value) for label, r in snap.referrers(real)] == [("__dict__", "type", "str")]
+
+
 def test_labels_inline_attributes_without_materializing():
     reg = Registry()
     reg.sessions["s1"] = Session(1)

@@ -2270,6 +2270,25 @@ ht_hw_dict_embedded(ht_hw *w, PyObject *op, uint32_t i)
 }
 #endif
 
+/* A static type's (object i's) __dict__: nothing traverses a static type,
+ * so without this edge its dict was a gc root of its own, and a path to a
+ * method of str read "gc root <dict> -> ['join']". Its __mro__ and
+ * __bases__ stay out: untracked tuples the leak check's live counter
+ * (leaks.c) never sees, which would read as new objects. */
+static void
+ht_hw_static_type_dict(ht_hw *w, PyTypeObject *tp, uint32_t i)
+{
+    PyObject *d = ht_hw_tdict(tp);
+    if (d == NULL)
+        return;
+    uint32_t j = ht_hw_add_ex(w, d, HT_HW_ADD_DICT);
+    if (j == HT_NONE)
+        return;
+    if (w->h->owner[j] == HT_NONE)
+        w->h->owner[j] = i;
+    ht_hw_edge(w, j, ht_hw_lit(w, "__dict__"));
+}
+
 /* The edges of object i (op), whose type has facts tf; gc: op is a gc
  * object. */
 static void
@@ -2302,6 +2321,10 @@ ht_hw_edges(ht_hw *w, PyObject *op, uint32_t i, unsigned tf, int gc)
     }
     if (tf & HT_TF_CODE) {
         ht_hw_code_edges(w, (PyCodeObject *)op);
+        return;
+    }
+    if ((tf & HT_TF_TYPE) && !gc) {
+        ht_hw_static_type_dict(w, (PyTypeObject *)op, i);
         return;
     }
     if (tp->tp_traverse == NULL || !gc)
