@@ -441,6 +441,16 @@ def _module_names(snap):
     return {r.value for r in snap.query("type == 'module'")}
 
 
+def _command_snapshot(tmp_path, source):
+    """The snapshot `heaptrail snapshot -- prog.py` takes of a program with this source."""
+    script = tmp_path / "prog.py"
+    script.write_text(source)
+    out = tmp_path / "out.htsnap"
+    proc = run_cli("snapshot", "-o", str(out), "--", str(script))
+    assert proc.returncode == 0, proc.stderr
+    return heaptrail.load(out)
+
+
 def test_modules_the_command_line_imported_are_left_out(tmp_path):
     """`heaptrail snapshot -- prog.py`: argparse, gettext, locale ... are in sys.modules because
     the command line imported them; a program that imports none of them has the modules a plain
@@ -461,14 +471,10 @@ def test_modules_the_command_line_imported_are_left_out(tmp_path):
                    cwd=tmp_path, check=True, timeout=60)
     plain, registered = ((tmp_path / "plain.txt").read_text() + " ").split("\n")
     plain, registered = set(plain.split()), set(registered.split())
-    script = tmp_path / "prog.py"
-    script.write_text("import sys\n"
-                      f"open({str(tmp_path / 'seen.txt')!r}, 'w').write(str('argparse' in sys.modules))\n")
-    out = tmp_path / "out.htsnap"
-    proc = run_cli("snapshot", "-o", str(out), "--", str(script))
-    assert proc.returncode == 0, proc.stderr
+    snap = _command_snapshot(tmp_path, "import sys\n"
+                             f"open({str(tmp_path / 'seen.txt')!r}, 'w').write(str('argparse' in sys.modules))\n")
     assert (tmp_path / "seen.txt").read_text() == "True"  # the program could see argparse
-    names = _module_names(heaptrail.load(out))
+    names = _module_names(snap)
     assert not names & {"argparse", "gettext", "locale"}
     if sys.version_info < (3, 13):
         assert names == plain
@@ -482,13 +488,8 @@ def test_a_module_the_program_shares_with_the_command_line_is_the_programs(tmp_p
     """The program imports argparse, which the command line imported first: argparse is the
     program's (a root, as every module, and no gc root), and so is gettext, whose functions
     argparse's globals hold (as in a run without heaptrail)."""
-    script = tmp_path / "prog.py"
-    script.write_text("import argparse\nPARSER = argparse.ArgumentParser(prog='demo')\n"
-                      f"open({str(tmp_path / 'id.txt')!r}, 'w').write(str(id(PARSER)))\n")
-    out = tmp_path / "out.htsnap"
-    proc = run_cli("snapshot", "-o", str(out), "--", str(script))
-    assert proc.returncode == 0, proc.stderr
-    snap = heaptrail.load(out)
+    snap = _command_snapshot(tmp_path, "import argparse\nPARSER = argparse.ArgumentParser(prog='demo')\n"
+                             f"open({str(tmp_path / 'id.txt')!r}, 'w').write(str(id(PARSER)))\n")
     parser = int((tmp_path / "id.txt").read_text())
     assert str(snap.path_to_root(parser)) == f"module __main__ -> .PARSER -> <ArgumentParser 0x{parser:x}>"
     for name in ("argparse", "gettext"):
