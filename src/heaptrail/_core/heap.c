@@ -875,6 +875,14 @@ ht_hw_ex_check(ht_hw *w, PyObject *op)
 
 static void ht_hw_note_owner(ht_hw *w, PyObject *op, uint32_t i);
 
+/* Whether address a is left out (every live snapshot handle, and excluded
+ * instances met before). */
+static inline int
+ht_hw_excluded_addr(ht_hw *w, uint64_t a)
+{
+    return (w->ex_bloom >> ((a >> 4) & 63) & 1) && ht_table_contains(&w->excluded, a);
+}
+
 /* Whether op is left out as an instance of an excluded type (remembered:
  * edges reach it later without this check). listed: the collector's lists
  * had it. */
@@ -927,9 +935,7 @@ ht_hw_add_own(ht_hw *w, PyObject *op, uint32_t *s, int how)
     }
     int listed = *s == HT_HW_SLOT_OWN_LISTED; /* a recorded object refers to it */
     *s = 0;
-    uint64_t a = (uint64_t)(uintptr_t)op;
-    if (((w->ex_bloom >> ((a >> 4) & 63) & 1) && ht_table_contains(&w->excluded, a)) ||
-        ht_hw_excluded_type(w, op, listed))
+    if (ht_hw_excluded_addr(w, (uint64_t)(uintptr_t)op) || ht_hw_excluded_type(w, op, listed))
         return HT_NONE;
     uint32_t i = ht_hw_append(w, op, s, listed);
     /* its listing was left for an edge (held objects are gc-tracked), and
@@ -962,8 +968,7 @@ ht_hw_add_ex(ht_hw *w, PyObject *op, int how)
             w->h->flags[*s - 1] |= HT_HW_LISTED;
         return *s - 1;
     }
-    /* every live snapshot handle */
-    if ((w->ex_bloom >> ((a >> 4) & 63) & 1) && ht_table_contains(&w->excluded, a))
+    if (ht_hw_excluded_addr(w, a))
         return HT_NONE;
     /* instances of the excluded types: all gc-tracked ones are listed, so
      * only listed objects need a look, unless one of the types can have
