@@ -1,5 +1,5 @@
 """Helpers shared by the snapshot commands: open a snapshot file with a clear error, parse an
-address, print JSON; argument types (positive, count) for every command."""
+address, print JSON, write an output file; argument types (positive, count) for every command."""
 import json
 import os
 import sys
@@ -35,18 +35,35 @@ def print_json(value):
     sys.stdout.write("\n")
 
 
-def number(name, convert=int, lo=None, hi=None):
-    """An argparse type: text -> convert(text), within [lo, hi]. argparse
-    reports any failure as "invalid NAME value: 'text'"."""
+def write_output(path, data):
+    """Writes data (str, as UTF-8, or bytes) to path. The caller computes all of it first, so a
+    failing computation leaves a file already at path as it was; a failed write or close (a
+    full disk) names the file, where OSError alone says "[Errno 28] No space left on device"."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+    except OSError as e:
+        if e.filename is None:
+            raise OSError(e.errno, e.strerror or str(e), path) from None
+        raise
+
+
+def number(name, convert=int, lo=None, hi=None, most=None):
+    """An argparse type: text -> convert(text), within [lo, hi]; a value above `most` is taken
+    as `most` (a row count past every row is all rows: `--top 10**30` must not reach C's
+    Py_ssize_t as an OverflowError traceback). argparse reports any failure as
+    "invalid NAME value: 'text'"; NaN is refused (it compares false with every bound)."""
     def parse(text):
         value = convert(text)
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
+        if value != value or (lo is not None and value < lo) or (hi is not None and value > hi):
             raise ValueError(text)
-        return value
+        return value if most is None else min(value, most)
 
     parse.__name__ = name
     return parse
 
 
-positive = number("positive", lo=1)
-count = number("count", lo=0)           # a row count: 0 means all
+positive = number("positive", lo=1, most=sys.maxsize)
+count = number("count", lo=0, most=sys.maxsize)           # a row count: 0 means all

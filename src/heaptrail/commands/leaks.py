@@ -14,6 +14,12 @@ import types
 from heaptrail import leaks
 from heaptrail.cli import CommandError
 from heaptrail.commands._script import compile_script
+from heaptrail.commands._snapshots import number
+from heaptrail.graph import check_dot_output
+
+# bounded: --runs 10**20 is a hang, not a measurement (and past C's 64 bits, a traceback)
+_runs = number("runs", hi=100000)
+_warmup = number("warmup", hi=100000)
 
 
 class LeaksCommand:
@@ -25,9 +31,10 @@ class LeaksCommand:
                             help="the Python script (its main loop calls heaptrail.leaks.step(), "
                                  "or name a function with --call)")
         parser.add_argument("args", nargs="*", help="the script's arguments (after --)")
-        parser.add_argument("--runs", type=int, default=10, help="measured iterations (10)")
-        parser.add_argument("--warmup", type=int, default=2,
-                            help="iterations run before measuring (2)")
+        parser.add_argument("--runs", type=_runs, default=10,
+                            help="measured iterations (10; at most 100000)")
+        parser.add_argument("--warmup", type=_warmup, default=2,
+                            help="iterations run before measuring (2; at most 100000)")
         parser.add_argument("--call", metavar="[MODULE:]FUNCTION",
                             help="call this function of the script (or of MODULE) repeatedly")
         parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -45,6 +52,7 @@ class LeaksCommand:
             out_dir = os.path.dirname(os.path.abspath(args.dot))
             if not os.path.isdir(out_dir):
                 raise CommandError(f"{args.dot}: no such directory {out_dir}")
+            check_dot_output(args.dot)   # before the runs, not after them
         saved_path, saved_argv = list(sys.path), sys.argv
         try:
             if args.script:

@@ -15,6 +15,7 @@ from heaptrail.commands._script import compile_script, compile_source
 from heaptrail.commands._snapshots import number
 
 _UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "": 1.0}
+_MAX_SAMPLE = 2**40
 _SIZES = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 2**20, "mb": 2**20, "mib": 2**20,
           "g": 2**30, "gb": 2**30, "gib": 2**30}
 
@@ -38,7 +39,10 @@ def size(text):
     m = re.fullmatch(r"\s*([0-9]+)\s*([a-zA-Z]*)\s*", text)
     if not m or m.group(2).lower() not in _SIZES or int(m.group(1)) <= 0:
         raise ValueError(f"not a positive size in bytes: {text!r}")
-    return int(m.group(1)) * _SIZES[m.group(2).lower()]
+    value = int(m.group(1)) * _SIZES[m.group(2).lower()]
+    if value > _MAX_SAMPLE:   # the C side takes 64 bits unchecked: 16777216g would wrap to 0, "every one"
+        raise ValueError(f"sample size above 1 TiB: {text!r}")
+    return value
 
 
 size.__name__ = "size"
@@ -92,6 +96,8 @@ class RunCommand:
         else:
             code, spec = _module_code(what)
             label = what.rsplit(".", 1)[-1]
+        if args.output == "":   # not the default name in its place
+            raise CommandError("-o needs a file name")
         out = args.output or f"heaptrail-{_safe(label)}-{os.getpid()}.htcap"
         out_dir = os.path.dirname(os.path.abspath(out))
         if not os.path.isdir(out_dir):
@@ -134,6 +140,8 @@ def _target(args):
             raise CommandError("-c needs the code to run" if not args.code else
                                "give one of script.py, -m MODULE or -c CODE")
         return "code", args.code[0], args.code[1:]
+    if args.target[:1] == ["--"]:   # `run -o F -- script.py ARGS`, as `heaptrail snapshot` takes it
+        args.target = args.target[1:]
     if not args.target:
         raise CommandError("nothing to run: give script.py, -m MODULE or -c CODE")
     if args.target[0].startswith("-") and args.target[0] != "-":

@@ -1,5 +1,6 @@
 """`heaptrail snapshot -o FILE -- script.py ARGS`: runs a script as __main__ and saves a heap
 snapshot when it ends (and one at each heaptrail.mark() call)."""
+import argparse
 import builtins
 import os
 import sys
@@ -17,7 +18,7 @@ class SnapshotCommand:
     help = "run a Python script and save a heap snapshot of it when it ends"
 
     def prepare_parser(self, parser):
-        parser.add_argument("-o", "--output", required=True, metavar="FILE",
+        parser.add_argument("-o", "--output", required=True, metavar="FILE", action=_Once,
                             help="snapshot file to write (marks write FILE.<n>.<label>)")
         parser.add_argument("script", help="the Python script to run as __main__")
         parser.add_argument("args", nargs="*", help="its arguments (put them after --)")
@@ -25,24 +26,46 @@ class SnapshotCommand:
     def run(self, args):
         script = args.script
         code = compile_script(script)
-        out_dir = os.path.dirname(os.path.abspath(args.output))
+        if not args.output:
+            raise CommandError("-o needs a file name")
+        # absolute now: the program may chdir before the snapshot is written at its end
+        output = os.path.abspath(args.output)
+        out_dir = os.path.dirname(output)
         if not os.path.isdir(out_dir):
             raise CommandError(f"{args.output}: no such directory {out_dir}")
+        if os.path.isdir(output):   # found before the program runs, not after
+            raise CommandError(f"{args.output}: is a directory")
         saved_main = sys.modules.get("__main__")
+        pid = os.getpid()
         try:
-            status = _run_as_main(code, script, args.args, args.output)
+            status = _run_as_main(code, script, args.args, output)
+            if os.getpid() != pid:
+                # a child the program forked came back here: the snapshot is the parent's to
+                # write (the child's would overwrite it, or be overwritten)
+                return status
             snap = _take()  # while the program's __main__ is still in sys.modules
             marks = len(heap._marks)
         finally:
             sys.modules["__main__"] = saved_main
             _set_mark_output(None)
-        snap.save(args.output)
+        snap.save(output)
         note = (f"; {marks} snapshot{'s' if marks != 1 else ''} at heaptrail.mark() beside it "
                 f"({args.output}.<n>.<label>)" if marks else "")
         print(f"heaptrail: snapshot of {snap.objects} objects ({human_bytes(snap.total_size)} of "
-              f"heap) written to {args.output} ({human_bytes(os.path.getsize(args.output))}){note}",
+              f"heap) written to {args.output} ({human_bytes(os.path.getsize(output))}){note}",
               file=sys.stderr)
         return status
+
+
+class _Once(argparse.Action):
+    """-o given twice is refused, not the last one kept: `snapshot -o a.htsnap s.py -o x`
+    meant -o x for the script (its options go after --), and would have silently written x."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, self.dest, None) is not None:
+            parser.error(f"argument {option_string}: given twice (the script's own options go "
+                         "after --: heaptrail snapshot -o FILE -- script.py ARGS)")
+        setattr(namespace, self.dest, values)
 
 
 def _run_as_main(code, script, argv, output):
@@ -59,6 +82,7 @@ def _run_as_main(code, script, argv, output):
     status = 0
     try:
         exec(code, main.__dict__)
+        _join_threads()
     except SystemExit as e:
         if e.code is None or isinstance(e.code, int):
             status = e.code or 0
@@ -70,11 +94,21 @@ def _run_as_main(code, script, argv, output):
 
         # from the program's first frame, as `python script.py` prints it (not this exec's)
         traceback.print_exception(type(e), e, e.__traceback__.tb_next)
-        status = 1
+        status = 130 if isinstance(e, KeyboardInterrupt) else 1   # as `heaptrail run`
     finally:
         sys.argv = saved_argv
         sys.path[:] = saved_path
     return status
+
+
+def _join_threads():
+    """Python waits for a program's non-daemon threads before it ends: so does the snapshot
+    (as `heaptrail run` does), which would otherwise miss what they build."""
+    import threading   # imported by the interpreter's shutdown anyway
+
+    for t in threading.enumerate():
+        if t is not threading.main_thread() and not t.daemon:
+            t.join()
 
 
 COMMAND = SnapshotCommand

@@ -1,0 +1,293 @@
+"""An adversarial review of the command line, as a careless user drives it: numbers out of
+range, -o in odd places, programs that chdir, fork, start threads, raise or are interrupted,
+full disks. Each test is a defect the review found (it failed before its fix)."""
+import os
+import textwrap
+
+import pytest
+
+import heaptrail
+from heaptrail import _core
+from conftest import run_cli
+
+EVENTS = [
+    ("frame", 1, "prog.py", "main", 5),
+    ("frame", 2, "prog.py", "load", 12),
+    ("stack", 0, None, 1),
+    ("stack", 1, 0, 2),
+    ("sample", 1_000_000, 10_000_000, 0),
+    ("alloc", 0x10000, 1000, 1),
+    ("alloc", 0x20000, 3000, 0),
+    ("sample", 2_000_000, 11_000_000, 4000),
+    ("free", 0x10000),
+    ("sample", 3_000_000, 11_000_000, 3000),
+]
+
+
+@pytest.fixture
+def capfile(tmp_path):
+    path = tmp_path / "known.htcap"
+    _core._capture_write(str(path), EVENTS, pid=4242, cmdline=b"prog.py")
+    return str(path)
+
+
+def _script(tmp_path, body, name="s.py"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+# ---- numbers ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv", [["table", "{cap}", "--top", str(10**30)],
+                                  ["stats", "{cap}", "--top", str(10**30)]])
+def test_a_huge_row_count_is_every_row(cli, capfile, argv):
+    """--top 10**30 reached C's Py_ssize_t: an OverflowError traceback."""
+    code, out, err = cli(*[a.format(cap=capfile) for a in argv])
+    assert code == 0 and err == ""
+    assert "load (prog.py:12)" in out and "main (prog.py:5)" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["stats", "{cap}", "--top", "-1"], "argument --top: invalid positive value: '-1'"),
+    (["tree", "{cap}", "--depth", "-1"], "argument --depth: invalid count value: '-1'"),
+    (["tree", "{cap}", "--min-percent", "nan"], "argument --min-percent: invalid percent value: 'nan'"),
+])
+def test_negative_and_nan_numbers_are_usage_errors(cli, capfile, argv, message):
+    """stats --top -1 showed all blocks but the last, tree --depth -1 hid every branch, and
+    --min-percent nan (which compares false with both bounds) hid none: all exit 0."""
+    code, out, err = cli(*[a.format(cap=capfile) for a in argv])
+    assert code == 2 and out == ""
+    assert err.strip().splitlines()[-1] == f"heaptrail {argv[0]}: error: {message}"
+
+
+def test_dot_depth_out_of_range_names_the_option(cli, tmp_path):
+    """--depth 2000 passed argparse and failed in to_dot ("to_dot: depth must be between 0 and
+    1000, not ..."; for 10**30: "not 9223372036854775807", a number nobody typed)."""
+    path = tmp_path / "g.htsnap"
+    _core._graph_from_edges(2, [(0, 1, None)], sizes=[8, 8], roots=[0]).save(str(path))
+    for option, value in (("--depth", "2000"), ("--max-nodes", str(10**30))):
+        code, out, err = cli("dot", str(path), "0", option, value)
+        assert code == 2 and out == ""
+        assert err.strip().splitlines()[-1] == (
+            f"heaptrail dot: error: argument {option}: invalid {option[2:]} value: '{value}'")
+
+
+def test_run_sample_size_that_would_wrap_is_refused(cli):
+    """16777216g is 2**64 bytes: the C side took it modulo 2**64, 0, which means "record
+    every allocation": the opposite of what was asked, silently."""
+    code, out, err = cli("run", "--sample", "16777216g", "-c", "pass")
+    assert code == 2
+    assert err.strip().splitlines()[-1] == "heaptrail run: error: argument --sample: invalid size value: '16777216g'"
+
+
+# ---- heaptrail snapshot: where and when the file is written --------------------------------
+
+def test_snapshot_relative_output_survives_the_programs_chdir(tmp_path):
+    """-o out.htsnap was opened after the program ended, relative to the cwd the program had
+    moved to: the file landed in the program's directory, not the user's."""
+    (tmp_path / "elsewhere").mkdir()
+    _script(tmp_path, """\
+        import os
+        os.chdir("elsewhere")
+        """)
+    proc = run_cli("snapshot", "-o", "out.htsnap", "s.py", cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out.htsnap").is_file()
+    assert not (tmp_path / "elsewhere" / "out.htsnap").exists()
+    assert "written to out.htsnap" in proc.stderr
+
+
+@pytest.mark.parametrize("output, message", [("", "-o needs a file name"), ("adir", "adir: is a directory")])
+def test_snapshot_output_mistakes_are_found_before_the_program_runs(tmp_path, output, message):
+    """-o DIR or -o '' failed only once the program had run to its end (minutes, maybe, and
+    its side effects done): `: No such file or directory` for the empty name."""
+    (tmp_path / "adir").mkdir()
+    _script(tmp_path, """\
+        open("ran", "w").close()
+        """)
+    proc = run_cli("snapshot", "-o", output, "s.py", cwd=str(tmp_path))
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"heaptrail: error: {message}"
+    assert not (tmp_path / "ran").exists()
+
+
+def test_run_empty_output_name_is_refused(tmp_path):
+    """run -o '' silently wrote heaptrail-<program>-<pid>.htcap instead."""
+    proc = run_cli("run", "-o", "", "-c", "pass", cwd=str(tmp_path))
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "heaptrail: error: -o needs a file name"
+    assert os.listdir(tmp_path) == []
+
+
+def test_snapshot_output_given_twice_is_refused(tmp_path):
+    """`snapshot -o a.htsnap s.py -o x` took the script's -o x as its own: it wrote x, and
+    the script ran without its arguments."""
+    _script(tmp_path, """\
+        open("ran", "w").close()
+        """)
+    proc = run_cli("snapshot", "-o", "a.htsnap", "s.py", "-o", "x", cwd=str(tmp_path))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "heaptrail snapshot: error: argument -o: given twice")
+    assert sorted(os.listdir(tmp_path)) == ["s.py"]
+    # the documented way still works
+    proc = run_cli("snapshot", "-o", "a.htsnap", "--", "s.py", "-o", "x", cwd=str(tmp_path))
+    assert proc.returncode == 0 and (tmp_path / "a.htsnap").is_file() and not (tmp_path / "x").exists()
+
+
+FORKS = """\
+    import os, sys, time
+
+    class Parent: pass
+    class Child: pass
+
+    if os.fork() == 0:
+        who = Child()
+        time.sleep(0.5)          # ends after the parent has written its snapshot
+    else:
+        who = Parent()
+    """
+
+
+def test_snapshot_of_a_forking_program_is_the_parents(tmp_path):
+    """The forked child came back from the script too, took its own snapshot and wrote it
+    over the parent's (two 'written to' lines; the file held Child, not Parent)."""
+    _script(tmp_path, FORKS)
+    proc = run_cli("snapshot", "-o", "f.htsnap", "s.py", cwd=str(tmp_path))  # waits for the child's pipes
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("written to") == 1
+    snap = heaptrail.load(tmp_path / "f.htsnap")
+    assert len(snap.query("type == 'Parent'")) == 1
+    assert len(snap.query("type == 'Child'")) == 0
+
+
+def test_snapshot_waits_for_the_programs_threads(tmp_path):
+    """`heaptrail run` (and Python) wait for non-daemon threads before the program ends;
+    `heaptrail snapshot` took its snapshot while they still ran, missing what they built."""
+    _script(tmp_path, """\
+        import threading, time
+
+        class Late: pass
+
+        def work():
+            global late
+            time.sleep(0.3)
+            late = [Late() for _ in range(3)]
+
+        threading.Thread(target=work).start()
+        """)
+    proc = run_cli("snapshot", "-o", "t.htsnap", "s.py", cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    snap = heaptrail.load(tmp_path / "t.htsnap")
+    assert len(snap.query("type == 'Late'")) == 3
+
+
+def test_snapshot_interrupted_program_exits_130(tmp_path):
+    """Ctrl-C in the program: `heaptrail run` exits 130 as Python does, snapshot exited 1."""
+    _script(tmp_path, """\
+        raise KeyboardInterrupt
+        """)
+    proc = run_cli("snapshot", "-o", "i.htsnap", "s.py", cwd=str(tmp_path))
+    assert proc.returncode == 130
+    assert proc.stderr.splitlines()[0] == "Traceback (most recent call last):"
+    assert "KeyboardInterrupt" in proc.stderr and "heaptrail/" not in proc.stderr
+    assert (tmp_path / "i.htsnap").is_file()      # what the program had, as for any failure
+
+
+def test_run_takes_double_dash_before_the_script(tmp_path):
+    """`heaptrail run -o F -- script.py -o x` (snapshot's documented form) said
+    "unknown option -- (options go before the script)"."""
+    _script(tmp_path, """\
+        import sys
+        print(sys.argv)
+        """)
+    proc = run_cli("run", "--quiet", "-o", "r.htcap", "--", "s.py", "-o", "x", cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "['s.py', '-o', 'x']\n"
+    assert (tmp_path / "r.htcap").is_file()
+
+
+# ---- heaptrail leaks ----------------------------------------------------------------------
+
+LOOP = """\
+    import heaptrail.leaks
+    open("ran", "w").close()
+    keep = []
+    for i in range(8):
+        keep.append(bytearray(100))
+        heaptrail.leaks.step()
+    """
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--dot", "paths.xyz"], "heaptrail: error: cannot render 'paths.xyz': use a .png, .svg, .pdf or .dot file name"),
+    (["--dot", "adir"], "heaptrail: error: cannot render 'adir': it is a directory"),
+    (["--runs", str(10**20)], f"heaptrail leaks: error: argument --runs: invalid runs value: '{10**20}'"),
+])
+def test_leaks_mistakes_are_found_before_the_runs(tmp_path, argv, message):
+    """--dot with an unknown extension failed after every iteration had run; --runs 10**20
+    was taken (with --call: a hang)."""
+    (tmp_path / "adir").mkdir()
+    _script(tmp_path, LOOP)
+    proc = run_cli("leaks", "s.py", "--runs", "3", *argv, cwd=str(tmp_path))
+    assert proc.returncode in (1, 2) and proc.stdout == ""
+    assert proc.stderr.strip().splitlines()[-1] == message
+    assert not (tmp_path / "ran").exists()
+
+
+# ---- heaptrail lines ----------------------------------------------------------------------
+
+def test_lines_syntax_error_is_one_line_and_keeps_the_output_file(tmp_path):
+    """A syntax error was heaptrail's own traceback, and -o FILE had already been emptied."""
+    _script(tmp_path, "def f(:\n")
+    keep = tmp_path / "tables.txt"
+    keep.write_text("yesterday's tables\n")
+    for argv in (["lines", "-o", str(keep), "s.py"], ["run", "--lines", "s.py"]):
+        proc = run_cli(*argv, cwd=str(tmp_path))
+        assert proc.returncode == 1
+        assert proc.stderr.strip() == "heaptrail: error: s.py:1: syntax error: invalid syntax"
+    assert keep.read_text() == "yesterday's tables\n"
+
+
+def test_lines_failing_script_shows_its_traceback_and_its_tables(tmp_path):
+    """A script that raised gave heaptrail's whole traceback (cli.py, lines.py, runpy) and its
+    tables only at exit, after it."""
+    _script(tmp_path, """\
+        @profile
+        def build():
+            a = bytearray(200000)
+            return a
+
+        build()
+        raise RuntimeError("boom")
+        """)
+    proc = run_cli("lines", "s.py", cwd=str(tmp_path))
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        "Traceback (most recent call last):",
+        '  File "s.py", line 7, in <module>',
+        '    raise RuntimeError("boom")',
+        "RuntimeError: boom",
+    ]
+    table = [line for line in proc.stdout.splitlines() if "a = bytearray(200000)" in line]
+    assert len(table) == 1 and table[0].split()[0] == "3"
+
+
+# ---- write errors -------------------------------------------------------------------------
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full on this system")
+@pytest.mark.parametrize("argv", [
+    ["flamegraph", "{cap}", "-o", "{out}.html"],
+    ["plot", "{cap}", "-o", "{out}.svg"],
+    ["export", "{cap}", "--format", "json", "-o", "{out}.json"],
+    ["export", "{cap}", "--format", "csv", "-o", "{out}.csv"],
+    ["export", "{cap}", "--format", "pprof", "--peak", "-o", "{out}.pb"],
+])
+def test_a_full_disk_names_the_file(cli, capfile, tmp_path, argv):
+    """A failed write said "[Errno 28] No space left on device", not which file."""
+    argv = [a.format(cap=capfile, out=tmp_path / "full") for a in argv]
+    os.symlink("/dev/full", argv[argv.index("-o") + 1])
+    code, out, err = cli(*argv)
+    assert code == 1 and out == ""
+    assert err == f"heaptrail: error: {argv[argv.index('-o') + 1]}: No space left on device\n"
