@@ -291,3 +291,19 @@ def test_a_full_disk_names_the_file(cli, capfile, tmp_path, argv):
     code, out, err = cli(*argv)
     assert code == 1 and out == ""
     assert err == f"heaptrail: error: {argv[argv.index('-o') + 1]}: No space left on device\n"
+
+
+# ---- a program that takes its stdout or stderr away ----------------------------------------
+
+@pytest.mark.parametrize("command", ["run", "snapshot"])
+@pytest.mark.parametrize("body", ["import sys; sys.stderr.close()", "import sys; sys.stdout = None",
+                                  "import os; os.close(2)"])
+def test_program_closing_its_output_keeps_its_exit_status(tmp_path, command, body):
+    """Python ends these programs quietly with status 0; under heaptrail the report to the
+    closed stderr (or the final flush of a None stdout) failed: exit 1, with a traceback or
+    the interpreter's 'object address: ...' dump."""
+    _script(tmp_path, body + "\n")
+    proc = run_cli(command, "-o", "out.bin", "s.py", cwd=str(tmp_path))
+    assert proc.returncode == 0
+    assert "Traceback" not in proc.stderr and "object address" not in proc.stderr
+    assert (tmp_path / "out.bin").stat().st_size > 0

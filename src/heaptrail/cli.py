@@ -47,8 +47,21 @@ def build_parser(only=None):
     return parser
 
 
+def note(text):
+    """Prints heaptrail's own text to stderr. The program a command ran (run, snapshot) may
+    have closed its stderr, or set it to None: Python then ends quietly with the program's
+    status, and so do we, rather than fail on our report with a traceback and exit 1."""
+    err = sys.stderr
+    if err is None:   # print(file=None) would write to stdout
+        return
+    try:
+        print(text, file=err, flush=True)
+    except (OSError, ValueError):   # closed: ValueError; fd 2 closed: OSError
+        pass
+
+
 def _fail(message, code):
-    print(f"heaptrail: error: {message}", file=sys.stderr)
+    note(f"heaptrail: error: {message}")
     return code
 
 
@@ -83,6 +96,8 @@ def main(argv=None):
             sys.stdout.flush()
         except BrokenPipeError:  # `heaptrail ... | head`
             _silence_stdout()
+        except (OSError, ValueError, AttributeError):
+            pass   # a program run here closed its stdout or set it to None: Python is quiet too
 
 
 def _silence_stdout():

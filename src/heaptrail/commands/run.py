@@ -10,7 +10,7 @@ import sys
 import threading
 import types
 
-from heaptrail.cli import CommandError
+from heaptrail.cli import CommandError, note
 from heaptrail.commands._script import compile_script, compile_source
 from heaptrail.commands._snapshots import number
 
@@ -234,7 +234,7 @@ def _exit_status(e):
         return 0
     if isinstance(e.code, int):
         return e.code & 0xFF
-    print(e.code, file=sys.stderr)
+    note(str(e.code))
     return 1
 
 
@@ -252,16 +252,15 @@ def _report(path, follow):
     try:
         text = capture.summary_text(path)
     except Exception as e:  # noqa: BLE001 - the program ran; its capture is kept
-        print(f"heaptrail: capture written to {path}, but it cannot be summarized: {e}", file=sys.stderr)
+        note(f"heaptrail: capture written to {path}, but it cannot be summarized: {e}")
         return
-    print(text, file=sys.stderr)
+    note(text)
     kids = capture_run.children(path) if follow else []
     if kids:
-        print(f"child processes: {len(kids)} captures ({', '.join(os.path.basename(k) for k in kids[:8])}"
-              f"{' ...' if len(kids) > 8 else ''}); together: heaptrail summary {path} --children",
-              file=sys.stderr)
-    print(f"capture: {path}\n  heaptrail summary {path}\n  heaptrail flamegraph {path} -o flame.html\n"
-          f"  heaptrail plot {path} -o memory.svg", file=sys.stderr)
+        note(f"child processes: {len(kids)} captures ({', '.join(os.path.basename(k) for k in kids[:8])}"
+             f"{' ...' if len(kids) > 8 else ''}); together: heaptrail summary {path} --children")
+    note(f"capture: {path}\n  heaptrail summary {path}\n  heaptrail flamegraph {path} -o flame.html\n"
+         f"  heaptrail plot {path} -o memory.svg")
 
 
 COMMAND = RunCommand

@@ -6,7 +6,7 @@ import os
 import sys
 import types
 
-from heaptrail.cli import CommandError
+from heaptrail.cli import CommandError, note as say
 from heaptrail.commands._script import compile_script
 from heaptrail import heap
 from heaptrail._format import human_bytes
@@ -51,9 +51,8 @@ class SnapshotCommand:
         snap.save(output)
         note = (f"; {marks} snapshot{'s' if marks != 1 else ''} at heaptrail.mark() beside it "
                 f"({args.output}.<n>.<label>)" if marks else "")
-        print(f"heaptrail: snapshot of {snap.objects} objects ({human_bytes(snap.total_size)} of "
-              f"heap) written to {args.output} ({human_bytes(os.path.getsize(output))}){note}",
-              file=sys.stderr)
+        say(f"heaptrail: snapshot of {snap.objects} objects ({human_bytes(snap.total_size)} of "
+            f"heap) written to {args.output} ({human_bytes(os.path.getsize(output))}){note}")
         return status
 
 
@@ -87,7 +86,7 @@ def _run_as_main(code, script, argv, output):
         if e.code is None or isinstance(e.code, int):
             status = e.code or 0
         else:
-            print(e.code, file=sys.stderr)
+            say(str(e.code))
             status = 1
     except BaseException as e:  # the program's own failure: its traceback is its output
         import traceback  # here: its imports (linecache, tokenize ...) would be in every snapshot
