@@ -307,3 +307,52 @@ def test_program_closing_its_output_keeps_its_exit_status(tmp_path, command, bod
     assert proc.returncode == 0
     assert "Traceback" not in proc.stderr and "object address" not in proc.stderr
     assert (tmp_path / "out.bin").stat().st_size > 0
+
+
+def test_a_bad_child_capture_is_named_once(cli, capfile):
+    """The warning for a child capture that cannot be read said its path twice:
+    "heaptrail: warning: /x/c.htcap.123: /x/c.htcap.123: not a heaptrail capture"."""
+    bad = capfile + ".123"
+    with open(bad, "w") as f:
+        f.write("garbage\n")
+    code, out, err = cli("table", capfile, "--children")
+    assert code == 0 and "load (prog.py:12)" in out
+    assert err == f"heaptrail: warning: {bad}: not a heaptrail capture (skipped)\n"
+
+
+# ---- programs that cannot start ------------------------------------------------------------
+
+def test_null_bytes_have_no_line_none(cli, tmp_path):
+    """Since 3.11.4 compile() reports null bytes as a SyntaxError without a line number:
+    "s.py:None: syntax error: source code string cannot contain null bytes"."""
+    path = tmp_path / "s.py"
+    path.write_bytes(b"x = 1\0\n")
+    for argv in (["run", "-o", str(tmp_path / "o.htcap"), str(path)], ["lines", str(path)],
+                 ["snapshot", "-o", str(tmp_path / "o.htsnap"), str(path)]):
+        code, out, err = cli(*argv)
+        assert code == 1 and out == ""
+        assert err.startswith(f"heaptrail: error: {path}") and ":None:" not in err
+        assert err.rstrip().endswith("null bytes")
+        assert err.count("\n") == 1
+    assert os.listdir(tmp_path) == ["s.py"]
+
+
+def test_run_package_without_main_says_so(cli, tmp_path):
+    """`run -m email` said "no module named 'email'" of a module that exists: it is a package
+    without a __main__, as `python -m email` says."""
+    code, out, err = cli("run", "-o", str(tmp_path / "o.htcap"), "-m", "email")
+    assert code == 1
+    assert err == "heaptrail: error: no module named email.__main__: 'email' is a package and cannot be run\n"
+
+
+def test_leaks_interrupted_script_is_interrupted_not_failed(tmp_path):
+    """Ctrl-C in the script's loop: "s.py failed: KeyboardInterrupt: " and exit 1."""
+    _script(tmp_path, """\
+        import heaptrail.leaks
+        for i in range(3):
+            heaptrail.leaks.step()
+        raise KeyboardInterrupt
+        """)
+    proc = run_cli("leaks", "s.py", cwd=str(tmp_path))
+    assert proc.returncode == 130
+    assert proc.stderr == "heaptrail: error: interrupted\n"

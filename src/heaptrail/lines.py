@@ -267,8 +267,9 @@ def _compile_script(script):
         source = f.read()
     try:
         return compile(source, script, "exec")
-    except SyntaxError as e:
-        raise ValueError(f"{script}:{e.lineno}: syntax error: {e.msg}") from None
+    except SyntaxError as e:   # null bytes too, since 3.11.4: with no line number
+        where = f"{script}:{e.lineno}" if e.lineno is not None else script
+        raise ValueError(f"{where}: syntax error: {e.msg}") from None
     except ValueError as e:   # null bytes
         raise ValueError(f"{script}: {e}") from None
 

@@ -23,7 +23,9 @@ def open_family(path):
         try:
             caps.append(capture.load_for_command(p))
         except Exception as e:  # noqa: BLE001 - one bad child file does not hide the others
-            print(f"heaptrail: warning: {p}: {e}", file=sys.stderr)
+            # the reader's messages already start with the file's name: not twice
+            msg = str(e) if str(e).startswith(p) else f"{p}: {e}"
+            print(f"heaptrail: warning: {msg} (skipped)", file=sys.stderr)
     return caps
 
 

@@ -118,6 +118,9 @@ def _run_script(script, runs, warmup):
             exec(code, main.__dict__)
         except SystemExit:
             pass
+        except KeyboardInterrupt:   # Ctrl-C: main's "interrupted", exit 130, not "failed", 1
+            w._s.abort()
+            raise
         except BaseException as e:
             w._s.abort()
             raise CommandError(f"{script} failed: {type(e).__name__}: {e}")

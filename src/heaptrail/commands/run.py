@@ -163,12 +163,15 @@ def _module_code(name):
             spec = importlib.util.find_spec(name + ".__main__")
     except (ImportError, ValueError) as e:
         raise CommandError(f"no module named {name!r} ({e})")
+    if spec is None and importlib.util.find_spec(name) is not None:   # python -m's words
+        raise CommandError(f"no module named {name}.__main__: {name!r} is a package and cannot be run")
     if spec is None or spec.loader is None or not hasattr(spec.loader, "get_code"):
         raise CommandError(f"no module named {name!r}")
     try:
         code = spec.loader.get_code(spec.name)
     except SyntaxError as e:
-        raise CommandError(f"{e.filename}:{e.lineno}: syntax error: {e.msg}")
+        where = f"{e.filename}:{e.lineno}" if e.lineno is not None else e.filename
+        raise CommandError(f"{where}: syntax error: {e.msg}")
     except ImportError as e:
         raise CommandError(f"cannot run module {name!r}: {e}")
     if code is None:
