@@ -356,3 +356,28 @@ def test_leaks_interrupted_script_is_interrupted_not_failed(tmp_path):
     proc = run_cli("leaks", "s.py", cwd=str(tmp_path))
     assert proc.returncode == 130
     assert proc.stderr == "heaptrail: error: interrupted\n"
+
+
+# ---- the output is never the input ---------------------------------------------------------
+
+@pytest.mark.parametrize("argv", [
+    ["run", "--quiet", "-o", "s.py", "s.py"],
+    ["run", "--quiet", "-o", "./s.py", "-m", "s"],
+    ["snapshot", "-o", "s.py", "s.py"],
+    ["lines", "-o", "s.py", "s.py"],
+    ["flamegraph", "c.htcap", "-o", "c.htcap"],
+    ["export", "c.htcap", "--format", "csv", "-o", "./c.htcap"],
+])
+def test_output_that_is_the_input_is_refused(tmp_path, argv):
+    """`run -o app.py app.py` wrote the capture over the script (snapshot and lines too), and
+    `flamegraph c.htcap -o c.htcap` its HTML over the capture: the input was lost."""
+    script = _script(tmp_path, "x = [1, 2, 3]\n")
+    _core._capture_write(str(tmp_path / "c.htcap"), EVENTS)
+    before = {p: p.read_bytes() for p in (script, tmp_path / "c.htcap")}
+    proc = run_cli(*argv, cwd=str(tmp_path))
+    assert proc.returncode == 1
+    out = argv[argv.index("-o") + 1]
+    assert proc.stderr.startswith(f"heaptrail: error: {out}: that is the input file ")
+    assert proc.stderr.count("\n") == 1
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(os.listdir(tmp_path)) == ["c.htcap", "s.py"]

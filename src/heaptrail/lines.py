@@ -347,6 +347,11 @@ def run_args(args):
     if args.precision < 0:
         raise ValueError("--precision must be 0 or more, not %d" % args.precision)
     code = _compile_script(args.script)   # before -o is opened: a typo must not empty it
+    import os
+
+    for out in (args.output, args.json):   # `lines -o app.py app.py` emptied the script
+        if out is not None and os.path.exists(out) and os.path.samefile(out, args.script):
+            raise ValueError(f"{out}: that is the input file {args.script}: write the output elsewhere")
     stream = open(args.output, "w") if args.output else None
     try:
         return run_script(args.script, args.args, stream=stream, precision=args.precision,

@@ -35,6 +35,18 @@ def print_json(value):
     sys.stdout.write("\n")
 
 
+def refuse_overwriting(output, *inputs):
+    """CommandError when `output` is one of the files the command reads or runs: `run -o app.py
+    app.py` or `flamegraph c.htcap -o c.htcap` wrote over the very script or capture."""
+    for path in inputs:
+        try:
+            same = path is not None and os.path.samefile(output, path)
+        except OSError:   # either does not exist (yet): not the same file
+            same = False
+        if same:
+            raise CommandError(f"{output}: that is the input file {path}: write the output elsewhere")
+
+
 def write_output(path, data):
     """Writes data (str, as UTF-8, or bytes) to path. The caller computes all of it first, so a
     failing computation leaves a file already at path as it was; a failed write or close (a

@@ -1,7 +1,7 @@
 """`heaptrail dot FILE ADDR -o out.svg`: the objects around one object, as a Graphviz graph."""
 import sys
 
-from heaptrail.commands._snapshots import number, open_snapshot, parse_address
+from heaptrail.commands._snapshots import number, open_snapshot, parse_address, refuse_overwriting
 
 # to_dot's own bounds, checked here so that the message names the option and the value typed
 _depth = number("depth", lo=1, hi=1000)
@@ -25,6 +25,8 @@ class DotCommand:
                             help="objects drawn at most (1 to 100000)")
 
     def run(self, args):
+        if args.output is not None:
+            refuse_overwriting(args.output, args.file)
         snap = open_snapshot(args.file, self.name)
         addr = parse_address(args.address)
         direction = "backrefs" if args.backrefs else "refs"

@@ -9,7 +9,7 @@ import json
 
 from heaptrail import capture
 from heaptrail.cli import CommandError
-from heaptrail.commands._snapshots import write_output
+from heaptrail.commands._snapshots import refuse_overwriting, write_output
 
 FORMATS = ("pprof", "speedscope", "json", "csv")
 
@@ -24,6 +24,7 @@ class ExportCommand:
         parser.add_argument("-o", "--output", required=True, help="file to write")
 
     def run(self, args):
+        refuse_overwriting(args.output, args.file)
         cap = capture.load_for_command(args.file)
         # the whole file is made before it is opened: a failure leaves an existing one as it was
         if args.format == "pprof":

@@ -8,7 +8,7 @@ import re
 from importlib import resources
 
 from heaptrail import capture
-from heaptrail.commands._snapshots import write_output
+from heaptrail.commands._snapshots import refuse_overwriting, write_output
 from heaptrail.commands.plot import memory_svg
 
 
@@ -24,6 +24,7 @@ class FlamegraphCommand:
     def run(self, args):
         cap = capture.load_for_command(args.file)
         out = args.output or f"{os.path.splitext(args.file)[0]}-flamegraph-{args.report}.html"
+        refuse_overwriting(out, args.file)
         write_output(out, flamegraph_html(cap, args.report))
         print(f"wrote {out}")
         return 0

@@ -14,7 +14,7 @@ import types
 from heaptrail import leaks
 from heaptrail.cli import CommandError
 from heaptrail.commands._script import compile_script
-from heaptrail.commands._snapshots import number
+from heaptrail.commands._snapshots import number, refuse_overwriting
 from heaptrail.graph import check_dot_output
 
 # bounded: --runs 10**20 is a hang, not a measurement (and past C's 64 bits, a traceback)
@@ -53,6 +53,7 @@ class LeaksCommand:
             if not os.path.isdir(out_dir):
                 raise CommandError(f"{args.dot}: no such directory {out_dir}")
             check_dot_output(args.dot)   # before the runs, not after them
+            refuse_overwriting(args.dot, args.script)
         saved_path, saved_argv = list(sys.path), sys.argv
         try:
             if args.script:

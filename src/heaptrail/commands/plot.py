@@ -7,7 +7,7 @@ import os
 from heaptrail import capture
 from heaptrail._format import human_bytes
 from heaptrail.cli import CommandError
-from heaptrail.commands._snapshots import write_output
+from heaptrail.commands._snapshots import refuse_overwriting, write_output
 
 _SERIES = (("rss", "RSS", "#1f77b4"), ("traced", "traced (heaptrail)", "#d62728"))
 
@@ -27,6 +27,7 @@ class PlotCommand:
         ext = os.path.splitext(args.output)[1].lower()
         if ext not in (".svg", ".html", ".htm", ".png"):
             raise CommandError(f"unknown plot format {ext or '(none)'}: use .svg, .html or .png")
+        refuse_overwriting(args.output, args.file)
         if args.children:
             return _plot_children(args, ext)
         cap = capture.open(args.file)

@@ -12,7 +12,7 @@ import types
 
 from heaptrail.cli import CommandError, note
 from heaptrail.commands._script import compile_script, compile_source
-from heaptrail.commands._snapshots import number
+from heaptrail.commands._snapshots import number, refuse_overwriting
 
 _UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "": 1.0}
 _MAX_SAMPLE = 2**40
@@ -99,6 +99,7 @@ class RunCommand:
         if args.output == "":   # not the default name in its place
             raise CommandError("-o needs a file name")
         out = args.output or f"heaptrail-{_safe(label)}-{os.getpid()}.htcap"
+        refuse_overwriting(out, what if kind == "script" else spec and spec.origin)
         out_dir = os.path.dirname(os.path.abspath(out))
         if not os.path.isdir(out_dir):
             raise CommandError(f"{out}: no such directory {out_dir}")

@@ -8,6 +8,7 @@ import types
 
 from heaptrail.cli import CommandError, note as say
 from heaptrail.commands._script import compile_script
+from heaptrail.commands._snapshots import refuse_overwriting
 from heaptrail import heap
 from heaptrail._format import human_bytes
 from heaptrail.heap import _take, _set_mark_output
@@ -35,6 +36,7 @@ class SnapshotCommand:
             raise CommandError(f"{args.output}: no such directory {out_dir}")
         if os.path.isdir(output):   # found before the program runs, not after
             raise CommandError(f"{args.output}: is a directory")
+        refuse_overwriting(args.output, script)
         saved_main = sys.modules.get("__main__")
         pid = os.getpid()
         try:
