@@ -381,3 +381,18 @@ def test_output_that_is_the_input_is_refused(tmp_path, argv):
     assert proc.stderr.count("\n") == 1
     assert {p: p.read_bytes() for p in before} == before
     assert sorted(os.listdir(tmp_path)) == ["c.htcap", "s.py"]
+
+
+def test_summary_options_the_file_has_no_use_for_are_errors(cli, capfile, tmp_path):
+    """`summary CAPTURE --by module` printed the capture's report, not grouped by anything,
+    and `summary SNAPSHOT --children` ignored --children: both exit 0, both silently."""
+    code, out, err = cli("summary", capfile, "--by", "module")
+    assert code == 1 and out == ""
+    assert err.startswith(f"heaptrail: error: --by groups a snapshot file's objects; {capfile} is a capture")
+    snap = tmp_path / "g.htsnap"
+    _core._graph_from_edges(2, [(0, 1, None)], sizes=[8, 16], roots=[0]).save(str(snap))
+    code, out, err = cli("summary", str(snap), "--children")
+    assert code == 1 and out == ""
+    assert err == f"heaptrail: error: --children adds a capture's child processes; {snap} is not a capture\n"
+    code, out, err = cli("summary", str(snap), "--json")      # --by's default is still type
+    assert code == 0 and '"by": "type"' in out and '"total_size": 24' in out
