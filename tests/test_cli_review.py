@@ -2,6 +2,8 @@
 range, -o in odd places, programs that chdir, fork, start threads, raise or are interrupted,
 full disks. Each test is a defect the review found (it failed before its fix)."""
 import os
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -396,3 +398,20 @@ def test_summary_options_the_file_has_no_use_for_are_errors(cli, capfile, tmp_pa
     assert err == f"heaptrail: error: --children adds a capture's child processes; {snap} is not a capture\n"
     code, out, err = cli("summary", str(snap), "--json")      # --by's default is still type
     assert code == 0 and '"by": "type"' in out and '"total_size": 24' in out
+
+
+@pytest.mark.parametrize("command", ["summary", "retainers", "table", "stats"])
+def test_a_pipe_is_named_as_a_pipe(tmp_path, capfile, command):
+    """`heaptrail summary <(zcat snap.gz)`: the magic, read first, was gone from the pipe when
+    the reader opened it again: "not a heaptrail snapshot file" of a real snapshot."""
+    if command in ("summary", "retainers"):
+        data = tmp_path / "g.htsnap"
+        _core._graph_from_edges(2, [(0, 1, None)], sizes=[8, 16], roots=[0]).save(str(data))
+    else:
+        data = capfile
+    with open(data, "rb") as f:
+        piped = f.read()
+    proc = subprocess.run([sys.executable, "-m", "heaptrail", command, "/dev/stdin"], input=piped,
+                          capture_output=True, timeout=60)    # input: stdin is a pipe
+    assert proc.returncode == 1
+    assert proc.stderr == b"heaptrail: error: /dev/stdin: is a pipe, not a file: save it to a file first\n"

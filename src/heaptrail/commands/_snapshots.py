@@ -10,6 +10,8 @@ from heaptrail.heap import SNAPSHOT_MAGIC, load
 
 def open_snapshot(path, command):
     """Loads a heap snapshot file; a missing file or another kind of file is a one-line error."""
+    from heaptrail.capture import refuse_pipe
+    refuse_pipe(path)
     try:
         with open(path, "rb") as f:
             head = f.read(len(SNAPSHOT_MAGIC))

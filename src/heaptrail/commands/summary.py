@@ -20,7 +20,8 @@ class SummaryCommand:
                             help="capture files: add the child processes' captures (FILE.<pid>)")
 
     def run(self, args):
-        from heaptrail.capture import is_capture_file
+        from heaptrail.capture import is_capture_file, refuse_pipe
+        refuse_pipe(args.file)   # before its magic is read away
         # an option the file's kind has no use for is an error, not silently ignored
         if is_capture_file(args.file):
             if args.by is not None:
