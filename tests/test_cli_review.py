@@ -415,3 +415,15 @@ def test_a_pipe_is_named_as_a_pipe(tmp_path, capfile, command):
                           capture_output=True, timeout=60)    # input: stdin is a pipe
     assert proc.returncode == 1
     assert proc.stderr == b"heaptrail: error: /dev/stdin: is a pipe, not a file: save it to a file first\n"
+
+
+def test_lines_precision_is_bounded_before_the_script_runs(tmp_path):
+    """--precision 10**20 ran the whole script, then failed on its tables ("Too many decimal
+    digits in format string"): the profile was lost. (--precision 100000 wrote 1.2 MB of zeros.)"""
+    _script(tmp_path, """\
+        open("ran", "w").close()
+        """)
+    proc = run_cli("lines", "--precision", str(10**20), "s.py", cwd=str(tmp_path))
+    assert proc.returncode == 1
+    assert proc.stderr == f"heaptrail: error: --precision must be between 0 and 20, not {10**20}\n"
+    assert not (tmp_path / "ran").exists()

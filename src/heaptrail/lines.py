@@ -344,8 +344,8 @@ def add_arguments(parser):
 
 
 def run_args(args):
-    if args.precision < 0:
-        raise ValueError("--precision must be 0 or more, not %d" % args.precision)
+    if not 0 <= args.precision <= 20:   # checked before the script runs, not in its tables
+        raise ValueError("--precision must be between 0 and 20, not %d" % args.precision)
     code = _compile_script(args.script)   # before -o is opened: a typo must not empty it
     import os
 
