@@ -427,3 +427,19 @@ def test_lines_precision_is_bounded_before_the_script_runs(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr == f"heaptrail: error: --precision must be between 0 and 20, not {10**20}\n"
     assert not (tmp_path / "ran").exists()
+
+
+def test_retainers_of_a_file_with_invalid_utf8_names(cli, tmp_path):
+    """Names read from a file are decoded with "replace" everywhere but in top_retainers,
+    where one bad byte in a type's name was a UnicodeDecodeError: `heaptrail retainers` said
+    "'utf-8' codec can't decode byte 0xff in position 0: invalid start byte"."""
+    # one object that is its own type, named by two bytes that are not UTF-8 (version 1: no checksum)
+    data = (b"HTSNAP\x00\x01" + bytes([1, 0, 0, 0, 11, 1, 0, 1])
+            + bytes([1, 3, 2, 0xFF, 0xFE])
+            + bytes([2, 9, 0x20, 1, 5, 1, 0x20, 1, 0, 0, 0])
+            + bytes([3, 0, 0, 0]))
+    path = tmp_path / "utf8.htsnap"
+    path.write_bytes(data)
+    code, out, err = cli("retainers", str(path))
+    assert code == 0 and err == ""
+    assert "\ufffd\ufffd" in out and "0x10" in out
