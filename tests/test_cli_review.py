@@ -443,3 +443,14 @@ def test_retainers_of_a_file_with_invalid_utf8_names(cli, tmp_path):
     code, out, err = cli("retainers", str(path))
     assert code == 0 and err == ""
     assert "\ufffd\ufffd" in out and "0x10" in out
+
+
+def test_run_lines_refuses_the_capture_options(cli, tmp_path):
+    """`run --lines -o tables.txt s.py` printed the tables to stdout and wrote no file: -o,
+    --sample and --follow-fork were silently ignored."""
+    script = _script(tmp_path, "open('ran', 'w').close()\n")
+    code, out, err = cli("run", "--lines", "-o", str(tmp_path / "tables.txt"), "--sample", "1k", str(script))
+    assert code == 1 and out == ""
+    assert err == ("heaptrail: error: --lines writes no capture: -o, --sample do not apply "
+                   "(heaptrail lines -o FILE writes its tables to a file)\n")
+    assert sorted(os.listdir(tmp_path)) == ["s.py"]

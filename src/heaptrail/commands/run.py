@@ -84,6 +84,11 @@ class RunCommand:
         if args.lines:
             if kind != "script":
                 raise CommandError("--lines profiles a script: heaptrail run --lines script.py ARGS")
+            unused = [o for o, v in (("-o", args.output), ("--sample", args.sample),
+                                     ("--follow-fork", args.follow_fork)) if v]
+            if unused:   # they were silently ignored: `run --lines -o t.txt` wrote no t.txt
+                raise CommandError(f"--lines writes no capture: {', '.join(unused)} do not apply "
+                                   "(heaptrail lines -o FILE writes its tables to a file)")
             from heaptrail import lines
             return lines.run_script(what, argv)
         spec = None
