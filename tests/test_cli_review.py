@@ -454,3 +454,16 @@ def test_run_lines_refuses_the_capture_options(cli, tmp_path):
     assert err == ("heaptrail: error: --lines writes no capture: -o, --sample do not apply "
                    "(heaptrail lines -o FILE writes its tables to a file)\n")
     assert sorted(os.listdir(tmp_path)) == ["s.py"]
+
+
+def test_unknown_arguments_show_the_commands_usage(cli, tmp_path):
+    """An unknown argument printed heaptrail's own one-line usage ("heaptrail [-h] [--version]
+    COMMAND ...") instead of the command's, and no word that a script's options go after --."""
+    code, out, err = cli("leaks", "s.py", "-o", "x")
+    assert code == 2
+    assert err.startswith("usage: heaptrail leaks ")
+    assert err.splitlines()[-1] == ("heaptrail leaks: error: unrecognized arguments: -o x "
+                                    "(a script's own arguments go after --)")
+    code, out, err = cli("summary", "f.htsnap", "extra")
+    assert code == 2 and err.startswith("usage: heaptrail summary ")
+    assert err.splitlines()[-1] == "heaptrail summary: error: unrecognized arguments: extra"

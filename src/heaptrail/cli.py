@@ -43,7 +43,7 @@ def build_parser(only=None):
         cmd = cls()
         p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
         cmd.prepare_parser(p)
-        p.set_defaults(_command=cmd)
+        p.set_defaults(_command=cmd, _parser=p)
     return parser
 
 
@@ -70,7 +70,14 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv[0] if argv else None)
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            # the command's usage, not heaptrail's one line of COMMAND ...; and a script's own
+            # options (snapshot, leaks) are the usual cause
+            sub = getattr(args, "_parser", parser)
+            hint = (" (a script's own arguments go after --)"
+                    if any(a.dest == "script" for a in sub._actions) else "")
+            sub.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
     except SystemExit as e:  # argparse has printed usage or help
         return e.code if isinstance(e.code, int) else EXIT_USAGE
     if getattr(args, "_command", None) is None:
