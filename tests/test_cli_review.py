@@ -467,3 +467,23 @@ def test_unknown_arguments_show_the_commands_usage(cli, tmp_path):
     code, out, err = cli("summary", "f.htsnap", "extra")
     assert code == 2 and err.startswith("usage: heaptrail summary ")
     assert err.splitlines()[-1] == "heaptrail summary: error: unrecognized arguments: extra"
+
+
+def test_snapshot_ctrl_c_while_threads_are_waited_for(tmp_path):
+    """Ctrl-C while snapshot waits for the program's threads printed heaptrail's own frames
+    (snapshot.py _join_threads) at the top of the program's traceback."""
+    _script(tmp_path, """\
+        import os, signal, threading, time
+
+        def work():
+            time.sleep(0.2)
+            os.kill(os.getpid(), signal.SIGINT)      # the user's Ctrl-C, while main waits
+            time.sleep(0.3)
+
+        threading.Thread(target=work).start()
+        """)
+    proc = run_cli("snapshot", "-o", "c.htsnap", "s.py", cwd=str(tmp_path))
+    assert proc.returncode == 130
+    assert proc.stderr.startswith("Traceback (most recent call last):\n")
+    assert "KeyboardInterrupt" in proc.stderr and "heaptrail" not in proc.stderr.split("KeyboardInterrupt")[0]
+    assert (tmp_path / "c.htsnap").is_file()

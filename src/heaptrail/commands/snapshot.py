@@ -93,8 +93,12 @@ def _run_as_main(code, script, argv, output):
     except BaseException as e:  # the program's own failure: its traceback is its output
         import traceback  # here: its imports (linecache, tokenize ...) would be in every snapshot
 
-        # from the program's first frame, as `python script.py` prints it (not this exec's)
-        traceback.print_exception(type(e), e, e.__traceback__.tb_next)
+        # from the program's first frame, as `python script.py` prints it: not this exec's,
+        # nor _join_threads' (Ctrl-C while the program's threads are waited for)
+        tb = e.__traceback__
+        while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+            tb = tb.tb_next
+        traceback.print_exception(type(e), e, tb)
         status = 130 if isinstance(e, KeyboardInterrupt) else 1   # as `heaptrail run`
     finally:
         sys.argv = saved_argv
