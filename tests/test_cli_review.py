@@ -448,7 +448,7 @@ def test_retainers_of_a_file_with_invalid_utf8_names(cli, tmp_path):
 def test_run_lines_refuses_the_capture_options(cli, tmp_path):
     """`run --lines -o tables.txt s.py` printed the tables to stdout and wrote no file: -o,
     --sample and --follow-fork were silently ignored."""
-    script = _script(tmp_path, "open('ran', 'w').close()\n")
+    script = _script(tmp_path, f"open({str(tmp_path / 'ran')!r}, 'w').close()\n")
     code, out, err = cli("run", "--lines", "-o", str(tmp_path / "tables.txt"), "--sample", "1k", str(script))
     assert code == 1 and out == ""
     assert err == ("heaptrail: error: --lines writes no capture: -o, --sample do not apply "
@@ -487,3 +487,33 @@ def test_snapshot_ctrl_c_while_threads_are_waited_for(tmp_path):
     assert proc.stderr.startswith("Traceback (most recent call last):\n")
     assert "KeyboardInterrupt" in proc.stderr and "heaptrail" not in proc.stderr.split("KeyboardInterrupt")[0]
     assert (tmp_path / "c.htsnap").is_file()
+
+
+@pytest.mark.parametrize("argv, limit", [(["snapshot", "-o", "old.out", "s.py"], 100_000),
+                                         (["flamegraph", "c.htcap", "-o", "old.out"], 4_000)])
+def test_a_failed_write_leaves_the_old_file_whole(tmp_path, argv, limit):
+    """A write that failed half-way (a full disk; here a file size limit) had already cut the
+    file that was there: yesterday's snapshot, lost with today's. Now the new file is written
+    beside it and renamed over it only once complete."""
+    import resource
+
+    _script(tmp_path, "x = 1\n")
+    _core._capture_write(str(tmp_path / "c.htcap"), EVENTS)
+    old = tmp_path / "old.out"
+    old.write_bytes(b"yesterday" * 100_000)
+    os.chmod(old, 0o640)
+
+    def small_files():   # Python ignores SIGXFSZ: a write past the limit fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    proc = subprocess.run([sys.executable, "-m", "heaptrail", *argv], capture_output=True, text=True,
+                          cwd=str(tmp_path), preexec_fn=small_files, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.endswith("old.out: File too large\n") and proc.stderr.count("\n") == 1
+    assert old.read_bytes() == b"yesterday" * 100_000
+    assert os.stat(old).st_mode & 0o777 == 0o640
+    assert sorted(os.listdir(tmp_path)) == ["c.htcap", "old.out", "s.py"]    # no temporary left
+    # without the limit: replaced, with the old file's permissions
+    proc = run_cli(*argv, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert old.read_bytes()[:9] != b"yesterday" and os.stat(old).st_mode & 0o777 == 0o640

@@ -8,7 +8,7 @@ import types
 
 from heaptrail.cli import CommandError, note as say
 from heaptrail.commands._script import compile_script
-from heaptrail.commands._snapshots import refuse_overwriting
+from heaptrail.commands._snapshots import refuse_overwriting, replacing
 from heaptrail import heap
 from heaptrail._format import human_bytes
 from heaptrail.heap import _take, _set_mark_output
@@ -50,7 +50,8 @@ class SnapshotCommand:
         finally:
             sys.modules["__main__"] = saved_main
             _set_mark_output(None)
-        snap.save(output)
+        with replacing(output) as target:   # a failed save leaves the old file whole
+            snap.save(target)
         note = (f"; {marks} snapshot{'s' if marks != 1 else ''} at heaptrail.mark() beside it "
                 f"({args.output}.<n>.<label>)" if marks else "")
         say(f"heaptrail: snapshot of {snap.objects} objects ({human_bytes(snap.total_size)} of "
