@@ -517,3 +517,35 @@ def test_a_failed_write_leaves_the_old_file_whole(tmp_path, argv, limit):
     proc = run_cli(*argv, cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert old.read_bytes()[:9] != b"yesterday" and os.stat(old).st_mode & 0o777 == 0o640
+
+
+@pytest.mark.parametrize("argv", [["snapshot", "s.py", "a", "-o", "x.htsnap", "--", "-x", "1"],
+                                  ["leaks", "s.py", "a", "--runs", "2", "--", "-x", "1"]])
+def test_script_arguments_after_options_and_double_dash(tmp_path, argv):
+    """`snapshot s.py -o x.htsnap -- -x 1` said "unrecognized arguments: -- -x 1 (a script's own
+    arguments go after --)": they were after --."""
+    _script(tmp_path, """\
+        import sys
+        print(sys.argv)
+        import heaptrail.leaks
+        for i in range(4):
+            heaptrail.leaks.step()
+        """)
+    proc = run_cli(*argv, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == "['s.py', 'a', '-x', '1']"
+
+
+def test_leaks_call_that_raises_is_one_line(cli, tmp_path):
+    """--call's function raising was heaptrail's whole traceback (cli.py, leaks.py ...)."""
+    script = _script(tmp_path, """\
+        calls = 0
+        def f():
+            global calls
+            calls += 1
+            if calls == 3:
+                raise ZeroDivisionError("third call")
+        """)
+    code, out, err = cli("leaks", str(script), "--call", "f", "--runs", "3")
+    assert code == 1 and out == ""
+    assert err == f"heaptrail: error: --call f raised ZeroDivisionError: third call ({script}:6)\n"

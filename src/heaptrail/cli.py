@@ -71,6 +71,10 @@ def main(argv=None):
     parser = build_parser(argv[0] if argv else None)
     try:
         args, extra = parser.parse_known_args(argv)
+        if extra[:1] == ["--"] and getattr(args, "script", None) and isinstance(getattr(args, "args", None), list):
+            # `snapshot s.py -o F -- -x 1`: argparse closed the script's argument list when it
+            # met an option, so what follows -- is left over: it is the script's
+            args.args, extra = args.args + extra[1:], []
         if extra:
             # the command's usage, not heaptrail's one line of COMMAND ...; and a script's own
             # options (snapshot, leaks) are the usual cause

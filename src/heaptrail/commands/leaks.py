@@ -60,8 +60,7 @@ class LeaksCommand:
                 sys.path.insert(0, os.path.dirname(os.path.abspath(args.script)))
                 sys.argv = [args.script, *args.args]
             if args.call:
-                report = leaks.check(_function(args.script, args.call), runs=args.runs,
-                                     warmup=args.warmup)
+                report = _check(_function(args.script, args.call), args)
             else:
                 report = _run_script(args.script, args.runs, args.warmup)
         finally:
@@ -75,6 +74,21 @@ class LeaksCommand:
             report.render(args.dot)
             print(f"heaptrail: retention paths written to {args.dot}", file=sys.stderr)
         return 0
+
+
+def _check(func, args):
+    """leaks.check of --call's function; its own exception is one line naming where it was
+    raised (it was a traceback through heaptrail's frames), Ctrl-C is main's 'interrupted'."""
+    try:
+        return leaks.check(func, runs=args.runs, warmup=args.warmup)
+    except (KeyboardInterrupt, SystemExit, CommandError):
+        raise
+    except Exception as e:
+        import traceback
+
+        where = traceback.extract_tb(e.__traceback__)[-1]
+        raise CommandError(f"--call {args.call} raised {type(e).__name__}: {e} "
+                           f"({where.filename}:{where.lineno})") from None
 
 
 def _function(script, spec):
