@@ -549,3 +549,29 @@ def test_leaks_call_that_raises_is_one_line(cli, tmp_path):
     code, out, err = cli("leaks", str(script), "--call", "f", "--runs", "3")
     assert code == 1 and out == ""
     assert err == f"heaptrail: error: --call f raised ZeroDivisionError: third call ({script}:6)\n"
+
+
+def test_an_earlier_runs_child_captures_are_not_this_runs(tmp_path):
+    """`run --follow-fork -o F` twice: the second run's report and `summary F --children`
+    added the first run's FILE.<pid> files (still beside F) to this run's numbers."""
+    _script(tmp_path, """\
+        import os
+        pid = os.fork()
+        if pid == 0:
+            x = bytearray(1000)
+            os._exit(0)
+        os.waitpid(pid, 0)
+        """)
+    first = run_cli("run", "--follow-fork", "-o", "f.htcap", "s.py", cwd=str(tmp_path))
+    second = run_cli("run", "--follow-fork", "-o", "f.htcap", "s.py", cwd=str(tmp_path))
+    assert first.returncode == second.returncode == 0, second.stderr
+    kids = sorted(n for n in os.listdir(tmp_path) if n.startswith("f.htcap."))
+    assert len(kids) == 2
+    assert "child processes: 1 captures" in second.stderr
+    new = [k for k in kids if k in second.stderr]
+    assert len(new) == 1
+    proc = run_cli("summary", "f.htcap", "--children", cwd=str(tmp_path))
+    assert proc.returncode == 0
+    assert "2 processes (this one and 1 children)" in proc.stdout
+    old = [k for k in kids if k not in new][0]
+    assert proc.stderr == f"heaptrail: warning: {tmp_path / old}: started before f.htcap, by an earlier run (skipped)\n"

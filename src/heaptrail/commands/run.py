@@ -116,6 +116,9 @@ class RunCommand:
         main = _main_module(kind, what, spec)
         pid = os.getpid()
         capture_run.set_base(_run_program.__code__)   # stacks start at the program's frames
+        # FILE.<pid> files already there are an earlier run's children (unless rewritten):
+        # not this run's (file times are too coarse to tell them apart by age)
+        earlier = {k: _mtime_ns(k) for k in capture_run.children(out)}
         capture_run.start(out, interval=args.interval, sample=args.sample, frames=args.frames,
                           follow_fork=args.follow_fork)
         try:
@@ -128,7 +131,7 @@ class RunCommand:
         if os.getpid() != pid:   # a forked child of the program came back here: exit quietly
             return status
         if not args.quiet:
-            _report(written or os.path.abspath(out), args.follow_fork)
+            _report(written or os.path.abspath(out), args.follow_fork, earlier)
         return status
 
 
@@ -255,7 +258,14 @@ def _join_threads():
             t.join()
 
 
-def _report(path, follow):
+def _mtime_ns(path):
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return 0
+
+
+def _report(path, follow, earlier):
     from heaptrail import capture, run as capture_run
 
     try:
@@ -264,7 +274,7 @@ def _report(path, follow):
         note(f"heaptrail: capture written to {path}, but it cannot be summarized: {e}")
         return
     note(text)
-    kids = capture_run.children(path) if follow else []
+    kids = [k for k in capture_run.children(path) if earlier.get(k) != _mtime_ns(k)] if follow else []
     if kids:
         note(f"child processes: {len(kids)} captures ({', '.join(os.path.basename(k) for k in kids[:8])}"
              f"{' ...' if len(kids) > 8 else ''}); together: heaptrail summary {path} --children")
