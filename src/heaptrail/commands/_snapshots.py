@@ -67,7 +67,9 @@ def replacing(path):
     except OSError:
         mode, atomic = None, False
     folder = os.path.dirname(os.path.abspath(path))
-    if not atomic or not os.access(folder, os.W_OK):
+    # a file we may not write is not replaced either (its open fails, as it did): a rename
+    # needs only the folder's permission
+    if not atomic or not os.access(folder, os.W_OK) or (mode is not None and not os.access(path, os.W_OK)):
         yield path
         return
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
