@@ -165,9 +165,26 @@ def _top_lines(cap, report, top):
     return lines
 
 
+def refuse_pipe(path):
+    """HeaptrailError for a pipe (`heaptrail table <(zcat c.htcap.gz)`): the readers need a
+    file they can read twice or map, and a pipe's bytes once read are gone, so the file's
+    magic, checked first, was missing from what followed and a real capture or snapshot was
+    reported as "not a heaptrail capture/snapshot file"."""
+    import os
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return   # the reader says what is wrong with it
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+        raise _core.Error(f"{path}: is a pipe, not a file: save it to a file first")
+
+
 def load_for_command(path):
     """A Capture for a CLI reporter: a truncated capture is reported with one
     warning line on stderr (its data up to the last complete block is good)."""
+    refuse_pipe(path)
     cap = Capture(path)
     warn_truncated(cap)
     return cap

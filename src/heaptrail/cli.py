@@ -46,12 +46,25 @@ def build_parser(only=None):
         cmd = cls()
         p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
         cmd.prepare_parser(p)
-        p.set_defaults(_command=cmd)
+        p.set_defaults(_command=cmd, _parser=p)
     return parser
 
 
+def note(text):
+    """Prints heaptrail's own text to stderr. The program a command ran (run, snapshot) may
+    have closed its stderr, or set it to None: Python then ends quietly with the program's
+    status, and so do we, rather than fail on our report with a traceback and exit 1."""
+    err = sys.stderr
+    if err is None:   # print(file=None) would write to stdout
+        return
+    try:
+        print(text, file=err, flush=True)
+    except (OSError, ValueError):   # closed: ValueError; fd 2 closed: OSError
+        pass
+
+
 def _fail(message, code):
-    print(f"heaptrail: error: {message}", file=sys.stderr)
+    note(f"heaptrail: error: {message}")
     return code
 
 
@@ -74,7 +87,18 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv[0] if argv else None)
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra[:1] == ["--"] and getattr(args, "script", None) and isinstance(getattr(args, "args", None), list):
+            # `snapshot s.py -o F -- -x 1`: argparse closed the script's argument list when it
+            # met an option, so what follows -- is left over: it is the script's
+            args.args, extra = args.args + extra[1:], []
+        if extra:
+            # the command's usage, not heaptrail's one line of COMMAND ...; and a script's own
+            # options (snapshot, leaks) are the usual cause
+            sub = getattr(args, "_parser", parser)
+            hint = (" (a script's own arguments go after --)"
+                    if any(a.dest == "script" for a in sub._actions) else "")
+            sub.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
     except SystemExit as e:  # argparse has printed usage or help
         return e.code if isinstance(e.code, int) else EXIT_USAGE
     if getattr(args, "_command", None) is None:
@@ -100,6 +124,8 @@ def main(argv=None):
             sys.stdout.flush()
         except BrokenPipeError:  # `heaptrail ... | head`
             _silence_stdout()
+        except (OSError, ValueError, AttributeError):
+            pass   # a program run here closed its stdout or set it to None: Python is quiet too
 
 
 def _silence_stdout():

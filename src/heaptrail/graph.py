@@ -258,27 +258,48 @@ class GraphViews:
 _FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 
 
-def render_dot(text, path, timeout=300):
-    """Writes Graphviz ``text`` to ``path`` (format by extension); raises HeaptrailError when
-    ``dot`` is needed and not installed, or runs more than ``timeout`` seconds."""
+def check_dot_output(path):
+    """Raises HeaptrailError when render_dot could not write ``path`` (an unknown extension, a
+    directory, Graphviz missing for .png/.svg/.pdf); returns the ``dot`` program's path or None
+    for text. A command that works for minutes before it renders (`heaptrail leaks --dot`)
+    asks first, so that the mistake costs nothing."""
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lower()
+    if os.path.isdir(path):
+        raise HeaptrailError(f"cannot render {path!r}: it is a directory")
     if ext in (".dot", ".gv"):
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
-        return path
+        return None
     if ext not in _FORMATS:
         raise HeaptrailError(f"cannot render {path!r}: use a .png, .svg, .pdf or .dot file name")
-    # imported here: subprocess brings threading, signal, selectors ..., and threading registers
-    # a fork handler with the interpreter, whose list would hold them in every snapshot
-    import shutil
-    import subprocess
+    import shutil  # here: it brings bz2, lzma, fnmatch ..., kept out of a snapshot's modules
 
     dot = shutil.which("dot")
     if dot is None:
         raise HeaptrailError(
             "Graphviz's 'dot' program is not installed: install it (apt-get install graphviz, "
             "brew install graphviz, or https://graphviz.org/download/) or write a .dot file")
+    return dot
+
+
+def render_dot(text, path, timeout=300):
+    """Writes Graphviz ``text`` to ``path`` (format by extension); raises HeaptrailError when
+    ``dot`` is needed and not installed, or runs more than ``timeout`` seconds."""
+    path = os.fspath(path)
+    ext = os.path.splitext(path)[1].lower()
+    dot = check_dot_output(path)
+    if dot is None:
+        try:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as e:   # a full disk fails in write or close: say which file
+            if e.filename is None:
+                raise OSError(e.errno, e.strerror or str(e), path) from None
+            raise
+        return path
+    # imported here: subprocess brings threading, signal, selectors ..., and threading registers
+    # a fork handler with the interpreter, whose list would hold them in every snapshot
+    import subprocess
+
     try:
         proc = subprocess.run([dot, "-T" + _FORMATS[ext], "-o", path], input=text.encode("utf-8"),
                               capture_output=True, timeout=timeout)

@@ -256,33 +256,66 @@ def _show_at_exit():
 
 # ---- running a script: python -m heaptrail.lines / heaptrail lines --------------
 
-def run_script(script, argv, stream=None, precision=1, rss=False, json_path=None):
-    """Runs `script` as __main__ with `profile` in builtins; prints the tables
-    (and writes --json) afterwards; returns the script's exit status."""
-    import builtins
+def _compile_script(script):
+    """The script's code; a missing file, a syntax error or null bytes are one line (OSError or
+    ValueError, which both command lines print as `heaptrail: error: ...`), not a traceback."""
     import os
-    import runpy
 
-    global _shown_at_exit
     if not os.path.isfile(script):
         raise OSError(2, "no such script", script)
+    with open(script, "rb") as f:
+        source = f.read()
+    try:
+        return compile(source, script, "exec")
+    except SyntaxError as e:   # null bytes too, since 3.11.4: with no line number
+        where = f"{script}:{e.lineno}" if e.lineno is not None else script
+        raise ValueError(f"{where}: syntax error: {e.msg}") from None
+    except ValueError as e:   # null bytes
+        raise ValueError(f"{script}: {e}") from None
+
+
+def run_script(script, argv, stream=None, precision=1, rss=False, json_path=None, code=None):
+    """Runs `script` (its compiled `code`, when given) as __main__ with `profile` in builtins;
+    prints the tables (and writes --json) afterwards, also when it raised (its traceback
+    first, as Python prints it); returns the script's exit status."""
+    import builtins
+    import os
+    import types
+
+    global _shown_at_exit
+    if code is None:
+        code = _compile_script(script)
     _core._lines_set_rss(rss)
     _ensure_tracing()
     decorator = functools.partial(profile, stream=stream, precision=precision)
-    old_argv, had = sys.argv, hasattr(builtins, "profile")
+    old_argv, old_path, had = sys.argv, list(sys.path), hasattr(builtins, "profile")
     old_profile = getattr(builtins, "profile", None)
+    old_main = sys.modules.get("__main__")
+    main = types.ModuleType("__main__")
+    main.__file__ = script
+    main.__builtins__ = builtins
     builtins.profile = decorator
     sys.argv = [script, *argv]
     sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+    sys.modules["__main__"] = main
     status = 0
     try:
-        runpy.run_path(script, run_name="__main__")
+        exec(code, main.__dict__)
     except SystemExit as e:
         status = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
         if not isinstance(e.code, int) and e.code is not None:
             print(e.code, file=sys.stderr)
+    except BaseException as e:   # the script's own failure: its traceback, then the tables
+        import traceback
+
+        # from the script's first frame, as `python script.py` prints it (not this exec's)
+        traceback.print_exception(type(e), e, e.__traceback__.tb_next)
+        status = 130 if isinstance(e, KeyboardInterrupt) else 1
     finally:
         sys.argv = old_argv
+        sys.path[:] = old_path
+        if old_main is not None:
+            sys.modules["__main__"] = old_main
         if had:
             builtins.profile = old_profile
         else:
@@ -290,8 +323,14 @@ def run_script(script, argv, stream=None, precision=1, rss=False, json_path=None
     _shown_at_exit = True  # shown here, not again at exit
     show(stream=stream, precision=precision)
     if json_path is not None:
-        with open(json_path, "w") as f:
-            json.dump(results(), f, indent=1)
+        text = json.dumps(results(), indent=1)   # made before the file is opened
+        try:
+            with open(json_path, "w") as f:
+                f.write(text)
+        except OSError as e:   # a full disk fails in write or close: say which file
+            if e.filename is None:
+                raise OSError(e.errno, e.strerror or str(e), json_path) from None
+            raise
     return status
 
 
@@ -305,12 +344,18 @@ def add_arguments(parser):
 
 
 def run_args(args):
-    if args.precision < 0:
-        raise ValueError("--precision must be 0 or more, not %d" % args.precision)
+    if not 0 <= args.precision <= 20:   # checked before the script runs, not in its tables
+        raise ValueError("--precision must be between 0 and 20, not %d" % args.precision)
+    code = _compile_script(args.script)   # before -o is opened: a typo must not empty it
+    import os
+
+    for out in (args.output, args.json):   # `lines -o app.py app.py` emptied the script
+        if out is not None and os.path.exists(out) and os.path.samefile(out, args.script):
+            raise ValueError(f"{out}: that is the input file {args.script}: write the output elsewhere")
     stream = open(args.output, "w") if args.output else None
     try:
         return run_script(args.script, args.args, stream=stream, precision=args.precision,
-                          rss=args.rss, json_path=args.json)
+                          rss=args.rss, json_path=args.json, code=code)
     finally:
         if stream is not None:
             stream.close()

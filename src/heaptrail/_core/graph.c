@@ -1075,9 +1075,15 @@ ht_graph_top_rows(const ht_heap *h, const ht_graph_cache *c, uint32_t *best, uin
         uint32_t i = best[j];
         size_t tlen;
         const char *tn = ht_graph_type_name(h, i, &tlen);
-        PyObject *row = Py_BuildValue("(IKs#KK)", (unsigned int)i,
-                                      (unsigned long long)(h->addr ? h->addr[i] : 0), tn,
-                                      (Py_ssize_t)tlen, (unsigned long long)c->retained[i],
+        /* a loaded file's names are bytes it holds: "replace" as every other name it shows,
+         * where s# raised UnicodeDecodeError (`heaptrail retainers` of a damaged file) */
+        PyObject *name = tn ? PyUnicode_DecodeUTF8(tn, (Py_ssize_t)tlen, "replace") : Py_None;
+        if (tn == NULL)
+            Py_INCREF(name);
+        PyObject *row = name == NULL ? NULL
+                      : Py_BuildValue("(IKNKK)", (unsigned int)i,
+                                      (unsigned long long)(h->addr ? h->addr[i] : 0), name,
+                                      (unsigned long long)c->retained[i],
                                       (unsigned long long)h->size[i]);
         if (row == NULL)
             Py_CLEAR(out);

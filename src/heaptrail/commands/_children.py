@@ -21,9 +21,19 @@ def open_family(path):
     caps = [capture.load_for_command(path)]
     for p in children(path):
         try:
-            caps.append(capture.load_for_command(p))
+            cap = capture.load_for_command(p)
         except Exception as e:  # noqa: BLE001 - one bad child file does not hide the others
-            print(f"heaptrail: warning: {p}: {e}", file=sys.stderr)
+            # the reader's messages already start with the file's name: not twice
+            msg = str(e) if str(e).startswith(p) else f"{p}: {e}"
+            print(f"heaptrail: warning: {msg} (skipped)", file=sys.stderr)
+            continue
+        if cap.start_ns < caps[0].start_ns:
+            # a child of an earlier run to the same FILE (its FILE was overwritten, the child
+            # files stay): its numbers are not this run's
+            print(f"heaptrail: warning: {p}: started before {path}, by an earlier run (skipped)",
+                  file=sys.stderr)
+            continue
+        caps.append(cap)
     return caps
 
 

@@ -6,8 +6,9 @@ from heaptrail.cli import CommandError
 def compile_source(source, filename):
     try:
         return compile(source, filename, "exec")
-    except SyntaxError as e:
-        raise CommandError(f"{filename}:{e.lineno}: syntax error: {e.msg}")
+    except SyntaxError as e:   # null bytes too, since 3.11.4: with no line number
+        where = f"{filename}:{e.lineno}" if e.lineno is not None else filename
+        raise CommandError(f"{where}: syntax error: {e.msg}")
     except ValueError as e:   # null bytes
         raise CommandError(f"{filename}: {e}")
 

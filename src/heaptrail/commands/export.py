@@ -4,10 +4,12 @@ alloc_objects/alloc_space/inuse_objects/inuse_space, in-use meaning the peak
 (or --leaks: what was still allocated at exit); speedscope: its JSON file
 format, one sampled profile weighted by bytes; json/csv: rows by stack."""
 import csv
+import io
 import json
 
 from heaptrail import capture
 from heaptrail.cli import CommandError
+from heaptrail.commands._snapshots import refuse_overwriting, write_output
 
 FORMATS = ("pprof", "speedscope", "json", "csv")
 
@@ -22,27 +24,29 @@ class ExportCommand:
         parser.add_argument("-o", "--output", required=True, help="file to write")
 
     def run(self, args):
+        refuse_overwriting(args.output, args.file)
         cap = capture.load_for_command(args.file)
+        # the whole file is made before it is opened: a failure leaves an existing one as it was
         if args.format == "pprof":
             if args.report == "total":
                 raise CommandError("pprof always holds the totals (alloc_*): choose --peak or --leaks for inuse_*")
-            with open(args.output, "wb") as f:
-                f.write(cap.pprof(args.report))
+            data = cap.pprof(args.report)
         elif args.format == "speedscope":
-            with open(args.output, "w") as f:
-                json.dump(capture.speedscope(cap, args.report), f)
+            data = json.dumps(capture.speedscope(cap, args.report))
         else:
             rows = stack_rows(cap, args.report)
-            with open(args.output, "w", newline="") as f:
-                if args.format == "json":
-                    json.dump({"file": cap.path, "report": args.report, "truncated": cap.truncated,
-                               "rows": rows}, f, indent=1)
-                else:
-                    w = csv.writer(f)
-                    w.writerow(["bytes", "count", "function", "file", "line", "stack"])
-                    for r in rows:
-                        w.writerow([r["bytes"], r["count"], r["function"], r["file"], r["line"],
-                                    ";".join(f"{s['function']}@{s['file']}:{s['line']}" for s in r["stack"])])
+            if args.format == "json":
+                data = json.dumps({"file": cap.path, "report": args.report, "truncated": cap.truncated,
+                                   "rows": rows}, indent=1)
+            else:
+                f = io.StringIO(newline="")
+                w = csv.writer(f)
+                w.writerow(["bytes", "count", "function", "file", "line", "stack"])
+                for r in rows:
+                    w.writerow([r["bytes"], r["count"], r["function"], r["file"], r["line"],
+                                ";".join(f"{s['function']}@{s['file']}:{s['line']}" for s in r["stack"])])
+                data = f.getvalue()
+        write_output(args.output, data)
         print(f"wrote {args.output} ({args.format}, {args.report})")
         return 0
 

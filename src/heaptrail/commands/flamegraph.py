@@ -8,6 +8,7 @@ import re
 from importlib import resources
 
 from heaptrail import capture
+from heaptrail.commands._snapshots import refuse_overwriting, write_output
 from heaptrail.commands.plot import memory_svg
 
 
@@ -23,8 +24,8 @@ class FlamegraphCommand:
     def run(self, args):
         cap = capture.load_for_command(args.file)
         out = args.output or f"{os.path.splitext(args.file)[0]}-flamegraph-{args.report}.html"
-        with open(out, "w", encoding="utf-8") as f:
-            f.write(flamegraph_html(cap, args.report))
+        refuse_overwriting(out, args.file)
+        write_output(out, flamegraph_html(cap, args.report))
         print(f"wrote {out}")
         return 0
 

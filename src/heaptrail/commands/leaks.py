@@ -14,6 +14,12 @@ import types
 from heaptrail import leaks
 from heaptrail.cli import CommandError, program_starts
 from heaptrail.commands._script import compile_script
+from heaptrail.commands._snapshots import number, refuse_overwriting
+from heaptrail.graph import check_dot_output
+
+# bounded: --runs 10**20 is a hang, not a measurement (and past C's 64 bits, a traceback)
+_runs = number("runs", hi=100000)
+_warmup = number("warmup", hi=100000)
 
 
 class LeaksCommand:
@@ -25,9 +31,10 @@ class LeaksCommand:
                             help="the Python script (its main loop calls heaptrail.leaks.step(), "
                                  "or name a function with --call)")
         parser.add_argument("args", nargs="*", help="the script's arguments (after --)")
-        parser.add_argument("--runs", type=int, default=10, help="measured iterations (10)")
-        parser.add_argument("--warmup", type=int, default=2,
-                            help="iterations run before measuring (2)")
+        parser.add_argument("--runs", type=_runs, default=10,
+                            help="measured iterations (10; at most 100000)")
+        parser.add_argument("--warmup", type=_warmup, default=2,
+                            help="iterations run before measuring (2; at most 100000)")
         parser.add_argument("--call", metavar="[MODULE:]FUNCTION",
                             help="call this function of the script (or of MODULE) repeatedly")
         parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -45,14 +52,15 @@ class LeaksCommand:
             out_dir = os.path.dirname(os.path.abspath(args.dot))
             if not os.path.isdir(out_dir):
                 raise CommandError(f"{args.dot}: no such directory {out_dir}")
+            check_dot_output(args.dot)   # before the runs, not after them
+            refuse_overwriting(args.dot, args.script)
         saved_path, saved_argv = list(sys.path), sys.argv
         try:
             if args.script:
                 sys.path.insert(0, os.path.dirname(os.path.abspath(args.script)))
                 sys.argv = [args.script, *args.args]
             if args.call:
-                report = leaks.check(_function(args.script, args.call), runs=args.runs,
-                                     warmup=args.warmup)
+                report = _check(_function(args.script, args.call), args)
             else:
                 report = _run_script(args.script, args.runs, args.warmup)
         finally:
@@ -66,6 +74,21 @@ class LeaksCommand:
             report.render(args.dot)
             print(f"heaptrail: retention paths written to {args.dot}", file=sys.stderr)
         return 0
+
+
+def _check(func, args):
+    """leaks.check of --call's function; its own exception is one line naming where it was
+    raised (it was a traceback through heaptrail's frames), Ctrl-C is main's 'interrupted'."""
+    try:
+        return leaks.check(func, runs=args.runs, warmup=args.warmup)
+    except (KeyboardInterrupt, SystemExit, CommandError):
+        raise
+    except Exception as e:
+        import traceback
+
+        where = traceback.extract_tb(e.__traceback__)[-1]
+        raise CommandError(f"--call {args.call} raised {type(e).__name__}: {e} "
+                           f"({where.filename}:{where.lineno})") from None
 
 
 def _function(script, spec):
@@ -112,6 +135,9 @@ def _run_script(script, runs, warmup):
             exec(code, main.__dict__)
         except SystemExit:
             pass
+        except KeyboardInterrupt:   # Ctrl-C: main's "interrupted", exit 130, not "failed", 1
+            w._s.abort()
+            raise
         except BaseException as e:
             w._s.abort()
             raise CommandError(f"{script} failed: {type(e).__name__}: {e}")

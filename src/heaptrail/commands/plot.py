@@ -7,6 +7,7 @@ import os
 from heaptrail import capture
 from heaptrail._format import human_bytes
 from heaptrail.cli import CommandError
+from heaptrail.commands._snapshots import refuse_overwriting, write_output
 
 _SERIES = (("rss", "RSS", "#1f77b4"), ("traced", "traced (heaptrail)", "#d62728"))
 
@@ -26,6 +27,7 @@ class PlotCommand:
         ext = os.path.splitext(args.output)[1].lower()
         if ext not in (".svg", ".html", ".htm", ".png"):
             raise CommandError(f"unknown plot format {ext or '(none)'}: use .svg, .html or .png")
+        refuse_overwriting(args.output, args.file)
         if args.children:
             return _plot_children(args, ext)
         cap = capture.open(args.file)
@@ -46,8 +48,7 @@ def _write_chart(path, ext, title, svg):
     text = svg if ext == ".svg" else (
         f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"</head><body>\n{svg}\n</body></html>\n")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
+    write_output(path, text)
 
 
 def _y_grid(out, left, w, y, y_top):

@@ -10,11 +10,12 @@ import sys
 import threading
 import types
 
-from heaptrail.cli import CommandError, program_starts
+from heaptrail.cli import CommandError, note, program_starts
 from heaptrail.commands._script import compile_script, compile_source
-from heaptrail.commands._snapshots import number
+from heaptrail.commands._snapshots import number, refuse_overwriting
 
 _UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "": 1.0}
+_MAX_SAMPLE = 2**40
 _SIZES = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 2**20, "mb": 2**20, "mib": 2**20,
           "g": 2**30, "gb": 2**30, "gib": 2**30}
 
@@ -38,7 +39,10 @@ def size(text):
     m = re.fullmatch(r"\s*([0-9]+)\s*([a-zA-Z]*)\s*", text)
     if not m or m.group(2).lower() not in _SIZES or int(m.group(1)) <= 0:
         raise ValueError(f"not a positive size in bytes: {text!r}")
-    return int(m.group(1)) * _SIZES[m.group(2).lower()]
+    value = int(m.group(1)) * _SIZES[m.group(2).lower()]
+    if value > _MAX_SAMPLE:   # the C side takes 64 bits unchecked: 16777216g would wrap to 0, "every one"
+        raise ValueError(f"sample size above 1 TiB: {text!r}")
+    return value
 
 
 size.__name__ = "size"
@@ -81,6 +85,11 @@ class RunCommand:
         if args.lines:
             if kind != "script":
                 raise CommandError("--lines profiles a script: heaptrail run --lines script.py ARGS")
+            unused = [o for o, v in (("-o", args.output), ("--sample", args.sample),
+                                     ("--follow-fork", args.follow_fork)) if v]
+            if unused:   # they were silently ignored: `run --lines -o t.txt` wrote no t.txt
+                raise CommandError(f"--lines writes no capture: {', '.join(unused)} do not apply "
+                                   "(heaptrail lines -o FILE writes its tables to a file)")
             from heaptrail import lines
             return lines.run_script(what, argv)
         spec = None
@@ -93,7 +102,10 @@ class RunCommand:
         else:
             code, spec = _module_code(what)
             label = what.rsplit(".", 1)[-1]
+        if args.output == "":   # not the default name in its place
+            raise CommandError("-o needs a file name")
         out = args.output or f"heaptrail-{_safe(label)}-{os.getpid()}.htcap"
+        refuse_overwriting(out, what if kind == "script" else spec and spec.origin)
         out_dir = os.path.dirname(os.path.abspath(out))
         if not os.path.isdir(out_dir):
             raise CommandError(f"{out}: no such directory {out_dir}")
@@ -105,6 +117,9 @@ class RunCommand:
         main = _main_module(kind, what, spec)
         pid = os.getpid()
         capture_run.set_base(_run_program.__code__)   # stacks start at the program's frames
+        # FILE.<pid> files already there are an earlier run's children (unless rewritten):
+        # not this run's (file times are too coarse to tell them apart by age)
+        earlier = {k: _mtime_ns(k) for k in capture_run.children(out)}
         capture_run.start(out, interval=args.interval, sample=args.sample, frames=args.frames,
                           follow_fork=args.follow_fork)
         try:
@@ -117,7 +132,7 @@ class RunCommand:
         if os.getpid() != pid:   # a forked child of the program came back here: exit quietly
             return status
         if not args.quiet:
-            _report(written or os.path.abspath(out), args.follow_fork)
+            _report(written or os.path.abspath(out), args.follow_fork, earlier)
         return status
 
 
@@ -135,6 +150,8 @@ def _target(args):
             raise CommandError("-c needs the code to run" if not args.code else
                                "give one of script.py, -m MODULE or -c CODE")
         return "code", args.code[0], args.code[1:]
+    if args.target[:1] == ["--"]:   # `run -o F -- script.py ARGS`, as `heaptrail snapshot` takes it
+        args.target = args.target[1:]
     if not args.target:
         raise CommandError("nothing to run: give script.py, -m MODULE or -c CODE")
     if args.target[0].startswith("-") and args.target[0] != "-":
@@ -156,12 +173,15 @@ def _module_code(name):
             spec = importlib.util.find_spec(name + ".__main__")
     except (ImportError, ValueError) as e:
         raise CommandError(f"no module named {name!r} ({e})")
+    if spec is None and importlib.util.find_spec(name) is not None:   # python -m's words
+        raise CommandError(f"no module named {name}.__main__: {name!r} is a package and cannot be run")
     if spec is None or spec.loader is None or not hasattr(spec.loader, "get_code"):
         raise CommandError(f"no module named {name!r}")
     try:
         code = spec.loader.get_code(spec.name)
     except SyntaxError as e:
-        raise CommandError(f"{e.filename}:{e.lineno}: syntax error: {e.msg}")
+        where = f"{e.filename}:{e.lineno}" if e.lineno is not None else e.filename
+        raise CommandError(f"{where}: syntax error: {e.msg}")
     except ImportError as e:
         raise CommandError(f"cannot run module {name!r}: {e}")
     if code is None:
@@ -227,7 +247,7 @@ def _exit_status(e):
         return 0
     if isinstance(e.code, int):
         return e.code & 0xFF
-    print(e.code, file=sys.stderr)
+    note(str(e.code))
     return 1
 
 
@@ -239,22 +259,28 @@ def _join_threads():
             t.join()
 
 
-def _report(path, follow):
+def _mtime_ns(path):
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return 0
+
+
+def _report(path, follow, earlier):
     from heaptrail import capture, run as capture_run
 
     try:
         text = capture.summary_text(path)
     except Exception as e:  # noqa: BLE001 - the program ran; its capture is kept
-        print(f"heaptrail: capture written to {path}, but it cannot be summarized: {e}", file=sys.stderr)
+        note(f"heaptrail: capture written to {path}, but it cannot be summarized: {e}")
         return
-    print(text, file=sys.stderr)
-    kids = capture_run.children(path) if follow else []
+    note(text)
+    kids = [k for k in capture_run.children(path) if earlier.get(k) != _mtime_ns(k)] if follow else []
     if kids:
-        print(f"child processes: {len(kids)} captures ({', '.join(os.path.basename(k) for k in kids[:8])}"
-              f"{' ...' if len(kids) > 8 else ''}); together: heaptrail summary {path} --children",
-              file=sys.stderr)
-    print(f"capture: {path}\n  heaptrail summary {path}\n  heaptrail flamegraph {path} -o flame.html\n"
-          f"  heaptrail plot {path} -o memory.svg", file=sys.stderr)
+        note(f"child processes: {len(kids)} captures ({', '.join(os.path.basename(k) for k in kids[:8])}"
+             f"{' ...' if len(kids) > 8 else ''}); together: heaptrail summary {path} --children")
+    note(f"capture: {path}\n  heaptrail summary {path}\n  heaptrail flamegraph {path} -o flame.html\n"
+         f"  heaptrail plot {path} -o memory.svg")
 
 
 COMMAND = RunCommand

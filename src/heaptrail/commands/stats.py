@@ -4,6 +4,7 @@ import json
 
 from heaptrail import capture
 from heaptrail._format import human_bytes, table
+from heaptrail.commands._snapshots import positive
 
 
 class StatsCommand:
@@ -12,7 +13,7 @@ class StatsCommand:
 
     def prepare_parser(self, parser):
         capture.add_file_argument(parser, reports=False)
-        parser.add_argument("--top", type=int, default=5, help="sites shown per list (default 5)")
+        parser.add_argument("--top", type=positive, default=5, help="sites shown per list (default 5)")
         parser.add_argument("--json", action="store_true")
 
     def run(self, args):

@@ -2,7 +2,7 @@
 or allocated in total), indented, with sizes and percents."""
 from heaptrail import capture
 from heaptrail._format import human_bytes
-from heaptrail.commands._snapshots import number
+from heaptrail.commands._snapshots import count, number
 
 
 _percent = number("percent", float, 0, 100)
@@ -16,7 +16,7 @@ class TreeCommand:
         capture.add_file_argument(parser)
         parser.add_argument("--min-percent", type=_percent, default=1.0,
                             help="hide branches below this share of the total (default 1)")
-        parser.add_argument("--depth", type=int, default=0, help="deepest level shown (0: all)")
+        parser.add_argument("--depth", type=count, default=0, help="deepest level shown (0: all)")
 
     def run(self, args):
         cap = capture.load_for_command(args.file)
