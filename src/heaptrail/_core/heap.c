@@ -1710,8 +1710,8 @@ ht_hw_cand_str(ht_hw *w, PyObject *p, const char *label)
 }
 
 /* Label of a dict entry with key k: "['k']", "[42]", "[None]", "[1.5]",
- * "[b'k']", "[<tuple>]" (other keys: their type), ".k" for owned dicts;
- * cached per key object. */
+ * "[b'k']", "[<tuple>]" (other keys: their type), ".k" for owned dicts
+ * when k is an identifier; cached per key object. */
 static uint32_t
 ht_hw_key_label(ht_hw *w, PyObject *k, int owned)
 {
@@ -1730,7 +1730,10 @@ ht_hw_key_label(ht_hw *w, PyObject *k, int owned)
     ht_text t;
     t.len = 0;
     if (PyUnicode_CheckExact(k)) {
-        if (owned) {
+        /* a namespace key that is no identifier (setattr(ns, "input-file"),
+         * a module global "weird key") has no attribute access to read as:
+         * ".a.b" or ".two<newline>lines" misled and broke one-line paths */
+        if (owned && PyUnicode_IsIdentifier(k) == 1) {
             ht_text_put(&t, ".", 1);
             ht_text_str(&t, k, HT_LABEL_MAX, 0);
         } else {
@@ -2087,6 +2090,26 @@ ht_hw_code_edges(ht_hw *w, PyCodeObject *co)
             ht_hw_edge(w, ht_hw_add(w, parts[k].p), ht_hw_lit(w, parts[k].label));
 }
 
+#if PY_VERSION_HEX >= 0x030D0000
+/* 3.13: a __dict__ made from op's inline values (vars(), pickling, copy)
+ * leaves them inline, and op's tp_traverse still visits them: op's own
+ * references to its attributes, unlabeled without this (the shortest path
+ * read ".obj -> <list>", the attribute's name lost). The dict's entries name
+ * them; reading them runs no code (PyDict_Next). Only read for a dict that
+ * is such a view (ht_hw_dict_embedded's test), one read of d per instance. */
+static void
+ht_hw_embedded_attrs(ht_hw *w, PyTypeObject *tp, PyObject *op, PyObject *d)
+{
+    if (!(tp->tp_flags & Py_TPFLAGS_INLINE_VALUES) || !PyDict_Check(d) ||
+        (char *)((PyDictObject *)d)->ma_values != (char *)op + tp->tp_basicsize)
+        return;
+    Py_ssize_t it = 0;
+    PyObject *k, *v;
+    while (PyDict_Next(d, &it, &k, &v))
+        ht_hw_cand_add(w, v, ht_hw_key_label(w, k, 1));
+}
+#endif
+
 /* Label candidates for the referents of a non-container object. */
 static void
 ht_hw_cands(ht_hw *w, PyObject *op, unsigned tf)
@@ -2105,6 +2128,9 @@ ht_hw_cands(ht_hw *w, PyObject *op, unsigned tf)
             ht_hw_cand_str(w, d, "__dict__");
             if (w->ncand)
                 w->cand[w->ncand - 1].extra = 1;
+#if PY_VERSION_HEX >= 0x030D0000
+            ht_hw_embedded_attrs(w, tp, op, d);
+#endif
         }
         else if ((tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) && !(tf & HT_TF_TYPE))
             ht_hw_attrs(w, tp, op);

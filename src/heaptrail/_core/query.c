@@ -155,9 +155,13 @@ static int
 ht_q_number(ht_q *q, ht_q_node *nd)
 {
     const char *p = q->src + q->pos;
+    const char *digits = p + (*p == '-');
+    /* decimal, or hex after 0x: strtoll's base 0 read a leading zero as
+     * octal ("size == 0100" meant 64, "size == 08" was refused) */
+    int base = digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X') ? 16 : 10;
     char *end;
     errno = 0;
-    long long v = strtoll(p, &end, 0);
+    long long v = strtoll(p, &end, base);
     if (end != p && errno == ERANGE)
         return ht_q_fail(q, "number out of range", q->pos);
     if (end == p || errno || isalnum((unsigned char)*end) || *end == '_' || *end == '.')

@@ -1,0 +1,380 @@
+"""A correctness review of the snapshot's views (retained sizes, dominators, paths, labels,
+cycles, queries, DOT, files) against answers computed independently here: by reference counts
+and gc.get_referents for what an object retains, by a breadth-first search in Python over the
+snapshot's edges for shortest paths and components, and by evaluating queries in Python over
+every record."""
+import collections
+import dataclasses
+import functools
+import gc
+import sys
+import types
+import weakref
+
+import pytest
+
+import heaptrail
+from heaptrail import HeaptrailError
+from heaptrail.heap import FRAME, MODULE, ROOT, TYPE
+
+IMMORTAL = 1 << 29  # 3.12+: immortal objects' refcounts are far above this; never freed
+
+
+def brute_dominated(x):
+    """ids of the objects x dominates, from refcounts alone: the largest set D of objects reachable
+    from x (gc.get_referents), x in D, such that every reference to a member other than x comes
+    from a member of D. That is what would be freed if x went away, found without the snapshot."""
+    objs, index = [x], {id(x): 0}
+    k = 0
+    while k < len(objs):
+        o = objs[k]
+        k += 1
+        if isinstance(o, types.ModuleType):
+            continue  # a module is never held by the shapes below alone
+        for r in gc.get_referents(o):
+            if id(r) not in index and sys.getrefcount(r) < IMMORTAL:
+                index[id(r)] = len(objs)
+                objs.append(r)
+    o = r = None
+    objs.append(object())  # a probe only objs holds: its count is this function's own share
+    counts = []
+    for o in objs:
+        counts.append(sys.getrefcount(o))
+    o = None
+    own = counts.pop()
+    objs.pop()
+    inner = [{} for _ in objs]
+    for s, o in enumerate(objs):
+        if not isinstance(o, types.ModuleType):
+            for r in gc.get_referents(o):
+                j = index.get(id(r))
+                if j is not None:
+                    inner[s][j] = inner[s].get(j, 0) + 1
+    o = r = None
+    refs = [c - own for c in counts]
+    keep = set(range(len(objs)))
+    changed = True
+    while changed:
+        changed = False
+        got = [0] * len(objs)
+        for s in keep:
+            for j, c in inner[s].items():
+                got[j] += c
+        for j in list(keep):
+            if j != 0 and refs[j] > got[j]:
+                keep.discard(j)
+                changed = True
+    out = {id(objs[j]) for j in keep}
+    del objs[:]
+    return out
+
+
+class Slotted:
+    __slots__ = ("a", "b")
+
+
+@dataclasses.dataclass(slots=True)
+class SlotData:
+    first: object
+    second: object
+
+
+Pair = collections.namedtuple("Pair", "a b")
+
+
+class Holder:
+    def __init__(self):
+        self.buf = bytearray(6000)
+        self.more = {"z": bytearray(905)}
+
+    def method(self):
+        return self.buf
+
+
+class Target:
+    pass
+
+
+def make_shapes():
+    """{name: object} of shapes whose retained sets have known answers."""
+    shared = bytearray(500)
+
+    def make_closure():
+        data = bytearray(3000)
+
+        def f():
+            return data
+        return f
+
+    class WithClassAttr:
+        cache = [bytearray(4000)]
+
+    def with_default(x, memo={"k": bytearray(5000)}):
+        return memo
+
+    def gen():
+        local = bytearray(7000)
+        yield 1
+        yield local
+
+    suspended = gen()
+    next(suspended)
+
+    def callback_of(payload):
+        def cb(ref):
+            return payload
+        return cb
+
+    s = Slotted()
+    s.a, s.b = bytearray(900), [bytearray(901)]
+    target = Target()
+    wvd = weakref.WeakValueDictionary()
+    alive = [Target() for _ in range(3)]
+    for k, v in enumerate(alive):
+        wvd[k] = v
+    return {
+        "chain": [[[bytearray(100)]]],
+        "diamond": {"a": [shared, bytearray(10)], "b": [shared, bytearray(20)]},
+        "closure": make_closure(),
+        "class attribute": WithClassAttr,
+        "default argument": with_default,
+        "bound method": Holder().method,
+        "generator frame": suspended,
+        "weakref callback": weakref.ref(target, callback_of(bytearray(8000))),
+        "weak values": wvd,
+        "slots": s,
+        "dataclass slots": SlotData(bytearray(902), [1.5]),
+        "namedtuple": Pair(bytearray(903), [2.5]),
+        "inline attributes": Holder(),
+        "deque": collections.deque([bytearray(906), bytearray(907)]),
+        "OrderedDict": collections.OrderedDict(a=bytearray(908)),
+        "defaultdict": collections.defaultdict(list, a=[bytearray(909)]),
+        "partial": functools.partial(print, bytearray(912), k=[bytearray(913)]),
+    }, (target, alive)
+
+
+def test_dominated_sets_match_refcount_brute_force():
+    """For every shape, dominated(x) is exactly what refcounts say x alone holds, and
+    retained_size(x) the sum of their sizes (sys.getsizeof, __sizeof__ for bytearrays' buffers)."""
+    shapes, alive = make_shapes()
+    snap = heaptrail.snapshot()
+    for name, x in shapes.items():
+        got = {r.address for r in snap.dominated(x)}
+        want = brute_dominated(x)
+        assert got == want, (name, [snap.record(a) for a in got ^ want])
+        assert snap.retained_size(x) == sum(snap.record(a).size for a in want), name
+    # weak references retain nothing: the weakly held objects are held by `alive` only
+    assert not {id(t) for t in alive[1]} & {r.address for r in snap.dominated(shapes["weak values"])}
+    assert id(alive[0]) not in {r.address for r in snap.dominated(shapes["weakref callback"])}
+    # known answers, by size: the bytearrays each shape alone holds are in its retained size
+    held = {"closure": 3000, "class attribute": 4000, "default argument": 5000,
+            "bound method": 6000 + 905, "generator frame": 7000, "weakref callback": 8000}
+    for name, nbytes in held.items():
+        assert snap.retained_size(shapes[name]) > nbytes, name
+    # the shared bytearray of the diamond is in neither branch, but in the dict holding both
+    d = shapes["diamond"]
+    assert id(d["a"][0]) not in {r.address for r in snap.dominated(d["a"])}
+    assert snap.dominator(d["a"][0]).address == id(d)
+
+
+def test_object_held_by_a_global_and_a_frame_local_has_no_single_dominator():
+    mod = types.ModuleType("ht_review_global_local")
+    mod.G = [bytearray(910)]
+    local = mod.G[0]
+    snap = heaptrail.snapshot()
+    assert snap.retained_size(mod.G) == sys.getsizeof(mod.G)
+    assert snap.dominator(local) is None or snap.dominator(local).address != id(mod.G)
+    del local
+    snap = heaptrail.snapshot()
+    assert snap.retained_size(mod.G) == sys.getsizeof(mod.G) + sys.getsizeof(mod.G[0])
+
+
+# ---- paths -----------------------------------------------------------------------------------
+
+PATHS_APP = '''
+import collections, dataclasses
+
+class Slot:
+    __slots__ = ("a", "b")
+
+@dataclasses.dataclass(slots=True)
+class DC:
+    first: object
+    second: object
+
+class Plain:
+    def __init__(self):
+        self.attr = None
+
+def make():
+    captured = ["closure-held"]
+    def inner():
+        return captured
+    return inner
+
+def gen():
+    gen_local = ["gen-local"]
+    yield 1
+    yield gen_local
+
+class K:
+    klass_attr = ["class-held"]
+
+def defaults(x, memo=["default-held"]):
+    return memo
+
+def kwdefaults(*, kw=["kwdefault-held"]):
+    return kw
+'''
+
+
+@pytest.fixture
+def paths_module():
+    name = "ht_review_paths"
+    mod = types.ModuleType(name)
+    exec(PATHS_APP, mod.__dict__)
+    sys.modules[name] = mod
+    yield mod
+    sys.modules.pop(name, None)
+
+
+def bfs_distances(snap):
+    """Forward breadth-first distances from every root, in Python over snap's edges."""
+    n = snap.objects
+    edges = [snap._h.edges(i) for i in range(n)]
+    flags = [snap._h.record(i)[5] for i in range(n)]
+    dist = [-1] * n
+    frontier = [i for i in range(n) if flags[i] & ROOT]
+    for i in frontier:
+        dist[i] = 0
+    while frontier:
+        nxt = []
+        for u in frontier:
+            for d, _ in edges[u]:
+                if dist[d] < 0:
+                    dist[d] = dist[u] + 1
+                    nxt.append(d)
+        frontier = nxt
+    return dist, edges, flags
+
+
+def test_paths_are_shortest_real_edges_with_the_right_labels(paths_module):
+    mod = paths_module
+    s = mod.Slot()
+    s.b = ["slot-b"]
+    mod.S = s
+    mod.D = mod.DC(None, ["dc-second"])
+    mod.F = mod.make()
+    mod.G = mod.gen()
+    next(mod.G)
+    p = mod.Plain()
+    p.attr = ["inline-attr"]
+    mod.P = p
+    mod.KEYS = {1: ["int-key"], (1, "a"): ["tuple-key"], "it's": ["quote-key"],
+                "new\nline": ["nl-key"], "ünï☃": ["nonascii-key"], 'dq"x': ["dq-key"],
+                "back\\slash": ["bs-key"], -5: ["neg-key"], 2.5: ["float-key"], None: ["none-key"]}
+    mod.NEST = {"outer": {7: {("t",): ["nested"]}}}
+    mod.BM = mod.Plain().__init__
+    mod.PART = functools.partial(print, ["partial-arg"], kw=["partial-kw"])
+    mod.OD = collections.OrderedDict(od=["od-val"])
+    want = {
+        "slot-b": (mod.S.b, ".S -> .b"),
+        "dc-second": (mod.D.second, ".D -> .second"),
+        "closure-held": (mod.F.__closure__[0].cell_contents, ".F -> __closure__ -> [0] -> captured"),
+        "gen-local": (None, ".G -> gen_local"),
+        "class-held": (mod.K.klass_attr, ".K -> .klass_attr"),
+        "default-held": (mod.defaults.__defaults__[0], ".defaults -> __defaults__ -> [0]"),
+        "kwdefault-held": (mod.kwdefaults.__kwdefaults__["kw"], ".kwdefaults -> __kwdefaults__ -> ['kw']"),
+        "inline-attr": (mod.P.attr, ".P -> .attr"),
+        "int-key": (mod.KEYS[1], ".KEYS -> [1]"),
+        "tuple-key": (mod.KEYS[1, "a"], ".KEYS -> [<tuple>]"),
+        "quote-key": (mod.KEYS["it's"], ".KEYS -> ['it\\'s']"),
+        "nl-key": (mod.KEYS["new\nline"], ".KEYS -> ['new\\x0aline']"),
+        "nonascii-key": (mod.KEYS["ünï☃"], ".KEYS -> ['ünï☃']"),
+        "dq-key": (mod.KEYS['dq"x'], ".KEYS -> ['dq\"x']"),
+        "bs-key": (mod.KEYS["back\\slash"], ".KEYS -> ['back\\\\slash']"),
+        "neg-key": (mod.KEYS[-5], ".KEYS -> [-5]"),
+        "float-key": (mod.KEYS[2.5], ".KEYS -> [2.5]"),
+        "none-key": (mod.KEYS[None], ".KEYS -> [None]"),
+        "nested": (mod.NEST["outer"][7][("t",)], ".NEST -> ['outer'] -> [7] -> [<tuple>]"),
+        "bound-self": (mod.BM.__self__.attr, ".BM -> __self__ -> .attr"),
+        "partial-arg": (mod.PART.args[0], ".PART -> .args -> [0]"),
+        "partial-kw": (mod.PART.keywords["kw"], ".PART -> .keywords -> ['kw']"),
+        "od-val": (mod.OD["od"], ".OD -> ['od']"),
+    }
+    mod.BM.__self__.attr = ["bound-self"]
+    want["bound-self"] = (mod.BM.__self__.attr, want["bound-self"][1])
+    want["gen-local"] = (mod.G.gi_frame.f_locals["gen_local"], want["gen-local"][1])
+    addrs = {k: (id(v), text) for k, (v, text) in want.items()}
+    del s, p, want
+    snap = heaptrail.snapshot()
+    dist, edges, flags = bfs_distances(snap)
+    for key, (addr, text) in addrs.items():
+        path = snap.path_to_root(addr)
+        i = snap._index(addr)
+        assert str(path) == f"module {mod.__name__} -> {text} -> <list 0x{addr:x}>", key
+        # module -> __dict__ -> ... : the module's dict is no root here, so exactly shortest
+        assert len(path) == dist[i], key
+        for a, b in zip(path.steps, path.steps[1:]):
+            labels = [f"[{lab}]" if isinstance(lab, int) else lab for d, lab in edges[a.index]
+                      if d == b.index]
+            assert b.label in labels, (key, a, b, labels)
+
+
+def test_non_identifier_attribute_names_read_as_keys(paths_module):
+    """A namespace key that is no identifier read ".weird key" / ".a.b" (no such access exists,
+    and a newline in it broke the one-line path): it now reads as the dict's key."""
+    mod = paths_module
+    mod.__dict__["weird key"] = ["module key"]
+    obj = mod.Plain()
+    obj.__dict__  # materialized: attributes are the dict's entries
+    setattr(obj, "a.b", ["dotted"])
+    setattr(obj, "two\nlines", ["newline"])
+    obj.attr = ["plain"]
+    mod.OBJ = obj
+    addrs = {"weird": id(mod.__dict__["weird key"]), "dotted": id(getattr(obj, "a.b")),
+             "newline": id(getattr(obj, "two\nlines")), "plain": id(obj.attr)}
+    del obj
+    snap = heaptrail.snapshot()
+    text = {k: str(snap.path_to_root(a)) for k, a in addrs.items()}
+    name = mod.__name__
+    assert text["weird"] == f"module {name} -> __dict__ -> ['weird key'] -> <list 0x{addrs['weird']:x}>"
+    assert text["dotted"].startswith(f"module {name} -> .OBJ -> ")
+    assert text["dotted"].endswith(f"['a.b'] -> <list 0x{addrs['dotted']:x}>")
+    assert "['two\\x0alines']" in text["newline"] and "\n" not in text["newline"]
+    assert ("['a.b']", snap.record(mod.OBJ.__dict__)) in snap.referrers(addrs["dotted"])
+    # identifiers keep the attribute form
+    assert text["plain"] == f"module {name} -> .OBJ -> .attr -> <list 0x{addrs['plain']:x}>"
+
+
+def test_attributes_of_an_instance_whose_dict_was_made_keep_their_names(paths_module):
+    """3.13 keeps an instance's attributes inline after its __dict__ is made (vars(), pickling,
+    copy): the instance's own references to them were unlabeled, so the shortest path read
+    ".OBJ -> <list>", losing the attribute's name."""
+    mod = paths_module
+    obj = mod.Plain()
+    vars(obj)
+    obj.attr = ["after vars()"]
+    obj.late = ["set from outside, after vars()"]
+    mod.OBJ = obj
+    addrs = (id(obj.attr), id(obj.late))
+    del obj
+    snap = heaptrail.snapshot()
+    for addr, attr in zip(addrs, ("attr", "late")):
+        assert str(snap.path_to_root(addr)) == (f"module {mod.__name__} -> .OBJ -> .{attr} -> "
+                                                f"<list 0x{addr:x}>")
+        assert (f".{attr}", snap.record(mod.OBJ.__dict__)) in snap.referrers(addr)
+
+
+# ---- queries ---------------------------------------------------------------------------------
+
+def test_query_numbers_with_leading_zeros_are_decimal():
+    """'size == 0100' meant 64 (C's octal, through strtoll base 0) and 'size == 08' was refused:
+    the grammar says decimal or 0x hex."""
+    snap = heaptrail.snapshot()
+    assert snap.query("size == 0100") == snap.query("size == 100") != []
+    assert snap.query("size == 0064 and len >= 0") == snap.query("size == 64 and len >= 0")
+    assert snap.query("size == 08") == snap.query("size == 8")
+    assert snap.query("size == -010 or size == 0x40") == snap.query("size == 64")
+    with pytest.raises(HeaptrailError, match="expected a value .* at position 8"):
+        snap.query("size == 0b11")
