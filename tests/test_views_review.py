@@ -378,3 +378,288 @@ def test_query_numbers_with_leading_zeros_are_decimal():
     assert snap.query("size == -010 or size == 0x40") == snap.query("size == 64")
     with pytest.raises(HeaptrailError, match="expected a value .* at position 8"):
         snap.query("size == 0b11")
+
+
+def test_query_matches_python_over_every_record():
+    """Every field and operator, and/or/not precedence and parentheses: the objects a query finds
+    are exactly those a Python evaluation of the same condition over every record finds."""
+    keep = [Holder() for _ in range(7)]
+    texts = ["it's a \"test\"", "back\\slash", "ünïcode ☃ text", "x" * 70]
+    snap = heaptrail.snapshot()
+    n = snap.objects
+    recs = [snap._h.record(i) for i in range(n)]
+    referrers = [0] * n
+    for i in range(n):
+        for d, _ in snap._h.edges(i):
+            referrers[d] += 1
+
+    def field(i, f):
+        address, tname, size, length, value, flags, owner, module, ti = recs[i]
+        if f == "value":  # a class's, module's or function's text is its name, not a value
+            return None if flags & (TYPE | MODULE) or (module is not None and not flags & FRAME) else value
+        if f == "name":
+            return None if tname in ("str", "int", "float", "bytes", "bool") else value
+        if f == "module":
+            m = None if flags & FRAME else module
+            return recs[ti][7] if m is None and ti >= 0 else m
+        return {"type": tname, "size": size, "len": length, "address": address,
+                "referrers": referrers[i]}[f]
+
+    def cmp(f, op, lit):
+        def test(i):
+            v = field(i, f)
+            if isinstance(lit, int):
+                if v is None:
+                    return False
+                return {"==": v == lit, "!=": v != lit, "<": v < lit, "<=": v <= lit, ">": v > lit,
+                        ">=": v >= lit}[op]
+            if op in ("==", "!="):
+                names = [] if v is None else [v]
+                if v is not None and (f == "type" or f == "name" and not recs[i][5] & MODULE):
+                    names.append(v.rsplit(".", 1)[-1])
+                return (lit in names) == (op == "==")
+            return v is not None and (v.startswith(lit) if op == "startswith" else lit in v)
+        return test
+
+    A = lambda *fs: lambda i: all(f(i) for f in fs)  # noqa: E731
+    O = lambda *fs: lambda i: any(f(i) for f in fs)  # noqa: E731
+    N = lambda f: lambda i: not f(i)  # noqa: E731
+    cases = [
+        ("type == 'Holder'", cmp("type", "==", "Holder")),
+        (f"type == '{__name__}.Holder'", cmp("type", "==", f"{__name__}.Holder")),
+        ("type != 'Holder' and type startswith 'test_'", A(cmp("type", "!=", "Holder"), cmp("type", "startswith", "test_"))),
+        ("type contains 'olde'", cmp("type", "contains", "olde")),
+        ("size > 100 and size <= 200 or len == 3",
+         O(A(cmp("size", ">", 100), cmp("size", "<=", 200)), cmp("len", "==", 3))),
+        ("len == 3 or size > 100 and size <= 200",
+         O(cmp("len", "==", 3), A(cmp("size", ">", 100), cmp("size", "<=", 200)))),
+        ("(len == 3 or size > 100) and size <= 200",
+         A(O(cmp("len", "==", 3), cmp("size", ">", 100)), cmp("size", "<=", 200))),
+        ("not len < 5 and type == 'list'", A(N(cmp("len", "<", 5)), cmp("type", "==", "list"))),
+        ("not (len < 5 or type != 'list')", N(O(cmp("len", "<", 5), cmp("type", "!=", "list")))),
+        ("len != 5 and type == 'Holder'", A(cmp("len", "!=", 5), cmp("type", "==", "Holder"))),
+        ("value == 'it\\'s a \"test\"'", cmp("value", "==", "it's a \"test\"")),
+        ('value == "back\\\\slash"', cmp("value", "==", "back\\slash")),
+        ("value startswith 'ünïcode'", cmp("value", "startswith", "ünïcode")),
+        ("value contains '☃'", cmp("value", "contains", "☃")),
+        ("value != 'x' and type == 'str' and len >= 70", A(cmp("value", "!=", "x"), cmp("type", "==", "str"), cmp("len", ">=", 70))),
+        ("name == '__init__'", cmp("name", "==", "__init__")),
+        ("name startswith 'Holder'", cmp("name", "startswith", "Holder")),
+        ("name != 'method' and type == 'function' and module == 'builtins'",
+         A(cmp("name", "!=", "method"), cmp("type", "==", "function"), cmp("module", "==", "builtins"))),
+        (f"module == '{__name__}'", cmp("module", "==", __name__)),
+        ("module startswith 'collections' and size >= 1000", A(cmp("module", "startswith", "collections"), cmp("size", ">=", 1000))),
+        ("referrers == 0", cmp("referrers", "==", 0)),
+        ("referrers >= 50 and referrers < 0x60", A(cmp("referrers", ">=", 50), cmp("referrers", "<", 0x60))),
+        ("address == 0x%x" % id(keep[2]), cmp("address", "==", id(keep[2]))),
+        ("address != %d and type = 'Holder'" % id(keep[2]), A(cmp("address", "!=", id(keep[2])), cmp("type", "==", "Holder"))),
+        ("len >= -1 and len < 0", cmp("len", "<", 0)),
+        ("not not len > 1000", cmp("len", ">", 1000)),
+    ]
+    for expr, test in cases:
+        got = {r.address for r in snap.query(expr)}
+        want = {recs[i][0] for i in range(n) if test(i)}
+        assert got == want, expr
+    assert len({r.address for r in snap.query("type == 'Holder'")}) == 7
+    assert len(snap.query("value == 'it\\'s a \"test\"'")) >= 1 and len(texts) == 4
+
+
+# ---- cycles ----------------------------------------------------------------------------------
+
+class Node:
+    pass
+
+
+class Finalized:
+    def __del__(self):
+        pass
+
+
+def strongly_connected(n, adj):
+    """Tarjan's components, iteratively, in Python: a list of lists of nodes."""
+    index, low, onstack = [-1] * n, [0] * n, [False] * n
+    stack, out, counter = [], [], 0
+    for s in range(n):
+        if index[s] >= 0:
+            continue
+        work = [(s, 0)]
+        while work:
+            v, p = work[-1]
+            if p == 0:
+                index[v] = low[v] = counter
+                counter += 1
+                stack.append(v)
+                onstack[v] = True
+            if p < len(adj[v]):
+                work[-1] = (v, p + 1)
+                w = adj[v][p]
+                if index[w] < 0:
+                    work.append((w, 0))
+                elif onstack[w]:
+                    low[v] = min(low[v], index[w])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[v])
+            if low[v] == index[v]:
+                comp = []
+                while True:
+                    w = stack.pop()
+                    onstack[w] = False
+                    comp.append(w)
+                    if w == v:
+                        break
+                out.append(comp)
+    return out
+
+
+def test_cycles_are_exactly_the_strongly_connected_components():
+    """Without gc_first: a garbage ring of 5, a garbage ring of 3 with __del__, a garbage list
+    holding itself and a live pair. Every cycle graph.c reports is a component Python's Tarjan
+    finds over the same edges and the reverse; each ring is exactly its members."""
+    gc.collect()
+    gc.disable()
+    try:
+        ring = [Node() for _ in range(5)]
+        for a, b in zip(ring, ring[1:] + ring[:1]):
+            a.next = b
+        fins = [Finalized() for _ in range(3)]
+        for a, b in zip(fins, fins[1:] + fins[:1]):
+            a.next = b
+        selfish = []
+        selfish.append(selfish)
+        live = [Node(), Node()]
+        live[0].peer, live[1].peer = live[1], live[0]
+        groups = {"ring": {id(x) for x in ring}, "fin": {id(x) for x in fins},
+                  "self": {id(selfish)}, "live": {id(x) for x in live}}
+        del ring, fins, selfish, a, b
+        snap = heaptrail.snapshot(gc_first=False)
+    finally:
+        gc.enable()
+        gc.collect()
+    n = snap.objects
+    adj = [[d for d, _ in snap._h.edges(i)] for i in range(n)]
+    want = {frozenset(c) for c in strongly_connected(n, adj) if len(c) > 1 or c[0] in adj[c[0]]}
+    cycles = snap.cycles()
+    assert {frozenset(c.indexes) for c in cycles} == want
+    assert [c.total_size for c in cycles] == sorted((c.total_size for c in cycles), reverse=True)
+    expect = {"ring": (True, False), "fin": (True, True), "self": (True, False), "live": (False, False)}
+    for name, ids in groups.items():
+        members = {snap._index(a) for a in ids}
+        (c,) = [c for c in cycles if members & set(c.indexes)]
+        assert set(c.indexes) == members, name
+        assert (c.garbage, c.has_finalizers) == expect[name], name
+        assert c.uncollectable is False  # PEP 442: __del__ no longer blocks collection
+        assert c.total_size == sum(snap._h.record(i)[2] for i in members)
+    assert {frozenset(c.indexes) for c in snap.cycles(garbage=True)} == {
+        frozenset(c.indexes) for c in cycles if c.garbage}
+    # a garbage ring hangs from its lowest-numbered member, which retains the whole ring
+    ring = sorted(snap._index(a) for a in groups["ring"])
+    assert snap.retained_size(snap._record(ring[0]).address) == sum(snap._h.record(i)[2] for i in ring)
+    assert {r.address for r in snap.dominated(snap._record(ring[0]).address)} == groups["ring"]
+    assert not snap.path_to_root(snap._record(ring[0]).address).reachable
+
+
+# ---- Graphviz --------------------------------------------------------------------------------
+
+def test_to_dot_of_a_known_dict_counts_and_escapes():
+    """Depth 1 from a dict of five awkward keys: the dict, its 5 keys and 5 values are the
+    nodes; its 10 references the edges (keys unlabeled, values by key); every DOT string is
+    closed (quotes and backslashes escaped, no raw newline)."""
+    import re
+
+    d = {"a'q": [1], 'k"': [2], "new\nline": [3], "<b>": [4], "back\\": [5]}
+    snap = heaptrail.snapshot()
+    dot = snap.to_dot(d, depth=1)
+    nodes = re.findall(r"^  o(\d+) \[label=\"((?:[^\"\\]|\\.)*)\"", dot, re.M)
+    edges = re.findall(r"^  o(\d+) -> o(\d+)(?: \[label=\"((?:[^\"\\]|\\.)*)\"\])?;$", dot, re.M)
+    ix = {int(i) for i, _ in nodes}
+    want = {snap._index(d)} | {snap._index(k) for k in d} | {snap._index(v) for v in d.values()}
+    assert ix == want and len(nodes) == 11
+    assert len(edges) == 10 and all(int(a) == snap._index(d) for a, _, _ in edges)
+    labels = sorted(lab for _, _, lab in edges if lab)
+    assert labels == sorted(["['a\\\\'q']", "['k\\\"']", "['new\\\\x0aline']", "['<b>']",
+                             "['back\\\\\\\\']"])
+    assert dot.count("\n") == len(dot.splitlines()) and all(
+        ln.startswith(("digraph", "  ", "}")) for ln in dot.splitlines())
+    # the keys' values are escaped in the nodes as well
+    text = dict(nodes)
+    key = next(k for k in d if k == 'k"')
+    assert '\\nk\\"\\n' in text[str(snap._index(key))]
+    key = next(k for k in d if k.startswith("new"))
+    assert "new?line" in text[str(snap._index(key))]
+    back = snap.to_dot(d["<b>"], direction="backrefs", depth=1)
+    assert f"o{snap._index(d)} -> o{snap._index(d['<b>'])} [label=\"['<b>']\"];" in back
+
+
+# ---- summaries, diffs, files -----------------------------------------------------------------
+
+class Grown:
+    def __init__(self, k):
+        self.k = [k]
+
+
+def test_diff_by_owner_and_module_counts_exactly_the_added():
+    held = []
+    older = heaptrail.snapshot()
+    for k in range(17):
+        g = Grown(k)
+        vars(g)  # its dict made: one "dict of Grown" more each
+        held.append(g)
+    del g
+    newer = heaptrail.snapshot()
+    owner = {r.kind: r for r in newer.diff(older, by="owner")}
+    row = owner[f"dict of {__name__}.Grown"]
+    assert (row.count_delta, row.added, row.removed, row.count) == (17, 17, 0, 17)
+    assert row.size_delta == sum(sys.getsizeof(vars(g)) for g in held)
+    row = owner[f"{__name__}.Grown"]
+    assert (row.count_delta, row.added, row.count) == (17, 17, 17)
+    mine = {r.kind: r for r in newer.diff(older, by="module")}[__name__]
+    assert mine.added >= 17 and mine.count == sum(1 for o in gc.get_objects()
+                                                   if type(o).__module__ == __name__)
+
+
+def every_view(snap, addrs):
+    """Every answer the views give about the objects at addrs, as plain data."""
+    out = {"summary": [list(snap.summary(by=b)) for b in ("type", "owner", "module")],
+           "top": [tuple(r) for r in snap.top_retainers(50)],
+           "top_lists": [tuple(r) for r in snap.top_retainers(20, kind="list")],
+           "cycles": [(c.indexes, c.total_size, c.has_finalizers, c.uncollectable, c.garbage,
+                       str(c)) for c in snap.cycles()],
+           "query": snap.query("retained > 5000 and referrers >= 1 and type != 'module'"),
+           "query_names": snap.query("name == 'method' or value contains 'awkward'")}
+    for name, a in addrs.items():
+        idom = snap.dominator(a)
+        out[name] = (snap.record(a), snap.retained_size(a), snap.dominated(a),
+                     None if idom is None else idom.address, str(snap.path_to_root(a)),
+                     [(s.label, s.index, s.text) for s in snap.path_to_root(a).steps],
+                     snap.referrers(a), snap.referents(a),
+                     snap.to_dot(a, depth=2), snap.to_dot(a, direction="backrefs", depth=2))
+    return out
+
+
+def test_save_and_load_keep_every_answer(tmp_path):
+    shapes, alive = make_shapes()
+    shapes["awkward"] = {"awkward 'key'\n": [bytearray(64)], 7: ("awkward value ☃",)}
+    gc.collect()
+    gc.disable()
+    try:
+        garbage = [Finalized(), Node()]
+        garbage[0].peer, garbage[1].peer = garbage[1], garbage[0]
+        addrs = {name: id(x) for name, x in shapes.items()}
+        addrs["garbage"] = id(garbage[0])
+        del garbage
+        snap = heaptrail.snapshot(gc_first=False)
+    finally:
+        gc.enable()
+        gc.collect()
+    before = every_view(snap, addrs)
+    snap.save(tmp_path / "all.htsnap")
+    back = heaptrail.load(tmp_path / "all.htsnap")
+    after = every_view(back, addrs)
+    assert after.keys() == before.keys()
+    for key in before:
+        assert after[key] == before[key], key
+    assert any(c[4] for c in before["cycles"])  # the garbage pair is there, flagged, in both
+    assert before["garbage"][4].endswith("is not reachable from any root "
+                                         "(garbage, or held only by unreachable objects)")
