@@ -663,3 +663,19 @@ def test_save_and_load_keep_every_answer(tmp_path):
     assert any(c[4] for c in before["cycles"])  # the garbage pair is there, flagged, in both
     assert before["garbage"][4].endswith("is not reachable from any root "
                                          "(garbage, or held only by unreachable objects)")
+
+
+def test_one_object_in_two_of_many_slots_gets_both_names():
+    """Past 64 label candidates (a class of 70 slots) the labels came from a table of the first
+    candidate per object: a list in slots a3 and a50 was referred to as ".a3" twice."""
+    ns = {}
+    exec("class Wide:\n    __slots__ = tuple(f'a{k}' for k in range(70))\n", ns)
+    w = ns["Wide"]()
+    for k in range(70):
+        setattr(w, f"a{k}", [k])
+    shared = ["shared"]
+    w.a3 = w.a50 = w.a69 = shared
+    snap = heaptrail.snapshot()
+    assert sorted(lab for lab, r in snap.referrers(shared) if r.address == id(w)) == [".a3", ".a50", ".a69"]
+    assert dict((lab, r.address) for lab, r in snap.referents(w))[".a68"] == id(w.a68)
+    assert len(snap.referents(w)) == 71  # 70 slots and the class

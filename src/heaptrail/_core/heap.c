@@ -105,6 +105,7 @@
 #define HT_HW_LISTED (1u << 28)  /* walk-time flag: in the collector's generations (gcvisit.h) */
 #define HT_HW_FROZEN (1u << 27)  /* walk-time flag: tracked, not listed: gc.freeze() set it aside */
 #define HT_HW_SEEN (1u << 26)    /* walk-time flag: reached (ht_hw_garbage) */
+#define HT_HW_REACHED ((uint64_t)1 << 32) /* ht_hw_edges' second pass: an edge went there */
 /* The walk's arrays its prefaulter watches (prefault.h), and the counters
  * that say how far they are filled. */
 #define HT_HW_PF_COLUMN_ID(f) HT_HW_PF_COL_##f,
@@ -527,6 +528,8 @@ typedef struct {
     uint32_t label;
     int used;
     int extra;     /* not visited by tp_traverse: add the edge if unmatched */
+    uint32_t next; /* ht_hw_edges' second pass: the next candidate of the
+                      same object, HT_NONE at the end */
 } ht_hw_cand;
 
 #define HT_HW_RECENT 32      /* chunks remembered: one per allocation stream */
@@ -1683,6 +1686,7 @@ ht_hw_cand_add(ht_hw *w, PyObject *p, uint32_t label)
     w->cand[w->ncand].label = label;
     w->cand[w->ncand].used = 0;
     w->cand[w->ncand].extra = 0;
+    w->cand[w->ncand].next = HT_NONE;
     w->ncand++;
 }
 
@@ -2289,24 +2293,39 @@ ht_hw_edges(ht_hw *w, PyObject *op, uint32_t i, unsigned tf, int gc)
             w->oom = 1;
             return;
         }
-        for (size_t k = w->ncand; k-- > 0;)
-            if (ht_table_put(&t, (uint64_t)(uintptr_t)w->cand[k].p, k) < 0)
+        /* object -> its first unused candidate, the others chained in
+         * order through .next, so that an object held twice gets both
+         * labels in turn (every edge to it got the first: slots a3 and a50
+         * holding one list both read ".a3"); HT_HW_REACHED once an edge
+         * went to it */
+        for (size_t k = w->ncand; k-- > 0;) {
+            uint64_t *kv = ht_table_find(&t, (uint64_t)(uintptr_t)w->cand[k].p);
+            w->cand[k].next = kv ? (uint32_t)*kv : HT_NONE;
+            if (kv)
+                *kv = k;
+            else if (ht_table_put(&t, (uint64_t)(uintptr_t)w->cand[k].p, k) < 0)
                 w->oom = 1;
+        }
         for (uint32_t e = h->edge_start[i]; e < h->m; e++) {
             uint64_t *kv = ht_table_find(&t, h->addr[h->edge_dst[e]]);
-            if (kv) {
-                h->edge_label[e] = w->cand[*kv].label;
-                w->cand[*kv].used = 1;
+            if (kv == NULL)
+                continue;
+            uint32_t k = (uint32_t)*kv;
+            if (k != HT_NONE) {
+                h->edge_label[e] = w->cand[k].label;
+                w->cand[k].used = 1;
+                k = w->cand[k].next;
             }
+            *kv = HT_HW_REACHED | k;
         }
         /* and the references tp_traverse does not visit (a running frame's
          * locals: a function with over 64 of them lost them all): those
-         * whose object no edge reached (used marks the address's first) */
+         * whose object no edge reached */
         for (size_t k = 0; k < w->ncand; k++) {
             if (!w->cand[k].extra)
                 continue;
             uint64_t *kv = ht_table_find(&t, (uint64_t)(uintptr_t)w->cand[k].p);
-            if (kv && !w->cand[*kv].used)
+            if (kv && !(*kv & HT_HW_REACHED))
                 ht_hw_edge(w, ht_hw_add(w, w->cand[k].p), w->cand[k].label);
         }
         ht_table_free(&t);
