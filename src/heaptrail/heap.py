@@ -27,6 +27,7 @@ TYPE = 1 << 5
 MODULE = 1 << 6
 FRAME = 1 << 7
 DICT = 1 << 8
+VIEW = 1 << 9
 
 SNAPSHOT_MAGIC = b"HTSNAP\x00\x01"
 

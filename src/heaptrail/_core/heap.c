@@ -419,8 +419,13 @@ ht_heap_referrer_counts(const ht_heap *h)
         PyErr_NoMemory();
         return NULL;
     }
-    for (uint32_t e = 0; e < h->m; e++)
-        c[h->edge_dst[e]]++;
+    /* a 3.13 view dict's entries are its owner's references, counted from
+     * the owner: counted twice, query's referrers said 2 for an attribute
+     * held once by an instance whose __dict__ was made */
+    for (uint32_t i = 0; i < h->n; i++)
+        if (!(h->flags[i] & HT_OBJ_VIEW))
+            for (uint32_t e = h->edge_start[i]; e < h->edge_start[i + 1]; e++)
+                c[h->edge_dst[e]]++;
     return c;
 }
 
@@ -2237,7 +2242,7 @@ ht_hw_edges(ht_hw *w, PyObject *op, uint32_t i, unsigned tf, int gc)
 #if PY_VERSION_HEX >= 0x030D0000
         /* its entries stay edges (they label paths) but not references */
         if (ht_hw_dict_embedded(w, op, i))
-            h->flags[i] |= HT_HW_NOREF;
+            h->flags[i] |= HT_HW_NOREF | HT_OBJ_VIEW;
 #endif
         ht_hw_dict_edges(w, op, h->owner[i] != HT_NONE);
         return;

@@ -68,6 +68,9 @@ enum {
     HT_OBJ_MODULE = 1u << 6,      /* a module (value = its name) */
     HT_OBJ_FRAME = 1u << 7,       /* a frame of a thread's stack */
     HT_OBJ_DICT = 1u << 8,        /* a dict (owner[] may name its owner) */
+    HT_OBJ_VIEW = 1u << 9,        /* 3.13: a __dict__ made from its owner's inline
+                                     values: its edges name them but are no
+                                     references (the owner's are) */
 };
 
 /* Strings: ids 0..count-1, bytes data[offset[id] .. offset[id+1]). The
@@ -144,8 +147,8 @@ uint32_t ht_heap_index_of(ht_heap *h, uint64_t addr);
  * "app.Session"); "?" when unknown. */
 const char *ht_heap_type_name(const ht_heap *h, uint32_t i, size_t *len);
 
-/* Number of referrers of each object (a fresh malloc'd array of n counts),
- * or NULL with MemoryError set. */
+/* Number of references to each object (a fresh malloc'd array of n counts):
+ * its edges, but those of HT_OBJ_VIEW dicts; NULL with MemoryError set. */
 uint32_t *ht_heap_referrer_counts(const ht_heap *h);
 
 /* Appends object i's record (address, type, size, len, value) as a tuple to
