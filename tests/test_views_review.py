@@ -702,3 +702,21 @@ def test_referrers_counts_references_not_view_entries():
     # the view's entries still name the attribute (and the dict is the instance's)
     assert (".attr", snap.record(mod.OBJ.__dict__)) in snap.referrers(addrs[0])
     assert snap.dominator(addrs[0]).address in (id(mod.OBJ), id(mod.OBJ.__dict__))
+
+
+class BigClassAttribute:
+    blob = bytearray(300_000)
+
+
+def test_a_class_namespace_is_described_by_its_class():
+    """A class's __dict__ read "dict of type" (a top_retainers row, a path's step), where a
+    module's reads "dict of module NAME" and the DOT node "of <the class>"."""
+    (namespace,) = gc.get_referents(BigClassAttribute.__dict__)  # the dict behind the proxy
+    snap = heaptrail.snapshot()
+    text = f"dict of class {__name__}.BigClassAttribute"
+    assert snap._describe(snap._index(namespace)) == text
+    rows = snap.top_retainers(1000, kind="dict")
+    (row,) = [r for r in rows if r.address == id(namespace)]
+    assert row.text == text and row.retained >= 300_000
+    assert str(snap.path_to_root(namespace)).endswith(f"-> {text}")
+    assert f"of {__name__}.BigClassAttribute" in snap.to_dot(namespace, depth=0)
