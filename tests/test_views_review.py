@@ -720,3 +720,33 @@ def test_a_class_namespace_is_described_by_its_class():
     assert row.text == text and row.retained >= 300_000
     assert str(snap.path_to_root(namespace)).endswith(f"-> {text}")
     assert f"of {__name__}.BigClassAttribute" in snap.to_dot(namespace, depth=0)
+
+
+class Items(list):
+    pass
+
+
+class Record(tuple):
+    __slots__ = ()
+
+
+def test_items_of_list_and_tuple_subclasses_read_by_index(paths_module):
+    """A namedtuple's, a list subclass's, a struct sequence's items were unlabeled references: a
+    path through a namedtuple read ".N -> <list>", the step lost; they now read [k] as an exact
+    list's or tuple's, checked item by item against the objects themselves."""
+    import os
+
+    mod = paths_module
+    mod.N = Pair(["first"], ["second"])
+    mod.L = Items([["item"] for _ in range(100)])
+    mod.L.append(mod.L[3])  # one object at [3] and [100]
+    mod.T = Record((["r0"], ["r1"]))
+    mod.ST = os.stat(".")
+    addr = id(mod.N.b)
+    snap = heaptrail.snapshot()
+    assert str(snap.path_to_root(addr)) == f"module {mod.__name__} -> .N -> [1] -> <list 0x{addr:x}>"
+    for seq in (mod.N, mod.L, mod.T, mod.ST):
+        labeled = [(lab, r.address) for lab, r in snap.referents(seq) if lab and lab.startswith("[")]
+        assert sorted(int(lab[1:-1]) for lab, _ in labeled) == list(range(len(seq))), type(seq)
+        assert all(a == id(seq[int(lab[1:-1])]) for lab, a in labeled), type(seq)
+    assert sorted(lab for lab, r in snap.referrers(mod.L[3]) if r.address == id(mod.L)) == ["[100]", "[3]"]

@@ -2148,6 +2148,12 @@ ht_hw_cands(ht_hw *w, PyObject *op, unsigned tf)
             uint32_t cnt = w->slot_off[pos];
             for (uint32_t k = 0; k < cnt; k++) {
                 uint32_t off = w->slot_off[pos + 1 + 2 * k];
+                /* a struct sequence's visible field is an item too, read
+                 * [k] (ht_hw_item_run): its member would label the next
+                 * reference to the same object, a hidden field */
+                if ((tf & HT_TF_TUPLE) && off >= offsetof(PyTupleObject, ob_item) &&
+                    off < offsetof(PyTupleObject, ob_item) + (size_t)Py_SIZE(op) * sizeof(PyObject *))
+                    continue;
                 if ((Py_ssize_t)off + (Py_ssize_t)sizeof(PyObject *) <= tp->tp_basicsize)
                     ht_hw_cand_add(w, *(PyObject **)((char *)op + off), w->slot_off[pos + 2 + 2 * k]);
             }
@@ -2231,6 +2237,44 @@ ht_hw_dict_embedded(ht_hw *w, PyObject *op, uint32_t i)
 }
 #endif
 
+/* Where a list or tuple subclass's items (a namedtuple's, os.stat_result's)
+ * are among the referents its tp_traverse gave: their base's traverse visits
+ * them as one run, backward (list, tuple) or forward (struct sequences,
+ * which visit hidden fields too), after the type or last. Returns the run's
+ * first position in refs and sets *n (items in it) and *back; (size_t)-1
+ * when no run matches (an extension's own order: no index labels). */
+static size_t
+ht_hw_item_run(PyObject *op, unsigned tf, PyObject *const *refs, size_t nrefs, size_t *n,
+               int *back)
+{
+    PyObject **items = (tf & HT_TF_LIST) ? ((PyListObject *)op)->ob_item
+                                         : ((PyTupleObject *)op)->ob_item;
+    size_t len = (size_t)Py_SIZE(op);
+    if (len == 0 || items == NULL || len > nrefs)
+        return (size_t)-1;
+    size_t starts[3] = {nrefs - len, 0, 1};
+    for (int s = 0; s < 3; s++) {
+        size_t j = starts[s], k;
+        if (j + len > nrefs)
+            continue;
+        for (k = 0; k < len && refs[j + k] == items[len - 1 - k]; k++)
+            ;
+        if (k == len) {
+            *n = len;
+            *back = 1;
+            return j;
+        }
+        for (k = 0; k < len && refs[j + k] == items[k]; k++)
+            ;
+        if (k == len) {
+            *n = len;
+            *back = 0;
+            return j;
+        }
+    }
+    return (size_t)-1;
+}
+
 /* The edges of object i (op), whose type has facts tf; gc: op is a gc
  * object. */
 static void
@@ -2279,13 +2323,23 @@ ht_hw_edges(ht_hw *w, PyObject *op, uint32_t i, unsigned tf, int gc)
         }
     }
     int many = w->ncand > 64;
+    /* a list or tuple subclass's items read [k] as an exact one's (a path
+     * through a namedtuple lost the step); they take no candidate's label */
+    size_t run = (size_t)-1, nitems = 0;
+    int back = 0;
+    if ((tf & (HT_TF_LIST | HT_TF_TUPLE)) && w->nrefs > 0)
+        run = ht_hw_item_run(op, tf, w->refs, w->nrefs, &nitems, &back);
     for (size_t k = 0; k < w->nrefs && k < 16; k++)
         ht_hw_prefetch(w, w->refs[k]);
     for (size_t k = 0; k < w->nrefs; k++) {
         PyObject *r = w->refs[k];
         if (k + 16 < w->nrefs)
             ht_hw_prefetch(w, w->refs[k + 16]);
-        uint32_t label = (many || w->ncand == 0) ? HT_NONE : ht_hw_cand_find(w, r);
+        uint32_t label;
+        if (k - run < nitems) /* run == (size_t)-1: never */
+            label = HT_LABEL_INDEX | (uint32_t)(back ? nitems - 1 - (k - run) : k - run);
+        else
+            label = (many || w->ncand == 0) ? HT_NONE : ht_hw_cand_find(w, r);
         ht_hw_edge(w, ht_hw_add(w, r), label);
     }
     if (!many)
@@ -2312,6 +2366,8 @@ ht_hw_edges(ht_hw *w, PyObject *op, uint32_t i, unsigned tf, int gc)
                 w->oom = 1;
         }
         for (uint32_t e = h->edge_start[i]; e < h->m; e++) {
+            if ((size_t)(e - h->edge_start[i]) - run < nitems)
+                continue; /* an item, labeled by its index */
             uint64_t *kv = ht_table_find(&t, h->addr[h->edge_dst[e]]);
             if (kv == NULL)
                 continue;
