@@ -14,13 +14,15 @@
  *                          int key, "[<tuple>]" for other keys); the edge to
  *                          the key itself has no label;
  *   owned dict -> value    ".key" when the dict is the __dict__ of an
- *                          instance, a module or a class: a module's globals
+ *                          instance, a module or a class and the key is an
+ *                          identifier (else "['a.b']"): a module's globals
  *                          read "module app.cache -> __dict__ -> .CACHE" and
  *                          the path printer may drop the "__dict__" step;
  *   instance -> __dict__   "__dict__" (also module -> its dict, class -> its
  *                          dict); instance -> its class "type";
  *   __slots__ member       ".name";
- *   list/tuple item        HT_LABEL_INDEX | i;
+ *   list/tuple item        HT_LABEL_INDEX | i; subclasses' items too
+ *                          (namedtuples, struct sequences' visible fields);
  *   cell -> contents       the closure variable's name (from a function
  *                          whose closure holds the cell), else "cell_contents";
  *   frame -> local         the variable's name (framevars.h). A running
@@ -39,7 +41,10 @@
  *                          ht_hw_attrs), since the interpreter's key tables
  *                          are private and materializing the dict would
  *                          change the program. An attribute set only from
- *                          outside the class's methods stays unlabeled.
+ *                          outside the class's methods stays unlabeled,
+ *                          unless the instance's __dict__ was made (3.13
+ *                          keeps the values inline then: the dict's keys
+ *                          name them; the dict is HT_OBJ_VIEW).
  *   Anything else: HT_NONE.
  */
 #ifndef HT_HEAP_H
