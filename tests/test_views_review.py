@@ -775,3 +775,57 @@ def test_top_retainers_are_the_largest_retained_sizes():
     assert sorted(r.address for r in mine) == sorted(id(b) for b in keep)
     for r in top[:10] + mine:
         assert r.retained == sum(x.size for x in snap.dominated(r.address))
+
+
+STORED_ERROR_APP = '''
+def work():
+    big_local = bytearray(100_000)
+    captured = ["a cell variable"]
+    def use():
+        return captured
+    raise ValueError("boom", ["an argument"])
+
+def fail():
+    try:
+        work()
+    except ValueError as e:
+        raise KeyError("outer") from e
+
+try:
+    fail()
+except KeyError as e:
+    ERR = e
+'''
+
+
+def test_a_stored_exception_names_its_traceback_frames_and_their_locals(paths_module):
+    """The classic leak: an exception kept in a global holds its traceback, its frames and their
+    locals. The path read "-> .ERR -> <traceback ..> -> <traceback ..> -> frame work ->
+    <bytearray ..>": no label said which traceback link, nor which local of the finished frame."""
+    mod = paths_module
+    exec(STORED_ERROR_APP, mod.__dict__)
+    inner = mod.ERR.__cause__
+    tb = inner.__traceback__
+    while tb.tb_frame.f_code.co_name != "work":
+        tb = tb.tb_next
+    frame = tb.tb_frame
+    blob = frame.f_locals["big_local"]
+    addrs = {"blob": id(blob), "arg": id(inner.args[1]), "frame": id(frame), "err": id(mod.ERR),
+             "inner": id(inner), "tb": id(inner.__traceback__)}
+    del inner, tb, frame, blob
+    snap = heaptrail.snapshot()
+    path = str(snap.path_to_root(addrs["blob"]))
+    assert path.startswith(f"module {mod.__name__} -> .ERR -> ")
+    assert path.endswith(f"-> tb_frame -> big_local -> <bytearray 0x{addrs['blob']:x}>")
+    assert "<traceback" not in path and "frame work" not in path
+    # raise ... from e: the inner exception is both the cause and the context, equally near
+    assert str(snap.path_to_root(addrs["arg"])) in (
+        f"module {mod.__name__} -> .ERR -> {via} -> args -> [1] -> <list 0x{addrs['arg']:x}>"
+        for via in ("__cause__", "__context__"))
+    err = dict((lab, r.address) for lab, r in snap.referents(addrs["err"]))
+    assert err["__cause__"] == err["__context__"] == addrs["inner"]
+    assert dict((lab, r.address) for lab, r in snap.referents(addrs["inner"]))["__traceback__"] == addrs["tb"]
+    frame = dict((lab, r) for lab, r in snap.referents(addrs["frame"]))
+    assert frame["big_local"].address == addrs["blob"]
+    assert frame["captured"].type == "cell"  # the finished frame holds the cell itself
+    assert frame["use"].type == "function"

@@ -2056,6 +2056,10 @@ ht_hw_frame_cands(ht_hw *w, PyFrameObject *f)
         Py_DECREF(co);
     }
     ht_fv_each(f, ht_hw_frame_var, w);
+    /* a finished frame (a stored exception's traceback holds it: the classic
+     * leak) visits its variables itself, unnamed: "frame work -> <bytearray>"
+     * said not which local */
+    ht_fv_owned_each(f, ht_hw_gen_var, w);
 }
 
 /* Remembers (cell, variable name) for a function's closure cells. */
@@ -2191,6 +2195,18 @@ ht_hw_cands(ht_hw *w, PyObject *op, unsigned tf)
         ht_hw_frame_cands(w, (PyFrameObject *)op);
     } else if (tf & HT_TF_GEN) {
         ht_fv_gen_each(op, ht_hw_gen_var, w);
+    } else if (PyExceptionInstance_Check(op)) {
+        /* a stored exception holds its traceback and, through it, frames */
+        PyBaseExceptionObject *e = (PyBaseExceptionObject *)op;
+        ht_hw_cand_str(w, e->args, "args");
+        ht_hw_cand_str(w, e->notes, "__notes__");
+        ht_hw_cand_str(w, e->traceback, "__traceback__");
+        ht_hw_cand_str(w, e->context, "__context__");
+        ht_hw_cand_str(w, e->cause, "__cause__");
+    } else if (PyTraceBack_Check(op)) {
+        PyTracebackObject *tb = (PyTracebackObject *)op;
+        ht_hw_cand_str(w, (PyObject *)tb->tb_next, "tb_next");
+        ht_hw_cand_str(w, (PyObject *)tb->tb_frame, "tb_frame");
     }
 }
 
