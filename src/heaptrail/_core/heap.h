@@ -30,7 +30,13 @@
  *                          variables, so they are edges of their own: an
  *                          object only a local holds (a str, an untracked
  *                          dict) is found through them; a cell variable's
- *                          edge goes to the cell's contents;
+ *                          edge goes to the cell's contents. A finished
+ *                          frame (a traceback's) visits its variables
+ *                          itself: named too, a cell variable's edge going
+ *                          to its cell;
+ *   exception -> parts     "args", "__traceback__", "__context__",
+ *                          "__cause__", "__notes__"; traceback -> "tb_next",
+ *                          "tb_frame";
  *   function -> parts      "__code__", "__globals__", "__closure__",
  *                          "__defaults__", "__kwdefaults__", "__dict__";
  *   class -> parts         "__mro__", "__bases__", "__base__", "__dict__".
