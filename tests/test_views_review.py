@@ -380,6 +380,10 @@ def test_query_numbers_with_leading_zeros_are_decimal():
         snap.query("size == 0b11")
 
 
+NAMED_KINDS = {"function", "builtin_function_or_method", "builtin_method", "code", "generator",
+               "coroutine", "async_generator"}
+
+
 def test_query_matches_python_over_every_record():
     """Every field and operator, and/or/not precedence and parentheses: the objects a query finds
     are exactly those a Python evaluation of the same condition over every record finds."""
@@ -396,10 +400,11 @@ def test_query_matches_python_over_every_record():
 
     def field(i, f):
         address, tname, size, length, value, flags, owner, module, ti = recs[i]
-        if f == "value":  # a class's, module's or function's text is its name, not a value
-            return None if flags & (TYPE | MODULE) or (module is not None and not flags & FRAME) else value
-        if f == "name":
-            return None if tname in ("str", "int", "float", "bytes", "bool") else value
+        if f in ("value", "name"):  # a class's, function's, code's ... text is a name, not a value
+            if tname == "frame":  # by design its function's name is both
+                return value
+            named = flags & (TYPE | MODULE) or module is not None or tname in NAMED_KINDS
+            return value if bool(named) == (f == "name") else None
         if f == "module":
             m = None if flags & FRAME else module
             return recs[ti][7] if m is None and ti >= 0 else m
@@ -829,3 +834,29 @@ def test_a_stored_exception_names_its_traceback_frames_and_their_locals(paths_mo
     assert frame["big_local"].address == addrs["blob"]
     assert frame["captured"].type == "cell"  # the finished frame holds the cell itself
     assert frame["use"].type == "function"
+
+
+def test_query_value_is_data_and_name_is_names():
+    """value == 'append' found builtin methods and value contains 'x' code objects, frames and
+    generators (their text is a name); name == '2' found enum members (int values)."""
+    import signal
+
+    def suspended_gen_7e2():
+        yield 1
+
+    g = suspended_gen_7e2()
+    next(g)
+    text = "suspended_gen_7e2"
+    snap = heaptrail.snapshot()
+    found = {r.type for r in snap.query("value == 'suspended_gen_7e2'")}
+    assert found == {"str"}
+    assert {r.type for r in snap.query("name == 'suspended_gen_7e2'")} >= {"function", "code", "generator"}
+    assert "str" not in {r.type for r in snap.query("name == 'suspended_gen_7e2'")}
+    assert {r.type for r in snap.query("value == 'append'")} <= {"str"}
+    appends = {r.type for r in snap.query("name == 'append'")}
+    assert "builtin_function_or_method" in appends and appends <= NAMED_KINDS
+    sig = snap.query(f"address == {id(signal.SIGINT)}")[0]
+    assert sig.value == str(int(signal.SIGINT))
+    assert snap.query(f"address == {id(signal.SIGINT)} and value == '{int(signal.SIGINT)}'") == [sig]
+    assert snap.query(f"address == {id(signal.SIGINT)} and name == '{int(signal.SIGINT)}'") == []
+    assert len(text) == 17

@@ -411,6 +411,28 @@ ht_heap_type_name(const ht_heap *h, uint32_t i, size_t *len)
     return s;
 }
 
+int
+ht_heap_is_name(const ht_heap *h, uint32_t i)
+{
+    /* what ht_hw_describe names: classes, modules, functions (their module
+     * is set; a frame's module is its thread's name), and the kinds below,
+     * by their types' names. A frame's function name stays its value (the
+     * query language and the JSON lines export say so) */
+    static const char *const named[] = {
+        "function", "builtin_function_or_method", "builtin_method", "code", "generator",
+        "coroutine", "async_generator",
+    };
+    if ((h->flags[i] & (HT_OBJ_TYPE | HT_OBJ_MODULE)) ||
+        (h->module[i] != HT_NONE && !(h->flags[i] & HT_OBJ_FRAME)))
+        return 1;
+    size_t n;
+    const char *t = ht_heap_type_name(h, i, &n);
+    for (size_t k = 0; k < sizeof named / sizeof named[0]; k++)
+        if (strlen(named[k]) == n && memcmp(t, named[k], n) == 0)
+            return 1;
+    return 0;
+}
+
 uint32_t *
 ht_heap_referrer_counts(const ht_heap *h)
 {

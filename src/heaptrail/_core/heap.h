@@ -158,6 +158,11 @@ uint32_t ht_heap_index_of(ht_heap *h, uint64_t addr);
  * "app.Session"); "?" when unknown. */
 const char *ht_heap_type_name(const ht_heap *h, uint32_t i, size_t *len);
 
+/* Whether object i's value[] is a name (a class's, module's, function's,
+ * builtin's, code's, generator's), not a data value (str, bytes, int, float
+ * and their subclasses'; a frame's function name counts as its value). */
+int ht_heap_is_name(const ht_heap *h, uint32_t i);
+
 /* Number of references to each object (a fresh malloc'd array of n counts):
  * its edges, but those of HT_OBJ_VIEW dicts; NULL with MemoryError set. */
 uint32_t *ht_heap_referrer_counts(const ht_heap *h);
