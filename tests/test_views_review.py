@@ -860,3 +860,39 @@ def test_query_value_is_data_and_name_is_names():
     assert snap.query(f"address == {id(signal.SIGINT)} and value == '{int(signal.SIGINT)}'") == [sig]
     assert snap.query(f"address == {id(signal.SIGINT)} and name == '{int(signal.SIGINT)}'") == []
     assert len(text) == 17
+
+
+def test_a_cycle_through_a_legacy_tp_del_is_uncollectable():
+    """Cycle.uncollectable was False for every cycle: graph.c tested the flag with #ifdef, and the
+    flag was no macro (nor recorded). A type with a C-level tp_del (_testcapi.with_tp_del makes
+    one) sends a garbage cycle through it to gc.garbage; __del__ (tp_finalize) does not."""
+    _testcapi = pytest.importorskip("_testcapi", reason="CPython's _testcapi is not installed")
+
+    class Legacy:
+        def __tp_del__(self):
+            pass
+
+    Legacy = _testcapi.with_tp_del(Legacy)
+    gc.collect()
+    gc.disable()
+    try:
+        a, b, c, d = Legacy(), Node(), Finalized(), Node()
+        a.peer, b.peer, c.peer, d.peer = b, a, d, c
+        legacy, modern = {id(a), id(b)}, {id(c), id(d)}
+        del a, b, c, d
+        snap = heaptrail.snapshot(gc_first=False)
+    finally:
+        gc.enable()
+        gc.collect()
+        stuck = [o for o in gc.garbage if isinstance(o, (Legacy, Node))]
+        for o in stuck:  # the collector kept the legacy pair: break it and let it go
+            o.peer = None
+            gc.garbage.remove(o)
+        del stuck
+    cycles = snap.cycles(garbage=True)
+    (old,) = [c for c in cycles if {snap._index(x) for x in legacy} == set(c.indexes)]
+    (new,) = [c for c in cycles if {snap._index(x) for x in modern} == set(c.indexes)]
+    assert (old.uncollectable, old.has_finalizers, old.garbage) == (True, True, True)
+    assert (new.uncollectable, new.has_finalizers, new.garbage) == (False, True, True)
+    assert "UNCOLLECTABLE" in str(old) and "UNCOLLECTABLE" not in str(new)
+    assert [c.indexes for c in snap.cycles() if c.uncollectable] == [old.indexes]

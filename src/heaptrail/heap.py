@@ -28,6 +28,7 @@ MODULE = 1 << 6
 FRAME = 1 << 7
 DICT = 1 << 8
 VIEW = 1 << 9
+LEGACY_DEL = 1 << 10
 
 SNAPSHOT_MAGIC = b"HTSNAP\x00\x01"
 

@@ -2536,8 +2536,12 @@ ht_hw_describe(ht_hw *w, PyObject *op, uint32_t i, unsigned tf, int gc)
         h->owner[i] = HT_NONE; /* only dicts have owners */
     if (gc)
         h->flags[i] |= HT_OBJ_GC;
-    if (tf & HT_TF_FINAL)
+    if (tf & HT_TF_FINAL) {
         h->flags[i] |= HT_OBJ_FINALIZER;
+        /* cycles() said uncollectable for none: the flag it needs */
+        if (Py_TYPE(op)->tp_del)
+            h->flags[i] |= HT_OBJ_LEGACY_DEL;
+    }
 }
 
 static void

@@ -82,6 +82,8 @@ enum {
     HT_OBJ_VIEW = 1u << 9,        /* 3.13: a __dict__ made from its owner's inline
                                      values: its edges name them but are no
                                      references (the owner's are) */
+    HT_OBJ_LEGACY_DEL = 1u << 10, /* type has a legacy tp_del: a garbage cycle
+                                     through it is uncollectable (gc.garbage) */
 };
 
 /* Strings: ids 0..count-1, bytes data[offset[id] .. offset[id+1]). The
