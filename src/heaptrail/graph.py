@@ -139,7 +139,8 @@ class Cycle:
     - ``has_finalizers``: a member's type defines ``__del__`` (tp_finalize) or a legacy tp_del.
       Since Python 3.4 (PEP 442) a finalizer does not keep a cycle from being collected;
     - ``uncollectable``: a member has a legacy C-level tp_del, which still sends the cycle to
-      ``gc.garbage`` instead of freeing it (False when the snapshot does not record tp_del);
+      ``gc.garbage`` instead of freeing it (a file written before snapshots recorded tp_del
+      says False);
     - ``garbage``: every member was found unreachable (``snapshot(gc_first=False)``): the cycle
       is waiting for the collector.
     """

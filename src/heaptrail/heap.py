@@ -27,6 +27,8 @@ TYPE = 1 << 5
 MODULE = 1 << 6
 FRAME = 1 << 7
 DICT = 1 << 8
+VIEW = 1 << 9
+LEGACY_DEL = 1 << 10
 
 SNAPSHOT_MAGIC = b"HTSNAP\x00\x01"
 
@@ -256,9 +258,12 @@ class Snapshot(GraphViews):
         if flags & TYPE:
             return f"class {value}"
         if flags & DICT and owner >= 0:
-            otype = self._h.record(owner)[1]
-            return "dict of " + ("module " + (self._h.record(owner)[4] or "?")
-                                 if otype == "module" else otype.rsplit(".", 1)[-1])
+            orec = self._h.record(owner)
+            if orec[5] & MODULE:
+                return f"dict of module {orec[4] or '?'}"
+            if orec[5] & TYPE:  # which class: "dict of type" named none (a top retainer's row)
+                return f"dict of class {orec[4] or '?'}"
+            return "dict of " + orec[1].rsplit(".", 1)[-1]
         if flags & FRAME and module is not None:
             return f"frame {value} (thread {module})"
         if value is not None:

@@ -401,9 +401,9 @@ ht_json_object(ht_buf *b, const ht_heap *h, uint32_t i)
         ht_json_num(b, "len", (long long)h->len[i]);
     s = ht_heap_string(h, h->value[i], &n);
     if (s) {
-        /* meliae: "name" for modules, classes, functions; "value" for data */
-        int named = (h->flags[i] & (HT_OBJ_TYPE | HT_OBJ_MODULE)) ||
-                    (h->module[i] != HT_NONE && !(h->flags[i] & HT_OBJ_FRAME)); /* a frame's: its thread */
+        /* meliae: "name" for modules, classes, functions; "value" for data
+         * (a code object's or a builtin's name was exported as a value) */
+        int named = ht_heap_is_name(h, i);
         ht_buf_put(b, named ? ", \"name\": " : ", \"value\": ", named ? 10 : 11);
         if (named)
             ht_json_str(b, s, n);

@@ -1,4 +1,4 @@
-/* framevars.c - the variables of a running frame or a generator, by name (see framevars.h). */
+/* framevars.c - the variables of a running or finished frame or a generator, by name (see framevars.h). */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
@@ -108,4 +108,15 @@ ht_fv_each(PyFrameObject *f, ht_fv_visitor visit, void *arg)
     if (!ht_fv_frame_refs(f, refs)) /* not running on its thread */
         return 0;
     return ht_fv_slots(f->f_frame, 1, visit, arg);
+}
+
+Py_ssize_t
+ht_fv_owned_each(PyFrameObject *f, ht_fv_visitor visit, void *arg)
+{
+    _PyInterpreterFrame *fr = f->f_frame;
+    /* only a frame whose object owns its slots (it finished: a
+     * traceback's) visits them in its tp_traverse */
+    if (fr == NULL || fr->owner != FRAME_OWNED_BY_FRAME_OBJECT)
+        return 0;
+    return ht_fv_slots(fr, 0, visit, arg);
 }

@@ -34,6 +34,12 @@ typedef void (*ht_fv_visitor)(PyObject *name, PyObject *value, void *arg);
  * Returns the number of calls. */
 Py_ssize_t ht_fv_each(PyFrameObject *f, ht_fv_visitor visit, void *arg);
 
+/* The same for a finished frame (a traceback's: the frame object owns its
+ * slots and its tp_traverse visits them, without names), with each slot as
+ * it is (a cell variable's is its cell, what tp_traverse visits); 0 calls
+ * for a running or a generator's frame. */
+Py_ssize_t ht_fv_owned_each(PyFrameObject *f, ht_fv_visitor visit, void *arg);
+
 /* The references a running frame holds, for ht_fv_each's frames: its
  * function, code and locals namespace (name NULL), then each variable slot
  * as it is (a cell or free variable's is its cell), free variables

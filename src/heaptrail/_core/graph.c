@@ -604,10 +604,8 @@ ht_graph_comp_flags(const ht_heap *h, const uint32_t *mem, uint32_t k)
         uint32_t fl = h->flags[mem[j]];
         if (fl & HT_OBJ_FINALIZER)
             f |= HT_GRAPH_COMP_FINALIZER;
-#ifdef HT_OBJ_LEGACY_DEL
-        if (fl & HT_OBJ_LEGACY_DEL)
+        if (fl & HT_OBJ_LEGACY_DEL) /* an enum: the #ifdef it had never saw it */
             f |= HT_GRAPH_COMP_UNCOLLECTABLE;
-#endif
         if (!(fl & HT_OBJ_UNREACHABLE))
             f &= (uint8_t)~HT_GRAPH_COMP_GARBAGE;
     }
@@ -1693,6 +1691,7 @@ ht_graph_init(PyObject *m)
     if (PyModule_AddIntConstant(m, "OBJ_ROOT", HT_OBJ_ROOT) < 0 ||
         PyModule_AddIntConstant(m, "OBJ_UNREACHABLE", HT_OBJ_UNREACHABLE) < 0 ||
         PyModule_AddIntConstant(m, "OBJ_FINALIZER", HT_OBJ_FINALIZER) < 0 ||
+        PyModule_AddIntConstant(m, "OBJ_LEGACY_DEL", HT_OBJ_LEGACY_DEL) < 0 ||
         PyModule_AddIntConstant(m, "OBJ_MODULE", HT_OBJ_MODULE) < 0 ||
         PyModule_AddIntConstant(m, "OBJ_FRAME", HT_OBJ_FRAME) < 0)
         return -1;

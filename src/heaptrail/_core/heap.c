@@ -105,6 +105,7 @@
 #define HT_HW_LISTED (1u << 28)  /* walk-time flag: in the collector's generations (gcvisit.h) */
 #define HT_HW_FROZEN (1u << 27)  /* walk-time flag: tracked, not listed: gc.freeze() set it aside */
 #define HT_HW_SEEN (1u << 26)    /* walk-time flag: reached (ht_hw_garbage) */
+#define HT_HW_REACHED ((uint64_t)1 << 32) /* ht_hw_edges' second pass: an edge went there */
 /* The walk's arrays its prefaulter watches (prefault.h), and the counters
  * that say how far they are filled. */
 #define HT_HW_PF_COLUMN_ID(f) HT_HW_PF_COL_##f,
@@ -410,6 +411,28 @@ ht_heap_type_name(const ht_heap *h, uint32_t i, size_t *len)
     return s;
 }
 
+int
+ht_heap_is_name(const ht_heap *h, uint32_t i)
+{
+    /* what ht_hw_describe names: classes, modules, functions (their module
+     * is set; a frame's module is its thread's name), and the kinds below,
+     * by their types' names. A frame's function name stays its value (the
+     * query language and the JSON lines export say so) */
+    static const char *const named[] = {
+        "function", "builtin_function_or_method", "builtin_method", "code", "generator",
+        "coroutine", "async_generator",
+    };
+    if ((h->flags[i] & (HT_OBJ_TYPE | HT_OBJ_MODULE)) ||
+        (h->module[i] != HT_NONE && !(h->flags[i] & HT_OBJ_FRAME)))
+        return 1;
+    size_t n;
+    const char *t = ht_heap_type_name(h, i, &n);
+    for (size_t k = 0; k < sizeof named / sizeof named[0]; k++)
+        if (strlen(named[k]) == n && memcmp(t, named[k], n) == 0)
+            return 1;
+    return 0;
+}
+
 uint32_t *
 ht_heap_referrer_counts(const ht_heap *h)
 {
@@ -418,8 +441,13 @@ ht_heap_referrer_counts(const ht_heap *h)
         PyErr_NoMemory();
         return NULL;
     }
-    for (uint32_t e = 0; e < h->m; e++)
-        c[h->edge_dst[e]]++;
+    /* a 3.13 view dict's entries are its owner's references, counted from
+     * the owner: counted twice, query's referrers said 2 for an attribute
+     * held once by an instance whose __dict__ was made */
+    for (uint32_t i = 0; i < h->n; i++)
+        if (!(h->flags[i] & HT_OBJ_VIEW))
+            for (uint32_t e = h->edge_start[i]; e < h->edge_start[i + 1]; e++)
+                c[h->edge_dst[e]]++;
     return c;
 }
 
@@ -527,6 +555,8 @@ typedef struct {
     uint32_t label;
     int used;
     int extra;     /* not visited by tp_traverse: add the edge if unmatched */
+    uint32_t next; /* ht_hw_edges' second pass: the next candidate of the
+                      same object, HT_NONE at the end */
 } ht_hw_cand;
 
 #define HT_HW_RECENT 32      /* chunks remembered: one per allocation stream */
@@ -1730,6 +1760,7 @@ ht_hw_cand_add(ht_hw *w, PyObject *p, uint32_t label)
     w->cand[w->ncand].label = label;
     w->cand[w->ncand].used = 0;
     w->cand[w->ncand].extra = 0;
+    w->cand[w->ncand].next = HT_NONE;
     w->ncand++;
 }
 
@@ -1757,8 +1788,8 @@ ht_hw_cand_str(ht_hw *w, PyObject *p, const char *label)
 }
 
 /* Label of a dict entry with key k: "['k']", "[42]", "[None]", "[1.5]",
- * "[b'k']", "[<tuple>]" (other keys: their type), ".k" for owned dicts;
- * cached per key object. */
+ * "[b'k']", "[<tuple>]" (other keys: their type), ".k" for owned dicts
+ * when k is an identifier; cached per key object. */
 static uint32_t
 ht_hw_key_label(ht_hw *w, PyObject *k, int owned)
 {
@@ -1777,7 +1808,10 @@ ht_hw_key_label(ht_hw *w, PyObject *k, int owned)
     ht_text t;
     t.len = 0;
     if (PyUnicode_CheckExact(k)) {
-        if (owned) {
+        /* a namespace key that is no identifier (setattr(ns, "input-file"),
+         * a module global "weird key") has no attribute access to read as:
+         * ".a.b" or ".two<newline>lines" misled and broke one-line paths */
+        if (owned && PyUnicode_IsIdentifier(k) == 1) {
             ht_text_put(&t, ".", 1);
             ht_text_str(&t, k, HT_LABEL_MAX, 0);
         } else {
@@ -2091,6 +2125,10 @@ ht_hw_frame_cands(ht_hw *w, PyFrameObject *f)
         Py_DECREF(co);
     }
     ht_fv_each(f, ht_hw_frame_var, w);
+    /* a finished frame (a stored exception's traceback holds it: the classic
+     * leak) visits its variables itself, unnamed: "frame work -> <bytearray>"
+     * said not which local */
+    ht_fv_owned_each(f, ht_hw_gen_var, w);
 }
 
 /* Remembers (cell, variable name) for a function's closure cells. */
@@ -2134,6 +2172,26 @@ ht_hw_code_edges(ht_hw *w, PyCodeObject *co)
             ht_hw_edge(w, ht_hw_add(w, parts[k].p), ht_hw_lit(w, parts[k].label));
 }
 
+#if PY_VERSION_HEX >= 0x030D0000
+/* 3.13: a __dict__ made from op's inline values (vars(), pickling, copy)
+ * leaves them inline, and op's tp_traverse still visits them: op's own
+ * references to its attributes, unlabeled without this (the shortest path
+ * read ".obj -> <list>", the attribute's name lost). The dict's entries name
+ * them; reading them runs no code (PyDict_Next). Only read for a dict that
+ * is such a view (ht_hw_dict_embedded's test), one read of d per instance. */
+static void
+ht_hw_embedded_attrs(ht_hw *w, PyTypeObject *tp, PyObject *op, PyObject *d)
+{
+    if (!(tp->tp_flags & Py_TPFLAGS_INLINE_VALUES) || !PyDict_Check(d) ||
+        (char *)((PyDictObject *)d)->ma_values != (char *)op + tp->tp_basicsize)
+        return;
+    Py_ssize_t it = 0;
+    PyObject *k, *v;
+    while (PyDict_Next(d, &it, &k, &v))
+        ht_hw_cand_add(w, v, ht_hw_key_label(w, k, 1));
+}
+#endif
+
 /* Label candidates for the referents of a non-container object. */
 static void
 ht_hw_cands(ht_hw *w, PyObject *op, unsigned tf)
@@ -2152,6 +2210,9 @@ ht_hw_cands(ht_hw *w, PyObject *op, unsigned tf)
             ht_hw_cand_str(w, d, "__dict__");
             if (w->ncand)
                 w->cand[w->ncand - 1].extra = 1;
+#if PY_VERSION_HEX >= 0x030D0000
+            ht_hw_embedded_attrs(w, tp, op, d);
+#endif
         }
         else if ((tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) && !(tf & HT_TF_TYPE))
             ht_hw_attrs(w, tp, op);
@@ -2160,6 +2221,12 @@ ht_hw_cands(ht_hw *w, PyObject *op, unsigned tf)
             uint32_t cnt = w->slot_off[pos];
             for (uint32_t k = 0; k < cnt; k++) {
                 uint32_t off = w->slot_off[pos + 1 + 2 * k];
+                /* a struct sequence's visible field is an item too, read
+                 * [k] (ht_hw_item_run): its member would label the next
+                 * reference to the same object, a hidden field */
+                if ((tf & HT_TF_TUPLE) && off >= offsetof(PyTupleObject, ob_item) &&
+                    off < offsetof(PyTupleObject, ob_item) + (size_t)Py_SIZE(op) * sizeof(PyObject *))
+                    continue;
                 if ((Py_ssize_t)off + (Py_ssize_t)sizeof(PyObject *) <= tp->tp_basicsize)
                     ht_hw_cand_add(w, *(PyObject **)((char *)op + off), w->slot_off[pos + 2 + 2 * k]);
             }
@@ -2197,6 +2264,18 @@ ht_hw_cands(ht_hw *w, PyObject *op, unsigned tf)
         ht_hw_frame_cands(w, (PyFrameObject *)op);
     } else if (tf & HT_TF_GEN) {
         ht_fv_gen_each(op, ht_hw_gen_var, w);
+    } else if (PyExceptionInstance_Check(op)) {
+        /* a stored exception holds its traceback and, through it, frames */
+        PyBaseExceptionObject *e = (PyBaseExceptionObject *)op;
+        ht_hw_cand_str(w, e->args, "args");
+        ht_hw_cand_str(w, e->notes, "__notes__");
+        ht_hw_cand_str(w, e->traceback, "__traceback__");
+        ht_hw_cand_str(w, e->context, "__context__");
+        ht_hw_cand_str(w, e->cause, "__cause__");
+    } else if (PyTraceBack_Check(op)) {
+        PyTracebackObject *tb = (PyTracebackObject *)op;
+        ht_hw_cand_str(w, (PyObject *)tb->tb_next, "tb_next");
+        ht_hw_cand_str(w, (PyObject *)tb->tb_frame, "tb_frame");
     }
 }
 
@@ -2294,6 +2373,44 @@ ht_hw_static_type_dict(ht_hw *w, PyTypeObject *tp, uint32_t i)
     ht_hw_edge(w, j, ht_hw_lit(w, "__dict__"));
 }
 
+/* Where a list or tuple subclass's items (a namedtuple's, os.stat_result's)
+ * are among the referents its tp_traverse gave: their base's traverse visits
+ * them as one run, backward (list, tuple) or forward (struct sequences,
+ * which visit hidden fields too), after the type or last. Returns the run's
+ * first position in refs and sets *n (items in it) and *back; (size_t)-1
+ * when no run matches (an extension's own order: no index labels). */
+static size_t
+ht_hw_item_run(PyObject *op, unsigned tf, PyObject *const *refs, size_t nrefs, size_t *n,
+               int *back)
+{
+    PyObject **items = (tf & HT_TF_LIST) ? ((PyListObject *)op)->ob_item
+                                         : ((PyTupleObject *)op)->ob_item;
+    size_t len = (size_t)Py_SIZE(op);
+    if (len == 0 || items == NULL || len > nrefs)
+        return (size_t)-1;
+    size_t starts[3] = {nrefs - len, 0, 1};
+    for (int s = 0; s < 3; s++) {
+        size_t j = starts[s], k;
+        if (j + len > nrefs)
+            continue;
+        for (k = 0; k < len && refs[j + k] == items[len - 1 - k]; k++)
+            ;
+        if (k == len) {
+            *n = len;
+            *back = 1;
+            return j;
+        }
+        for (k = 0; k < len && refs[j + k] == items[k]; k++)
+            ;
+        if (k == len) {
+            *n = len;
+            *back = 0;
+            return j;
+        }
+    }
+    return (size_t)-1;
+}
+
 /* The edges of object i (op), whose type has facts tf; gc: op is a gc
  * object. */
 static void
@@ -2305,7 +2422,7 @@ ht_hw_edges(ht_hw *w, PyObject *op, uint32_t i, unsigned tf, int gc)
 #if PY_VERSION_HEX >= 0x030D0000
         /* its entries stay edges (they label paths) but not references */
         if (ht_hw_dict_embedded(w, op, i))
-            h->flags[i] |= HT_HW_NOREF;
+            h->flags[i] |= HT_HW_NOREF | HT_OBJ_VIEW;
 #endif
         if (op == w->sysmodules)
             ht_hw_modules_edges(w, op);
@@ -2349,13 +2466,23 @@ ht_hw_edges(ht_hw *w, PyObject *op, uint32_t i, unsigned tf, int gc)
         }
     }
     int many = w->ncand > 64;
+    /* a list or tuple subclass's items read [k] as an exact one's (a path
+     * through a namedtuple lost the step); they take no candidate's label */
+    size_t run = (size_t)-1, nitems = 0;
+    int back = 0;
+    if ((tf & (HT_TF_LIST | HT_TF_TUPLE)) && w->nrefs > 0)
+        run = ht_hw_item_run(op, tf, w->refs, w->nrefs, &nitems, &back);
     for (size_t k = 0; k < w->nrefs && k < 16; k++)
         ht_hw_prefetch(w, w->refs[k]);
     for (size_t k = 0; k < w->nrefs; k++) {
         PyObject *r = w->refs[k];
         if (k + 16 < w->nrefs)
             ht_hw_prefetch(w, w->refs[k + 16]);
-        uint32_t label = (many || w->ncand == 0) ? HT_NONE : ht_hw_cand_find(w, r);
+        uint32_t label;
+        if (k - run < nitems) /* run == (size_t)-1: never */
+            label = HT_LABEL_INDEX | (uint32_t)(back ? nitems - 1 - (k - run) : k - run);
+        else
+            label = (many || w->ncand == 0) ? HT_NONE : ht_hw_cand_find(w, r);
         ht_hw_edge(w, ht_hw_add(w, r), label);
     }
     if (!many)
@@ -2368,24 +2495,41 @@ ht_hw_edges(ht_hw *w, PyObject *op, uint32_t i, unsigned tf, int gc)
             w->oom = 1;
             return;
         }
-        for (size_t k = w->ncand; k-- > 0;)
-            if (ht_table_put(&t, (uint64_t)(uintptr_t)w->cand[k].p, k) < 0)
+        /* object -> its first unused candidate, the others chained in
+         * order through .next, so that an object held twice gets both
+         * labels in turn (every edge to it got the first: slots a3 and a50
+         * holding one list both read ".a3"); HT_HW_REACHED once an edge
+         * went to it */
+        for (size_t k = w->ncand; k-- > 0;) {
+            uint64_t *kv = ht_table_find(&t, (uint64_t)(uintptr_t)w->cand[k].p);
+            w->cand[k].next = kv ? (uint32_t)*kv : HT_NONE;
+            if (kv)
+                *kv = k;
+            else if (ht_table_put(&t, (uint64_t)(uintptr_t)w->cand[k].p, k) < 0)
                 w->oom = 1;
+        }
         for (uint32_t e = h->edge_start[i]; e < h->m; e++) {
+            if ((size_t)(e - h->edge_start[i]) - run < nitems)
+                continue; /* an item, labeled by its index */
             uint64_t *kv = ht_table_find(&t, h->addr[h->edge_dst[e]]);
-            if (kv) {
-                h->edge_label[e] = w->cand[*kv].label;
-                w->cand[*kv].used = 1;
+            if (kv == NULL)
+                continue;
+            uint32_t k = (uint32_t)*kv;
+            if (k != HT_NONE) {
+                h->edge_label[e] = w->cand[k].label;
+                w->cand[k].used = 1;
+                k = w->cand[k].next;
             }
+            *kv = HT_HW_REACHED | k;
         }
         /* and the references tp_traverse does not visit (a running frame's
          * locals: a function with over 64 of them lost them all): those
-         * whose object no edge reached (used marks the address's first) */
+         * whose object no edge reached */
         for (size_t k = 0; k < w->ncand; k++) {
             if (!w->cand[k].extra)
                 continue;
             uint64_t *kv = ht_table_find(&t, (uint64_t)(uintptr_t)w->cand[k].p);
-            if (kv && !w->cand[*kv].used)
+            if (kv && !(*kv & HT_HW_REACHED))
                 ht_hw_edge(w, ht_hw_add(w, w->cand[k].p), w->cand[k].label);
         }
         ht_table_free(&t);
@@ -2497,8 +2641,12 @@ ht_hw_describe(ht_hw *w, PyObject *op, uint32_t i, unsigned tf, int gc)
         h->owner[i] = HT_NONE; /* only dicts have owners */
     if (gc)
         h->flags[i] |= HT_OBJ_GC;
-    if (tf & HT_TF_FINAL)
+    if (tf & HT_TF_FINAL) {
         h->flags[i] |= HT_OBJ_FINALIZER;
+        /* cycles() said uncollectable for none: the flag it needs */
+        if (Py_TYPE(op)->tp_del)
+            h->flags[i] |= HT_OBJ_LEGACY_DEL;
+    }
 }
 
 static void

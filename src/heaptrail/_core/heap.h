@@ -14,13 +14,15 @@
  *                          int key, "[<tuple>]" for other keys); the edge to
  *                          the key itself has no label;
  *   owned dict -> value    ".key" when the dict is the __dict__ of an
- *                          instance, a module or a class: a module's globals
+ *                          instance, a module or a class and the key is an
+ *                          identifier (else "['a.b']"): a module's globals
  *                          read "module app.cache -> __dict__ -> .CACHE" and
  *                          the path printer may drop the "__dict__" step;
  *   instance -> __dict__   "__dict__" (also module -> its dict, class -> its
  *                          dict); instance -> its class "type";
  *   __slots__ member       ".name";
- *   list/tuple item        HT_LABEL_INDEX | i;
+ *   list/tuple item        HT_LABEL_INDEX | i; subclasses' items too
+ *                          (namedtuples, struct sequences' visible fields);
  *   cell -> contents       the closure variable's name (from a function
  *                          whose closure holds the cell), else "cell_contents";
  *   frame -> local         the variable's name (framevars.h). A running
@@ -28,7 +30,13 @@
  *                          variables, so they are edges of their own: an
  *                          object only a local holds (a str, an untracked
  *                          dict) is found through them; a cell variable's
- *                          edge goes to the cell's contents;
+ *                          edge goes to the cell's contents. A finished
+ *                          frame (a traceback's) visits its variables
+ *                          itself: named too, a cell variable's edge going
+ *                          to its cell;
+ *   exception -> parts     "args", "__traceback__", "__context__",
+ *                          "__cause__", "__notes__"; traceback -> "tb_next",
+ *                          "tb_frame";
  *   function -> parts      "__code__", "__globals__", "__closure__",
  *                          "__defaults__", "__kwdefaults__", "__dict__";
  *   class -> parts         "__mro__", "__bases__", "__base__", "__dict__".
@@ -39,7 +47,10 @@
  *                          ht_hw_attrs), since the interpreter's key tables
  *                          are private and materializing the dict would
  *                          change the program. An attribute set only from
- *                          outside the class's methods stays unlabeled.
+ *                          outside the class's methods stays unlabeled,
+ *                          unless the instance's __dict__ was made (3.13
+ *                          keeps the values inline then: the dict's keys
+ *                          name them; the dict is HT_OBJ_VIEW).
  *   Anything else: HT_NONE.
  */
 #ifndef HT_HEAP_H
@@ -68,6 +79,11 @@ enum {
     HT_OBJ_MODULE = 1u << 6,      /* a module (value = its name) */
     HT_OBJ_FRAME = 1u << 7,       /* a frame of a thread's stack */
     HT_OBJ_DICT = 1u << 8,        /* a dict (owner[] may name its owner) */
+    HT_OBJ_VIEW = 1u << 9,        /* 3.13: a __dict__ made from its owner's inline
+                                     values: its edges name them but are no
+                                     references (the owner's are) */
+    HT_OBJ_LEGACY_DEL = 1u << 10, /* type has a legacy tp_del: a garbage cycle
+                                     through it is uncollectable (gc.garbage) */
 };
 
 /* Strings: ids 0..count-1, bytes data[offset[id] .. offset[id+1]). The
@@ -144,8 +160,13 @@ uint32_t ht_heap_index_of(ht_heap *h, uint64_t addr);
  * "app.Session"); "?" when unknown. */
 const char *ht_heap_type_name(const ht_heap *h, uint32_t i, size_t *len);
 
-/* Number of referrers of each object (a fresh malloc'd array of n counts),
- * or NULL with MemoryError set. */
+/* Whether object i's value[] is a name (a class's, module's, function's,
+ * builtin's, code's, generator's), not a data value (str, bytes, int, float
+ * and their subclasses'; a frame's function name counts as its value). */
+int ht_heap_is_name(const ht_heap *h, uint32_t i);
+
+/* Number of references to each object (a fresh malloc'd array of n counts):
+ * its edges, but those of HT_OBJ_VIEW dicts; NULL with MemoryError set. */
 uint32_t *ht_heap_referrer_counts(const ht_heap *h);
 
 /* Appends object i's record (address, type, size, len, value) as a tuple to

@@ -155,9 +155,13 @@ static int
 ht_q_number(ht_q *q, ht_q_node *nd)
 {
     const char *p = q->src + q->pos;
+    const char *digits = p + (*p == '-');
+    /* decimal, or hex after 0x: strtoll's base 0 read a leading zero as
+     * octal ("size == 0100" meant 64, "size == 08" was refused) */
+    int base = digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X') ? 16 : 10;
     char *end;
     errno = 0;
-    long long v = strtoll(p, &end, 0);
+    long long v = strtoll(p, &end, base);
     if (end != p && errno == ERANGE)
         return ht_q_fail(q, "number out of range", q->pos);
     if (end == p || errno || isalnum((unsigned char)*end) || *end == '_' || *end == '.')
@@ -354,18 +358,19 @@ ht_q_cmp(ht_q_env *env, const ht_q_node *nd, uint32_t i)
         return ht_q_text_match(nd->op, s, n, nd);
     }
     case QF_VALUE:
-        if (h->flags[i] & (HT_OBJ_TYPE | HT_OBJ_MODULE) ||
-            (h->module[i] != HT_NONE && !(h->flags[i] & HT_OBJ_FRAME)))
+        /* a name is no value: value == 'append' found builtin methods, and
+         * value contains 'x' code objects, frames and generators */
+        if (ht_heap_is_name(h, i))
             return nd->op == QO_NE;
         s = ht_heap_string(h, h->value[i], &n);
         return ht_q_text_match(nd->op, s, n, nd);
     case QF_NAME: {
+        /* a value is no name: name == '2' found enum members (int values);
+         * a frame answers to both with its function's name */
         size_t tl;
         const char *tn = ht_heap_type_name(h, i, &tl);
-        int atomic = (tl == 3 && (!memcmp(tn, "str", 3) || !memcmp(tn, "int", 3))) ||
-                     (tl == 5 && (!memcmp(tn, "float", 5) || !memcmp(tn, "bytes", 5))) ||
-                     (tl == 4 && !memcmp(tn, "bool", 4));
-        s = atomic ? NULL : ht_heap_string(h, h->value[i], &n);
+        int frame = (h->flags[i] & HT_OBJ_FRAME) || (tl == 5 && memcmp(tn, "frame", 5) == 0);
+        s = frame || ht_heap_is_name(h, i) ? ht_heap_string(h, h->value[i], &n) : NULL;
         if (s != NULL && (nd->op == QO_EQ || nd->op == QO_NE) && !(h->flags[i] & HT_OBJ_MODULE)) {
             /* a class ("app.Session") or function ("f.<locals>.g") also
              * answers to its last dotted part, as type == does */

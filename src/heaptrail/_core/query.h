@@ -13,8 +13,10 @@
  * Fields: type (qualified type name; == also matches the last dotted part,
  * so type == 'Session' finds app.Session), size (flat bytes), len (-1 when
  * the object has none: comparisons on it are then false), address, value
- * (short value of str/bytes/int/float), name (name of a module, class,
- * function, code; == and != also match a class's or function's last dotted
+ * (short value of str/bytes/int/float and their subclasses), name (name of
+ * a module, class, function, builtin, code, generator: never a value,
+ * ht_heap_is_name; a frame answers to both with its function's name; == and
+ * != also match a class's or function's last dotted
  * part, so name == 'Session' finds app.Session), module (defining module of a class or function, else of
  * the object's type), referrers (number of references to it), retained
  * (retained size, from graph.c's dominator tree; computed on first use).
