@@ -168,7 +168,7 @@ agg_mix(uint64_t h, uint64_t v)
 static uint64_t
 agg_fview_hash(agg_fview v)
 {
-    return agg_mix(ht_tsnap_hash_bytes(v.file, v.flen), v.lineno);
+    return agg_mix(ht_hash_bytes(v.file, v.flen), v.lineno);
 }
 
 /* Nodes ordered by stack_depth (a counting sort), so every parent comes

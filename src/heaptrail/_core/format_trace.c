@@ -5,6 +5,7 @@
 #include "format_trace.h"
 #include "tracesnap_build.h"
 #include "codec.h"
+#include "hashtable.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -16,17 +17,6 @@
 #define FT_VERSION 1u
 
 enum { FT_END = 0, FT_META = 1, FT_STRINGS = 2, FT_FRAMES = 3, FT_STACKS = 4, FT_TRACES = 5 };
-
-/* FNV-1a 64: every step is a bijection of the state, so two inputs of the
- * same length differing in one byte never share a sum. */
-static uint64_t
-ft_checksum(const uint8_t *p, size_t n)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 1099511628211ULL;
-    return h;
-}
 
 /* ---- writing ------------------------------------------------------------ */
 
@@ -147,7 +137,7 @@ ft_encode(const ht_tsnap *s, ht_buf *out)
     }
     ft_section(out, FT_TRACES, &p);
 
-    uint64_t sum = out->error ? 0 : ft_checksum(out->data, out->len);
+    uint64_t sum = out->error ? 0 : ht_fnv1a(out->data, out->len);
     ht_buf_u8(out, FT_END);
     ht_buf_varint(out, 8);
     ht_buf_u64(out, sum);
@@ -364,7 +354,7 @@ ft_decode(const uint8_t *data, size_t len, const char **why)
     }
     ht_rd sum;
     ht_rd_init(&sum, data + len - 8, 8);
-    if (ht_rd_u64(&sum) != ft_checksum(data, len - 10)) {
+    if (ht_rd_u64(&sum) != ht_fnv1a(data, len - 10)) {
         *why = "checksum mismatch";
         return NULL;
     }

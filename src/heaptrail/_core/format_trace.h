@@ -16,7 +16,9 @@
  *                makes a cycle impossible and depth a single pass
  *     5 TRACES   count, then count x (size, stack+1, domain, thread delta
  *                (zigzag), seq delta (zigzag), count)
- *     0 END      length 8: u64 FNV-1a (64-bit) of every byte before this
+ *     0 END      length 8: u64 FNV-1a (64-bit prime 1099511628211, started
+ *                from 1469598103934665603: not FNV's offset basis, see
+ *                ht_fnv1a in hashtable.h) of every byte before this
  *                tag; nothing may follow. Any single changed byte changes
  *                it, so damage is reported even where the fields would
  *                still parse.

@@ -53,6 +53,30 @@ ht_hash64(uint64_t x)
     return x;
 }
 
+/* FNV-1a over n bytes (prime 1099511628211), started from
+ * 1469598103934665603: one digit short of FNV's offset basis
+ * (14695981039346656037), kept because the trace format's checksum
+ * (format_trace.h) has used it since version 1. Every step is a bijection
+ * of the state, so two inputs of one length differing in one byte never
+ * share a sum. */
+static inline uint64_t
+ht_fnv1a(const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* The key of the bytes (p, n) in a table of strings (never 0 once the
+ * caller sets a bit). */
+static inline uint64_t
+ht_hash_bytes(const void *p, size_t n)
+{
+    return ht_hash64(ht_fnv1a(p, n) ^ n);
+}
+
 /* Returns the slot index of key, or (size_t)-1 when absent. */
 static inline size_t
 ht_table_lookup(const ht_table *t, uint64_t key)

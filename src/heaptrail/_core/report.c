@@ -116,20 +116,11 @@ typedef struct {
 
 /* ---- strings ------------------------------------------------------------------ */
 
-static uint64_t
-rep_hash_bytes(const uint8_t *p, size_t n)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 1099511628211ULL;
-    return ht_hash64(h ^ n);
-}
-
 /* The id of the string (p, n), adding it; REP_NONE when out of memory. */
 static uint32_t
 rep_intern(ht_rep *r, const uint8_t *p, size_t n)
 {
-    uint64_t key = rep_hash_bytes(p, n) | 1;
+    uint64_t key = ht_hash_bytes(p, n) | 1;
     for (;;) {
         uint64_t *v = ht_table_find(&r->str_index, key);
         if (v == NULL)

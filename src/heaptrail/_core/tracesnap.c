@@ -326,17 +326,6 @@ tsb_nonzero(uint64_t h)
     return h ? h : 1;
 }
 
-uint64_t
-ht_tsnap_hash_bytes(const void *p, size_t n)
-{
-    /* FNV-1a, then the table's mixer */
-    const uint8_t *b = p;
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ b[i]) * 1099511628211ULL;
-    return ht_hash64(h ^ n);
-}
-
 int
 ht_tsb_init(ht_tsb *b)
 {
@@ -372,7 +361,7 @@ uint32_t
 ht_tsb_string(ht_tsb *b, const char *p, size_t n)
 {
     ht_tsnap *s = b->s;
-    uint64_t key = tsb_nonzero(ht_tsnap_hash_bytes(p, n));
+    uint64_t key = tsb_nonzero(ht_hash_bytes(p, n));
     for (;;) {
         uint64_t *v = ht_table_find(&b->strs, key);
         if (v == NULL)

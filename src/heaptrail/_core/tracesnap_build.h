@@ -33,7 +33,6 @@ int ht_tsb_trace(ht_tsb *b, uint64_t size, uint32_t stack, uint32_t domain, uint
 ht_tsnap *ht_tsb_finish(ht_tsb *b);
 
 /* Content hash of bytes (never used as a table key without a check). */
-uint64_t ht_tsnap_hash_bytes(const void *p, size_t n);
 
 /* Python views of a snapshot's pieces ("<unknown>" for a missing string). */
 PyObject *ht_tsnap_pystring(const ht_tsnap *s, uint32_t id);
