@@ -19,6 +19,14 @@ while it ran, Mem usage the traced memory after it (RSS with rss=True / --rss).
 Whatever inner functions, comprehensions and library calls do is charged to
 the decorated function's line that called them.
 
+Differences from memory_profiler: the tables are printed at exit (or on
+show()), one per function with every call's lines summed, not after each
+call; `backend=` picks the Mem usage column only (RSS for 'psutil',
+'psutil_pss', 'psutil_uss', 'posix', traced bytes for 'tracemalloc'; the
+other columns are always traced bytes). memory_usage(), LineProfiler and
+show_results are not provided: `heaptrail run` records RSS over time
+(`heaptrail plot`), `heaptrail.tracer` the traced current and peak bytes.
+
 `python -m heaptrail.lines script.py ARGS` (also `heaptrail lines`) runs a
 script with `profile` in builtins, as `python -m memory_profiler` does.
 The engine is C (`_core/lines.c`); its design is written in `_core/lines.h`.
@@ -123,13 +131,25 @@ def _wrap(func):
     return wrapper
 
 
-def profile(func=None, stream=None, precision=1, rss=None):
+_BACKENDS = ("psutil", "psutil_pss", "psutil_uss", "posix", "tracemalloc")
+
+
+def profile(func=None, stream=None, precision=1, backend=None, rss=None):
     """Decorator: profile `func` line by line. As memory_profiler's:
-    `@profile`, or `@profile(stream=f, precision=3)`. `rss=True` shows RSS
-    in the Mem usage column (the other columns stay traced bytes)."""
+    `@profile`, or `@profile(stream=f, precision=3, backend='psutil')`.
+    `rss=True` shows RSS in the Mem usage column (the other columns stay
+    traced bytes); memory_profiler's `backend` names say the same:
+    'tracemalloc' is rss=False, the others ('psutil', 'psutil_pss',
+    'psutil_uss', 'posix') rss=True. None (heaptrail's default, where
+    memory_profiler's is 'psutil') leaves the column as it is."""
     global _rss
     if isinstance(precision, bool) or not isinstance(precision, int) or precision < 0:
         raise ValueError("precision must be an int >= 0, not %r" % (precision,))
+    # code written for memory_profiler passes backend=: a TypeError there would stop it
+    if backend is not None and backend not in _BACKENDS:
+        raise ValueError("backend must be one of %s, not %r" % (", ".join(_BACKENDS), backend))
+    if rss is None and backend is not None:
+        rss = backend != "tracemalloc"
     if rss is not None:
         _rss = bool(rss)
         _core._lines_set_rss(_rss)

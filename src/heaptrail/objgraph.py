@@ -15,6 +15,7 @@ without garbage. A missing Graphviz ``dot`` when an image file is asked for rais
 display and no xdot viewer - without ``filename``/``output`` the graph goes to a temporary
 ``.dot`` file, converted to ``.png`` when ``dot`` is installed.
 """
+import collections
 import gc
 import inspect
 import operator
@@ -112,7 +113,7 @@ def get_new_ids(skip_update=False, limit=10, sortby="deltas", shortnames=None, f
         _state["ids"] = _core.live_ids_state()
         _state["classes"] = {}
         _state["names"] = []
-        _state["new"] = {}
+        _state["new"] = collections.defaultdict(set)
         _state["shortnames"] = True
     if skip_update:
         return _state["new"]
@@ -124,11 +125,13 @@ def get_new_ids(skip_update=False, limit=10, sortby="deltas", shortnames=None, f
     index_by_sortby = {"old": 1, "current": 2, "new": 3, "deltas": 4}
     if sortby not in index_by_sortby:
         raise ValueError(f"sortby must be one of {', '.join(index_by_sortby)}, not {sortby!r}")
-    _state["new"] = {}  # the previous sets go before the count, unless the caller holds them
+    _state["new"] = collections.defaultdict(set)  # the previous sets go before the count
     gc.collect()
     raw = _core.live_new_ids(_state["ids"], bool(shortnames), _state["classes"],
                              _state["names"])
-    new_ids = {name: ids for name, _, _, _, ids in raw}
+    # a defaultdict(set), as objgraph's: new_ids['MyClass'] is an empty set, not a KeyError,
+    # when no MyClass was made (the usual at_addrs(new_ids[name]) idiom)
+    new_ids = collections.defaultdict(set, ((name, ids) for name, _, _, _, ids in raw))
     _state["new"] = new_ids
     rows = [(name, old, cur, new, cur - old) for name, old, cur, new, _ in raw]
     rows.sort(key=operator.itemgetter(index_by_sortby[sortby], 0), reverse=True)

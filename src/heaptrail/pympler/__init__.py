@@ -10,7 +10,8 @@ filtered, sorted), :mod:`summary` (objects per type: summarize, get_diff, print_
 :mod:`classtracker_stats` (instances of chosen classes tracked over snapshots, text and HTML
 reports). Where heaptrail's rules differ from pympler's, each module's docstring says how.
 """
-__all__ = ["asizeof", "muppy", "summary", "refbrowser", "classtracker", "classtracker_stats"]
+__all__ = ["asizeof", "muppy", "summary", "refbrowser", "classtracker", "classtracker_stats",
+           "tracker"]
 
 
 def __getattr__(name):

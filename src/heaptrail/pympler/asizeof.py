@@ -21,6 +21,8 @@ Differences from pympler (heaptrail's rules, see :mod:`heaptrail.size`):
   ``clip``, ``derive``, ``detail``, ``infer``, ``limit``, ``stats``, ``frames``, ``above``,
   ``cutoff`` are accepted for compatibility and have no effect (no alignment, no depth limit:
   the C walk has an explicit stack). Any other keyword is a TypeError.
+- not provided: ``asized``/``Asized`` (a size broken down by member: use
+  :func:`heaptrail.deepsize_detail`), the ``Asizer`` class, ``adict`` and ``amapped``.
 """
 import sys
 

@@ -17,9 +17,10 @@ import os
 import sys
 
 from heaptrail import _core
+from heaptrail.pympler import summary
 
 __all__ = ["get_objects", "get_size", "get_referents", "filter", "sort", "get_diff",
-           "get_types", "ignore_object"]
+           "get_types", "ignore_object", "print_summary"]
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
@@ -90,3 +91,8 @@ def get_diff(left, right):
     """``{'+': objects only in right, '-': objects only in left}``, by identity, each once."""
     plus, minus = _core.pym_diff(left, right)
     return {"+": plus, "-": minus}
+
+
+def print_summary():
+    """Prints summary.print_ of every object get_objects() lists, as pympler's does."""
+    summary.print_(summary.summarize(get_objects()))

@@ -12,6 +12,7 @@ sees them, a dict's keys included), not what refers to it. Referrers depend on e
 alive in the process (the browser itself, the caller's frames); referents are a property of the
 structure. ``repeat=False`` prints an object seen before as ``<label> (already included, id N)``
 instead of expanding it again.
+pympler's Tk ``InteractiveBrowser`` is not provided.
 """
 import io
 import sys
