@@ -107,7 +107,7 @@ def test_track_object_keep_trace_and_resolution(tracker):
     tracker.track_object(obj, name="mine", keep=True, trace=True, resolution_level=1)
     tracker.create_snapshot()
     (tobj,) = tracker.index["mine"]
-    ts, size = tobj.snapshots[0]
+    ts, size = tobj.snapshots[1]  # [0] is the flat size at birth
     assert size.size == _hand_size(obj)
     assert [(r.name, r.size) for r in size.refs if r.name == ".payload"] == \
         [(".payload", sys.getsizeof(obj.payload))]
@@ -124,11 +124,11 @@ def test_track_change_and_untrack(tracker):
     tracker.track_change(obj, resolution_level=1)
     tracker.create_snapshot()
     (tobj,) = tracker.index[NAME]
-    assert tobj.snapshots[0][1].refs == []
-    assert ".payload" in [r.name for r in tobj.snapshots[1][1].refs]
+    assert tobj.snapshots[1][1].refs == []  # [0] is the flat size at birth
+    assert ".payload" in [r.name for r in tobj.snapshots[2][1].refs]
     tracker.untrack_object(obj)
     tracker.create_snapshot()
-    assert len(tobj.snapshots) == 2
+    assert len(tobj.snapshots) == 3
     with pytest.raises(ValueError):
         tracker.track_change(obj)
 
@@ -138,7 +138,7 @@ def test_not_weakly_referenceable_is_held(tracker):
     leaf = Leaf(bytearray(50))
     tracker.create_snapshot()
     (tobj,) = tracker.index[f"{Leaf.__module__}.Leaf"]
-    assert tobj.snapshots[0][1].size == sys.getsizeof(leaf) + sys.getsizeof(leaf.v)
+    assert tobj.snapshots[1][1].size == sys.getsizeof(leaf) + sys.getsizeof(leaf.v)
 
 
 def test_detach_restores_init(tracker):

@@ -161,3 +161,43 @@ def test_profile_backend_picks_the_mem_usage_column():
     # itself and the 8 touched MiB) with 'psutil'
     assert 8 * MiB <= int(traced[1]) < 9 * MiB
     assert int(rss[1]) > int(traced[1]) + 4 * MiB
+
+
+# ---- pympler.classtracker: the size at birth -----------------------------------------------
+
+
+class Node:
+    def __init__(self, n):
+        self.data = list(range(n))
+
+
+def test_tracked_object_starts_with_its_flat_size_at_birth():
+    # pympler's TrackedObject.snapshots starts with (birth, flat size): print_stats shows it as
+    # each instance's first line and get_size_at_time answers it before the first snapshot;
+    # heaptrail's started at the first snapshot (0 before it)
+    from heaptrail.pympler.classtracker import ClassTracker
+
+    tr = ClassTracker(stream=io.StringIO())
+    try:
+        tr.track_class(Node)
+        node = Node(100)
+        (tobj,) = tr.index[f"{__name__}.Node"]
+        flat = sys.getsizeof(node)
+        assert [(ts, s.size, s.flat) for ts, s in tobj.snapshots] == [(tobj.birth, flat, flat)]
+        assert tobj.get_size_at_time(tobj.birth) == flat
+        tr.create_snapshot("one")
+        assert len(tobj.snapshots) == 2 and tobj.snapshots[1][1].size > flat
+        pct = pytest.importorskip("pympler.classtracker", reason="pympler is not installed")
+        ptr = pct.ClassTracker(stream=io.StringIO())
+        try:
+            ptr.track_class(Node)
+            pnode = Node(100)
+            (ptobj,) = ptr.index[f"{__name__}.Node"]
+            assert len(ptobj.snapshots) == 1 and ptobj.snapshots[0][0] == ptobj.birth
+            ptr.create_snapshot("one")
+            assert len(ptobj.snapshots) == 2
+            del pnode
+        finally:
+            ptr.detach_all()
+    finally:
+        tr.detach_all()

@@ -96,8 +96,9 @@ def _measure(obj, resolution_level):
 
 class TrackedObject:
     """One tracked instance: its name (class), id, repr, birth and death times (seconds since
-    the tracker started), the stack where it was made (``trace=True``) and its sizes per
-    snapshot: ``snapshots`` is a list of ``(timestamp, Asized)``."""
+    the tracker started), the stack where it was made (``trace=True``) and its sizes:
+    ``snapshots`` is a list of ``(timestamp, Asized)``, the flat size at birth first (as
+    pympler's), then one per snapshot."""
 
     def __init__(self, instance, name, resolution_level=0, trace=False, on_delete=None,
                  clock=time.time, start=0.0):
@@ -108,7 +109,10 @@ class TrackedObject:
         self.birth = clock() - start
         self.death = None
         self._resolution_level = resolution_level
-        self.snapshots = []
+        # pympler's first entry: the flat size at birth (print_stats shows it as the first
+        # line of each instance, get_size_at_time answers it before the first snapshot)
+        flat = _size.sizeof(instance)
+        self.snapshots = [(self.birth, Asized(flat, flat))]
         self.trace = None
         if trace:
             self.trace = _stack()
