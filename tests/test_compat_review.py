@@ -201,3 +201,30 @@ def test_tracked_object_starts_with_its_flat_size_at_birth():
             ptr.detach_all()
     finally:
         tr.detach_all()
+
+
+# ---- pympler.asizeof.asizesof: each object on its own ------------------------------------
+
+
+def test_asizesof_sizes_each_given_object_without_the_others():
+    # pympler sizes each given object without the other given objects it reaches, and an
+    # object given twice has its size twice; heaptrail charged a member to the container given
+    # before it (asizesof(box, item) was (box + item, 0)) and gave a repeat 0
+    from heaptrail.pympler import asizeof
+
+    item = [int("1000000"), int("2000000")]
+    box = [item, int("3000000")]
+    g = sys.getsizeof
+    item_size = g(item) + g(item[0]) + g(item[1])
+    box_own = g(box) + g(box[1])
+    assert asizeof.asizesof(box, item) == (box_own, item_size)
+    assert asizeof.asizesof(item, box) == (item_size, box_own)
+    assert asizeof.asizesof(item, box, item) == (item_size, box_own, item_size)
+    assert asizeof.asizesof(box) == (box_own + item_size,)
+    assert asizeof.asizeof(box, item) == box_own + item_size
+    pa = pytest.importorskip("pympler.asizeof", reason="pympler is not installed")
+    # pympler rounds each object up to 8 bytes: the same objects in each size, so at most
+    # 7 bytes per object apart (3 objects in item, 2 of box's own)
+    p_box, p_item, p_again = pa.asizesof(box, item, item)
+    assert 0 <= p_item - item_size < 3 * 8 and 0 <= p_box - box_own < 2 * 8
+    assert p_again == p_item

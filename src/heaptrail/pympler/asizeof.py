@@ -21,6 +21,8 @@ Differences from pympler (heaptrail's rules, see :mod:`heaptrail.size`):
   ``clip``, ``derive``, ``detail``, ``infer``, ``limit``, ``stats``, ``frames``, ``above``,
   ``cutoff`` are accepted for compatibility and have no effect (no alignment, no depth limit:
   the C walk has an explicit stack). Any other keyword is a TypeError.
+- ``asizesof(*objs)`` follows pympler's rule (each object sized without the other given
+  objects; what two share counted with the earlier one; a repeat sized again);
 - not provided: ``asized``/``Asized`` (a size broken down by member: use
   :func:`heaptrail.deepsize_detail`), the ``Asizer`` class, ``adict`` and ``amapped``.
 """
@@ -59,16 +61,22 @@ def asizeof(*objs, **opts):
 
 
 def asizesof(*objs, **opts):
-    """A tuple with the size of each of objs; what one object shares with an earlier one is
-    counted with the earlier one only, so the sizes add up to ``asizeof(*objs)``."""
+    """A tuple with the size of each of objs, by pympler's rule: each object is sized without
+    the other given objects it reaches (``asizesof(box, item)`` counts ``item`` as ``item``'s,
+    not ``box``'s); what two of them share is counted with the earlier one; an object given
+    twice has the same size both times. The distinct objects' sizes add up to asizeof()."""
     _check_opts(opts)
     shared = bool(opts.get("code"))
-    out, before = [], 0
-    for k in range(1, len(objs) + 1):
-        total = _size.deepsize(*objs[:k], shared=shared)
-        out.append(total - before)
+    # the sizes are differences of cumulative walks: the first k distinct objects, walked
+    # without entering the later ones (they are sized on their own turn). Walking a root from
+    # another one among the first k adds nothing that root's own walk would not.
+    roots = list({id(o): o for o in objs}.values())
+    sizes, before = {}, 0
+    for k in range(1, len(roots) + 1):
+        total = _size.deepsize(*roots[:k], exclude=roots[k:], shared=shared)
+        sizes[id(roots[k - 1])] = total - before
         before = total
-    return tuple(out)
+    return tuple(sizes[id(o)] for o in objs)
 
 
 def basicsize(obj, **opts):
