@@ -3,6 +3,7 @@ memory_profiler): each test is a place where code written for the peer tripped o
 The peer is compared with where it is installed (skipped otherwise); every test also asserts
 the known value itself."""
 import collections
+import re
 import inspect
 import io
 import sys
@@ -228,3 +229,47 @@ def test_asizesof_sizes_each_given_object_without_the_others():
     p_box, p_item, p_again = pa.asizesof(box, item, item)
     assert 0 <= p_item - item_size < 3 * 8 and 0 <= p_box - box_own < 2 * 8
     assert p_again == p_item
+
+
+# ---- memory_profiler's %memit / %mprun options and results ---------------------------------
+
+_MAGICS = """
+    import re, sys
+    from IPython.core.interactiveshell import InteractiveShell
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", sys.argv[1])
+    print("RET", ip.run_line_magic("memit", "y = bytearray(8 * 2**20); y[::4096] = b'x' * 2048; del y"))
+    print("CELLRET", ip.run_cell_magic("memit", "data = [1, 2, 3]", "n = len(data)\\n"), ip.user_ns["n"])
+    r = ip.run_line_magic("memit", "-r2 -q -o z = bytearray(5 * 2**20); del z")
+    print("OPT", type(r).__name__, getattr(r, "repeat", None))
+    if isinstance(r, dict):
+        print("DICT", r["increment"], r["retained"])
+    ip.run_cell("def g():\\n    a = bytearray(3 * 2**20)\\n    return len(a)\\n")
+    print("MPRUN", ip.run_line_magic("mprun", "-f g g()"))
+"""
+
+
+def _magic_run(extension):
+    out = run_python(_MAGICS, extension).stdout
+    return out, re.findall(r"peak memory: ([-\d.]+) MiB, increment: ([-\d.]+) MiB", out)
+
+
+def test_memit_options_setup_line_and_results_as_memory_profiler():
+    # heaptrail's %memit ran "-r2 -q -o ..." as code (a SyntaxError), ignored a cell's first
+    # line (memory_profiler runs it as setup: the cell then failed with NameError), returned
+    # its dict every time (IPython shows it as Out[n]) and called the memory the statement
+    # kept the "increment" where memory_profiler reports the rise above the start
+    pytest.importorskip("IPython", reason="IPython is not installed: %memit untested")
+    out, rows = _magic_run("heaptrail")
+    assert "RET None" in out and "MPRUN None" in out
+    assert "CELLRET None 3" in out
+    assert "OPT dict None" in out and len(rows) == 2  # -q: the third %memit printed nothing
+    inc = float(rows[0][1])
+    assert 7.9 <= inc <= 8.2  # the 8 MiB came and went: the rise, not 0
+    d = out.split("DICT ")[1].split()
+    assert abs(int(d[0]) - 5 * MiB) < 0.01 * 5 * MiB and abs(int(d[1])) < 0.01 * 5 * MiB
+    assert "Line #" in out  # %mprun printed its table
+    pytest.importorskip("memory_profiler", reason="memory_profiler is not installed")
+    pout, prows = _magic_run("memory_profiler")
+    assert "RET None" in pout and "MPRUN None" in pout and "CELLRET None 3" in pout
+    assert "OPT MemitResult 2" in pout and len(prows) == 2

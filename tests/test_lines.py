@@ -315,12 +315,12 @@ def test_ipython_magics():
         from IPython.core.interactiveshell import InteractiveShell
         ip = InteractiveShell.instance()
         ip.run_line_magic("load_ext", "heaptrail")
-        r = ip.run_line_magic("memit", "x = bytearray(20 * 2**20)")
+        r = ip.run_line_magic("memit", "-o x = bytearray(20 * 2**20)")
         print("LINE", r["increment"], r["peak"])
-        r = ip.run_cell_magic("memit", "", "y = bytearray(30 * 2**20)\\ndel y\\n")
-        print("CELL", r["increment"], r["peak"])
+        r = ip.run_cell_magic("memit", "-o", "y = bytearray(30 * 2**20)\\ndel y\\n")
+        print("CELL", r["retained"], r["peak"])
         ip.run_cell("def g():\\n    a = bytearray(3 * 2**20)\\n    return len(a)\\n")
-        res = ip.run_line_magic("mprun", "-f g g()")
+        res = ip.run_line_magic("mprun", "-r -f g g()")
         row = [r for r in res[0]["rows"] if "bytearray" in r["contents"]][0]
         print("MPRUN", row["increment"], row["occurrences"])
     """)

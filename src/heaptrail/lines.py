@@ -26,6 +26,12 @@ call; `backend=` picks the Mem usage column only (RSS for 'psutil',
 other columns are always traced bytes). memory_usage(), LineProfiler and
 show_results are not provided: `heaptrail run` records RSS over time
 (`heaptrail plot`), `heaptrail.tracer` the traced current and peak bytes.
+%memit and %mprun take memory_profiler's options (-r -t -i -c -o -q; -f
+-T -c -r) and report traced bytes: %memit's increment is how far traced
+memory rose above the start while the statement ran (memory_profiler: the
+RSS peak above the baseline); -t, -i and -c are accepted and change nothing;
+-o returns {"peak", "increment", "retained"} (bytes; retained is what the
+statement left allocated), %mprun -r the rows of results().
 
 `python -m heaptrail.lines script.py ARGS` (also `heaptrail lines`) runs a
 script with `profile` in builtins, as `python -m memory_profiler` does.
@@ -37,6 +43,7 @@ import functools
 import inspect
 import json
 import linecache
+import re
 import sys
 
 from heaptrail import _core
@@ -396,27 +403,66 @@ def main(argv=None):
 
 # ---- IPython: %memit, %%memit, %mprun ---------------------------------------------
 
-def _memit(ip, stmt, cell=None):
-    code = cell if cell is not None else stmt
+# memory_profiler's leading options: %memit -r<R> -t<T> -i<I> -c -o -q, %mprun -f F -T FILE -c -r
+_MAGIC_WORD = re.compile(r"\s*(\S+)")
+
+
+def _magic_options(line, flags, valued):
+    """({letter: True, or [values]}, the rest of line): the leading options of a magic's line,
+    as IPython's parse_options reads them (-oq together; -r3 or -r 3)."""
+    opts = {}
+    while True:
+        m = _MAGIC_WORD.match(line)
+        word = m.group(1) if m else ""
+        if len(word) < 2 or word[0] != "-" or not word[1].isalpha():
+            return opts, line.strip()  # the statement (a negative number is not an option)
+        line = line[m.end():]
+        if word[1] in valued:
+            value = word[2:]
+            if not value:
+                m = _MAGIC_WORD.match(line)
+                if m is None:
+                    raise ValueError("option %s needs a value" % word)
+                value, line = m.group(1), line[m.end():]
+            opts.setdefault(word[1], []).append(value)
+        elif all(c in flags for c in word[1:]):
+            opts.update((c, True) for c in word[1:])
+        else:
+            raise ValueError("unknown option %s (options: %s)"
+                             % (word, " ".join("-" + c for c in flags + valued)))
+
+
+def _memit(ip, line, cell=None):
+    # memory_profiler's %memit: options first; in a cell the line is setup, run but not
+    # measured; increment is how far memory rose above the start (the peak's rise, not what
+    # stayed); the result is returned only with -o (IPython would show it as Out[n]).
+    opts, stmt = _magic_options(line, "coq", "rti")
+    setup, code = (stmt, cell) if cell is not None else (None, stmt)
+    try:
+        repeat = max(1, int(opts.get("r", ["1"])[-1]))
+    except ValueError:
+        raise ValueError("%memit -r needs a number, not %r" % opts["r"][-1]) from None
     _ensure_tracing()
-    cur0, _, _, traced0 = _core._lines_counters(True)
-    ip.run_cell(code) if cell is not None else ip.ex(code)
-    cur1, _, peak, traced1 = _core._lines_counters()
-    result = {"peak": traced0 + (peak - cur0), "increment": cur1 - cur0}
-    print("peak memory: %.2f MiB, increment: %.2f MiB" % (result["peak"] / MIB, result["increment"] / MIB))
-    return result
+    if setup:
+        ip.ex(setup)
+    peaks, retained = [], []
+    for _ in range(repeat):
+        cur0, _, _, traced0 = _core._lines_counters(True)
+        ip.run_cell(code) if cell is not None else ip.ex(code)
+        cur1, _, peak, _ = _core._lines_counters()
+        peaks.append((traced0 + (peak - cur0), peak - cur0))
+        retained.append(cur1 - cur0)
+    best = max(range(repeat), key=lambda k: peaks[k][0])
+    result = {"peak": peaks[best][0], "increment": peaks[best][1], "retained": retained[best]}
+    if "q" not in opts:
+        print("peak memory: %.2f MiB, increment: %.2f MiB" % (result["peak"] / MIB,
+                                                               result["increment"] / MIB))
+    return result if "o" in opts else None
 
 
 def _mprun(ip, line):
-    import shlex
-    words = shlex.split(line)
-    funcs, i = [], 0
-    while i < len(words) and words[i] == "-f":
-        if i + 1 >= len(words):
-            raise ValueError("%mprun: -f needs a function name")
-        funcs.append(ip.ev(words[i + 1]))
-        i += 2
-    stmt = " ".join(words[i:])
+    opts, stmt = _magic_options(line, "cr", "fT")
+    funcs = [ip.ev(name) for name in opts.get("f", [])]
     if not funcs or not stmt:
         raise ValueError("usage: %mprun -f func [-f func ...] statement")
     codes = []
@@ -436,7 +482,11 @@ def _mprun(ip, line):
     res = [r for r in results() if (r["filename"], r["first_line"]) in wanted]
     text = format_results(res, precision=1)
     print(text, end="")
-    return res
+    if opts.get("T"):  # memory_profiler's -T FILE: the table written to FILE too
+        with open(opts["T"][-1], "w", encoding="utf-8") as f:
+            f.write(text)
+        print("\n*** Profile printout saved to text file %s. " % opts["T"][-1])
+    return res if "r" in opts else None  # -r: the results (memory_profiler's profiler)
 
 
 def load_ipython_extension(ip):
