@@ -273,3 +273,18 @@ def test_memit_options_setup_line_and_results_as_memory_profiler():
     pout, prows = _magic_run("memory_profiler")
     assert "RET None" in pout and "MPRUN None" in pout and "CELLRET None 3" in pout
     assert "OPT MemitResult 2" in pout and len(prows) == 2
+
+
+def test_asizeof_refs_lists_items_in_their_order():
+    # pympler's refs() gives a list's items first to last and a dict's keys and values as
+    # key, value, key, value; heaptrail gave tp_traverse's order (a list's last item first,
+    # a dict's values before its keys)
+    from heaptrail.pympler import asizeof
+
+    one, two = [1], [2]
+    assert asizeof.refs([one, two, one]) == [one, two]  # each once
+    assert asizeof.refs((one, two)) == [one, two]
+    assert asizeof.refs({"a": one, "b": two}) == ["a", one, "b", two]
+    pa = pytest.importorskip("pympler.asizeof", reason="pympler is not installed")
+    for obj in ([one, two], (one, two), {"a": one, "b": two}):
+        assert list(pa.refs(obj)) == asizeof.refs(obj)

@@ -122,7 +122,18 @@ def leng(obj, **opts):
 
 
 def refs(obj, **opts):
-    """The objects obj refers to, as the size walk follows them (the gc's referents plus a
-    dict's keys), each once."""
+    """The objects obj refers to, as the size walk follows them, each once: for a dict its keys
+    and values as pympler lists them (key, value, key, value ...), for a list, tuple, set or
+    frozenset its items in their order; for anything else the gc's referents (tp_traverse,
+    whose order is the type's: a list's is last item first, which pympler does not show)."""
     _check_opts(opts)
+    if type(obj) in (list, tuple, set, frozenset, dict):
+        items = obj.items() if type(obj) is dict else ((x,) for x in obj)
+        seen, out = set(), []
+        for pair in items:
+            for x in pair:
+                if id(x) not in seen:
+                    seen.add(id(x))
+                    out.append(x)
+        return out
     return _core.pym_referents(obj, 1, True)
