@@ -3,9 +3,9 @@ memory_profiler): each test is a place where code written for the peer tripped o
 The peer is compared with where it is installed (skipped otherwise); every test also asserts
 the known value itself."""
 import collections
-import re
 import inspect
 import io
+import re
 import sys
 
 import pytest

@@ -8,7 +8,7 @@ Modules: :mod:`asizeof` (deep and flat sizes), :mod:`muppy` (the list of live ob
 filtered, sorted), :mod:`summary` (objects per type: summarize, get_diff, print_),
 :mod:`refbrowser` (a console tree of referents), :mod:`classtracker` and
 :mod:`classtracker_stats` (instances of chosen classes tracked over snapshots, text and HTML
-reports). Where heaptrail's rules differ from pympler's, each module's docstring says how.
+reports), :mod:`tracker` (SummaryTracker: what changed per type since the last summary). Where heaptrail's rules differ from pympler's, each module's docstring says how.
 """
 __all__ = ["asizeof", "muppy", "summary", "refbrowser", "classtracker", "classtracker_stats",
            "tracker"]
