@@ -288,3 +288,51 @@ def test_asizeof_refs_lists_items_in_their_order():
     pa = pytest.importorskip("pympler.asizeof", reason="pympler is not installed")
     for obj in ([one, two], (one, two), {"a": one, "b": two}):
         assert list(pa.refs(obj)) == asizeof.refs(obj)
+
+
+# ---- memory_profiler.memory_usage ----------------------------------------------------------
+
+
+def _touch_and_hold(n):
+    """n bytes, every page touched (so RSS holds them), held 0.3 s, then freed."""
+    import time
+
+    x = bytearray(n)
+    x[::4096] = b"x" * len(x[::4096])
+    time.sleep(0.3)
+    del x
+    return "held"
+
+
+@pytest.mark.noasan
+def test_memory_usage_as_memory_profiler():
+    # memory_profiler's memory_usage() (the RSS of a process or while a function runs) was
+    # missing from heaptrail.lines
+    from heaptrail import process
+
+    (now,) = lines.memory_usage(-1)
+    rss = process.memory().rss / MiB
+    assert abs(now - rss) < 2  # this process's RSS, in MiB
+    assert len(lines.memory_usage(-1, interval=0.05, timeout=0.2)) == 4
+    base = lines.memory_usage(-1)[0]
+    peak, ret = lines.memory_usage((_touch_and_hold, (40 * MiB,)), interval=0.02,
+                                   max_usage=True, retval=True)
+    assert ret == "held" and 38 <= peak - base <= 48
+    pairs = lines.memory_usage((_touch_and_hold, (MiB,), {}), interval=0.05, timestamps=True)
+    assert len(pairs) >= 3 and all(isinstance(p, tuple) and len(p) == 2 for p in pairs)
+    assert [t for _, t in pairs] == sorted(t for _, t in pairs)
+    out = io.StringIO()
+    assert lines.memory_usage(-1, stream=out) == []
+    assert re.fullmatch(r"MEM \d+\.\d{6} \d+\.\d{4}\n", out.getvalue())
+    with pytest.raises(ValueError, match="backend"):
+        lines.memory_usage(-1, backend="tracemalloc")
+    with pytest.raises(ValueError, match="include_children"):
+        lines.memory_usage(-1, include_children=True)
+    mp = pytest.importorskip("memory_profiler", reason="memory_profiler is not installed")
+    assert (list(inspect.signature(mp.memory_usage).parameters) ==
+            list(inspect.signature(lines.memory_usage).parameters))
+    assert abs(mp.memory_usage(-1)[0] - lines.memory_usage(-1)[0]) < 2
+    pbase = mp.memory_usage(-1)[0]
+    ppeak, pret = mp.memory_usage((_touch_and_hold, (40 * MiB,)), interval=0.02,
+                                  max_usage=True, retval=True)
+    assert pret == "held" and 38 <= ppeak - pbase <= 48

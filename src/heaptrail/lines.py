@@ -23,9 +23,9 @@ Differences from memory_profiler: the tables are printed at exit (or on
 show()), one per function with every call's lines summed, not after each
 call; `backend=` picks the Mem usage column only (RSS for 'psutil',
 'psutil_pss', 'psutil_uss', 'posix', traced bytes for 'tracemalloc'; the
-other columns are always traced bytes). memory_usage(), LineProfiler and
-show_results are not provided: `heaptrail run` records RSS over time
-(`heaptrail plot`), `heaptrail.tracer` the traced current and peak bytes.
+other columns are always traced bytes). memory_usage() samples RSS (PSS,
+USS) as memory_profiler's does, with the differences its docstring lists.
+LineProfiler and show_results are not provided.
 %memit and %mprun take memory_profiler's options (-r -t -i -c -o -q; -f
 -T -c -r) and report traced bytes: %memit's increment is how far traced
 memory rose above the start while the statement ran (memory_profiler: the
@@ -45,11 +45,12 @@ import json
 import linecache
 import re
 import sys
+import time as _time
 
 from heaptrail import _core
 from heaptrail import tracer
 
-__all__ = ["profile", "show", "results", "reset", "format_results", "main"]
+__all__ = ["profile", "show", "results", "reset", "format_results", "main", "memory_usage"]
 
 MIB = 1024 * 1024
 HEADER_FIELDS = ("Line #", "Mem usage", "Increment", "Occurrences", "Allocated", "Peak", "Line Contents")
@@ -399,6 +400,122 @@ def main(argv=None):
         msg = "%s: %s" % (e.strerror, e.filename) if isinstance(e, OSError) and e.filename else str(e)
         print("heaptrail: error: " + msg, file=sys.stderr)
         return 1
+
+
+# ---- memory_profiler's memory_usage --------------------------------------------
+
+_MEMORY_FIELD = {None: "rss", "psutil": "rss", "posix": "rss", "psutil_pss": "pss",
+                 "psutil_uss": "uss"}
+
+# The sampler of memory_usage((f, args, kw)): a child process reading the parent's memory
+# (proc.c) every interval until told to stop, as memory_profiler's; a thread of ours would
+# allocate inside the measured process.
+_SAMPLER = r"""
+import select, sys, time
+sys.path.insert(0, sys.argv[4])
+from heaptrail import _core
+pid, interval, field, out = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3], []
+def sample():
+    out.append((getattr(_core.proc_memory(pid), field) or 0, time.time()))
+sample()
+sys.stdout.write("ready\n")
+sys.stdout.flush()
+while True:
+    stop = select.select([sys.stdin], [], [], interval)[0]
+    sample()
+    if stop:
+        break
+sys.stdout.write("".join("%d %r\n" % s for s in out))
+"""
+
+
+def _sample(pid, field):
+    return (getattr(_core.proc_memory(pid), field) or 0, _time.time())
+
+
+def _run_sampled(f, args, kw, interval, field):
+    import os
+    import subprocess
+
+    home = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    child = subprocess.Popen([sys.executable, "-c", _SAMPLER, str(os.getpid()), repr(interval),
+                              field, home], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)
+    try:
+        if child.stdout.readline() != "ready\n":
+            raise _core.Error("memory_usage: the sampler process did not start")
+        returned = f(*args, **kw)
+        out, _ = child.communicate("stop\n", timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    samples = []
+    for line in out.splitlines():
+        value, when = line.split()
+        samples.append((int(value), float(when)))
+    return samples, returned
+
+
+def memory_usage(proc=-1, interval=.1, timeout=None, timestamps=False, include_children=False,
+                 multiprocess=False, max_usage=False, retval=False, stream=None, backend=None,
+                 max_iterations=None):
+    """memory_profiler's memory_usage: the memory of a process in MiB, sampled every
+    ``interval`` seconds. ``proc`` is -1 (this process), a pid, a ``subprocess.Popen`` (until
+    it exits) or a function to run: ``f``, ``(f,)``, ``(f, args)`` or ``(f, args, kw)``, run
+    once here while a child process samples this one. Without ``timeout`` a pid gets one
+    sample; with it, ``timeout / interval``. ``max_usage`` gives the largest sample,
+    ``timestamps`` ``(MiB, time)`` pairs, ``retval`` ``(samples, f's result)``, ``stream``
+    "MEM <MiB> <time>" lines instead of a list. ``backend``: RSS ('psutil', 'posix', None), PSS
+    ('psutil_pss'), USS ('psutil_uss'), read from /proc by heaptrail's C reader.
+
+    Differences from memory_profiler: a function runs once (memory_profiler runs it again
+    with a tenth of the interval while it got fewer than 5 samples); ``include_children``,
+    ``multiprocess`` and the 'tracemalloc' backend are not supported (ValueError: for traced
+    bytes use heaptrail.tracer); ``max_iterations`` is accepted and has no effect."""
+    if backend not in _MEMORY_FIELD:
+        raise ValueError("memory_usage: backend must be one of psutil, psutil_pss, psutil_uss, "
+                         "posix, not %r (traced bytes: heaptrail.tracer)" % (backend,))
+    if include_children or multiprocess:
+        raise ValueError("memory_usage: include_children and multiprocess are not supported")
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
+        raise ValueError("memory_usage: interval must be a number > 0, not %r" % (interval,))
+    field = _MEMORY_FIELD[backend]
+    if stream is not None:
+        timestamps = True
+    returned = None
+    if callable(proc) or isinstance(proc, (list, tuple)):
+        target = (proc,) if callable(proc) else tuple(proc)
+        if not 1 <= len(target) <= 3 or not callable(target[0]):
+            raise ValueError("memory_usage: proc must be f, (f,), (f, args) or (f, args, kw)")
+        f, args, kw = (target + ((), {}))[:3] if len(target) < 3 else target
+        samples, returned = _run_sampled(f, tuple(args), dict(kw), float(interval), field)
+    elif hasattr(proc, "poll") and hasattr(proc, "pid"):  # subprocess.Popen
+        samples, left = [], None if timeout is None else max(1, round(timeout / interval))
+        while left is None or left > 0:
+            samples.append(_sample(proc.pid, field))
+            left = None if left is None else left - 1
+            if proc.poll() is not None:
+                break
+            _time.sleep(interval)
+    else:
+        pid = None if proc == -1 else int(proc)
+        n = 1 if timeout is None else max(1, round(timeout / interval))
+        samples = []
+        for k in range(n):
+            if k:
+                _time.sleep(interval)
+            samples.append(_sample(pid, field))
+    mib = [(value / MIB, when) for value, when in samples]
+    if stream is not None:
+        for value, when in mib:
+            stream.write("MEM {0:.6f} {1:.4f}\n".format(value, when))
+        result = []
+    elif max_usage:
+        result = max(value for value, _ in mib)
+    else:
+        result = mib if timestamps else [value for value, _ in mib]
+    return (result, returned) if retval else result
 
 
 # ---- IPython: %memit, %%memit, %mprun ---------------------------------------------
