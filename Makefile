@@ -6,7 +6,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 PIP_FLAGS := --disable-pip-version-check -q
 # test-time peers: the compatibility tests compare heaptrail with them
-TEST_DEPS := setuptools wheel pytest protobuf pympler objgraph ipython
+TEST_DEPS := setuptools wheel pytest protobuf pympler objgraph ipython memory_profiler
 SRC := $(wildcard src/heaptrail/_core/*.c src/heaptrail/_core/*.h src/heaptrail/*.py src/heaptrail/*/*.py) setup.py pyproject.toml
 
 .PHONY: demo test test-one asan bench dev clean venv
