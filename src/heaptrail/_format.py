@@ -36,3 +36,17 @@ def table(headers, rows, align=None):
     lines = [fmt(headers)]
     lines += [fmt(r) for r in cells]
     return "\n".join(lines)
+
+
+def write_file(path, data):
+    """Writes data (str, as UTF-8, or bytes) to path. A failed write or close names the file,
+    where OSError alone said "[Errno 28] No space left on device"."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+    except OSError as e:
+        if e.filename is None:
+            raise OSError(e.errno, e.strerror or str(e), path) from None
+        raise

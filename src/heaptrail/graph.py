@@ -33,7 +33,7 @@ from typing import List, NamedTuple, Optional
 
 from heaptrail import _core
 from heaptrail._core import Error as HeaptrailError
-from heaptrail._format import human_bytes, table
+from heaptrail._format import human_bytes, table, write_file
 
 _IDENT_KEY = re.compile(r"^\['([A-Za-z_][A-Za-z0-9_]*)'\]$")
 
@@ -289,13 +289,7 @@ def render_dot(text, path, timeout=300):
     ext = os.path.splitext(path)[1].lower()
     dot = check_dot_output(path)
     if dot is None:
-        try:
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(text)
-        except OSError as e:   # a full disk fails in write or close: say which file
-            if e.filename is None:
-                raise OSError(e.errno, e.strerror or str(e), path) from None
-            raise
+        write_file(path, text)
         return path
     # imported here: subprocess brings threading, signal, selectors ..., and threading registers
     # a fork handler with the interpreter, whose list would hold them in every snapshot

@@ -49,6 +49,7 @@ import time as _time
 
 from heaptrail import _core
 from heaptrail import tracer
+from heaptrail._format import write_file
 
 __all__ = ["profile", "show", "results", "reset", "format_results", "main", "memory_usage"]
 
@@ -351,14 +352,7 @@ def run_script(script, argv, stream=None, precision=1, rss=False, json_path=None
     _shown_at_exit = True  # shown here, not again at exit
     show(stream=stream, precision=precision)
     if json_path is not None:
-        text = json.dumps(results(), indent=1)   # made before the file is opened
-        try:
-            with open(json_path, "w") as f:
-                f.write(text)
-        except OSError as e:   # a full disk fails in write or close: say which file
-            if e.filename is None:
-                raise OSError(e.errno, e.strerror or str(e), json_path) from None
-            raise
+        write_file(json_path, json.dumps(results(), indent=1))   # made before the file is opened
     return status
 
 

@@ -6,6 +6,7 @@ import os
 import stat
 import sys
 
+from heaptrail._format import write_file
 from heaptrail.cli import CommandError
 from heaptrail.heap import SNAPSHOT_MAGIC, load
 
@@ -93,16 +94,8 @@ def write_output(path, data):
     failing computation leaves a file already at path as it was, and so does a failing write
     (replacing); a failed write or close names the file, where OSError alone said
     "[Errno 28] No space left on device"."""
-    if isinstance(data, str):
-        data = data.encode("utf-8")
     with replacing(path) as target:
-        try:
-            with open(target, "wb") as f:
-                f.write(data)
-        except OSError as e:
-            if e.filename is None:
-                raise OSError(e.errno, e.strerror or str(e), target) from None
-            raise
+        write_file(target, data)
 
 
 def number(name, convert=int, lo=None, hi=None, most=None):
