@@ -1,0 +1,70 @@
+"""Adversarial review of the allocation tracer: defects found by small real
+programs, each checked against what the program really did."""
+import gc
+import weakref
+
+import pytest
+
+from heaptrail import tracer
+
+TEMPLATE = "x = [bytearray(10) for _ in range(3)]\nkeep = bytearray(1000)\n"
+
+
+@pytest.fixture
+def tracing():
+    tracer.start()
+    try:
+        yield tracer
+    finally:
+        tracer.stop()
+
+
+def _lines(snap, filename):
+    return {s.traceback[0].lineno: (s.size, s.count) for s in snap.statistics("lineno")
+            if s.traceback[0].filename == filename}
+
+
+def test_recompiled_code_is_not_kept_alive(tracing):
+    # The trie's nodes held a strong reference to every code object they
+    # named: a program compiling the same source again and again kept every
+    # copy (and its constants) alive, traced as live blocks, and the trie
+    # grew by a node per frame and copy.
+    refs = []
+    for i in range(200):  # i stays a cached small int
+        code = compile(TEMPLATE, "<tmpl>", "exec")
+        exec(code, {})
+        refs.append(weakref.ref(code))
+        del code
+        if i in (49, 199):
+            stacks = tracer.stats()["stacks"]
+            if i == 49:
+                stacks_after_50 = stacks
+    gc.collect()
+    # the first copy names the nodes; every other one died
+    assert refs[0]() is not None
+    assert sum(r() is not None for r in refs[1:]) == 0
+    # each copy added at least three nodes (module, comprehension, both
+    # lines); now a new node is only a new allocation site (a list growing)
+    assert stacks - stacks_after_50 < 150
+    assert _lines(tracer.take_snapshot(), "<tmpl>") == {}
+
+
+def test_recompiled_code_keeps_its_own_lines(tracing):
+    # Copies share nodes only when they render the same frames: same file,
+    # same name, same line table.
+    keep = []
+    for _ in range(3):
+        ns = {}
+        exec(compile("a = bytearray(1000)\n", "<same>", "exec"), ns)
+        keep.append(ns)
+        ns = {}
+        exec(compile("\n\nb = bytearray(2000)\n", "<same>", "exec"), ns)
+        keep.append(ns)
+        ns = {}
+        exec(compile("a = bytearray(3000)\n", "<other>", "exec"), ns)
+        keep.append(ns)
+    snap = tracer.take_snapshot()
+    size = bytearray.__basicsize__
+    assert _lines(snap, "<same>") == {1: (3 * (1001 + size), 6), 3: (3 * (2001 + size), 6)}
+    assert _lines(snap, "<other>") == {1: (3 * (3001 + size), 6)}
+    assert len(keep) == 9
