@@ -68,3 +68,46 @@ def test_recompiled_code_keeps_its_own_lines(tracing):
     assert _lines(snap, "<same>") == {1: (3 * (1001 + size), 6), 3: (3 * (2001 + size), 6)}
     assert _lines(snap, "<other>") == {1: (3 * (3001 + size), 6)}
     assert len(keep) == 9
+
+
+def test_compat_traceback_limit_kept_after_stop():
+    # tracemalloc.get_traceback_limit() is the last nframe given to start(),
+    # tracing or not; the compat face said 1 once stopped.
+    import tracemalloc as stdlib
+    from heaptrail import tracemalloc as compat
+    try:
+        for tm in (stdlib, compat):
+            tm.start(7)
+            tm.stop()
+        assert compat.get_traceback_limit() == stdlib.get_traceback_limit() == 7
+    finally:
+        for tm in (stdlib, compat):  # back to the default limit, stopped
+            tm.stop()
+            tm.start(1)
+            tm.stop()
+
+
+def test_thread_stats_keep_apart_threads_that_reuse_an_ident(tracing):
+    # A thread that starts after another ended usually gets its ident (a
+    # pthread id is the address of its stack): the tracer added them up
+    # into one row whose peak no thread ever reached.
+    import threading
+    keep, idents = [], []
+
+    def work(n):
+        idents.append(threading.get_ident())
+        keep.append(bytearray(n))
+
+    for i, n in enumerate((1_000_000, 2_000_000, 3_000_000)):
+        t = threading.Thread(target=work, args=(n,), name="worker-%d" % i)
+        t.start()
+        t.join()
+    rows = {r["ident"]: [] for r in tracer.thread_stats()}
+    for r in tracer.thread_stats():
+        rows[r["ident"]].append(r)
+    for ident, n in zip(idents, (1_000_000, 2_000_000, 3_000_000)):
+        # this thread's row: the one holding its own bytearray and no other's
+        assert any(n <= r["peak"] < n + 100_000 and r["name"] == "<ended>" for r in rows[ident])
+    if len(set(idents)) < 3:  # an ident was reused: its rows are kept apart
+        assert max(len(v) for v in rows.values()) >= 2
+    assert len(keep) == 3
