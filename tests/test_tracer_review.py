@@ -111,3 +111,19 @@ def test_thread_stats_keep_apart_threads_that_reuse_an_ident(tracing):
     if len(set(idents)) < 3:  # an ident was reused: its rows are kept apart
         assert max(len(v) for v in rows.values()) >= 2
     assert len(keep) == 3
+
+
+def test_thread_slots_stay_bounded_when_threads_come_and_go(tracing):
+    # Threads that reuse an ident are kept apart only while the old one's
+    # blocks live: a program starting thread after thread must not grow the
+    # per-thread table by one row per thread.
+    import threading
+
+    def work():
+        del bytearray(10_000)[:]
+
+    for _ in range(200):
+        t = threading.Thread(target=work)
+        t.start()
+        t.join()
+    assert len(tracer.thread_stats()) < 20

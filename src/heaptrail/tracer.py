@@ -128,12 +128,9 @@ def thread_stats():
     """Per-thread traced memory: a list of dicts (ident, name, current, peak),
     biggest peak first. Threads that ended are named "<ended>"."""
     names = {t.ident: t.name for t in threading.enumerate()}
-    raw = _core._tracer_thread_stats()[1]
-    # rows come in the order threads first allocated: of the rows of one
-    # ident (reused by a new thread once one ends), only the last can be alive
-    last = {ident: i for i, (ident, _, _) in enumerate(raw)}
-    rows = [{"ident": ident, "name": names.get(ident, "<ended>") if last[ident] == i else "<ended>",
+    # `ended`: a later thread took the ident (the engine keeps them apart)
+    rows = [{"ident": ident, "name": "<ended>" if ended else names.get(ident, "<ended>"),
              "current": cur, "peak": peak}
-            for i, (ident, cur, peak) in enumerate(raw)]
+            for ident, cur, peak, ended in _core._tracer_thread_stats()[1]]
     rows.sort(key=lambda r: (-r["peak"], r["ident"]))
     return rows

@@ -106,6 +106,7 @@ typedef struct tr_rec {  /* 24 bytes */
 typedef struct tr_thread {
     uint64_t ident;   /* PyThread_get_thread_ident(); 0 for slot 0 ("unknown") */
     uint64_t born;    /* its thread's tr_tls.born; 0 while only queued RAW operations named it */
+    uint64_t ended;   /* 1: another thread took its ident (so it ended) */
     uint64_t current; /* bytes (estimated when sampling) */
     uint64_t peak;
 } tr_thread;
@@ -336,7 +337,9 @@ tr_thread_slot_unlocked(void)
  * RAW operation), created if new; 0 when out of memory. A slot of the same
  * ident but another number belonged to a thread that ended: the ident gets
  * a new slot, so per-thread figures never add up threads that reused an
- * ident (the old slot stays, reported as ended). */
+ * ident (the old slot stays, reported as ended) -- unless the old one holds
+ * nothing any more, which the new thread takes over: slots stay bounded by
+ * the live blocks when a program starts thread after thread. */
 static uint32_t
 tr_slot_of(uint64_t ident, uint64_t born)
 {
@@ -350,7 +353,19 @@ tr_slot_of(uint64_t ident, uint64_t born)
             tr.threads[slot].born = born;
             return slot;
         }
-        added = 1;  /* *v still points at the index's value: reused below */
+        if (tr.threads[slot].current == 0) {
+            tr.threads[slot] = (tr_thread){ident, born, 0, 0, 0};
+            return slot;
+        }
+        tr.threads[slot].ended = 1;
+        /* an ended thread's slot emptied since: one scan per thread start */
+        for (uint32_t i = 1; i < tr.nthreads; i++)
+            if (tr.threads[i].ended && tr.threads[i].current == 0) {
+                tr.threads[i] = (tr_thread){ident, born, 0, 0, 0};
+                *v = i;
+                return i;
+            }
+        added = 1;  /* *v still points at the index's value: set below */
         slot = tr.nthreads;
     }
     if (added) {
@@ -365,7 +380,7 @@ tr_slot_of(uint64_t ident, uint64_t born)
             tr.threads = t;
             tr.capthreads = cap;
         }
-        tr.threads[slot] = (tr_thread){ident, born, 0, 0};
+        tr.threads[slot] = (tr_thread){ident, born, 0, 0, 0};
         *v = slot;
         tr.nthreads++;
     }
@@ -1170,7 +1185,7 @@ tr_alloc_state(uint64_t sample)
     if (tr.threads == NULL)
         return -1;
     tr.capthreads = 16;
-    tr.threads[0] = (tr_thread){0, 0, 0, 0};  /* slot 0: thread unknown (out of memory) */
+    tr.threads[0] = (tr_thread){0, 0, 0, 0, 0};  /* slot 0: thread unknown (out of memory) */
     tr.nthreads = 1;
     if (sample != 0) {
         for (uint32_t i = 0; i < TR_FILTER_SIZE; i++)
@@ -1366,9 +1381,9 @@ tr_py_thread_stats(PyObject *self, PyObject *noargs)
     for (uint32_t i = 0; i < n; i++) {
         if (copy[i].ident == 0 && copy[i].peak == 0)
             continue;
-        PyObject *t = Py_BuildValue("(KKK)", (unsigned long long)copy[i].ident,
+        PyObject *t = Py_BuildValue("(KKKi)", (unsigned long long)copy[i].ident,
                                     (unsigned long long)copy[i].current,
-                                    (unsigned long long)copy[i].peak);
+                                    (unsigned long long)copy[i].peak, (int)copy[i].ended);
         if (t == NULL || PyList_Append(out, t) < 0) {
             Py_XDECREF(t);
             Py_CLEAR(out);
@@ -1677,7 +1692,7 @@ static PyMethodDef tr_methods[] = {
     {"_tracer_limit", tr_py_limit, METH_NOARGS, "Frames kept per traceback."},
     {"_tracer_stats", tr_py_stats, METH_NOARGS, "Counters of the tracer, as a dict."},
     {"_tracer_memory", tr_py_memory, METH_NOARGS, "Bytes used by the tracer's own tables."},
-    {"_tracer_thread_stats", tr_py_thread_stats, METH_NOARGS, "(current, [(thread ident, current, peak)]), read together."},
+    {"_tracer_thread_stats", tr_py_thread_stats, METH_NOARGS, "(current, [(thread ident, current, peak, ended)]), read together."},
     {"_tracer_snapshot", tr_py_snapshot, METH_O, "_tracer_snapshot(at_peak) -> snapshot handle."},
     {"_tracer_defer_min", tr_py_defer_min, METH_O,
      "_tracer_defer_min(records) -> old: full tracing logs its operations from this record capacity up."},
