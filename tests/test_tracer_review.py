@@ -127,3 +127,25 @@ def test_thread_slots_stay_bounded_when_threads_come_and_go(tracing):
         t.start()
         t.join()
     assert len(tracer.thread_stats()) < 20
+
+
+def test_code_with_a_str_subclass_file_name(tracing):
+    # code.replace() takes a str subclass for a name: canonicalizing code
+    # objects must not call its __hash__ or __eq__ (Python code, in a hook).
+    calls = []
+
+    class Name(str):
+        def __hash__(self):
+            calls.append("hash")
+            return str.__hash__(self)
+
+        def __eq__(self, other):
+            calls.append("eq")
+            return str.__eq__(self, other)
+
+    code = compile("b = bytearray(5000)\n", "<plain>", "exec").replace(co_filename=Name("<sub>"))
+    ns = {}
+    exec(code, ns)
+    exec(code.replace(), ns)
+    assert calls == []
+    assert _lines(tracer.take_snapshot(), "<sub>") == {1: (5001 + bytearray.__basicsize__, 2)}

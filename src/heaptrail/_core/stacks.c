@@ -159,14 +159,23 @@ stk_same_code(PyCodeObject *a, PyCodeObject *b)
                                (size_t)PyBytes_GET_SIZE(la)) == 0);
 }
 
+/* An exact str's hash (computed once, cached in it, cannot fail); 0 for a
+ * str subclass (code.replace() accepts one), whose __hash__ is Python code
+ * that must not run in an allocator hook: stk_same_str compares those by
+ * identity. */
+static uint64_t
+stk_str_hash(PyObject *s)
+{
+    return PyUnicode_CheckExact(s) ? (uint64_t)PyObject_Hash(s) : 0;
+}
+
 static uint64_t
 stk_code_hash(PyCodeObject *co)
 {
-    /* str hashes are computed once and cached; no call can fail here */
     uint64_t h = ht_hash_bytes(PyBytes_AS_STRING(co->co_linetable),
                                (size_t)PyBytes_GET_SIZE(co->co_linetable));
-    h ^= (uint64_t)PyObject_Hash(co->co_filename) * 0x9e3779b97f4a7c15ULL;
-    h ^= ((uint64_t)PyObject_Hash(co->co_qualname) << 1) ^ (uint64_t)(uint32_t)co->co_firstlineno;
+    h ^= stk_str_hash(co->co_filename) * 0x9e3779b97f4a7c15ULL;
+    h ^= (stk_str_hash(co->co_qualname) << 1) ^ (uint64_t)(uint32_t)co->co_firstlineno;
     return stk_nonzero(ht_hash64(h));
 }
 
