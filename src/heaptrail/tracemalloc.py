@@ -23,6 +23,8 @@ __all__ = ["start", "stop", "is_tracing", "clear_traces", "take_snapshot",
            "BaseFilter"]
 
 _MAX_NFRAME = 65535
+# the last nframe given to start(): tracemalloc keeps it after stop()
+_last_nframe = 1
 
 
 def _tracer():
@@ -37,7 +39,9 @@ def start(nframe=1):
         raise TypeError("nframe must be an integer, not %s" % type(nframe).__name__)
     if not 1 <= nframe <= _MAX_NFRAME:
         raise ValueError("the number of frames must be in range [1; %d]" % _MAX_NFRAME)
+    global _last_nframe
     _tracer().start(frames=nframe)
+    _last_nframe = nframe
 
 
 def stop():
@@ -76,8 +80,12 @@ def reset_peak():
 
 
 def get_traceback_limit():
-    """The most frames a traceback keeps (the nframe given to start())."""
-    return int(_tracer().get_traceback_limit())
+    """The most frames a traceback keeps (the nframe given to start(), still
+    after stop(), as tracemalloc's)."""
+    tracer = _tracer()
+    if not tracer.is_tracing():
+        return _last_nframe
+    return int(tracer.get_traceback_limit())
 
 
 def get_tracemalloc_memory():

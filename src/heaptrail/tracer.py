@@ -128,7 +128,9 @@ def thread_stats():
     """Per-thread traced memory: a list of dicts (ident, name, current, peak),
     biggest peak first. Threads that ended are named "<ended>"."""
     names = {t.ident: t.name for t in threading.enumerate()}
-    rows = [{"ident": ident, "name": names.get(ident, "<ended>"), "current": cur, "peak": peak}
-            for ident, cur, peak in _core._tracer_thread_stats()[1]]
+    # `ended`: a later thread took the ident (the engine keeps them apart)
+    rows = [{"ident": ident, "name": "<ended>" if ended else names.get(ident, "<ended>"),
+             "current": cur, "peak": peak}
+            for ident, cur, peak, ended in _core._tracer_thread_stats()[1]]
     rows.sort(key=lambda r: (-r["peak"], r["ident"]))
     return rows

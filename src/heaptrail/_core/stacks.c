@@ -47,6 +47,18 @@ typedef struct stk_icache_t {
     uint32_t node;
 } stk_icache_t;
 static stk_icache_t stk_icache[1u << STK_ICACHE_BITS];
+/* Canonical code objects (see stk_canon): one per content, strong
+ * references, in stk_canon_arr; stk_canon_index maps a hash of the content
+ * to an index there (checked on hit); stk_ccache remembers code -> canon. */
+static PyObject **stk_canon_arr;
+static size_t stk_ncanon, stk_canon_cap;
+static ht_table stk_canon_index;
+#define STK_CCACHE_BITS 10
+typedef struct stk_ccache_t {
+    PyObject *code;   /* borrowed, maybe dead since: see stk_canon */
+    PyObject *canon;  /* in stk_canon_arr, alive */
+} stk_ccache_t;
+static stk_ccache_t stk_ccache[1u << STK_CCACHE_BITS];
 static stk_walk *stk_buf;   /* frames of the walk in progress */
 static size_t stk_buf_cap;
 static uint32_t *stk_chain; /* nodes whose truncation is being computed */
@@ -81,6 +93,8 @@ ht_stk_start(void)
         return -1;
     if (ht_stk_frames.keys == NULL && ht_table_init(&ht_stk_frames, 256, 1) < 0)
         return -1;
+    if (stk_canon_index.keys == NULL && ht_table_init(&stk_canon_index, 256, 1) < 0)
+        return -1;
     return 0;
 }
 
@@ -90,6 +104,14 @@ ht_stk_reset(int decref)
     if (decref)
         for (uint32_t i = 0; i < stk_count; i++)
             Py_DECREF(stk_nodes[i].code);
+    if (decref)
+        for (size_t i = 0; i < stk_ncanon; i++)
+            Py_DECREF(stk_canon_arr[i]);
+    ht_big_free(stk_canon_arr);
+    stk_canon_arr = NULL;
+    stk_ncanon = stk_canon_cap = 0;
+    ht_table_free(&stk_canon_index);
+    memset(stk_ccache, 0, sizeof(stk_ccache));  /* its canons were just released */
     ht_big_free(stk_nodes);
     stk_nodes = NULL;
     stk_count = stk_cap = 0;
@@ -106,6 +128,97 @@ ht_stk_reset(int decref)
     stk_chain_cap = 0;
 }
 
+/* ---- canonical code objects ----------------------------------------------
+ * A node names the first code object seen with its content: file name,
+ * qualified name, first line and line table, all that rendering a frame
+ * reads (co_filename, co_qualname, PyCode_Addr2Line). Without it, a program
+ * that compiles the same source again and again (exec, eval, templates)
+ * made new nodes for every copy, and their references kept every copy
+ * alive: the trie grew without bound and the program's dead code objects
+ * (with their constants) stayed in its heap, traced as live blocks. Now the
+ * copies die as they would untraced, and share their first copy's nodes. */
+
+static int
+stk_same_str(PyObject *a, PyObject *b)
+{
+    /* code objects' names are exact str: the comparison cannot fail */
+    return a == b || (PyUnicode_CheckExact(a) && PyUnicode_CheckExact(b) &&
+                      PyUnicode_Compare(a, b) == 0);
+}
+
+/* 1 when a and b render the same frames for every instruction offset. */
+static int
+stk_same_code(PyCodeObject *a, PyCodeObject *b)
+{
+    if (a->co_firstlineno != b->co_firstlineno || !stk_same_str(a->co_filename, b->co_filename) ||
+        !stk_same_str(a->co_qualname, b->co_qualname))
+        return 0;
+    PyObject *la = a->co_linetable, *lb = b->co_linetable;
+    return la == lb || (PyBytes_GET_SIZE(la) == PyBytes_GET_SIZE(lb) &&
+                        memcmp(PyBytes_AS_STRING(la), PyBytes_AS_STRING(lb),
+                               (size_t)PyBytes_GET_SIZE(la)) == 0);
+}
+
+/* An exact str's hash (computed once, cached in it, cannot fail); 0 for a
+ * str subclass (code.replace() accepts one), whose __hash__ is Python code
+ * that must not run in an allocator hook: stk_same_str compares those by
+ * identity. */
+static uint64_t
+stk_str_hash(PyObject *s)
+{
+    return PyUnicode_CheckExact(s) ? (uint64_t)PyObject_Hash(s) : 0;
+}
+
+static uint64_t
+stk_code_hash(PyCodeObject *co)
+{
+    uint64_t h = ht_hash_bytes(PyBytes_AS_STRING(co->co_linetable),
+                               (size_t)PyBytes_GET_SIZE(co->co_linetable));
+    h ^= stk_str_hash(co->co_filename) * 0x9e3779b97f4a7c15ULL;
+    h ^= (stk_str_hash(co->co_qualname) << 1) ^ (uint64_t)(uint32_t)co->co_firstlineno;
+    return stk_nonzero(ht_hash64(h));
+}
+
+/* The canonical copy of code (a new one: code itself); NULL when out of
+ * memory (nothing changed). */
+static PyObject *
+stk_canon_table(PyObject *code)
+{
+    uint64_t key = stk_code_hash((PyCodeObject *)code);
+    for (;;) {
+        uint64_t *v = ht_table_find(&stk_canon_index, key);
+        if (v == NULL)
+            break;
+        PyObject *c = stk_canon_arr[*v];
+        if (c == code || stk_same_code((PyCodeObject *)code, (PyCodeObject *)c))
+            return c;
+        key = stk_nonzero(key + 1);  /* a true 64-bit collision: next key */
+    }
+    if (stk_grow((void **)&stk_canon_arr, &stk_canon_cap, stk_ncanon + 1, sizeof(PyObject *)) < 0 ||
+        ht_table_put(&stk_canon_index, key, stk_ncanon) < 0)
+        return NULL;
+    Py_INCREF(code);
+    stk_canon_arr[stk_ncanon++] = code;
+    return code;
+}
+
+static inline PyObject *
+stk_canon(PyObject *code)
+{
+    stk_ccache_t *e = &stk_ccache[((uint64_t)(uintptr_t)code * 0x9E3779B97F4A7C15ULL) >>
+                                  (64 - STK_CCACHE_BITS)];
+    /* e->code may have died and its address gone to another code object:
+     * a canon equal to code is alive (we hold it), so is code itself;
+     * otherwise the contents must still match. */
+    if (e->code == code &&
+        (e->canon == code || stk_same_code((PyCodeObject *)code, (PyCodeObject *)e->canon)))
+        return e->canon;
+    PyObject *c = stk_canon_table(code);
+    if (c != NULL)
+        *e = (stk_ccache_t){code, c};
+    return c;
+}
+
 /* The node (parent, code, lasti), created if new; HT_NONE when out of
  * memory (nothing changed). */
 static uint32_t stk_intern_table(uint32_t parent, PyObject *code, int32_t lasti);
@@ -113,6 +226,9 @@ static uint32_t stk_intern_table(uint32_t parent, PyObject *code, int32_t lasti)
 static inline uint32_t
 stk_intern(uint32_t parent, PyObject *code, int32_t lasti)
 {
+    code = stk_canon(code);
+    if (code == NULL)
+        return HT_NONE;
     uint64_t h = ((uint64_t)(uintptr_t)code >> 4) ^ ((uint64_t)parent << 20) ^ (uint32_t)lasti;
     stk_icache_t *e = &stk_icache[(h * 0x9E3779B97F4A7C15ULL) >> (64 - STK_ICACHE_BITS)];
     if (e->code == code && e->parent == parent && e->lasti == lasti)
@@ -355,6 +471,7 @@ size_t
 ht_stk_memory(void)
 {
     return (size_t)stk_cap * sizeof(stk_node) + ht_table_memory(&stk_index) +
+           stk_canon_cap * sizeof(PyObject *) + ht_table_memory(&stk_canon_index) +
            ht_table_memory(&ht_stk_frames) + stk_buf_cap * sizeof(stk_walk) +
            stk_chain_cap * sizeof(uint32_t);
 }

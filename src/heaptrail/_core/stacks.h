@@ -10,11 +10,14 @@
  * Nodes: node n is "code[n] at offset lasti[n], called from parent[n]"
  * (HT_NONE for the outermost captured frame). The line number is not
  * computed in the hot path: PyCode_Addr2Line turns (code, lasti) into a
- * line at snapshot time. Each node holds a strong reference to its code
- * object, so a code pointer is never reused while a node names it. The
- * number of nodes is bounded only by the number of distinct (stack,
- * instruction) pairs seen while tracing (at most `frames` deep each); they
- * are released by ht_stk_reset() (tracer stop).
+ * line at snapshot time. A node names the canonical code object of its
+ * content (file, qualified name, first line, line table: the first one
+ * seen), and holds a strong reference to it, so a code pointer is never
+ * reused while a node names it; the copies a program compiles again (exec,
+ * eval) are not kept alive and add no nodes. The number of nodes is bounded
+ * only by the number of distinct (stack, instruction) pairs seen while
+ * tracing (at most `frames` deep each); they are released by
+ * ht_stk_reset() (tracer stop).
  *
  * Frame cache: frame object -> caller node. A running frame's callers never
  * change, so once a frame has been seen the next allocation in it costs one

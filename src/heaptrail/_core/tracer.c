@@ -105,6 +105,8 @@ typedef struct tr_rec {  /* 24 bytes */
 
 typedef struct tr_thread {
     uint64_t ident;   /* PyThread_get_thread_ident(); 0 for slot 0 ("unknown") */
+    uint64_t born;    /* its thread's tr_tls.born; 0 while only queued RAW operations named it */
+    uint64_t ended;   /* 1: another thread took its ident (so it ended) */
     uint64_t current; /* bytes (estimated when sampling) */
     uint64_t peak;
 } tr_thread;
@@ -122,6 +124,7 @@ typedef struct tr_tls {
     int64_t countdown;  /* sampling: bytes until the next sample */
     uint64_t rng;
     uint64_t sample_gen;
+    uint64_t born;      /* this thread's number (tr_born), 0 until its first slot */
 } tr_tls;
 
 static _Thread_local tr_tls tr_me __attribute__((tls_model("initial-exec")));
@@ -306,7 +309,12 @@ tr_side_release_unlocked(void)
     }
 }
 
-static uint32_t tr_slot_of(uint64_t ident);
+static uint32_t tr_slot_of(uint64_t ident, uint64_t born);
+
+/* Threads are numbered from 1 as they first get a slot, never reset: an
+ * ident is reused by the next thread as soon as one ends (pthread ids are
+ * addresses), a number is not. */
+static uint64_t tr_born;
 
 /* The calling thread's slot; 0 ("unknown") when memory ran out. */
 static uint32_t
@@ -315,7 +323,9 @@ tr_thread_slot_unlocked(void)
     tr_tls *me = &tr_me;
     if (me->gen == tr.gen)
         return me->slot;
-    uint32_t slot = tr_slot_of((uint64_t)PyThread_get_thread_ident());
+    if (me->born == 0)
+        me->born = __atomic_add_fetch(&tr_born, 1, __ATOMIC_RELAXED);
+    uint32_t slot = tr_slot_of((uint64_t)PyThread_get_thread_ident(), me->born);
     if (slot != 0) {
         me->slot = slot;
         me->gen = tr.gen;
@@ -323,27 +333,55 @@ tr_thread_slot_unlocked(void)
     return slot;
 }
 
-/* The slot of thread `ident`, created if new; 0 when out of memory. */
+/* The slot of thread `ident` (its number `born`, 0 when unknown: a queued
+ * RAW operation), created if new; 0 when out of memory. A slot of the same
+ * ident but another number belonged to a thread that ended: the ident gets
+ * a new slot, so per-thread figures never add up threads that reused an
+ * ident (the old slot stays, reported as ended) -- unless the old one holds
+ * nothing any more, which the new thread takes over: slots stay bounded by
+ * the live blocks when a program starts thread after thread. */
 static uint32_t
-tr_slot_of(uint64_t ident)
+tr_slot_of(uint64_t ident, uint64_t born)
 {
     int added;
     uint64_t *v = ht_table_upsert(&tr.thread_index, ident + 1, tr.nthreads, &added);
     if (v == NULL)
         return 0;
     uint32_t slot = (uint32_t)*v;
+    if (!added && born != 0 && tr.threads[slot].born != born) {
+        if (tr.threads[slot].born == 0) {  /* named by its queued operations only */
+            tr.threads[slot].born = born;
+            return slot;
+        }
+        if (tr.threads[slot].current == 0) {
+            tr.threads[slot] = (tr_thread){ident, born, 0, 0, 0};
+            return slot;
+        }
+        tr.threads[slot].ended = 1;
+        /* an ended thread's slot emptied since: one scan per thread start */
+        for (uint32_t i = 1; i < tr.nthreads; i++)
+            if (tr.threads[i].ended && tr.threads[i].current == 0) {
+                tr.threads[i] = (tr_thread){ident, born, 0, 0, 0};
+                *v = i;
+                return i;
+            }
+        added = 1;  /* *v still points at the index's value: set below */
+        slot = tr.nthreads;
+    }
     if (added) {
         if (tr.nthreads == tr.capthreads) {
             uint32_t cap = tr.capthreads ? tr.capthreads * 2 : 16;
             tr_thread *t = realloc(tr.threads, cap * sizeof(tr_thread));
             if (t == NULL) {
-                ht_table_remove(&tr.thread_index, ident + 1, NULL);
+                if (slot == (uint32_t)*v)  /* a new ident: not in the index after all */
+                    ht_table_remove(&tr.thread_index, ident + 1, NULL);
                 return 0;
             }
             tr.threads = t;
             tr.capthreads = cap;
         }
-        tr.threads[slot] = (tr_thread){ident, 0, 0};
+        tr.threads[slot] = (tr_thread){ident, born, 0, 0, 0};
+        *v = slot;
         tr.nthreads++;
     }
     return slot;
@@ -634,7 +672,7 @@ tr_sync_slow(void)
     for (size_t k = 0; k < tr.nqueue; k++) {
         tr_op op = tr.queue[k];
         if (op.kind == TR_OP_ADD)
-            tr_add_slot((void *)(uintptr_t)op.addr, op.size, HT_NONE, TR_RAW, tr_slot_of(op.ident),
+            tr_add_slot((void *)(uintptr_t)op.addr, op.size, HT_NONE, TR_RAW, tr_slot_of(op.ident, 0),
                         (int)op.counted);
         else
             tr_remove_unlocked((void *)(uintptr_t)op.addr);
@@ -1147,7 +1185,7 @@ tr_alloc_state(uint64_t sample)
     if (tr.threads == NULL)
         return -1;
     tr.capthreads = 16;
-    tr.threads[0] = (tr_thread){0, 0, 0};  /* slot 0: thread unknown (out of memory) */
+    tr.threads[0] = (tr_thread){0, 0, 0, 0, 0};  /* slot 0: thread unknown (out of memory) */
     tr.nthreads = 1;
     if (sample != 0) {
         for (uint32_t i = 0; i < TR_FILTER_SIZE; i++)
@@ -1343,9 +1381,9 @@ tr_py_thread_stats(PyObject *self, PyObject *noargs)
     for (uint32_t i = 0; i < n; i++) {
         if (copy[i].ident == 0 && copy[i].peak == 0)
             continue;
-        PyObject *t = Py_BuildValue("(KKK)", (unsigned long long)copy[i].ident,
+        PyObject *t = Py_BuildValue("(KKKi)", (unsigned long long)copy[i].ident,
                                     (unsigned long long)copy[i].current,
-                                    (unsigned long long)copy[i].peak);
+                                    (unsigned long long)copy[i].peak, (int)copy[i].ended);
         if (t == NULL || PyList_Append(out, t) < 0) {
             Py_XDECREF(t);
             Py_CLEAR(out);
@@ -1654,7 +1692,7 @@ static PyMethodDef tr_methods[] = {
     {"_tracer_limit", tr_py_limit, METH_NOARGS, "Frames kept per traceback."},
     {"_tracer_stats", tr_py_stats, METH_NOARGS, "Counters of the tracer, as a dict."},
     {"_tracer_memory", tr_py_memory, METH_NOARGS, "Bytes used by the tracer's own tables."},
-    {"_tracer_thread_stats", tr_py_thread_stats, METH_NOARGS, "(current, [(thread ident, current, peak)]), read together."},
+    {"_tracer_thread_stats", tr_py_thread_stats, METH_NOARGS, "(current, [(thread ident, current, peak, ended)]), read together."},
     {"_tracer_snapshot", tr_py_snapshot, METH_O, "_tracer_snapshot(at_peak) -> snapshot handle."},
     {"_tracer_defer_min", tr_py_defer_min, METH_O,
      "_tracer_defer_min(records) -> old: full tracing logs its operations from this record capacity up."},
