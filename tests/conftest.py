@@ -52,3 +52,15 @@ def cli(capsys):
         return code, out, err
 
     return run
+
+
+@pytest.fixture
+def tracing():
+    """The allocation tracer, started for the test and stopped after it."""
+    from heaptrail import tracer
+
+    tracer.start()
+    try:
+        yield tracer
+    finally:
+        tracer.stop()

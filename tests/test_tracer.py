@@ -50,15 +50,6 @@ def books_mode(request):
     _core._tracer_defer_min(old)
 
 
-@pytest.fixture
-def tracing():
-    tracer.start()
-    try:
-        yield tracer
-    finally:
-        tracer.stop()
-
-
 def _stat_at(stats, line):
     found = [s for s in stats if s.traceback[-1].filename == HERE and s.traceback[-1].lineno == line]
     assert len(found) == 1, [str(s) for s in stats[:10]]

@@ -10,15 +10,6 @@ from heaptrail import tracer
 TEMPLATE = "x = [bytearray(10) for _ in range(3)]\nkeep = bytearray(1000)\n"
 
 
-@pytest.fixture
-def tracing():
-    tracer.start()
-    try:
-        yield tracer
-    finally:
-        tracer.stop()
-
-
 def _lines(snap, filename):
     # line 0: 3.13 allocates a code object's own data when it first runs
     # (at its RESUME, line 0), live as long as the code
