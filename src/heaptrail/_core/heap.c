@@ -2319,7 +2319,7 @@ ht_hw_held_unrecorded(ht_hw *w, PyObject *op)
  * counted without an edge), the program's references to it do. The
  * interpreter records it first (a root), so an entry the program's own
  * import shares has no edge either: the module is a root all the same
- * (ht_hw_module_roots). */
+ * (ht_hw_module_owners). */
 static void
 ht_hw_modules_edges(ht_hw *w, PyObject *op)
 {
@@ -2758,7 +2758,7 @@ ht_hw_note_owner(ht_hw *w, PyObject *op, uint32_t i)
 /* Roots: sys.modules and its modules, builtins, every thread's frames.
  * heaptrail's own modules and frames are seeds of own.h (never recorded),
  * the modules it imported for itself are held (recorded when the program
- * refers to one: ht_hw_module_roots). */
+ * refers to one: ht_hw_module_owners). */
 static void
 ht_hw_roots(ht_hw *w)
 {
@@ -2792,33 +2792,26 @@ ht_hw_roots(ht_hw *w)
     }
 }
 
-/* After the record pass: the modules heaptrail imported for itself whose
+/* After a record pass: the modules heaptrail imported for itself whose
  * __dict__ the program reached (a function's globals: the modules argparse
  * imports, once the program imported argparse) are the program's too, as
- * in a run without heaptrail. Recorded (roots, as every module in
- * sys.modules), to be recorded in turn. */
+ * in a run without heaptrail: recorded, to be recorded in turn. Every
+ * recorded module in sys.modules is a root, one heaptrail imported and the
+ * program refers to as well. */
 static void
 ht_hw_module_owners(ht_hw *w)
 {
     Py_ssize_t it = 0;
     PyObject *k, *v;
-    while (w->sysmodules && PyDict_Next(w->sysmodules, &it, &k, &v))
-        if (PyModule_Check(v) && ht_hw_held_unrecorded(w, v) &&
-            ht_hw_find(w, (uint64_t)(uintptr_t)PyModule_GetDict(v)) != HT_NONE)
-            ht_hw_root(w, v, 0);
-}
-
-/* After the record pass: every recorded module in sys.modules is a root,
- * one heaptrail imported and the program refers to as well. */
-static void
-ht_hw_module_roots(ht_hw *w)
-{
-    Py_ssize_t it = 0;
-    PyObject *k, *v;
     while (w->sysmodules && PyDict_Next(w->sysmodules, &it, &k, &v)) {
-        uint32_t i = PyModule_Check(v) ? ht_hw_find(w, (uint64_t)(uintptr_t)v) : HT_NONE;
+        if (!PyModule_Check(v))
+            continue;
+        uint32_t i = ht_hw_find(w, (uint64_t)(uintptr_t)v);
         if (i != HT_NONE)
             w->h->flags[i] |= HT_OBJ_ROOT;
+        else if (ht_hw_held_unrecorded(w, v) &&
+                 ht_hw_find(w, (uint64_t)(uintptr_t)PyModule_GetDict(v)) != HT_NONE)
+            ht_hw_root(w, v, 0);
     }
 }
 
@@ -3265,7 +3258,6 @@ ht_hw_walk(PyObject *exclude, PyObject *own, PyObject *extra, PyObject *imports,
     if (w.oom)
         goto oom;
     ht_hw_frame_threads(&w);
-    ht_hw_module_roots(&w);
     ht_hw_finish(&w);
     ht_hw_label_cells(&w);
     if (ht_hw_outside_refs(&w, &o, &outside, &noutside) < 0 || ht_hw_reach(&w, outside, noutside) < 0)
