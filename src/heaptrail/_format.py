@@ -1,4 +1,8 @@
-"""Small formatting helpers shared by every view: byte sizes and tables."""
+"""Small formatting helpers shared by every view: byte sizes and tables; and the one way
+heaptrail writes a whole file (replacing, write_file)."""
+import contextlib
+import os
+import stat
 
 
 def human_bytes(n, precision=1):
@@ -39,14 +43,53 @@ def table(headers, rows, align=None):
 
 
 def write_file(path, data):
-    """Writes data (str, as UTF-8, or bytes) to path. A failed write or close names the file,
-    where OSError alone said "[Errno 28] No space left on device"."""
+    """Writes data (str, as UTF-8, or bytes) to path, through `replacing`: a failed write leaves
+    a file already at path as it was. A failed write or close names the file, where OSError
+    alone said "[Errno 28] No space left on device"."""
     if isinstance(data, str):
         data = data.encode("utf-8")
-    try:
-        with open(path, "wb") as f:
+    with replacing(path) as target:
+        with open(target, "wb") as f:
             f.write(data)
-    except OSError as e:
-        if e.filename is None:
+
+
+@contextlib.contextmanager
+def replacing(path):
+    """Yields the name to write `path` through. For a regular file, or none yet, in a directory
+    we may write: a temporary beside it, renamed over `path` once written, removed if writing
+    failed, so a full disk (or a file size limit) leaves the file that was there as it was,
+    where writing in place left it cut short. Anything else (a device like /dev/null, a FIFO,
+    a symlink) is written in place. An OSError naming the temporary, or none, is re-raised
+    naming `path`. Every file heaptrail writes whole (snapshots, exports, reports, graphs)
+    goes through here."""
+    path = os.fsdecode(os.fspath(path))
+    try:
+        st = os.lstat(path)
+        mode = stat.S_IMODE(st.st_mode) if stat.S_ISREG(st.st_mode) else None
+        atomic = mode is not None
+    except FileNotFoundError:
+        mode, atomic = None, True
+    except OSError:
+        mode, atomic = None, False
+    folder = os.path.dirname(os.path.abspath(path))
+    # a file we may not write is not replaced either (its open fails, as it did): a rename
+    # needs only the folder's permission
+    if not atomic or not os.access(folder, os.W_OK) or (mode is not None and not os.access(path, os.W_OK)):
+        tmp = None
+    else:
+        tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        yield tmp or path
+        if tmp is not None:
+            if mode is not None:
+                os.chmod(tmp, mode)   # the file keeps its permissions
+            os.replace(tmp, path)
+    except BaseException as e:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        if isinstance(e, OSError) and e.filename in (tmp, None):
             raise OSError(e.errno, e.strerror or str(e), path) from None
         raise

@@ -33,7 +33,7 @@ from typing import List, NamedTuple, Optional
 
 from heaptrail import _core
 from heaptrail._core import Error as HeaptrailError
-from heaptrail._format import human_bytes, table, write_file
+from heaptrail._format import human_bytes, replacing, table, write_file
 
 _IDENT_KEY = re.compile(r"^\['([A-Za-z_][A-Za-z0-9_]*)'\]$")
 
@@ -295,15 +295,17 @@ def render_dot(text, path, timeout=300):
     # a fork handler with the interpreter, whose list would hold them in every snapshot
     import subprocess
 
-    try:
-        proc = subprocess.run([dot, "-T" + _FORMATS[ext], "-o", path], input=text.encode("utf-8"),
-                              capture_output=True, timeout=timeout)
-    except subprocess.TimeoutExpired:  # run() has killed it
-        raise HeaptrailError(f"dot did not finish {path!r} within {timeout:g} s: draw fewer objects "
-                             "(max_nodes, depth) or write a .dot file") from None
-    if proc.returncode != 0:
-        err = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise HeaptrailError(f"dot failed on {path!r}: {err[-1] if err else 'exit %d' % proc.returncode}")
+    with replacing(path) as target:   # dot failing leaves a file already there whole
+        try:
+            proc = subprocess.run([dot, "-T" + _FORMATS[ext], "-o", target],
+                                  input=text.encode("utf-8"), capture_output=True, timeout=timeout)
+        except subprocess.TimeoutExpired:  # run() has killed it
+            raise HeaptrailError(f"dot did not finish {path!r} within {timeout:g} s: draw fewer "
+                                 "objects (max_nodes, depth) or write a .dot file") from None
+        if proc.returncode != 0:
+            err = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+            raise HeaptrailError(f"dot failed on {path!r}: "
+                                 f"{err[-1] if err else 'exit %d' % proc.returncode}")
     return path
 
 

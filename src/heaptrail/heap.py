@@ -14,7 +14,7 @@ from typing import NamedTuple, Optional
 
 from heaptrail import _core
 from heaptrail._core import Error as HeaptrailError
-from heaptrail._format import human_bytes
+from heaptrail._format import human_bytes, replacing
 from heaptrail.graph import GraphViews
 
 # per-object flags, as heap.h defines them
@@ -219,13 +219,16 @@ class Snapshot(GraphViews):
 
     # ---- files ---------------------------------------------------------------------------------
     def save(self, path):
-        """Writes the snapshot to a compact binary file (see _core/format_snapshot.h)."""
-        self._h.save(os.fspath(path))
+        """Writes the snapshot to a compact binary file (see _core/format_snapshot.h). A failed
+        write leaves a file already at path as it was (_format.replacing)."""
+        with replacing(path) as target:
+            self._h.save(target)
 
     def export_jsonl(self, path):
         """Writes one JSON object per line with meliae's fields (address, type, size, len, value,
-        name, refs)."""
-        self._h.export_jsonl(os.fspath(path))
+        name, refs). A failed write leaves a file already at path as it was."""
+        with replacing(path) as target:
+            self._h.export_jsonl(target)
 
     # ---- what the graph views need -------------------------------------------------------------
     def _index(self, x):

@@ -29,6 +29,7 @@ import types
 
 from heaptrail import _core
 from heaptrail._core import Error as HeaptrailError
+from heaptrail._format import replacing, write_file
 
 __all__ = [
     "count", "typestats", "most_common_types", "show_most_common_types", "growth",
@@ -272,8 +273,7 @@ def _show_graph(objs, backrefs, max_depth, extra_ignore, filter, too_many, highl
         return None
     if filename and filename.endswith(".dot"):
         dot_filename = filename
-        with open(filename, "w", encoding="utf-8") as f:
-            f.write(text)
+        write_file(filename, text)   # a failed write leaves a file already there whole
     else:
         if filename:
             ext = os.path.splitext(filename)[1]
@@ -300,11 +300,12 @@ def _present(dot_filename, filename):
     if not filename:
         filename = dot_filename[:-4] + ".png"
     ext = os.path.splitext(filename)[1]
-    proc = subprocess.run([dot, "-T" + ext[1:], "-o" + filename, dot_filename],
-                          capture_output=True, timeout=300)
-    if proc.returncode != 0:
-        err = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise HeaptrailError(f"dot failed on {filename!r}: {err[-1] if err else proc.returncode}")
+    with replacing(filename) as target:   # dot failing leaves a file already there whole
+        proc = subprocess.run([dot, "-T" + ext[1:], "-o" + target, dot_filename],
+                              capture_output=True, timeout=300)
+        if proc.returncode != 0:
+            err = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+            raise HeaptrailError(f"dot failed on {filename!r}: {err[-1] if err else proc.returncode}")
     print("Image generated as %s" % filename)
 
 

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from functools import total_ordering
 
 from heaptrail import _core
+from heaptrail._format import replacing
 
 __all__ = ["Frame", "Traceback", "Trace", "Statistic", "StatisticDiff", "Filter",
            "DomainFilter", "BaseFilter", "Snapshot"]
@@ -451,8 +452,10 @@ class Snapshot:
         return (_snapshot_from_bytes, (_core._tsnap_dumps(self._handle),))
 
     def dump(self, filename):
-        """Write the snapshot to a file (heaptrail's versioned binary format)."""
-        _core._tsnap_dump(self._handle, os.fsencode(filename))
+        """Write the snapshot to a file (heaptrail's versioned binary format). A failed write
+        leaves a file already there as it was."""
+        with replacing(filename) as target:
+            _core._tsnap_dump(self._handle, os.fsencode(target))
 
     @staticmethod
     def load(filename):

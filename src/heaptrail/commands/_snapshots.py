@@ -1,12 +1,10 @@
 """Helpers shared by the snapshot commands: open a snapshot file with a clear error, parse an
 address, print JSON, write an output file; argument types (positive, count) for every command."""
-import contextlib
 import json
 import os
-import stat
 import sys
 
-from heaptrail._format import write_file
+from heaptrail._format import replacing, write_file as write_output  # noqa: F401 (for the commands)
 from heaptrail.cli import CommandError
 from heaptrail.heap import SNAPSHOT_MAGIC, load
 
@@ -50,52 +48,6 @@ def refuse_overwriting(output, *inputs):
             same = False
         if same:
             raise CommandError(f"{output}: that is the input file {path}: write the output elsewhere")
-
-
-@contextlib.contextmanager
-def replacing(path):
-    """Yields the name to write `path` through. For a regular file, or none yet, in a directory
-    we may write: a temporary beside it, renamed over `path` once written, removed if writing
-    failed, so a full disk (or a file size limit) leaves the file that was there as it was,
-    where writing in place left it cut short. Anything else (a device like /dev/null, a FIFO,
-    a symlink) is written in place. An OSError naming the temporary is re-raised naming `path`."""
-    try:
-        st = os.lstat(path)
-        mode = stat.S_IMODE(st.st_mode) if stat.S_ISREG(st.st_mode) else None
-        atomic = mode is not None
-    except FileNotFoundError:
-        mode, atomic = None, True
-    except OSError:
-        mode, atomic = None, False
-    folder = os.path.dirname(os.path.abspath(path))
-    # a file we may not write is not replaced either (its open fails, as it did): a rename
-    # needs only the folder's permission
-    if not atomic or not os.access(folder, os.W_OK) or (mode is not None and not os.access(path, os.W_OK)):
-        yield path
-        return
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        yield tmp
-        if mode is not None:
-            os.chmod(tmp, mode)   # the file keeps its permissions
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError) and e.filename == tmp:
-            raise OSError(e.errno, e.strerror or str(e), path) from None
-        raise
-
-
-def write_output(path, data):
-    """Writes data (str, as UTF-8, or bytes) to path. The caller computes all of it first, so a
-    failing computation leaves a file already at path as it was, and so does a failing write
-    (replacing); a failed write or close names the file, where OSError alone said
-    "[Errno 28] No space left on device"."""
-    with replacing(path) as target:
-        write_file(target, data)
 
 
 def number(name, convert=int, lo=None, hi=None, most=None):

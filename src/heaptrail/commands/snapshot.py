@@ -8,7 +8,7 @@ import types
 
 from heaptrail.cli import CommandError, note as say, program_starts
 from heaptrail.commands._script import compile_script
-from heaptrail.commands._snapshots import refuse_overwriting, replacing
+from heaptrail.commands._snapshots import refuse_overwriting
 from heaptrail import heap
 from heaptrail._format import human_bytes
 from heaptrail.heap import _take, _set_mark_output
@@ -50,8 +50,7 @@ class SnapshotCommand:
         finally:
             sys.modules["__main__"] = saved_main
             _set_mark_output(None)
-        with replacing(output) as target:   # a failed save leaves the old file whole
-            snap.save(target)
+        snap.save(output)   # a failed save leaves the old file whole (_format.replacing)
         note = (f"; {marks} snapshot{'s' if marks != 1 else ''} at heaptrail.mark() beside it "
                 f"({args.output}.<n>.<label>)" if marks else "")
         say(f"heaptrail: snapshot of {snap.objects} objects ({human_bytes(snap.total_size)} of "

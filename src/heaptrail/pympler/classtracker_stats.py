@@ -14,6 +14,7 @@ import os
 import sys
 
 from heaptrail._core import Error as HeaptrailError
+from heaptrail._format import write_file
 from heaptrail.pympler.classtracker import Asized, Snapshot, TrackedObject
 
 __all__ = ["Stats", "ConsoleStats", "HtmlStats"]
@@ -88,8 +89,7 @@ class Stats:
         }
         text = json.dumps(data, separators=(",", ":"))
         if isinstance(fdump, (str, bytes, os.PathLike)):
-            with open(fdump, "w", encoding="utf-8") as f:
-                f.write(text)
+            write_file(fdump, text)   # a failed write leaves a file already there whole
             return
         if isinstance(fdump, io.TextIOBase):
             fdump.write(text)
@@ -340,8 +340,7 @@ class HtmlStats(Stats):
         """Writes the page to ``fname``; returns the path."""
         if self.tracker is not None:
             self.tracker.stop_periodic_snapshots()
-        with open(fname, "w", encoding="utf-8") as f:
-            f.write(self.render(title))
+        write_file(fname, self.render(title))   # made first: a failure leaves the old page
         return fname
 
     def render(self, title="ClassTracker Statistics"):

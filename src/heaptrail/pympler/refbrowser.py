@@ -18,6 +18,7 @@ import io
 import sys
 
 from heaptrail import _core
+from heaptrail._format import replacing
 from heaptrail.pympler.summary import _ADDRESS, _TYPE_REPR
 
 __all__ = ["RefBrowser", "StreamBrowser", "ConsoleBrowser", "FileBrowser"]
@@ -142,7 +143,7 @@ class FileBrowser(StreamBrowser):
     """Writes the tree to a file."""
 
     def print_tree(self, filename, tree=None):
-        with open(filename, "w", encoding="utf-8") as f:
+        with replacing(filename) as target, open(target, "w", encoding="utf-8") as f:
             old, self.stream = self.stream, f
             try:
                 super().print_tree(tree)
