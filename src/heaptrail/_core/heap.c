@@ -3410,8 +3410,13 @@ ht_kinds_get(ht_kinds *ks, const char *name, size_t len)
     return (ssize_t)ks->nk++;
 }
 
-/* The kind of object i under `by`, memoized per (type, owner type). */
-static ssize_t
+static ssize_t ht_kinds_name(ht_kinds *ks, const ht_heap *h, uint32_t i, int by, uint32_t ot,
+                             uint64_t memo, size_t c);
+
+/* The kind of object i under `by`, memoized per (type, owner type). Inline:
+ * nearly every object hits the recent memo, and the call alone (a
+ * function with a 600-byte frame) cost more than the lookup. */
+static inline ssize_t
 ht_kinds_of(ht_kinds *ks, const ht_heap *h, uint32_t i, int by)
 {
     uint32_t t = h->type[i];
@@ -3422,12 +3427,22 @@ ht_kinds_of(ht_kinds *ks, const ht_heap *h, uint32_t i, int by)
     /* memo key: type and owner type; never 0 (the table's empty key)
      * because objects without a type are not memoized */
     uint64_t memo = ((uint64_t)t << 32) | ot;
-    int memoize = t != HT_NONE;
     /* mixed: owner types are often neighbours (a class, then its dict) */
     size_t c = (size_t)(((uint32_t)(t * 0x9E3779B1u) ^ (uint32_t)(ot * 0x85EBCA77u)) >> 26) &
                (HT_KINDS_MEMO - 1);
-    if (memoize && ks->memo_k[c] >= 0 && memo == ks->memo_key[c])
+    if (t != HT_NONE && ks->memo_k[c] >= 0 && memo == ks->memo_key[c])
         return ks->memo_k[c];
+    return ht_kinds_name(ks, h, i, by, ot, memo, c);
+}
+
+/* ht_kinds_of past the recent memo: the per-heap memo, else the kind's
+ * name made and looked up. */
+static __attribute__((noinline)) ssize_t
+ht_kinds_name(ht_kinds *ks, const ht_heap *h, uint32_t i, int by, uint32_t ot, uint64_t memo,
+              size_t c)
+{
+    uint32_t t = h->type[i];
+    int memoize = t != HT_NONE;
     uint64_t *v = memoize ? ht_table_find(&ks->cache, memo) : NULL;
     if (v) {
         ks->memo_key[c] = memo;
