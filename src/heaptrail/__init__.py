@@ -29,7 +29,7 @@ __all__ = ["HeaptrailError", "__version__", *_FUNCTIONS, *sorted(_SUBMODULES)]
 def __getattr__(name):
     if name not in _FUNCTIONS and name not in _SUBMODULES:
         raise AttributeError(f"module 'heaptrail' has no attribute {name!r}")
-    before = set(sys.modules)
+    before = {name for name, _ in _modules()}
     import gc  # a built-in module
 
     # an import allocates enough to trigger the collector, which would free the program's
@@ -65,12 +65,19 @@ def _note_imports(before):
     """Notes the modules imported since sys.modules held the names in `before` as heaptrail's
     own (those of its package are its own anyway). A new name for a module that was there
     already (importlib._bootstrap is _frozen_importlib) is not an import."""
-    modules = list(sys.modules.items())
+    modules = _modules()
     old = {id(module) for name, module in modules if name in before}
     for name, module in modules:
         if (name not in before and id(module) not in old and name not in _own_imports
                 and name.partition(".")[0] != "heaptrail"):
             _own_imports[name] = module
+
+
+def _modules():
+    """sys.modules' (name, value) pairs, each name an exact str (a key that is no str left out):
+    a str subclass's __hash__ and __eq__ are the program's code, never called by heaptrail."""
+    return [(k if type(k) is str else str.__str__(k), m) for k, m in list(sys.modules.items())
+            if issubclass(type(k), str)]
 
 
 # the command line's frame while it runs a command (cli.main): it and every frame below it are

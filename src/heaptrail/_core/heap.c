@@ -1094,7 +1094,7 @@ ht_hw_defer_size(ht_hw *w, uint32_t i)
 
 /* The deferred sizes, once the walk has recorded everything: the objects
  * are held, Python code may run now. */
-static void
+static int
 ht_hw_size_deferred(ht_hw *w)
 {
     ht_heap *h = w->h;
@@ -1103,12 +1103,17 @@ ht_hw_size_deferred(ht_hw *w)
         PyObject *op = ht_hw_obj(w, i);
         Py_ssize_t sz = ht_size_flat(op);
         if (sz < 0) {
+            /* Ctrl-C (KeyboardInterrupt) or SystemExit raised in a __sizeof__ goes through,
+             * as from sys.getsizeof: cleared, it was lost */
+            if (!PyErr_ExceptionMatches(PyExc_Exception))
+                return -1;
             PyErr_Clear();
             sz = Py_TYPE(op)->tp_basicsize;
         }
         h->size[i] = (uint64_t)sz;
         h->total_size += (uint64_t)sz;
     }
+    return 0;
 }
 
 /* Protects every object found, recorded ones too, before a call that may
@@ -2015,6 +2020,13 @@ ht_hw_attr_learn(ht_hw *w, PyTypeObject *tp, PyObject *op)
                 if (!PyUnicode_CheckExact(name) ||
                     ht_table_add(&seen, (uint64_t)(uintptr_t)name) != 1 || ht_hw_class_has(tp, name))
                     continue;
+                /* a data descriptor (object's __class__) is read in its place, never from the
+                 * inline values: its value (the class) labeled another attribute that holds
+                 * the same object (".__class__" for an enum member's __objclass__) */
+                PyTypeObject *downer = NULL;
+                PyObject *dd = ht_hw_mro_get(tp, name, &downer);
+                if (dd != NULL && Py_TYPE(dd)->tp_descr_set != NULL)
+                    continue;
                 if (!ht_hw_name_safe(w, tp, name)) {
                     if (ht_hw_guard(w) < 0)
                         continue;
@@ -2138,22 +2150,24 @@ ht_hw_closure(ht_hw *w, PyFunctionObject *fn)
     PyObject *cl = fn->func_closure;
     if (cl == NULL || !PyTuple_Check(cl) || fn->func_code == NULL || !PyCode_Check(fn->func_code))
         return;
-    PyObject *free = PyCode_GetFreevars((PyCodeObject *)fn->func_code);
-    if (free == NULL) {
-        PyErr_Clear();
+    /* the free variables' names are the last co_nfreevars of co_localsplusnames, in the
+     * closure's order: read in place, as PyCode_GetFreevars would make a tuple that 3.12 and
+     * 3.13 cache on the code object (a new object left in the program per closure's code) */
+    PyCodeObject *co = (PyCodeObject *)fn->func_code;
+    PyObject *names = co->co_localsplusnames;
+    if (names == NULL || !PyTuple_Check(names) || co->co_nfreevars > PyTuple_GET_SIZE(names))
         return;
-    }
-    for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(cl) && j < PyTuple_GET_SIZE(free); j++) {
+    Py_ssize_t first = PyTuple_GET_SIZE(names) - co->co_nfreevars;
+    for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(cl) && j < co->co_nfreevars; j++) {
         ht_text t;
         t.len = 0;
-        ht_text_name(&t, PyTuple_GET_ITEM(free, j));
+        ht_text_name(&t, PyTuple_GET_ITEM(names, first + j));
         uint32_t id = ht_hw_intern(w, t.buf, t.len);
         if (ht_hw_push_u64(w, &w->cells, &w->ncells, &w->cellcap,
                            (uint64_t)(uintptr_t)PyTuple_GET_ITEM(cl, j)) < 0 ||
             ht_hw_push_u64(w, &w->cells, &w->ncells, &w->cellcap, id) < 0)
             break;
     }
-    Py_DECREF(free);
 }
 
 /* Code objects have no tp_traverse, but they hold their constants, names
@@ -3266,8 +3280,8 @@ ht_hw_walk(PyObject *exclude, PyObject *own, PyObject *extra, PyObject *imports,
     if (garbage < 0)
         goto oom;
     *collect = garbage || w.ex_refs_gc;
-    if (!(draft && *collect))
-        ht_hw_size_deferred(&w);
+    if (!(draft && *collect) && ht_hw_size_deferred(&w) < 0)
+        goto fail;
     result = w.h;
     goto done;
 oom:
