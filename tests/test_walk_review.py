@@ -222,7 +222,8 @@ def _closure_maker():
 
 
 def _tuples_of(names):
-    return [o for o in gc.get_objects() if type(o) is tuple and o == names]
+    return [o for o in gc.get_objects()
+            if type(o) is tuple and len(o) == len(names) and all(type(x) is str for x in o) and o == names]
 
 
 def test_the_walk_creates_no_object_the_program_keeps():

@@ -29,7 +29,6 @@ __all__ = ["HeaptrailError", "__version__", *_FUNCTIONS, *sorted(_SUBMODULES)]
 def __getattr__(name):
     if name not in _FUNCTIONS and name not in _SUBMODULES:
         raise AttributeError(f"module 'heaptrail' has no attribute {name!r}")
-    before = {name for name, _ in _modules()}
     import gc  # a built-in module
 
     # an import allocates enough to trigger the collector, which would free the program's
@@ -37,6 +36,7 @@ def __getattr__(name):
     global _young_import_garbage
     was_enabled = gc.isenabled()
     gc.disable()
+    before = {_name(k) for k in list(sys.modules)}
     try:
         import importlib  # not always imported yet (it imports warnings)
 
@@ -73,11 +73,17 @@ def _note_imports(before):
             _own_imports[name] = module
 
 
+def _name(key):
+    """sys.modules key as an exact str ("" for a key that is no str): a str subclass's __hash__
+    and __eq__ are the program's code, never called by heaptrail."""
+    if type(key) is str:
+        return key
+    return str.__str__(key) if issubclass(type(key), str) else ""
+
+
 def _modules():
-    """sys.modules' (name, value) pairs, each name an exact str (a key that is no str left out):
-    a str subclass's __hash__ and __eq__ are the program's code, never called by heaptrail."""
-    return [(k if type(k) is str else str.__str__(k), m) for k, m in list(sys.modules.items())
-            if issubclass(type(k), str)]
+    """sys.modules' (name, value) pairs, each name an exact str (keys that are no str left out)."""
+    return [(_name(k), m) for k, m in list(sys.modules.items()) if issubclass(type(k), str)]
 
 
 # the command line's frame while it runs a command (cli.main): it and every frame below it are
