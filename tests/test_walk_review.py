@@ -188,6 +188,46 @@ def test_sizing_never_calls_a_metaclass_getattribute():
     assert "sizes True True" in ran
 
 
+def test_thread_subclasses_properties_are_not_read():
+    """The frames' thread names came from threading.enumerate() and each Thread's `name` and
+    `ident` properties: a Thread subclass's own `name` property or __getattribute__ ran. The
+    names are read from the threads' fields; a frame still says its thread."""
+    ran = _spied("""
+    import threading
+
+    class Worker(threading.Thread):
+        def __getattribute__(self, attr):
+            log("Worker.__getattribute__", attr)
+            return threading.Thread.__getattribute__(self, attr)
+
+        @property
+        def label(self):
+            log("Worker.label")
+            return "x"
+
+    stop = threading.Event()
+    ready = threading.Event()
+
+    def work():
+        ready.set()
+        stop.wait(30)
+
+    w = Worker(target=work, name="walk-review-worker")
+    w.start()
+    ready.wait(10)
+    armed[0] = True
+    snap = heaptrail.snapshot(gc_first=False)
+    armed[0] = False
+    frames = [snap._h.record(i) for i in range(snap.objects) if snap._h.record(i)[5] & (1 << 7)]
+    named = any(r[4] == "work" and r[7] == "walk-review-worker" for r in frames)
+    stop.set()
+    w.join()
+    armed[0] = True
+    log("named", named)
+    """)
+    assert [c for c in ran if not c.startswith(("audit ", "Sized."))] == ["named True"]
+
+
 def test_the_walk_runs_none_of_the_programs_code():
     """Spies on every hook the walk could reach: only a Python __sizeof__ runs, once, after the
     walk (documented); no collection ran (no garbage), so no gc callback; the C walk raises no

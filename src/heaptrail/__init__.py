@@ -29,6 +29,7 @@ __all__ = ["HeaptrailError", "__version__", *_FUNCTIONS, *sorted(_SUBMODULES)]
 def __getattr__(name):
     if name not in _FUNCTIONS and name not in _SUBMODULES:
         raise AttributeError(f"module 'heaptrail' has no attribute {name!r}")
+    before = {_name(k) for k in list(sys.modules)}  # two container allocations: no collection
     import gc  # a built-in module
 
     # an import allocates enough to trigger the collector, which would free the program's
@@ -36,7 +37,6 @@ def __getattr__(name):
     global _young_import_garbage
     was_enabled = gc.isenabled()
     gc.disable()
-    before = {_name(k) for k in list(sys.modules)}
     try:
         import importlib  # not always imported yet (it imports warnings)
 

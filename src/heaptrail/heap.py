@@ -340,9 +340,20 @@ _module_dict = types.ModuleType.__dict__["__dict__"].__get__  # read in C, past 
 def _thread_names():
     """{thread ident: name} of the threads threading knows (none when it is not imported)."""
     threading = sys.modules.get("threading")
-    if threading is None:
+    if not _is_module(threading):
         return {}
-    return {t.ident: t.name for t in threading.enumerate() if t.ident is not None}
+    # the running threads' own fields (threading._active: ident -> Thread), read past a Thread
+    # subclass's `name` property or __getattribute__, which are the program's code
+    active = _module_dict(threading).get("_active")
+    names = {}
+    for ident, t in list(active.items()) if type(active) is dict else ():
+        try:
+            name = object.__getattribute__(t, "_name")
+        except AttributeError:
+            continue
+        if type(ident) is int and type(name) is str:
+            names[ident] = name
+    return names
 
 
 def _own_imports():
