@@ -35,9 +35,10 @@
  *      is a root (HT_OBJ_EXTERNAL). Whatever no root reaches is flagged
  *      HT_OBJ_UNREACHABLE: that is cyclic garbage when gc_first=False.
  * Nothing the walk creates is recorded: it creates no Python objects except
- * what PyCode_GetFreevars returns, the exceptions of failed
- * attribute reads (released at once, never reachable from the heap) and the
- * frames of step 3.
+ * the exceptions of failed attribute reads (released at once, never
+ * reachable from the heap) and the frames of step 3 (a closure's variable
+ * names are read in place: PyCode_GetFreevars's tuple stays cached on the
+ * code object on 3.12+, see ht_hw_closure).
  * Speed (benchmarks/cases/heap.py, 1.45M objects, 2.5M edges; snapshot +
  * summary, gc_first=False, CPU time): 3.11 0.37 -> 0.30 s, 3.12 0.33 ->
  * 0.28 s, 3.13 0.31 -> 0.26 s, through the big arrays on huge pages
@@ -1019,8 +1020,8 @@ ht_hw_add_ex(ht_hw *w, PyObject *op, int how)
  * Every call the walk makes was checked for this: tp_traverse (must not run
  * code, the collector relies on it), PyDict_Next, the flat size of types
  * whose __sizeof__ is the interpreter's own C function (ht_hw_tfacts), the
- * frame and code accessors (PyFrame_GetCode, PyCode_GetFreevars: they
- * allocate, never call code), lookups of a str key
+ * frame and code accessors (PyFrame_GetCode: it allocates, never calls
+ * code), lookups of a str key
  * by reading a dict's entries (ht_hw_dict_str_get: no __eq__ call), and
  * PyObject_GenericGetAttr for inline attributes when the class's lookup
  * calls no __eq__ and the name resolves to nothing or to what the
