@@ -29,7 +29,7 @@ __all__ = ["HeaptrailError", "__version__", *_FUNCTIONS, *sorted(_SUBMODULES)]
 def __getattr__(name):
     if name not in _FUNCTIONS and name not in _SUBMODULES:
         raise AttributeError(f"module 'heaptrail' has no attribute {name!r}")
-    before = set(sys.modules)
+    before = {_name(k) for k in list(sys.modules)}  # two container allocations: no collection
     import gc  # a built-in module
 
     # an import allocates enough to trigger the collector, which would free the program's
@@ -65,12 +65,25 @@ def _note_imports(before):
     """Notes the modules imported since sys.modules held the names in `before` as heaptrail's
     own (those of its package are its own anyway). A new name for a module that was there
     already (importlib._bootstrap is _frozen_importlib) is not an import."""
-    modules = list(sys.modules.items())
+    modules = _modules()
     old = {id(module) for name, module in modules if name in before}
     for name, module in modules:
         if (name not in before and id(module) not in old and name not in _own_imports
                 and name.partition(".")[0] != "heaptrail"):
             _own_imports[name] = module
+
+
+def _name(key):
+    """sys.modules key as an exact str ("" for a key that is no str): a str subclass's __hash__
+    and __eq__ are the program's code, never called by heaptrail."""
+    if type(key) is str:
+        return key
+    return str.__str__(key) if issubclass(type(key), str) else ""
+
+
+def _modules():
+    """sys.modules' (name, value) pairs, each name an exact str (keys that are no str left out)."""
+    return [(_name(k), m) for k, m in list(sys.modules.items()) if issubclass(type(k), str)]
 
 
 # the command line's frame while it runs a command (cli.main): it and every frame below it are

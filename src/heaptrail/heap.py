@@ -305,9 +305,13 @@ def _own_objects():
     frame from the command down (the command and what launched it)."""
     import heaptrail
 
-    own = [m for name, m in list(sys.modules.items())
-           if (name == "heaptrail" or name.startswith("heaptrail.")) and isinstance(m, types.ModuleType)]
-    module_dicts = {id(m.__dict__) for m in list(sys.modules.values()) if isinstance(m, types.ModuleType)}
+    # no code of the program's: an entry that is no module may fake its __class__ (isinstance
+    # reads it), a module subclass its __getattribute__ (m.__dict__), a str subclass key its
+    # __eq__ and __hash__
+    entries = heaptrail._modules()
+    modules = [m for _, m in entries if _is_module(m)]
+    own = [m for name, m in entries if _is_module(m) and name.partition(".")[0] == "heaptrail"]
+    module_dicts = {id(_module_dict(m)) for m in modules}
     here = sys._getframe()
     # this thread's from the caller (this frame is done before the walk); the others' as they are
     tops = [sys._getframe(1)] + [f for f in sys._current_frames().values() if f is not here]
@@ -327,12 +331,32 @@ def _own_objects():
     return tuple(own)
 
 
+def _is_module(obj):
+    """Whether obj is a module as the C walk sees it (PyModule_Check: its real type), without
+    reading its __class__."""
+    return issubclass(type(obj), types.ModuleType)
+
+
+_module_dict = types.ModuleType.__dict__["__dict__"].__get__  # read in C, past any __getattribute__
+
+
 def _thread_names():
     """{thread ident: name} of the threads threading knows (none when it is not imported)."""
     threading = sys.modules.get("threading")
-    if threading is None:
+    if not _is_module(threading):
         return {}
-    return {t.ident: t.name for t in threading.enumerate() if t.ident is not None}
+    # the running threads' own fields (threading._active: ident -> Thread), read past a Thread
+    # subclass's `name` property or __getattribute__, which are the program's code
+    active = _module_dict(threading).get("_active")
+    names = {}
+    for ident, t in list(active.items()) if type(active) is dict else ():
+        try:
+            name = object.__getattribute__(t, "_name")
+        except AttributeError:
+            continue
+        if type(ident) is int and type(name) is str:
+            names[ident] = name
+    return names
 
 
 def _own_imports():
@@ -340,7 +364,10 @@ def _own_imports():
     still lists: held, not seeds (the walk records one the program refers to)."""
     import heaptrail
 
-    return tuple(m for name, m in list(heaptrail._own_imports.items()) if sys.modules.get(name) is m)
+    own = heaptrail._own_imports  # exact str keys (heaptrail._note_imports)
+    # sys.modules' entries read in place: a lookup by name compares with a str subclass key
+    # through its __eq__
+    return tuple(m for name, m in heaptrail._modules() if own.get(name) is m)
 
 
 def _walk(gc_first, exclude):

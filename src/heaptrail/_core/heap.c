@@ -35,9 +35,10 @@
  *      is a root (HT_OBJ_EXTERNAL). Whatever no root reaches is flagged
  *      HT_OBJ_UNREACHABLE: that is cyclic garbage when gc_first=False.
  * Nothing the walk creates is recorded: it creates no Python objects except
- * what PyCode_GetFreevars returns, the exceptions of failed
- * attribute reads (released at once, never reachable from the heap) and the
- * frames of step 3.
+ * the exceptions of failed attribute reads (released at once, never
+ * reachable from the heap) and the frames of step 3 (a closure's variable
+ * names are read in place: PyCode_GetFreevars's tuple stays cached on the
+ * code object on 3.12+, see ht_hw_closure).
  * Speed (benchmarks/cases/heap.py, 1.45M objects, 2.5M edges; snapshot +
  * summary, gc_first=False, CPU time): 3.11 0.37 -> 0.30 s, 3.12 0.33 ->
  * 0.28 s, 3.13 0.31 -> 0.26 s, through the big arrays on huge pages
@@ -1019,8 +1020,8 @@ ht_hw_add_ex(ht_hw *w, PyObject *op, int how)
  * Every call the walk makes was checked for this: tp_traverse (must not run
  * code, the collector relies on it), PyDict_Next, the flat size of types
  * whose __sizeof__ is the interpreter's own C function (ht_hw_tfacts), the
- * frame and code accessors (PyFrame_GetCode, PyCode_GetFreevars: they
- * allocate, never call code), lookups of a str key
+ * frame and code accessors (PyFrame_GetCode: it allocates, never calls
+ * code), lookups of a str key
  * by reading a dict's entries (ht_hw_dict_str_get: no __eq__ call), and
  * PyObject_GenericGetAttr for inline attributes when the class's lookup
  * calls no __eq__ and the name resolves to nothing or to what the
@@ -1094,7 +1095,7 @@ ht_hw_defer_size(ht_hw *w, uint32_t i)
 
 /* The deferred sizes, once the walk has recorded everything: the objects
  * are held, Python code may run now. */
-static void
+static int
 ht_hw_size_deferred(ht_hw *w)
 {
     ht_heap *h = w->h;
@@ -1103,12 +1104,17 @@ ht_hw_size_deferred(ht_hw *w)
         PyObject *op = ht_hw_obj(w, i);
         Py_ssize_t sz = ht_size_flat(op);
         if (sz < 0) {
+            /* Ctrl-C (KeyboardInterrupt) or SystemExit raised in a __sizeof__ goes through,
+             * as from sys.getsizeof: cleared, it was lost */
+            if (!PyErr_ExceptionMatches(PyExc_Exception))
+                return -1;
             PyErr_Clear();
             sz = Py_TYPE(op)->tp_basicsize;
         }
         h->size[i] = (uint64_t)sz;
         h->total_size += (uint64_t)sz;
     }
+    return 0;
 }
 
 /* Protects every object found, recorded ones too, before a call that may
@@ -2036,6 +2042,13 @@ ht_hw_attr_learn(ht_hw *w, PyTypeObject *tp, PyObject *op)
                 if (!PyUnicode_CheckExact(name) ||
                     ht_table_add(&seen, (uint64_t)(uintptr_t)name) != 1 || ht_hw_class_has(tp, name))
                     continue;
+                /* a data descriptor (object's __class__) is read in its place, never from the
+                 * inline values: its value (the class) labeled another attribute that holds
+                 * the same object (".__class__" for an enum member's __objclass__) */
+                PyTypeObject *downer = NULL;
+                PyObject *dd = ht_hw_mro_get(tp, name, &downer);
+                if (dd != NULL && Py_TYPE(dd)->tp_descr_set != NULL)
+                    continue;
                 if (!ht_hw_name_safe(w, tp, name)) {
                     if (ht_hw_guard(w) < 0)
                         continue;
@@ -2159,22 +2172,24 @@ ht_hw_closure(ht_hw *w, PyFunctionObject *fn)
     PyObject *cl = fn->func_closure;
     if (cl == NULL || !PyTuple_Check(cl) || fn->func_code == NULL || !PyCode_Check(fn->func_code))
         return;
-    PyObject *free = PyCode_GetFreevars((PyCodeObject *)fn->func_code);
-    if (free == NULL) {
-        PyErr_Clear();
+    /* the free variables' names are the last co_nfreevars of co_localsplusnames, in the
+     * closure's order: read in place, as PyCode_GetFreevars would make a tuple that 3.12 and
+     * 3.13 cache on the code object (a new object left in the program per closure's code) */
+    PyCodeObject *co = (PyCodeObject *)fn->func_code;
+    PyObject *names = co->co_localsplusnames;
+    if (names == NULL || !PyTuple_Check(names) || co->co_nfreevars > PyTuple_GET_SIZE(names))
         return;
-    }
-    for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(cl) && j < PyTuple_GET_SIZE(free); j++) {
+    Py_ssize_t first = PyTuple_GET_SIZE(names) - co->co_nfreevars;
+    for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(cl) && j < co->co_nfreevars; j++) {
         ht_text t;
         t.len = 0;
-        ht_text_name(&t, PyTuple_GET_ITEM(free, j));
+        ht_text_name(&t, PyTuple_GET_ITEM(names, first + j));
         uint32_t id = ht_hw_intern(w, t.buf, t.len);
         if (ht_hw_push_u64(w, &w->cells, &w->ncells, &w->cellcap,
                            (uint64_t)(uintptr_t)PyTuple_GET_ITEM(cl, j)) < 0 ||
             ht_hw_push_u64(w, &w->cells, &w->ncells, &w->cellcap, id) < 0)
             break;
     }
-    Py_DECREF(free);
 }
 
 /* Code objects have no tp_traverse, but they hold their constants, names
@@ -3287,8 +3302,8 @@ ht_hw_walk(PyObject *exclude, PyObject *own, PyObject *extra, PyObject *imports,
     if (garbage < 0)
         goto oom;
     *collect = garbage || w.ex_refs_gc;
-    if (!(draft && *collect))
-        ht_hw_size_deferred(&w);
+    if (!(draft && *collect) && ht_hw_size_deferred(&w) < 0)
+        goto fail;
     result = w.h;
     goto done;
 oom:

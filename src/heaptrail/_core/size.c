@@ -85,7 +85,9 @@ ht_size__decide(PyTypeObject *tp, ht_size_rule *r)
 {
     memset(r, 0, sizeof(*r));
     r->tp = tp;
-    PyObject *descr = PyObject_GetAttr((PyObject *)tp, ht_size_name);
+    /* type's own getattro, as sys.getsizeof looks __sizeof__ up on the type's MRO: through
+     * PyObject_GetAttr a metaclass's __getattribute__ ran (Python code, after a walk) */
+    PyObject *descr = PyType_Type.tp_getattro((PyObject *)tp, ht_size_name);
     if (descr == NULL)
         return -1;
     /* the lookup above gives the type a version tag if it can have one */
@@ -197,7 +199,7 @@ static PyObject *
 ht_size__call_sizeof(PyObject *op)
 {
     PyTypeObject *tp = Py_TYPE(op);
-    PyObject *attr = PyObject_GetAttr((PyObject *)tp, ht_size_name);
+    PyObject *attr = PyType_Type.tp_getattro((PyObject *)tp, ht_size_name); /* as in ht_size__decide */
     if (attr == NULL)
         return NULL;
     descrgetfunc get = Py_TYPE(attr)->tp_descr_get;
