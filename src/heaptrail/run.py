@@ -81,6 +81,9 @@ def start(path, interval=0.01, sample=None, frames=tracer.DEFAULT_FRAMES, follow
         atexit.register(stop)
         _state["atexit"] = True
     threading.setprofile(_name_thread)
+    # os._exit skips atexit and every finally: the capture is closed first, or the
+    # events still in the writer's buffers (all of a short program's) were lost
+    os._exit = _exit_closing
     if not _state["fork_hook"]:
         os.register_at_fork(after_in_child=_after_fork_child)
         _state["fork_hook"] = True
@@ -97,6 +100,8 @@ def stop():
     Returns the path written, or None when nothing was capturing."""
     if threading.getprofile() is _name_thread:
         threading.setprofile(None)
+    if os._exit is _exit_closing:
+        os._exit = _real_exit
     was = _core._runcap_active()
     _core._runcap_stop()
     tracer.stop()
@@ -125,8 +130,8 @@ _real_exit = os._exit
 
 
 def _exit_closing(code):
-    """os._exit in a followed fork child (multiprocessing's fork workers end
-    with it): the child's capture is closed first, so it is complete."""
+    """os._exit while capturing (and in a followed fork child: multiprocessing's
+    fork workers end with it): the capture is closed first, so it is complete."""
     try:
         stop()
     finally:

@@ -94,7 +94,9 @@ class RunCommand:
             return lines.run_script(what, argv)
         spec = None
         if kind == "script":
-            code = compile_script(what)
+            # as python: the code's file name and __file__ are absolute (a program that
+            # chdirs can still find its data beside __file__; tracebacks name the real file)
+            code = compile_script(os.path.abspath(what))
             label = os.path.splitext(os.path.basename(what))[0]
         elif kind == "code":
             code = compile_source(what, "<string>")
@@ -167,14 +169,19 @@ def _module_code(name):
     """(code, spec) of module `name` as python -m finds it (a package runs
     its __main__)."""
     import importlib.util
+    # python -m looks in the current directory first; the installed `heaptrail` script's
+    # sys.path[0] is its bin directory, where `run -m pkg.mod` found no pkg
+    sys.path.insert(0, os.getcwd())
     try:
         spec = importlib.util.find_spec(name)
         if spec is not None and spec.submodule_search_locations is not None:
             spec = importlib.util.find_spec(name + ".__main__")
+        if spec is None and importlib.util.find_spec(name) is not None:   # python -m's words
+            raise CommandError(f"no module named {name}.__main__: {name!r} is a package and cannot be run")
     except (ImportError, ValueError) as e:
         raise CommandError(f"no module named {name!r} ({e})")
-    if spec is None and importlib.util.find_spec(name) is not None:   # python -m's words
-        raise CommandError(f"no module named {name}.__main__: {name!r} is a package and cannot be run")
+    finally:
+        sys.path.remove(os.getcwd())
     if spec is None or spec.loader is None or not hasattr(spec.loader, "get_code"):
         raise CommandError(f"no module named {name!r}")
     try:
@@ -198,7 +205,9 @@ def _run_program(kind, what, code, argv, main):
         sys.argv = [main.__dict__.get("__file__", what) if kind == "module" else what, *argv]
         if kind == "code":
             sys.argv[0] = "-c"
-        sys.path.insert(0, os.path.dirname(os.path.abspath(what)) if kind == "script" else os.getcwd())
+        # python: the script's real directory, '' for -c (the cwd, whatever it becomes), the cwd for -m
+        sys.path.insert(0, os.path.dirname(os.path.realpath(what)) if kind == "script" else
+                        "" if kind == "code" else os.getcwd())
         sys.modules["__main__"] = main
         exec(code, main.__dict__)
         _join_threads()
@@ -230,8 +239,12 @@ def _run_program(kind, what, code, argv, main):
 def _main_module(kind, what, spec):
     main = types.ModuleType("__main__")
     main.__builtins__ = builtins
+    main.__annotations__ = {}
     if kind == "script":
-        main.__file__ = what
+        import importlib.machinery
+        main.__file__ = os.path.abspath(what)   # absolute, as python gives it since 3.9
+        main.__cached__ = None
+        main.__loader__ = importlib.machinery.SourceFileLoader("__main__", main.__file__)
     elif kind == "module":
         main.__spec__ = spec
         main.__loader__ = spec.loader

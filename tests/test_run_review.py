@@ -1,0 +1,123 @@
+"""heaptrail run, reviewed as a demanding memray user would: the program runs as
+`python script.py` runs it, hard exits keep their capture, and the reports made
+from a capture agree with the sizes the program is known to allocate."""
+import os
+import sys
+import textwrap
+
+import pytest
+
+from conftest import run_cli
+
+MiB = 2**20
+
+# prints what a program can see of how it was started; the same lines under python and heaptrail run
+PROBE = textwrap.dedent("""\
+    import os, sys
+    here = os.path.dirname(os.path.abspath(__file__))
+    os.chdir("/")                                   # a program that changes directory ...
+    with open(os.path.join(here, "data.txt")) as f: # ... still finds its data beside __file__
+        print("data", f.read().strip())
+    print("file", __file__, os.path.isabs(__file__))
+    print("cached", __cached__, "spec", __spec__, "package", __package__)
+    print("loader", type(__loader__).__name__, __loader__.name, __loader__.path == __file__)
+    print("annotations", __annotations__)
+    print("argv", sys.argv, "path0", sys.path[0])
+    print("code file", sys._getframe().f_code.co_filename)
+    if __name__ == "__main__":
+        print("main")
+    """)
+
+
+def _probe_dir(tmp_path):
+    d = tmp_path / "prog"
+    d.mkdir()
+    (d / "probe.py").write_text(PROBE)
+    (d / "data.txt").write_text("beside the script\n")
+    return d
+
+
+def test_script_sees_what_python_gives_it(tmp_path):
+    import subprocess
+
+    d = _probe_dir(tmp_path)
+    want = subprocess.run([sys.executable, "probe.py", "a b", "-x"], cwd=str(d), capture_output=True,
+                          text=True, timeout=60)
+    assert want.returncode == 0, want.stderr
+    got = run_cli("run", "--quiet", "-o", str(tmp_path / "p.htcap"), "probe.py", "a b", "-x", cwd=str(d))
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == want.stdout
+    assert f"file {d / 'probe.py'} True" in got.stdout
+
+
+def test_traceback_names_the_script_by_its_full_path(tmp_path):
+    d = tmp_path / "w"
+    d.mkdir()
+    (d / "bad.py").write_text("keep = bytearray(3 * 2**20)\nraise RuntimeError('boom 7')\n")
+    out = tmp_path / "b.htcap"
+    proc = run_cli("run", "--quiet", "-o", str(out), "bad.py", cwd=str(d))
+    assert proc.returncode == 1
+    assert f'File "{d / "bad.py"}", line 2, in <module>' in proc.stderr
+    assert proc.stderr.rstrip().endswith("RuntimeError: boom 7")
+    from heaptrail import capture
+
+    cap = capture.open(str(out))
+    assert cap.truncated is None
+    rows = [r for r in cap.rows("leaks", by="line", top=0) if r.file == str(d / "bad.py") and r.line == 1]
+    assert len(rows) == 1 and 3 * MiB <= rows[0].bytes < 3 * MiB + 200
+
+
+def test_module_in_the_current_directory_from_the_installed_script(tmp_path):
+    """The `heaptrail` console script's sys.path[0] is its bin directory, not the cwd:
+    `heaptrail run -m pkg.mod` must still find pkg in the cwd, as python -m does."""
+    import subprocess
+
+    work = tmp_path / "work"
+    (work / "pkg").mkdir(parents=True)
+    (work / "pkg" / "__init__.py").write_text("")
+    (work / "pkg" / "mod.py").write_text(
+        "import sys\nkeep = bytearray(2**20)\nprint('ran', __name__, __spec__.name, sys.argv[1:])\n")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "heaptrail").write_text("import sys\nfrom heaptrail.cli import main\nsys.exit(main())\n")
+    env = dict(os.environ)
+    src = os.path.dirname(os.path.dirname(os.path.abspath(__import__("heaptrail").__file__)))
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run([sys.executable, str(bindir / "heaptrail"), "run", "--quiet", "-o", "m.htcap",
+                           "-m", "pkg.mod", "x"], cwd=str(work), capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "ran __main__ pkg.mod ['x']\n"
+    # and a module that is not there is still one clear line
+    proc = subprocess.run([sys.executable, str(bindir / "heaptrail"), "run", "-o", "n.htcap", "-m",
+                           "pkg.nothere"], cwd=str(work), capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "heaptrail: error: no module named 'pkg.nothere'"
+
+
+def test_code_has_the_empty_path_entry(tmp_path):
+    code = "import sys; print(repr(sys.path[0]), sys.argv)"
+    proc = run_cli("run", "--quiet", "-o", str(tmp_path / "c.htcap"), "-c", code, "q", cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "'' ['-c', 'q']\n"    # as python -c: the cwd, whatever it becomes
+
+
+def test_os_exit_keeps_the_capture(tmp_path):
+    """os._exit skips every finally and atexit handler: the capture is closed first,
+    or a short program's events, all still in the writer's buffers, were lost."""
+    (tmp_path / "oe.py").write_text(textwrap.dedent("""\
+        import os, sys
+        keep = bytearray(4 * 2**20)
+        sys.stdout.write("bye\\n"); sys.stdout.flush()
+        os._exit(5)
+        """))
+    out = tmp_path / "oe.htcap"
+    proc = run_cli("run", "--quiet", "-o", str(out), "oe.py", cwd=str(tmp_path))
+    assert proc.returncode == 5 and proc.stdout == "bye\n"
+    from heaptrail import capture
+
+    cap = capture.open(str(out))
+    assert cap.truncated is None
+    rows = [r for r in cap.rows("leaks", by="line", top=0) if r.file and r.file.endswith("oe.py") and r.line == 2]
+    assert [r.count for r in rows] == [2]     # the bytearray and its buffer
+    assert 4 * MiB <= rows[0].bytes < 4 * MiB + 200
