@@ -121,3 +121,51 @@ def test_os_exit_keeps_the_capture(tmp_path):
     rows = [r for r in cap.rows("leaks", by="line", top=0) if r.file and r.file.endswith("oe.py") and r.line == 2]
     assert [r.count for r in rows] == [2]     # the bytearray and its buffer
     assert 4 * MiB <= rows[0].bytes < 4 * MiB + 200
+
+
+APP_MAIN = textwrap.dedent("""\
+    import sys
+    import helper                                   # beside __main__: sys.path[0] is the app
+    keep = helper.make()
+    print(__name__, __file__, __spec__.name, repr(__package__), sys.argv, sys.path[0], len(keep))
+    """)
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["directory", "zipapp"])
+def test_directory_and_zipapp_run_their_main(tmp_path, packed):
+    """python DIR and python app.pyz run DIR/__main__.py: heaptrail run read the directory
+    ("Is a directory") or the zip's bytes as source ("syntax error: null bytes")."""
+    import subprocess
+    import zipfile
+
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "__main__.py").write_text(APP_MAIN)
+    (app / "helper.py").write_text("def make():\n    return bytearray(3 * 2**20)\n")
+    target = "app"
+    if packed:
+        target = "app.pyz"
+        with zipfile.ZipFile(tmp_path / target, "w") as z:
+            z.write(app / "__main__.py", "__main__.py")
+            z.write(app / "helper.py", "helper.py")
+    want = subprocess.run([sys.executable, target, "z"], cwd=str(tmp_path), capture_output=True, text=True,
+                          timeout=60)
+    assert want.returncode == 0, want.stderr
+    out = tmp_path / "a.htcap"
+    got = run_cli("run", "--quiet", "-o", str(out), target, "z", cwd=str(tmp_path))
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == want.stdout
+    from heaptrail import capture
+
+    rows = [r for r in capture.open(str(out)).rows("leaks", by="line", top=0)
+            if r.file and r.file.endswith("helper.py") and r.line == 2]
+    assert [r.count for r in rows] == [2]
+    assert 3 * MiB <= rows[0].bytes < 3 * MiB + 200
+
+
+def test_directory_without_main_is_one_line(tmp_path):
+    (tmp_path / "empty").mkdir()
+    proc = run_cli("run", "-o", str(tmp_path / "e.htcap"), "empty", cwd=str(tmp_path))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == ["heaptrail: error: empty: can't find a __main__ module in it"]
+    assert not (tmp_path / "e.htcap").exists()

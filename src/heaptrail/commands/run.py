@@ -93,7 +93,11 @@ class RunCommand:
             from heaptrail import lines
             return lines.run_script(what, argv)
         spec = None
-        if kind == "script":
+        if kind == "script" and _is_archive(what):   # python DIR or python app.pyz: its __main__
+            kind = "archive"
+            code, spec = _archive_code(what)
+            label = os.path.splitext(os.path.basename(os.path.abspath(what)))[0]
+        elif kind == "script":
             # as python: the code's file name and __file__ are absolute (a program that
             # chdirs can still find its data beside __file__; tracebacks name the real file)
             code = compile_script(os.path.abspath(what))
@@ -107,7 +111,7 @@ class RunCommand:
         if args.output == "":   # not the default name in its place
             raise CommandError("-o needs a file name")
         out = args.output or f"heaptrail-{_safe(label)}-{os.getpid()}.htcap"
-        refuse_overwriting(out, what if kind == "script" else spec and spec.origin)
+        refuse_overwriting(out, what if kind in ("script", "archive") else spec and spec.origin)
         out_dir = os.path.dirname(os.path.abspath(out))
         if not os.path.isdir(out_dir):
             raise CommandError(f"{out}: no such directory {out_dir}")
@@ -196,6 +200,34 @@ def _module_code(name):
     return code, spec
 
 
+def _is_archive(path):
+    """A directory or zip file python runs by its __main__ module."""
+    import zipfile
+
+    try:
+        return os.path.isdir(path) or (os.path.isfile(path) and zipfile.is_zipfile(path))
+    except OSError:
+        return False
+
+
+def _archive_code(path):
+    """(code, spec) of the __main__ module of a directory or zip file, found on
+    it alone as python finds it (it becomes sys.path[0] when the program runs)."""
+    import importlib.machinery
+
+    where = os.path.abspath(path)
+    try:
+        spec = importlib.machinery.PathFinder.find_spec("__main__", [where])
+        code = spec.loader.get_code("__main__") if spec is not None and spec.loader is not None else None
+    except SyntaxError as e:
+        raise CommandError(f"{e.filename}:{e.lineno}: syntax error: {e.msg}")
+    except (ImportError, OSError, ValueError) as e:
+        raise CommandError(f"{path}: cannot run its __main__ module: {e}")
+    if code is None:
+        raise CommandError(f"{path}: can't find a __main__ module in it")
+    return code, spec
+
+
 def _run_program(kind, what, code, argv, main):
     """Runs the program's code in module `main` (as __main__, left in
     sys.modules while it runs); returns its exit status as Python would."""
@@ -207,6 +239,7 @@ def _run_program(kind, what, code, argv, main):
             sys.argv[0] = "-c"
         # python: the script's real directory, '' for -c (the cwd, whatever it becomes), the cwd for -m
         sys.path.insert(0, os.path.dirname(os.path.realpath(what)) if kind == "script" else
+                        os.path.abspath(what) if kind == "archive" else
                         "" if kind == "code" else os.getcwd())
         sys.modules["__main__"] = main
         exec(code, main.__dict__)
@@ -245,7 +278,7 @@ def _main_module(kind, what, spec):
         main.__file__ = os.path.abspath(what)   # absolute, as python gives it since 3.9
         main.__cached__ = None
         main.__loader__ = importlib.machinery.SourceFileLoader("__main__", main.__file__)
-    elif kind == "module":
+    elif kind in ("module", "archive"):
         main.__spec__ = spec
         main.__loader__ = spec.loader
         main.__package__ = spec.parent
