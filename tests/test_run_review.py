@@ -169,3 +169,14 @@ def test_directory_without_main_is_one_line(tmp_path):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == ["heaptrail: error: empty: can't find a __main__ module in it"]
     assert not (tmp_path / "e.htcap").exists()
+
+
+@pytest.mark.parametrize("code", ["2**70", "-2**64", "2**32 + 5", "-1", "256", "True", "'bye'", "None"])
+def test_exit_status_as_python_gives_it(tmp_path, code):
+    import subprocess
+
+    prog = f"import sys; sys.exit({code})"
+    want = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, timeout=60)
+    got = run_cli("run", "--quiet", "-o", str(tmp_path / "x.htcap"), "-c", prog, cwd=str(tmp_path))
+    assert got.returncode == want.returncode   # 2**70 was 0: a failing program reported success
+    assert got.stderr == want.stderr

@@ -292,6 +292,8 @@ def _exit_status(e):
     if e.code is None:
         return 0
     if isinstance(e.code, int):
+        if not -2**63 <= e.code < 2**63:   # python: too big for a C long is -1, exit status 255
+            return 255
         return e.code & 0xFF
     note(str(e.code))
     return 1
