@@ -180,3 +180,29 @@ def test_exit_status_as_python_gives_it(tmp_path, code):
     got = run_cli("run", "--quiet", "-o", str(tmp_path / "x.htcap"), "-c", prog, cwd=str(tmp_path))
     assert got.returncode == want.returncode   # 2**70 was 0: a failing program reported success
     assert got.stderr == want.stderr
+
+
+@pytest.mark.parametrize("end,status", [("sys.exit(4)", 4), ("raise ValueError('main failed')", 1)])
+def test_threads_still_running_when_main_ends_are_captured(tmp_path, end, status):
+    """Python waits for the non-daemon threads however the main thread ends: so must the
+    capture, or what they allocate after main's sys.exit or exception was lost."""
+    (tmp_path / "t.py").write_text(textwrap.dedent(f"""\
+        import sys, threading
+        go = threading.Event()
+        keep = [None]
+        def work():
+            go.wait()
+            keep[0] = bytearray(6 * 2**20)        # line 6: after main has ended
+        threading.Thread(target=work).start()
+        threading.Timer(0.1, go.set).start()
+        {end}
+        """))
+    out = tmp_path / "t.htcap"
+    proc = run_cli("run", "--quiet", "-o", str(out), "t.py", cwd=str(tmp_path))
+    assert proc.returncode == status, proc.stderr
+    from heaptrail import capture
+
+    cap = capture.open(str(out))
+    rows = [r for r in cap.rows("leaks", by="line", top=0) if r.file and r.file.endswith("t.py") and r.line == 6]
+    assert [r.count for r in rows] == [2]
+    assert 6 * MiB <= rows[0].bytes < 6 * MiB + 200

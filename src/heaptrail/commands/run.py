@@ -242,21 +242,20 @@ def _run_program(kind, what, code, argv, main):
                         os.path.abspath(what) if kind == "archive" else
                         "" if kind == "code" else os.getcwd())
         sys.modules["__main__"] = main
-        exec(code, main.__dict__)
-        _join_threads()
-    except SystemExit as e:
-        status = _exit_status(e)
-    except BaseException:  # the program's own failure: its traceback is its output
-        etype, value, tb = sys.exc_info()
-        while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
-            tb = tb.tb_next
-        if value is not None:
-            value.__traceback__ = tb   # the default hook prints the exception's own traceback
         try:
-            sys.excepthook(etype, value, tb)
-        except Exception:  # noqa: BLE001 - a broken excepthook still exits 1
-            pass
-        status = 130 if isinstance(value, KeyboardInterrupt) else 1
+            exec(code, main.__dict__)
+        except SystemExit as e:
+            status = _exit_status(e)
+        except BaseException:  # the program's own failure: its traceback is its output
+            status = _program_failed()
+        # python waits for the non-daemon threads however the main thread ended (sys.exit,
+        # an exception): their allocations belong in the capture
+        try:
+            _join_threads()
+        except SystemExit as e:   # a signal handler of the program's, while waiting
+            status = _exit_status(e)
+        except BaseException:     # Ctrl-C while waiting
+            status = _program_failed()
     finally:
         sys.argv = saved_argv
         sys.path[:] = saved_path
@@ -267,6 +266,21 @@ def _run_program(kind, what, code, argv, main):
         except Exception:  # noqa: BLE001 - the program may have closed its stdout
             pass
     return status
+
+
+def _program_failed():
+    """Prints the exception being handled as python would (without heaptrail's
+    frames); returns the exit status: 130 for Ctrl-C, else 1."""
+    etype, value, tb = sys.exc_info()
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    if value is not None:
+        value.__traceback__ = tb   # the default hook prints the exception's own traceback
+    try:
+        sys.excepthook(etype, value, tb)
+    except Exception:  # noqa: BLE001 - a broken excepthook still exits 1
+        pass
+    return 130 if isinstance(value, KeyboardInterrupt) else 1
 
 
 def _main_module(kind, what, spec):
