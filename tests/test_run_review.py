@@ -206,3 +206,45 @@ def test_threads_still_running_when_main_ends_are_captured(tmp_path, end, status
     rows = [r for r in cap.rows("leaks", by="line", top=0) if r.file and r.file.endswith("t.py") and r.line == 6]
     assert [r.count for r in rows] == [2]
     assert 6 * MiB <= rows[0].bytes < 6 * MiB + 200
+
+
+def test_program_closing_every_descriptor_is_not_written_into(tmp_path):
+    """A program that closes every descriptor (os.closerange, as daemons do) and opens a
+    file of its own got it on the capture's descriptor number: the capture's blocks were
+    written into the program's file, and the capture itself was lost."""
+    (tmp_path / "d.py").write_text(textwrap.dedent("""\
+        import os, time
+        keep = bytearray(2**20)
+        os.closerange(3, 4096)
+        with open("mine.txt", "w") as f:
+            f.write("hello\\n")
+            more = [bytearray(100000) for _ in range(50)]     # line 6
+            time.sleep(0.05)                                  # the sampler flushes meanwhile
+            f.write("bye\\n")
+        """))
+    out = tmp_path / "d.htcap"
+    proc = run_cli("run", "--quiet", "-o", str(out), "d.py", cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "mine.txt").read_bytes() == b"hello\nbye\n"
+    from heaptrail import capture
+
+    cap = capture.open(str(out))
+    assert cap.truncated is None
+    rows = [r for r in cap.rows("leaks", by="line", top=0) if r.file and r.file.endswith("d.py") and r.line == 6]
+    assert 5_000_000 <= rows[0].bytes < 5_000_000 + 8192 and rows[0].count == 101
+
+
+def test_capture_removed_by_the_program_is_one_line(tmp_path):
+    (tmp_path / "r.py").write_text(textwrap.dedent("""\
+        import os, sys
+        os.closerange(3, 4096)
+        os.unlink(sys.argv[1])
+        more = [bytearray(100000) for _ in range(50)]
+        """))
+    out = tmp_path / "r.htcap"
+    proc = run_cli("run", "-o", str(out), "r.py", str(out), cwd=str(tmp_path))
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"heaptrail: error: the capture {out} could not be completed: No such file or directory"]
+    assert not out.exists()

@@ -128,15 +128,23 @@ class RunCommand:
         earlier = {k: _mtime_ns(k) for k in capture_run.children(out)}
         capture_run.start(out, interval=args.interval, sample=args.sample, frames=args.frames,
                           follow_fork=args.follow_fork)
+        failed = None
         try:
             status = _run_program(kind, what, code, argv, main)
         finally:
             # the program's globals are still alive here: what they hold is
             # "still allocated at exit"
-            written = capture_run.stop()
+            try:
+                written = capture_run.stop()
+            except OSError as e:   # the program removed the file, or the disk filled up
+                written, failed = None, e
         del main
         if os.getpid() != pid:   # a forked child of the program came back here: exit quietly
             return status
+        if failed is not None:   # one line, and the program's own status when it failed
+            note(f"heaptrail: error: the capture {out} could not be completed: "
+                 f"{failed.strerror or failed}")
+            return status or 1
         if not args.quiet:
             _report(written or os.path.abspath(out), args.follow_fork, earlier)
         return status
