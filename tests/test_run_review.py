@@ -248,3 +248,22 @@ def test_capture_removed_by_the_program_is_one_line(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         f"heaptrail: error: the capture {out} could not be completed: No such file or directory"]
     assert not out.exists()
+
+
+def test_runner_allocations_are_not_the_programs_rows(tmp_path):
+    """heaptrail's own set-up (the children's environment for --follow-fork, the program's
+    sys.argv and sys.path entry) is done before the capture opens: it showed as leaked rows
+    (os.environ encode, _run_program) in the report of every program."""
+    (tmp_path / "p.py").write_text("keep = bytearray(2**20)\n")
+    out = tmp_path / "p.htcap"
+    proc = run_cli("run", "--quiet", "--follow-fork", "-o", str(out), "p.py", "x", cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    from heaptrail import capture
+
+    cap = capture.open(str(out))
+    seen = set()
+    for r in cap.rows("leaks", by="stack", top=0):
+        seen |= {f.function for f in cap.stack(r.node)}
+    assert "<module>" in seen
+    assert not seen & {"_Environ.__setitem__", "_createenviron.<locals>.encode", "_run_program",
+                       "_enter_program"}, seen

@@ -126,18 +126,22 @@ class RunCommand:
         # FILE.<pid> files already there are an earlier run's children (unless rewritten):
         # not this run's (file times are too coarse to tell them apart by age)
         earlier = {k: _mtime_ns(k) for k in capture_run.children(out)}
-        capture_run.start(out, interval=args.interval, sample=args.sample, frames=args.frames,
-                          follow_fork=args.follow_fork)
+        saved = _enter_program(kind, what, argv, main)   # before the capture: not its rows
         failed = None
         try:
-            status = _run_program(kind, what, code, argv, main)
-        finally:
-            # the program's globals are still alive here: what they hold is
-            # "still allocated at exit"
+            capture_run.start(out, interval=args.interval, sample=args.sample, frames=args.frames,
+                              follow_fork=args.follow_fork)
             try:
-                written = capture_run.stop()
-            except OSError as e:   # the program removed the file, or the disk filled up
-                written, failed = None, e
+                status = _run_program(code, main)
+            finally:
+                # the program's globals are still alive here: what they hold is
+                # "still allocated at exit"
+                try:
+                    written = capture_run.stop()
+                except OSError as e:   # the program removed the file, or the disk filled up
+                    written, failed = None, e
+        finally:
+            _leave_program(saved)
         del main
         if os.getpid() != pid:   # a forked child of the program came back here: exit quietly
             return status
@@ -236,43 +240,49 @@ def _archive_code(path):
     return code, spec
 
 
-def _run_program(kind, what, code, argv, main):
-    """Runs the program's code in module `main` (as __main__, left in
-    sys.modules while it runs); returns its exit status as Python would."""
-    saved_argv, saved_path, saved_main = sys.argv, list(sys.path), sys.modules.get("__main__")
+def _enter_program(kind, what, argv, main):
+    """Makes the process look as python makes it for the program (sys.argv,
+    sys.path[0], __main__); returns what _leave_program puts back."""
+    saved = sys.argv, list(sys.path), sys.modules.get("__main__")
+    sys.argv = [main.__dict__.get("__file__", what) if kind == "module" else what, *argv]
+    if kind == "code":
+        sys.argv[0] = "-c"
+    # python: the script's real directory, '' for -c (the cwd, whatever it becomes), the cwd for -m
+    sys.path.insert(0, os.path.dirname(os.path.realpath(what)) if kind == "script" else
+                    os.path.abspath(what) if kind == "archive" else
+                    "" if kind == "code" else os.getcwd())
+    sys.modules["__main__"] = main
+    return saved
+
+
+def _leave_program(saved):
+    sys.argv, sys.path[:] = saved[0], saved[1]
+    if saved[2] is not None:
+        sys.modules["__main__"] = saved[2]
+
+
+def _run_program(code, main):
+    """Runs the program's code in module `main`; returns its exit status as
+    Python would."""
     status = 0
     try:
-        sys.argv = [main.__dict__.get("__file__", what) if kind == "module" else what, *argv]
-        if kind == "code":
-            sys.argv[0] = "-c"
-        # python: the script's real directory, '' for -c (the cwd, whatever it becomes), the cwd for -m
-        sys.path.insert(0, os.path.dirname(os.path.realpath(what)) if kind == "script" else
-                        os.path.abspath(what) if kind == "archive" else
-                        "" if kind == "code" else os.getcwd())
-        sys.modules["__main__"] = main
-        try:
-            exec(code, main.__dict__)
-        except SystemExit as e:
-            status = _exit_status(e)
-        except BaseException:  # the program's own failure: its traceback is its output
-            status = _program_failed()
-        # python waits for the non-daemon threads however the main thread ended (sys.exit,
-        # an exception): their allocations belong in the capture
-        try:
-            _join_threads()
-        except SystemExit as e:   # a signal handler of the program's, while waiting
-            status = _exit_status(e)
-        except BaseException:     # Ctrl-C while waiting
-            status = _program_failed()
-    finally:
-        sys.argv = saved_argv
-        sys.path[:] = saved_path
-        if saved_main is not None:
-            sys.modules["__main__"] = saved_main
-        try:
-            sys.stdout.flush()
-        except Exception:  # noqa: BLE001 - the program may have closed its stdout
-            pass
+        exec(code, main.__dict__)
+    except SystemExit as e:
+        status = _exit_status(e)
+    except BaseException:  # the program's own failure: its traceback is its output
+        status = _program_failed()
+    # python waits for the non-daemon threads however the main thread ended (sys.exit,
+    # an exception): their allocations belong in the capture
+    try:
+        _join_threads()
+    except SystemExit as e:   # a signal handler of the program's, while waiting
+        status = _exit_status(e)
+    except BaseException:     # Ctrl-C while waiting
+        status = _program_failed()
+    try:
+        sys.stdout.flush()
+    except Exception:  # noqa: BLE001 - the program may have closed its stdout
+        pass
     return status
 
 
