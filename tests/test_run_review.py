@@ -267,3 +267,109 @@ def test_runner_allocations_are_not_the_programs_rows(tmp_path):
     assert "<module>" in seen
     assert not seen & {"_Environ.__setitem__", "_createenviron.<locals>.encode", "_run_program",
                        "_enter_program"}, seen
+
+
+AGREE = textwrap.dedent("""\
+    import threading
+    def keep():
+        return bytearray(10 * 2**20)                      # line 3: 10 MiB kept
+    def churn():
+        b = bytearray(80 * 2**20)                         # line 5: 80 MiB, freed: the peak
+        del b
+    def small():
+        return [str(i) * 3 for i in range(20000)]         # line 8: many small objects, kept
+    def worker(n, out):
+        out.append(bytearray(n * 2**20))                  # line 10: per thread
+    kept = keep()
+    churn()
+    objs = small()
+    held = []
+    ts = [threading.Thread(target=worker, args=(k, held), name=f"w{k}") for k in (1, 2, 3)]
+    for t in ts: t.start()
+    for t in ts: t.join()
+    """)
+
+
+def test_every_report_agrees_with_the_known_sizes(tmp_path, cli):
+    """One real program: the peak, the leaks, per line sizes and counts, per thread bytes,
+    in table, tree, flamegraph's embedded data, plot, pprof and speedscope, against each
+    other and against what the program allocates."""
+    import gzip
+    import json
+    import re
+
+    from heaptrail import capture
+    from test_capture_export import profile_from_wire
+
+    (tmp_path / "agree.py").write_text(AGREE)
+    out = tmp_path / "a.htcap"
+    proc = run_cli("run", "--quiet", "-o", str(out), "agree.py", cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    script = str(tmp_path / "agree.py")
+    small_bytes = sum(sys.getsizeof(str(i) * 3) for i in range(20000))
+    cap = capture.open(str(out))
+
+    # table --json, per line, against the program
+    def lines(report):
+        code, stdout, err = cli("table", str(out), f"--{report}", "--top", "0", "--json")
+        assert code == 0, err
+        rows = json.loads(stdout)["rows"]
+        assert sum(r["bytes"] for r in rows) == cap.report_bytes(report)
+        return {r["line"]: (r["bytes"], r["count"]) for r in rows if r["file"] == script}
+
+    peak, leaks = lines("peak"), lines("leaks")
+    assert 80 * MiB <= peak[5][0] < 80 * MiB + 200 and peak[5][1] == 2
+    assert 10 * MiB <= peak[3][0] < 10 * MiB + 200
+    assert 90 * MiB < cap.peak_bytes < 90 * MiB + 2 * MiB     # the small ones and threads came after
+    assert 5 not in leaks
+    assert 10 * MiB <= leaks[3][0] < 10 * MiB + 200 and leaks[3][1] == 2
+    # the strings and their list (list growth while it is built: its final size is kept)
+    assert small_bytes < leaks[8][0] < small_bytes + 200_000 and leaks[8][1] == 20001
+    # three bytearrays (object and buffer each) and the shared list's first growth
+    assert 6 * MiB <= leaks[10][0] < 6 * MiB + 600 and leaks[10][1] == 7
+    threads = {t.name: t.bytes for t in cap.threads()}
+    for k in (1, 2, 3):
+        assert k * MiB <= threads[f"w{k}"] < k * MiB + 8192
+
+    # tree: the root is the report's total, and a line's self bytes add up as in the table
+    nodes = cap.tree("leaks")
+    assert nodes[0].bytes == cap.leaked_bytes
+    assert sum(t.self_bytes for t in nodes if t.file == script and t.line == 10) == leaks[10][0]
+
+    # flamegraph: the embedded data's self bytes by file:line equal the table's
+    html = tmp_path / "f.html"
+    code, stdout, err = cli("flamegraph", str(out), "--leaks", "-o", str(html))
+    assert code == 0, err
+    page = html.read_text()
+    data = json.loads(re.search(r'<script id="data" type="application/json">(.*?)</script>', page, re.S).group(1))
+    by_place, todo = {}, [data["tree"]]
+    while todo:
+        n = todo.pop()
+        todo.extend(n.get("k", []))
+        by_place[n.get("f")] = by_place.get(n.get("f"), 0) + n["s"]
+    assert by_place[f"{script}:3"] == leaks[3][0] and by_place[f"{script}:8"] == leaks[8][0]
+    assert sum(by_place.values()) == cap.leaked_bytes
+    # its timeline's largest moment and the plot's highest traced point: the peak, within 1%
+    assert max(sum(v.values()) for v in data["timeline"]["live"]) >= 0.99 * cap.peak_bytes
+    svg = tmp_path / "m.svg"
+    code, stdout, err = cli("plot", str(out), "-o", str(svg))
+    assert code == 0, err
+    assert abs(max(s.traced for s in cap.samples()) - cap.peak_bytes) <= 0.01 * cap.peak_bytes
+    assert 'class="traced"' in svg.read_text()
+
+    # pprof: in-use at the peak and at exit, totals and the line's values, names valid
+    for report, want in (("peak", peak), ("leaks", leaks)):
+        pb = tmp_path / f"{report}.pb.gz"
+        code, stdout, err = cli("export", str(out), f"--{report}", "--format", "pprof", "-o", str(pb))
+        assert code == 0, err
+        types, samples = profile_from_wire(gzip.decompress(pb.read_bytes()))
+        assert sum(v[3] for v in samples.values()) == cap.report_bytes(report)
+        assert sum(v[1] for v in samples.values()) == cap.total_bytes
+        assert sum(v[0] for v in samples.values()) == cap.allocations
+        line3 = sum(v[3] for k, v in samples.items() if k and k[0][1] == script and k[0][2] == 3)
+        assert line3 == want[3][0]
+    # speedscope: its weights are the report's bytes
+    ss = tmp_path / "s.json"
+    code, stdout, err = cli("export", str(out), "--format", "speedscope", "-o", str(ss))
+    assert code == 0, err
+    assert sum(json.loads(ss.read_text())["profiles"][0]["weights"]) == cap.peak_bytes
