@@ -373,3 +373,23 @@ def test_every_report_agrees_with_the_known_sizes(tmp_path, cli):
     code, stdout, err = cli("export", str(out), "--format", "speedscope", "-o", str(ss))
     assert code == 0, err
     assert sum(json.loads(ss.read_text())["profiles"][0]["weights"]) == cap.peak_bytes
+
+
+def test_compiled_script_runs_as_python_runs_it(tmp_path):
+    """python prog.pyc runs the compiled code; heaptrail run read its bytes as source."""
+    import py_compile
+    import subprocess
+
+    d = _probe_dir(tmp_path)
+    py_compile.compile(str(d / "probe.py"), cfile=str(d / "probe.pyc"), doraise=True)
+    want = subprocess.run([sys.executable, "probe.pyc", "a"], cwd=str(d), capture_output=True, text=True,
+                          timeout=60)
+    assert want.returncode == 0, want.stderr
+    assert "loader SourcelessFileLoader __main__ True" in want.stdout
+    got = run_cli("run", "--quiet", "-o", str(tmp_path / "c.htcap"), "probe.pyc", "a", cwd=str(d))
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == want.stdout
+    (d / "cut.pyc").write_bytes((d / "probe.pyc").read_bytes()[:30])
+    bad = run_cli("run", "-o", str(tmp_path / "b.htcap"), "cut.pyc", cwd=str(d))
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines() == ["heaptrail: error: cut.pyc: bad compiled file: marshal data too short"]

@@ -92,7 +92,7 @@ class RunCommand:
                                    "(heaptrail lines -o FILE writes its tables to a file)")
             from heaptrail import lines
             return lines.run_script(what, argv)
-        spec = None
+        spec, compiled = None, False
         if kind == "script" and _is_archive(what):   # python DIR or python app.pyz: its __main__
             kind = "archive"
             code, spec = _archive_code(what)
@@ -100,7 +100,10 @@ class RunCommand:
         elif kind == "script":
             # as python: the code's file name and __file__ are absolute (a program that
             # chdirs can still find its data beside __file__; tracebacks name the real file)
-            code = compile_script(os.path.abspath(what))
+            code = _compiled_code(what)
+            compiled = code is not None
+            if not compiled:
+                code = compile_script(os.path.abspath(what))
             label = os.path.splitext(os.path.basename(what))[0]
         elif kind == "code":
             code = compile_source(what, "<string>")
@@ -120,7 +123,7 @@ class RunCommand:
         import heaptrail
         import heaptrail.capture  # noqa: F401 - imported now, not traced inside the program
         heaptrail.mark  # noqa: B018 - bound now (heaptrail.marks), not on the program's first call
-        main = _main_module(kind, what, spec)
+        main = _main_module(kind, what, spec, compiled)
         pid = os.getpid()
         capture_run.set_base(_run_program.__code__)   # stacks start at the program's frames
         # FILE.<pid> files already there are an earlier run's children (unless rewritten):
@@ -212,6 +215,25 @@ def _module_code(name):
     return code, spec
 
 
+def _compiled_code(path):
+    """The code of a compiled file (python runs prog.pyc too: its first bytes are
+    importlib's magic number), or None for a source file."""
+    import importlib.machinery
+    import importlib.util
+
+    try:
+        with open(path, "rb") as f:
+            if f.read(len(importlib.util.MAGIC_NUMBER)) != importlib.util.MAGIC_NUMBER:
+                return None
+    except OSError:
+        return None   # compile_script says what is wrong with it
+    loader = importlib.machinery.SourcelessFileLoader("__main__", os.path.abspath(path))
+    try:
+        return loader.get_code("__main__")
+    except (ImportError, EOFError, ValueError, TypeError, OSError) as e:
+        raise CommandError(f"{path}: bad compiled file: {e}")
+
+
 def _is_archive(path):
     """A directory or zip file python runs by its __main__ module."""
     import zipfile
@@ -301,7 +323,7 @@ def _program_failed():
     return 130 if isinstance(value, KeyboardInterrupt) else 1
 
 
-def _main_module(kind, what, spec):
+def _main_module(kind, what, spec, compiled=False):
     main = types.ModuleType("__main__")
     main.__builtins__ = builtins
     main.__annotations__ = {}
@@ -309,7 +331,8 @@ def _main_module(kind, what, spec):
         import importlib.machinery
         main.__file__ = os.path.abspath(what)   # absolute, as python gives it since 3.9
         main.__cached__ = None
-        main.__loader__ = importlib.machinery.SourceFileLoader("__main__", main.__file__)
+        loader = importlib.machinery.SourcelessFileLoader if compiled else importlib.machinery.SourceFileLoader
+        main.__loader__ = loader("__main__", main.__file__)
     elif kind in ("module", "archive"):
         main.__spec__ = spec
         main.__loader__ = spec.loader
