@@ -179,7 +179,7 @@ def test_exit_status_as_python_gives_it(tmp_path, code):
     want = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, timeout=60)
     got = run_cli("run", "--quiet", "-o", str(tmp_path / "x.htcap"), "-c", prog, cwd=str(tmp_path))
     assert got.returncode == want.returncode   # 2**70 was 0: a failing program reported success
-    if "Exception ignored" not in want.stderr:   # 3.13 also reports the overflow at its shutdown
+    if "OverflowError" not in want.stderr:   # 3.12 and 3.13 also print their own overflow
         assert got.stderr == want.stderr
 
 
