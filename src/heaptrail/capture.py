@@ -10,6 +10,7 @@ only hand back small rows and format them.
     print(heaptrail.capture.summary_text("run.htcap"))
 """
 import gzip
+import re
 from collections import namedtuple
 
 from heaptrail import _core
@@ -54,7 +55,7 @@ class Capture:
 
     @property
     def command(self):
-        return self.info["cmdline"].replace("\0", " ").strip()
+        return printable(self.info["cmdline"].replace("\0", " ").strip())
 
     def rows(self, report="peak", by="line", sort="size", top=0):
         return [Row(*r) for r in self._r.rows(report, by, sort, top)]
@@ -97,7 +98,22 @@ def open(path):  # noqa: A001 - the module's verb, as in tarfile.open
     return Capture(path)
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text):
+    """text with its control characters written as escapes (\\x1b, \\n): a name read
+    from a capture (a file name may hold a newline, a shared capture anything) must
+    not break a report's one line per row, drive the terminal, or make an SVG file
+    ill-formed XML (which refuses most of them)."""
+    if text is None or not _CONTROL.search(text):
+        return text
+    return _CONTROL.sub(lambda m: repr(m.group(0))[1:-1] if m.group(0) in "\t\n\r" else
+                        f"\\x{ord(m.group(0)):02x}", text)
+
+
 def frame_text(function, file, line):
+    function, file = printable(function), printable(file)
     if function is None and file is None:
         return "<no Python frame>"
     if function is None:

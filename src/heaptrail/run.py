@@ -69,27 +69,43 @@ def start(path, interval=0.01, sample=None, frames=tracer.DEFAULT_FRAMES, follow
     if cmdline is None:
         cmdline = _cmdline()
     path = os.path.abspath(os.fspath(path))
-    _core._runcap_start(path, interval_ns, sample or 0, bool(follow_fork), cmdline,
-                        threading.current_thread().name)
-    try:
-        tracer.start(frames=frames, sample=sample)
-    except BaseException:
-        _core._runcap_stop()
-        raise
-    _state.update(path=path, follow=bool(follow_fork), pid=os.getpid())
+    # everything that allocates is done before the capture opens: heaptrail's own
+    # allocations are no rows of the program's reports
+    env = {}
+    if follow_fork:
+        env[ENV_CAPTURE] = path
+        env[ENV_OPTIONS] = f"{interval_ns},{sample or 0},{frames}"
+        pp = os.environ.get("PYTHONPATH")
+        if BOOTSTRAP_DIR not in (pp or "").split(os.pathsep):
+            env["PYTHONPATH"] = BOOTSTRAP_DIR + (os.pathsep + pp if pp else "")
+    old_env = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     if not _state["atexit"]:   # the sampler must stop before the interpreter finalizes
         atexit.register(stop)
         _state["atexit"] = True
-    threading.setprofile(_name_thread)
     if not _state["fork_hook"]:
         os.register_at_fork(after_in_child=_after_fork_child)
         _state["fork_hook"] = True
-    if follow_fork:
-        os.environ[ENV_CAPTURE] = path
-        os.environ[ENV_OPTIONS] = f"{interval_ns},{sample or 0},{frames}"
-        pp = os.environ.get("PYTHONPATH")
-        if BOOTSTRAP_DIR not in (pp or "").split(os.pathsep):
-            os.environ["PYTHONPATH"] = BOOTSTRAP_DIR + (os.pathsep + pp if pp else "")
+    name = threading.current_thread().name
+    try:
+        _core._runcap_start(path, interval_ns, sample or 0, bool(follow_fork), cmdline, name)
+        try:
+            tracer.start(frames=frames, sample=sample)
+        except BaseException:
+            _core._runcap_stop()
+            raise
+    except BaseException:
+        for k, v in old_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        raise
+    _state["path"], _state["follow"], _state["pid"] = path, bool(follow_fork), os.getpid()
+    threading.setprofile(_name_thread)
+    # os._exit skips atexit and every finally: the capture is closed first, or the
+    # events still in the writer's buffers (all of a short program's) were lost
+    os._exit = _exit_closing
 
 
 def stop():
@@ -97,6 +113,8 @@ def stop():
     Returns the path written, or None when nothing was capturing."""
     if threading.getprofile() is _name_thread:
         threading.setprofile(None)
+    if os._exit is _exit_closing:
+        os._exit = _real_exit
     was = _core._runcap_active()
     _core._runcap_stop()
     tracer.stop()
@@ -125,8 +143,8 @@ _real_exit = os._exit
 
 
 def _exit_closing(code):
-    """os._exit in a followed fork child (multiprocessing's fork workers end
-    with it): the child's capture is closed first, so it is complete."""
+    """os._exit while capturing (and in a followed fork child: multiprocessing's
+    fork workers end with it): the capture is closed first, so it is complete."""
     try:
         stop()
     finally:

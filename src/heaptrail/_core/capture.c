@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #ifdef HT_HAVE_ZLIB
@@ -54,6 +55,12 @@ typedef struct cap_tbuf {
 static struct {
     pthread_mutex_t lock;    /* protects fd writes, error, threads, next_thread */
     int fd;
+    /* the file fd was opened on, to tell that fd is still ours: a program
+     * that closes every descriptor (os.closerange, daemonizing) may have
+     * reused its number for a file of its own (under lock) */
+    char *path;
+    dev_t dev;
+    ino_t ino;
     int error;               /* first errno seen; later blocks are dropped */
     cap_tbuf *threads;       /* every live buffer, so close can flush them */
     uint32_t next_thread;
@@ -70,7 +77,7 @@ static struct {
     uint8_t *zbuf;           /* a compressed block: heads + raw_len + stream */
     size_t zcap;
 #endif
-} cap = {PTHREAD_MUTEX_INITIALIZER, -1, 0, NULL, 0, 0, 0, 0, 0, NULL};
+} cap = {.lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1};
 
 /* The calling thread's buffer, valid only while cap_tls_gen == cap.gen:
  * close frees every buffer without touching other threads' TLS. */
@@ -226,11 +233,59 @@ cap_write_all(int fd, const uint8_t *p, size_t n)
     return 0;
 }
 
+/* 1 when cap.fd still refers to the file it was opened on. */
+static int
+cap_fd_is_ours(void)
+{
+    struct stat st;
+    return cap.fd >= 0 && fstat(cap.fd, &st) == 0 && st.st_dev == cap.dev && st.st_ino == cap.ino;
+}
+
+/* 0 when cap.fd may be written: it is still ours, or the program closed it
+ * (and perhaps reused its number) and our file was opened again by its path
+ * (appending: every write is a whole block, so its end is a block's end).
+ * -1 with cap.error set, fd forgotten, never closed: it may be the program's.
+ * One fstat per block. Caller holds cap.lock. */
+static int
+cap_fd_check_unlocked(void)
+{
+    if (cap_fd_is_ours())
+        return 0;
+    struct stat st;
+    int fd = cap.path ? open(cap.path, O_WRONLY | O_APPEND | O_CLOEXEC) : -1;
+    int e = fd < 0 && cap.path ? errno : EBADF;   /* ENOENT: the program removed it */
+    if (fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == cap.dev && st.st_ino == cap.ino) {
+        cap.fd = fd;
+        return 0;
+    }
+    if (fd >= 0) {
+        close(fd);
+        e = ENOENT;   /* another file by that name: ours was removed */
+    }
+    cap.fd = -1;
+    if (!cap.error)
+        cap.error = e;
+    return -1;
+}
+
+/* Forgets the file: closes fd only when it is still ours. Caller holds cap.lock. */
+static int
+cap_fd_close_unlocked(void)
+{
+    int rc = 0;
+    if (cap_fd_is_ours())
+        rc = close(cap.fd);
+    cap.fd = -1;
+    free(cap.path);
+    cap.path = NULL;
+    return rc;
+}
+
 /* Writes a sealed block. Caller holds cap.lock. */
 static void
 cap_write_unlocked(const ht_buf *b)
 {
-    if (cap.error || cap.fd < 0)
+    if (cap.error || cap.fd < 0 || cap_fd_check_unlocked() < 0)
         return;
     if (cap_write_all(cap.fd, b->data, b->len) < 0)
         cap.error = errno ? errno : EIO;
@@ -240,7 +295,7 @@ cap_write_unlocked(const ht_buf *b)
 static void
 cap_write_block_unlocked(ht_buf *b)
 {
-    if (cap.error || cap.fd < 0)
+    if (cap.error || cap.fd < 0 || cap_fd_check_unlocked() < 0)
         return;
 #ifdef HT_HAVE_ZLIB
     size_t n = cap.z_ok ? cap_z_block(b) : 0;
@@ -593,20 +648,27 @@ ht_cap_open(const char *path, const ht_cap_info *info)
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         goto done;
-    if (cap_write_header(fd, info) < 0) {
-        int e = errno;
+    struct stat st;
+    char *copy = strdup(path);
+    if (copy == NULL || fstat(fd, &st) < 0 || cap_write_header(fd, info) < 0) {
+        int e = copy == NULL ? ENOMEM : errno;
+        free(copy);
         close(fd);
         errno = e;
         goto done;
     }
 #ifdef HT_HAVE_ZLIB
     if (info->compress && cap_z_open() < 0) {
+        free(copy);
         close(fd);
         errno = ENOMEM;
         goto done;
     }
 #endif
     cap.fd = fd;
+    cap.path = copy;
+    cap.dev = st.st_dev;
+    cap.ino = st.st_ino;
     cap.error = 0;
     cap.next_thread = 0;
     cap.serialized = info->serialized;
@@ -665,9 +727,8 @@ ht_cap_close(void)
 #ifdef HT_HAVE_ZLIB
     cap_z_close();
 #endif
-    if (close(cap.fd) < 0 && !cap.error)
+    if (cap_fd_close_unlocked() < 0 && !cap.error)
         cap.error = errno;
-    cap.fd = -1;
     int err = cap.error;
     pthread_mutex_unlock(&cap.lock);
     if (err) {
@@ -683,9 +744,7 @@ ht_cap_after_fork_child(void)
     /* Only this thread exists in the child: no one else holds the lock's
      * state we reset, and the other threads' buffers are plain memory. */
     pthread_mutex_init(&cap.lock, NULL);
-    if (cap.fd >= 0)
-        close(cap.fd);
-    cap.fd = -1;
+    (void)cap_fd_close_unlocked();
 #ifdef HT_HAVE_ZLIB
     cap_z_close();
 #endif
@@ -704,7 +763,8 @@ cap_torn_write(size_t n)
         return;
     cap_block_seal(&tb->buf);
     pthread_mutex_lock(&cap.lock);
-    if (cap.fd >= 0 && cap_write_all(cap.fd, tb->buf.data, n < tb->buf.len ? n : tb->buf.len) < 0)
+    if (cap.fd >= 0 && cap_fd_check_unlocked() == 0 &&
+        cap_write_all(cap.fd, tb->buf.data, n < tb->buf.len ? n : tb->buf.len) < 0)
         cap.error = errno;
     pthread_mutex_unlock(&cap.lock);
     ht_cap_after_fork_child();

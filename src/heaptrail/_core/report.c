@@ -85,6 +85,9 @@ struct ht_rep {
     ht_table thread_index;          /* thread id + 1 -> threads[] */
     rep_sample *samples; size_t nsamples, csamples;
     unsigned sample_stride, sample_skip;
+    /* the last sample read (kept or thinned out), and its values when the peak
+     * was reached: samples() places the peak after it */
+    uint64_t last_sample_t, last_sample_rss, peak_after_t, peak_rss;
     rep_marker *markers; size_t nmarkers, cmarkers;
     uint64_t markers_dropped;
     /* time index: (block time, alloc/free events up to its end), decimated */
@@ -295,6 +298,8 @@ rep_alloc(rep_ctx *c, uint64_t addr, uint64_t size, uint32_t stack)
         r->peak_bytes = r->current;
         r->peak_count = r->live_count;
         r->peak_event = r->events;
+        r->peak_after_t = r->last_sample_t;
+        r->peak_rss = r->last_sample_rss;
     }
     return 0;
 }
@@ -304,6 +309,8 @@ rep_add_sample(ht_rep *r, uint64_t t, uint64_t rss, uint64_t traced)
 {
     if (rss > r->max_rss)
         r->max_rss = rss;
+    r->last_sample_t = t;
+    r->last_sample_rss = rss;
     if (r->sample_skip > 0) {
         r->sample_skip--;
         return;
@@ -1361,19 +1368,45 @@ rep_py_threads(RepObject *self, PyObject *unused)
     return out;
 }
 
+static uint64_t rep_time_of(const ht_rep *r, uint64_t events);
+
+static int
+rep_push_sample(PyObject *out, uint64_t t, uint64_t rss, uint64_t traced)
+{
+    PyObject *row = Py_BuildValue("(KKK)", (unsigned long long)t, (unsigned long long)rss,
+                                  (unsigned long long)traced);
+    int rc = row == NULL ? -1 : PyList_Append(out, row);
+    Py_XDECREF(row);
+    return rc;
+}
+
+/* samples() -> [(time_ns, rss, traced)]. A sample holds the traced bytes of
+ * its moment: a peak shorter than the interval fell between two and the
+ * memory over time never reached the peak. So the peak is one more point, at
+ * its block's time (after the sample read before it) with the RSS sampled
+ * last before it, unless a sample already holds it. */
 static PyObject *
 rep_py_samples(RepObject *self, PyObject *unused)
 {
     ht_rep *r = self->rep;
-    PyObject *out = PyList_New((Py_ssize_t)r->nsamples);
-    for (size_t i = 0; out != NULL && i < r->nsamples; i++) {
-        rep_sample s = r->samples[i];
-        PyObject *row = Py_BuildValue("(KKK)", (unsigned long long)s.t, (unsigned long long)s.rss,
-                                      (unsigned long long)s.traced);
-        if (row == NULL)
-            Py_CLEAR(out);
-        else
-            PyList_SET_ITEM(out, (Py_ssize_t)i, row);
+    int add = r->nsamples > 0 && r->peak_event > 0 && r->peak_bytes > 0;
+    for (size_t i = 0; add && i < r->nsamples; i++)
+        if (r->samples[i].traced >= r->peak_bytes)
+            add = 0;
+    uint64_t tp = add ? rep_time_of(r, r->peak_event) : 0;
+    tp = tp > r->peak_after_t ? tp : r->peak_after_t;
+    PyObject *out = PyList_New(0);
+    for (size_t i = 0; out != NULL && i <= r->nsamples; i++) {
+        if (add && (i == r->nsamples || (r->samples[i].t >= tp && r->samples[i].t > r->peak_after_t))) {
+            if (rep_push_sample(out, tp, r->peak_rss, r->peak_bytes) < 0)
+                Py_CLEAR(out);
+            add = 0;
+        }
+        if (out != NULL && i < r->nsamples) {
+            rep_sample s = r->samples[i];
+            if (rep_push_sample(out, s.t, s.rss, s.traced) < 0)
+                Py_CLEAR(out);
+        }
     }
     return out;
 }
@@ -1455,9 +1488,46 @@ rep_replay(ht_rep *r, const uint64_t *cps, size_t ncp, uint64_t *out)
     return rc;
 }
 
+/* The time of the block that holds event number `events` (the first tick
+ * that reached it), or the capture's end. */
+static uint64_t
+rep_time_of(const ht_rep *r, uint64_t events)
+{
+    for (size_t i = 0; i < r->nticks; i++)
+        if (r->ticks[i].events >= events)
+            return r->ticks[i].t < r->duration_ns ? r->ticks[i].t : r->duration_ns;
+    return r->duration_ns;
+}
+
+/* Adds the peak's moment to the k checkpoints (sorted by events; times kept
+ * in order): evenly spaced moments miss a short peak, and the timeline's
+ * largest moment must be the peak. Returns the new count (k or k + 1). */
+static long
+rep_add_peak(const ht_rep *r, uint64_t *cps, uint64_t *times, long k)
+{
+    if (r->peak_event == 0)
+        return k;
+    long at = 0;
+    while (at < k && cps[at] < r->peak_event)
+        at++;
+    if (at < k && cps[at] == r->peak_event)
+        return k;                                /* already one of them */
+    uint64_t t = rep_time_of(r, r->peak_event);
+    if (at > 0 && t < times[at - 1])
+        t = times[at - 1];
+    if (at < k && t > times[at])
+        t = times[at];
+    memmove(cps + at + 1, cps + at, (size_t)(k - at) * sizeof(uint64_t));
+    memmove(times + at + 1, times + at, (size_t)(k - at) * sizeof(uint64_t));
+    cps[at] = r->peak_event;
+    times[at] = t;
+    return k + 1;
+}
+
 /* timeline(points) -> [(time_ns, events, {node: live bytes (self)})]: what
  * was live at `points` evenly spaced times (fewer when the tree is large:
- * points x nodes stays under 4M). Re-reads the file. */
+ * points x nodes stays under 4M), and at the peak's moment when it is none
+ * of them. Re-reads the file. */
 static PyObject *
 rep_py_timeline(RepObject *self, PyObject *arg)
 {
@@ -1469,9 +1539,10 @@ rep_py_timeline(RepObject *self, PyObject *arg)
         return ht_error("timeline points must be 1..1024");
     if ((size_t)k * r->nnodes > (4u << 20))
         k = (long)((4u << 20) / r->nnodes) > 0 ? (long)((4u << 20) / r->nnodes) : 1;
-    uint64_t *cps = malloc((size_t)k * sizeof(uint64_t));
-    uint64_t *times = malloc((size_t)k * sizeof(uint64_t));
-    uint64_t *out = calloc((size_t)k * r->nnodes, sizeof(uint64_t));
+    /* one more room: the peak */
+    uint64_t *cps = malloc((size_t)(k + 1) * sizeof(uint64_t));
+    uint64_t *times = malloc((size_t)(k + 1) * sizeof(uint64_t));
+    uint64_t *out = calloc((size_t)(k + 1) * r->nnodes, sizeof(uint64_t));
     PyObject *list = NULL;
     if (cps == NULL || times == NULL || out == NULL) {
         PyErr_NoMemory();
@@ -1481,6 +1552,7 @@ rep_py_timeline(RepObject *self, PyObject *arg)
         times[i] = (uint64_t)((double)r->duration_ns * (double)(i + 1) / (double)k);
         cps[i] = rep_events_at(r, times[i]);
     }
+    k = rep_add_peak(r, cps, times, k);
     if (rep_replay(r, cps, (size_t)k, out) < 0)
         goto done;
     if ((list = PyList_New(0)) == NULL)

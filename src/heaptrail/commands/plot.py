@@ -46,7 +46,7 @@ class PlotCommand:
 def _write_chart(path, ext, title, svg):
     """Writes svg to path as is (.svg) or wrapped in a minimal HTML page (.html)."""
     text = svg if ext == ".svg" else (
-        f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{html.escape(capture.printable(title))}</title>"
         f"</head><body>\n{svg}\n</body></html>\n")
     write_output(path, text)
 
@@ -91,15 +91,15 @@ def memory_svg(cap, width=960, height=320, title=""):
            f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11" '
            f'data-left="{left}" data-plot-width="{w}" data-time-end="{t_end}">',
            f'<rect width="{width}" height="{height}" fill="white"/>',
-           f'<text x="{left}" y="18" font-size="13">{html.escape(title)}</text>']
+           f'<text x="{left}" y="18" font-size="13">{html.escape(capture.printable(title))}</text>']
     _y_grid(out, left, w, y, y_top)
     for i in range(6):
         t = t_end * i / 5
         out.append(f'<text x="{x(t):.1f}" y="{top + h + 16}" text-anchor="middle">{t / 1e9:.2f} s</text>')
     for m in markers:
         out.append(f'<line class="marker" x1="{x(m.time_ns):.1f}" x2="{x(m.time_ns):.1f}" y1="{top}" '
-                   f'y2="{top + h}" stroke="#2ca02c" stroke-dasharray="4 3"><title>{html.escape(m.label)}</title></line>')
-        out.append(f'<text x="{x(m.time_ns) + 3:.1f}" y="{top + 10}" fill="#2ca02c">{html.escape(m.label)}</text>')
+                   f'y2="{top + h}" stroke="#2ca02c" stroke-dasharray="4 3"><title>{html.escape(capture.printable(m.label))}</title></line>')
+        out.append(f'<text x="{x(m.time_ns) + 3:.1f}" y="{top + 10}" fill="#2ca02c">{html.escape(capture.printable(m.label))}</text>')
     for key, label, color in _SERIES:
         pts = " ".join(f"{x(s.time_ns):.1f},{y(getattr(s, key)):.1f}" for s in samples)
         out.append(f'<polyline class="{key}" fill="none" stroke="{color}" stroke-width="1.5" points="{pts}"/>')

@@ -92,9 +92,18 @@ class RunCommand:
                                    "(heaptrail lines -o FILE writes its tables to a file)")
             from heaptrail import lines
             return lines.run_script(what, argv)
-        spec = None
-        if kind == "script":
-            code = compile_script(what)
+        spec, compiled = None, False
+        if kind == "script" and _is_archive(what):   # python DIR or python app.pyz: its __main__
+            kind = "archive"
+            code, spec = _archive_code(what)
+            label = os.path.splitext(os.path.basename(os.path.abspath(what)))[0]
+        elif kind == "script":
+            # as python: the code's file name and __file__ are absolute (a program that
+            # chdirs can still find its data beside __file__; tracebacks name the real file)
+            code = _compiled_code(what)
+            compiled = code is not None
+            if not compiled:
+                code = compile_script(os.path.abspath(what))
             label = os.path.splitext(os.path.basename(what))[0]
         elif kind == "code":
             code = compile_source(what, "<string>")
@@ -105,7 +114,7 @@ class RunCommand:
         if args.output == "":   # not the default name in its place
             raise CommandError("-o needs a file name")
         out = args.output or f"heaptrail-{_safe(label)}-{os.getpid()}.htcap"
-        refuse_overwriting(out, what if kind == "script" else spec and spec.origin)
+        refuse_overwriting(out, what if kind in ("script", "archive") else spec and spec.origin)
         out_dir = os.path.dirname(os.path.abspath(out))
         if not os.path.isdir(out_dir):
             raise CommandError(f"{out}: no such directory {out_dir}")
@@ -114,23 +123,35 @@ class RunCommand:
         import heaptrail
         import heaptrail.capture  # noqa: F401 - imported now, not traced inside the program
         heaptrail.mark  # noqa: B018 - bound now (heaptrail.marks), not on the program's first call
-        main = _main_module(kind, what, spec)
+        main = _main_module(kind, what, spec, compiled)
         pid = os.getpid()
         capture_run.set_base(_run_program.__code__)   # stacks start at the program's frames
         # FILE.<pid> files already there are an earlier run's children (unless rewritten):
         # not this run's (file times are too coarse to tell them apart by age)
         earlier = {k: _mtime_ns(k) for k in capture_run.children(out)}
-        capture_run.start(out, interval=args.interval, sample=args.sample, frames=args.frames,
-                          follow_fork=args.follow_fork)
+        saved = _enter_program(kind, what, argv, main)   # before the capture: not its rows
+        failed = None
         try:
-            status = _run_program(kind, what, code, argv, main)
+            capture_run.start(out, interval=args.interval, sample=args.sample, frames=args.frames,
+                              follow_fork=args.follow_fork)
+            try:
+                status = _run_program(code, main)
+            finally:
+                # the program's globals are still alive here: what they hold is
+                # "still allocated at exit"
+                try:
+                    written = capture_run.stop()
+                except OSError as e:   # the program removed the file, or the disk filled up
+                    written, failed = None, e
         finally:
-            # the program's globals are still alive here: what they hold is
-            # "still allocated at exit"
-            written = capture_run.stop()
+            _leave_program(saved)
         del main
         if os.getpid() != pid:   # a forked child of the program came back here: exit quietly
             return status
+        if failed is not None:   # one line, and the program's own status when it failed
+            note(f"heaptrail: error: the capture {out} could not be completed: "
+                 f"{failed.strerror or failed}")
+            return status or 1
         if not args.quiet:
             _report(written or os.path.abspath(out), args.follow_fork, earlier)
         return status
@@ -167,14 +188,19 @@ def _module_code(name):
     """(code, spec) of module `name` as python -m finds it (a package runs
     its __main__)."""
     import importlib.util
+    # python -m looks in the current directory first; the installed `heaptrail` script's
+    # sys.path[0] is its bin directory, where `run -m pkg.mod` found no pkg
+    sys.path.insert(0, os.getcwd())
     try:
         spec = importlib.util.find_spec(name)
         if spec is not None and spec.submodule_search_locations is not None:
             spec = importlib.util.find_spec(name + ".__main__")
+        if spec is None and importlib.util.find_spec(name) is not None:   # python -m's words
+            raise CommandError(f"no module named {name}.__main__: {name!r} is a package and cannot be run")
     except (ImportError, ValueError) as e:
         raise CommandError(f"no module named {name!r} ({e})")
-    if spec is None and importlib.util.find_spec(name) is not None:   # python -m's words
-        raise CommandError(f"no module named {name}.__main__: {name!r} is a package and cannot be run")
+    finally:
+        sys.path.remove(os.getcwd())
     if spec is None or spec.loader is None or not hasattr(spec.loader, "get_code"):
         raise CommandError(f"no module named {name!r}")
     try:
@@ -189,50 +215,125 @@ def _module_code(name):
     return code, spec
 
 
-def _run_program(kind, what, code, argv, main):
-    """Runs the program's code in module `main` (as __main__, left in
-    sys.modules while it runs); returns its exit status as Python would."""
-    saved_argv, saved_path, saved_main = sys.argv, list(sys.path), sys.modules.get("__main__")
+def _compiled_code(path):
+    """The code of a compiled file (python runs prog.pyc too: its first bytes are
+    importlib's magic number), or None for a source file."""
+    import importlib.machinery
+    import importlib.util
+
+    try:
+        with open(path, "rb") as f:
+            if f.read(len(importlib.util.MAGIC_NUMBER)) != importlib.util.MAGIC_NUMBER:
+                return None
+    except OSError:
+        return None   # compile_script says what is wrong with it
+    loader = importlib.machinery.SourcelessFileLoader("__main__", os.path.abspath(path))
+    try:
+        return loader.get_code("__main__")
+    except (ImportError, EOFError, ValueError, TypeError, OSError) as e:
+        raise CommandError(f"{path}: bad compiled file: {e}")
+
+
+def _is_archive(path):
+    """A directory or zip file python runs by its __main__ module."""
+    import zipfile
+
+    try:
+        return os.path.isdir(path) or (os.path.isfile(path) and zipfile.is_zipfile(path))
+    except OSError:
+        return False
+
+
+def _archive_code(path):
+    """(code, spec) of the __main__ module of a directory or zip file, found on
+    it alone as python finds it (it becomes sys.path[0] when the program runs)."""
+    import importlib.machinery
+
+    where = os.path.abspath(path)
+    try:
+        spec = importlib.machinery.PathFinder.find_spec("__main__", [where])
+        code = spec.loader.get_code("__main__") if spec is not None and spec.loader is not None else None
+    except SyntaxError as e:
+        raise CommandError(f"{e.filename}:{e.lineno}: syntax error: {e.msg}")
+    except (ImportError, OSError, ValueError) as e:
+        raise CommandError(f"{path}: cannot run its __main__ module: {e}")
+    if code is None:
+        raise CommandError(f"{path}: can't find a __main__ module in it")
+    return code, spec
+
+
+def _enter_program(kind, what, argv, main):
+    """Makes the process look as python makes it for the program (sys.argv,
+    sys.path[0], __main__); returns what _leave_program puts back."""
+    saved = sys.argv, list(sys.path), sys.modules.get("__main__")
+    sys.argv = [main.__dict__.get("__file__", what) if kind == "module" else what, *argv]
+    if kind == "code":
+        sys.argv[0] = "-c"
+    # python: the script's real directory, '' for -c (the cwd, whatever it becomes), the cwd for -m
+    sys.path.insert(0, os.path.dirname(os.path.realpath(what)) if kind == "script" else
+                    os.path.abspath(what) if kind == "archive" else
+                    "" if kind == "code" else os.getcwd())
+    sys.modules["__main__"] = main
+    return saved
+
+
+def _leave_program(saved):
+    sys.argv, sys.path[:] = saved[0], saved[1]
+    if saved[2] is not None:
+        sys.modules["__main__"] = saved[2]
+
+
+def _run_program(code, main):
+    """Runs the program's code in module `main`; returns its exit status as
+    Python would."""
     status = 0
     try:
-        sys.argv = [main.__dict__.get("__file__", what) if kind == "module" else what, *argv]
-        if kind == "code":
-            sys.argv[0] = "-c"
-        sys.path.insert(0, os.path.dirname(os.path.abspath(what)) if kind == "script" else os.getcwd())
-        sys.modules["__main__"] = main
         exec(code, main.__dict__)
-        _join_threads()
     except SystemExit as e:
         status = _exit_status(e)
     except BaseException:  # the program's own failure: its traceback is its output
-        etype, value, tb = sys.exc_info()
-        while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
-            tb = tb.tb_next
-        if value is not None:
-            value.__traceback__ = tb   # the default hook prints the exception's own traceback
-        try:
-            sys.excepthook(etype, value, tb)
-        except Exception:  # noqa: BLE001 - a broken excepthook still exits 1
-            pass
-        status = 130 if isinstance(value, KeyboardInterrupt) else 1
-    finally:
-        sys.argv = saved_argv
-        sys.path[:] = saved_path
-        if saved_main is not None:
-            sys.modules["__main__"] = saved_main
-        try:
-            sys.stdout.flush()
-        except Exception:  # noqa: BLE001 - the program may have closed its stdout
-            pass
+        status = _program_failed()
+    # python waits for the non-daemon threads however the main thread ended (sys.exit,
+    # an exception): their allocations belong in the capture
+    try:
+        _join_threads()
+    except SystemExit as e:   # a signal handler of the program's, while waiting
+        status = _exit_status(e)
+    except BaseException:     # Ctrl-C while waiting
+        status = _program_failed()
+    try:
+        sys.stdout.flush()
+    except Exception:  # noqa: BLE001 - the program may have closed its stdout
+        pass
     return status
 
 
-def _main_module(kind, what, spec):
+def _program_failed():
+    """Prints the exception being handled as python would (without heaptrail's
+    frames); returns the exit status: 130 for Ctrl-C, else 1."""
+    etype, value, tb = sys.exc_info()
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    if value is not None:
+        value.__traceback__ = tb   # the default hook prints the exception's own traceback
+    try:
+        sys.excepthook(etype, value, tb)
+    except Exception:  # noqa: BLE001 - a broken excepthook still exits 1
+        pass
+    return 130 if isinstance(value, KeyboardInterrupt) else 1
+
+
+def _main_module(kind, what, spec, compiled=False):
     main = types.ModuleType("__main__")
     main.__builtins__ = builtins
+    main.__annotations__ = {}
     if kind == "script":
-        main.__file__ = what
-    elif kind == "module":
+        import importlib.machinery
+        main.__file__ = os.path.abspath(what)   # absolute, as python gives it since 3.9
+        main.__cached__ = None
+        loader = importlib.machinery.SourcelessFileLoader if compiled else importlib.machinery.SourceFileLoader
+        main.__loader__ = loader("__main__", main.__file__)
+    elif kind in ("module", "archive"):
         main.__spec__ = spec
         main.__loader__ = spec.loader
         main.__package__ = spec.parent
@@ -246,6 +347,8 @@ def _exit_status(e):
     if e.code is None:
         return 0
     if isinstance(e.code, int):
+        if not -2**63 <= e.code < 2**63:   # python: too big for a C long is -1, exit status 255
+            return 255
         return e.code & 0xFF
     note(str(e.code))
     return 1

@@ -46,7 +46,7 @@ class StatsCommand:
                         align="rrl"))
         print("\nthreads:")
         print(table(["thread", "name", "allocations", "bytes"],
-                    [[t.id, t.name or "", t.allocations, human_bytes(t.bytes)] for t in cap.threads()],
+                    [[t.id, capture.printable(t.name or ""), t.allocations, human_bytes(t.bytes)] for t in cap.threads()],
                     align="rlrr"))
         return 0
 

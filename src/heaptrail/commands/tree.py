@@ -59,7 +59,7 @@ def tree_text(cap, report="peak", min_percent=1.0, depth=0):
                                  f"{'  ' * level}(smaller branches)")
                 if t.self_bytes and kids and level > 0:
                     lines.append(f"{human_bytes(t.self_bytes):>10} {100 * t.self_bytes / (total or 1):5.1f}%  "
-                                 f"{'  ' * level}(in {t.function} itself)")
+                                 f"{'  ' * level}(in {capture.printable(t.function)} itself)")
 
     def kids_of(t):
         return sorted(children.get(t.node, ()), key=lambda k: (-k.bytes, k.node))
