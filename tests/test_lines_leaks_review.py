@@ -315,3 +315,25 @@ def test_watch_runs_and_nesting_are_refused(leak_mod):
     # the refused check left nothing behind: a check runs afterwards, and finds the leak
     report = leaks.check(mod.work, runs=3, warmup=1)
     assert _kind(report, "object").new_count == 3
+
+
+def test_a_closed_stream_at_exit_skips_only_its_own_tables(tmp_path):
+    """profile(stream=f) with f closed before the program ends: the other functions' tables
+    are still printed at exit (the first write error stopped them all)."""
+    script = tmp_path / "closed.py"
+    script.write_text(textwrap.dedent("""
+        import io
+        from heaptrail import lines
+        log = io.StringIO()
+        @lines.profile(stream=log)
+        def first():
+            return bytearray(1000)
+        @lines.profile
+        def second():
+            return bytearray(2000)
+        first(); second()
+        log.close()
+    """))
+    proc = run_python("import runpy, sys; runpy.run_path(sys.argv[1])", str(script))
+    assert proc.stdout.count("Filename:") == 1 and "def second():" in proc.stdout, proc.stdout
+    assert "def first():" not in proc.stdout

@@ -288,21 +288,29 @@ def format_results(res=None, precision=None):
 _last_shown = {}
 
 
-def show(stream=None, precision=None, _changed_only=False):
+def show(stream=None, precision=None, _at_exit=False):
     """Prints each profiled function's table (to its own stream, given to
     profile(), else `stream`, else stdout). Functions that never ran are
-    left out."""
+    left out. At exit, tables that show() printed and that did not change
+    are left out too, and a stream the program closed skips its own tables
+    only (it stopped every table after it)."""
     by_key = {(c.co_filename, c.co_firstlineno): i for c, i in _profiled.items()}
     for fres in results():
         if not any(r["occurrences"] for r in fres["rows"]):
             continue
         key = (fres["filename"], fres["first_line"])
-        if _changed_only and _last_shown.get(key) == fres["rows"]:
+        if _at_exit and _last_shown.get(key) == fres["rows"]:
             continue
         _last_shown[key] = fres["rows"]
         info = by_key.get((fres["filename"], fres["first_line"]), {})
         out = stream or info.get("stream") or sys.stdout
-        out.write(format_function(fres, precision if precision is not None else info.get("precision", 1)))
+        text = format_function(fres, precision if precision is not None else info.get("precision", 1))
+        try:
+            out.write(text)
+        except (ValueError, OSError):  # closed
+            if not _at_exit:
+                raise
+            continue
         try:
             out.flush()
         except (AttributeError, ValueError, OSError):
@@ -327,7 +335,7 @@ def _show_at_exit():
         return
     _shown_at_exit = True
     try:
-        show(_changed_only=True)
+        show(_at_exit=True)
     except (ValueError, OSError):  # stdout closed at exit: nothing to print to
         pass
 
