@@ -116,6 +116,18 @@ def test_profile_over_wrapping_decorators(lines_isolated, tmp_path):
         async def coro():
             d = bytearray(MiB)
             return len(d)
+
+        @profile
+        @deco
+        def gen():
+            e = bytearray(MiB)
+            yield len(e)
+
+        import contextlib
+        @profile
+        @contextlib.contextmanager
+        def managed():
+            yield bytearray(10)
     """)
     import asyncio
 
@@ -124,8 +136,11 @@ def test_profile_over_wrapping_decorators(lines_isolated, tmp_path):
     mod.decorated()
     mod.twice()
     assert asyncio.run(mod.coro()) == MiB
+    assert list(mod.gen()) == [MiB]
+    with mod.managed() as m:   # a wrapper returning neither generator nor coroutine
+        assert m == bytearray(10)
     names = sorted(f["function"] for f in lines.results() if f["filename"] == mod.__file__)
-    assert names == ["cached", "coro", "decorated", "inner", "twice"], names
+    assert names == ["cached", "coro", "decorated", "gen", "inner", "managed", "twice"], names
     rows = _by_text(_table(inspect_unwrap(mod.cached).__code__))
     assert rows["return bytearray(n * MiB)"]["occurrences"] == 1
     assert abs(rows["return bytearray(n * MiB)"]["increment"] - MiB) < 0.01 * MiB
@@ -135,6 +150,8 @@ def test_profile_over_wrapping_decorators(lines_isolated, tmp_path):
     assert rows["c = bytearray(3 * MiB)"]["occurrences"] == 1
     rows = _by_text(_table(inspect_unwrap(mod.coro).__code__))  # the coroutine's body ran
     assert abs(rows["d = bytearray(MiB)"]["allocated"] - MiB) < 0.01 * MiB
+    rows = _by_text(_table(inspect_unwrap(mod.gen).__code__))  # the generator's too
+    assert abs(rows["e = bytearray(MiB)"]["allocated"] - MiB) < 0.01 * MiB
 
 
 def inspect_unwrap(f):

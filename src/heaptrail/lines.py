@@ -104,30 +104,23 @@ def _leave(prev, leave=_core._lines_leave, gettrace=sys.gettrace):
 
 
 def _wrap(func, inner=None):
-    """The wrapper that runs `func` profiled; its kind (generator, coroutine ...) is that of
-    `func`, or of the function it wraps (`inner`, its __wrapped__), when `func` is a plain
-    decorator's wrapper that returns the generator or coroutine."""
+    """The wrapper that runs `func` profiled, of `func`'s kind (generator, coroutine ...).
+    When `func` is a plain decorator's wrapper around a generator or coroutine function
+    (`inner`, its __wrapped__) and returns that generator or coroutine, the body runs when it
+    is iterated or awaited: the result is wrapped to be profiled then. Anything else it
+    returns (contextmanager's helper object ...) is returned as it is."""
     enter, leave = _enter, _leave
-    kind = func if inner is None or _kind(func) != "function" else inner
-    if inspect.isgeneratorfunction(kind):
+    if inspect.isgeneratorfunction(func):
         @functools.wraps(func)
         def gen_wrapper(*args, **kwargs):
-            prev = enter()
-            try:
-                return (yield from func(*args, **kwargs))
-            finally:
-                leave(prev)
+            return (yield from _profiled_gen(func(*args, **kwargs)))
         return gen_wrapper
-    if inspect.iscoroutinefunction(kind):
+    if inspect.iscoroutinefunction(func):
         @functools.wraps(func)
         async def coro_wrapper(*args, **kwargs):
-            prev = enter()
-            try:
-                return await func(*args, **kwargs)
-            finally:
-                leave(prev)
+            return await _profiled_coro(func(*args, **kwargs))
         return coro_wrapper
-    if inspect.isasyncgenfunction(kind):
+    if inspect.isasyncgenfunction(func):
         @functools.wraps(func)
         async def agen_wrapper(*args, **kwargs):
             prev = enter()
@@ -142,20 +135,32 @@ def _wrap(func, inner=None):
     def wrapper(*args, **kwargs):
         prev = enter()
         try:
-            return func(*args, **kwargs)
+            result = func(*args, **kwargs)
         finally:
             leave(prev)
+        if inner is not None:
+            if inspect.iscoroutine(result) and inspect.iscoroutinefunction(inner):
+                return _profiled_coro(result)
+            if inspect.isgenerator(result) and inspect.isgeneratorfunction(inner):
+                return _profiled_gen(result)
+        return result
     return wrapper
 
 
-def _kind(func):
-    if inspect.isgeneratorfunction(func):
-        return "generator"
-    if inspect.iscoroutinefunction(func):
-        return "coroutine"
-    if inspect.isasyncgenfunction(func):
-        return "async generator"
-    return "function"
+def _profiled_gen(gen):
+    prev = _enter()
+    try:
+        return (yield from gen)
+    finally:
+        _leave(prev)
+
+
+async def _profiled_coro(coro):
+    prev = _enter()
+    try:
+        return await coro
+    finally:
+        _leave(prev)
 
 
 def _profiled_function(func):
