@@ -131,19 +131,28 @@ def _wrap(func, inner=None):
                 leave(prev)
         return agen_wrapper
 
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        prev = enter()
-        try:
-            result = func(*args, **kwargs)
-        finally:
-            leave(prev)
-        if inner is not None:
+    if inner is not None and (inspect.iscoroutinefunction(inner) or inspect.isgeneratorfunction(inner)):
+        @functools.wraps(func)
+        def deferred_wrapper(*args, **kwargs):
+            prev = enter()
+            try:
+                result = func(*args, **kwargs)
+            finally:
+                leave(prev)
             if inspect.iscoroutine(result) and inspect.iscoroutinefunction(inner):
                 return _profiled_coro(result)
             if inspect.isgenerator(result) and inspect.isgeneratorfunction(inner):
                 return _profiled_gen(result)
-        return result
+            return result
+        return deferred_wrapper
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        prev = enter()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            leave(prev)
     return wrapper
 
 
