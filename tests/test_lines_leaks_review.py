@@ -301,6 +301,8 @@ def test_a_leak_every_kth_iteration_is_reported(leak_mod):
     report = leaks.check(mod.work, runs=12, warmup=2)
     k = _kind(report, "rv_kth.Item")
     assert k.new_count == 4 and k.count_per_iteration == pytest.approx(4 / 12)
+    assert k.growth == [1, 0, 0] * 4          # the documented per-step growth (was missing)
+    assert k.as_dict()["growth"] == k.growth
     assert [s["innermost"].split("  ")[0] for s in k.sites] == [f"{path}:{_line(path, 'KEEP.append')}"]
     assert k.samples[0]["path"] == "module rv_kth -> .KEEP -> [0] -> <Item>"
     mod.n[0] = 0

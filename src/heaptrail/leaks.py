@@ -109,7 +109,9 @@ class LeakReport:
     most bytes per iteration first, with fields: kind, type, count_per_iteration,
     bytes_per_iteration, new_count, new_bytes, retained (bytes held by the holder), holder
     (text), holder_path, sites (allocation sites: dicts with count, bytes, innermost, stack),
-    samples (dicts with address, repr, path, path_steps), steps (count growth per step)."""
+    samples (dicts with address, repr, path, path_steps), growth (the change of its type's
+    gc-tracked count at each measured step: [1, 0, 0, 1, ...] for a leak every third one).
+    The report's own ``steps`` is the number of measured steps."""
 
     def __init__(self, kinds, runs, warmup, steps, tracing, dot_paths):
         self.kinds = kinds
@@ -375,8 +377,9 @@ def _build(session, end, measured):
     # type name -> the fewest new objects its kind needs to be reported: a leak makes new
     # objects in nearly every iteration (a kind with fewer, a dict materialized once, a
     # lazily built cache, is none, even when its type grows), a periodic one at each rise
-    growing = {}
+    growing, series = {}, {}
     for name, counts, nbytes, ucounts, ubytes in session.counter.rows():
+        series[name] = counts
         need = [max(1, measured - 1)] if _growing(counts, nbytes, ucounts, ubytes) else []
         rises = _periodic(counts)
         if rises:
@@ -394,8 +397,10 @@ def _build(session, end, measured):
     live = _core._leaks_objects([end._h.record(i)[0] for row in chosen
                                  for i in row[4][:MAX_SITE_OBJECTS]]) if chosen else {}
     for kind, tname, count, nbytes, indexes in chosen:
-        kinds.append(_kind(session, end, live, kind, tname, count, nbytes, indexes, measured,
-                           dot_paths))
+        k = _kind(session, end, live, kind, tname, count, nbytes, indexes, measured, dot_paths)
+        counts = series.get(tname, ())
+        k.growth = [b - a for a, b in zip(counts, counts[1:])]
+        kinds.append(k)
     kinds.sort(key=lambda k: (-k.bytes_per_iteration, -k.count_per_iteration, k.kind))
     return LeakReport(kinds, session.nsteps - session.warmup, session.warmup, measured,
                       session.tracing, dot_paths)
