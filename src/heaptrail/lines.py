@@ -17,7 +17,11 @@ traced memory really did, not an RSS sample), Allocated the bytes it
 allocated whatever was freed later, Peak the highest traced memory reached
 while it ran, Mem usage the traced memory after it (RSS with rss=True / --rss).
 Whatever inner functions, comprehensions and library calls do is charged to
-the decorated function's line that called them.
+the decorated function's line that called them; a recursive function's line
+is charged by its outermost running instance only (the bytes of the levels
+below it once, not once per level). @profile over a function that wraps
+another (functools.wraps, lru_cache: __wrapped__) profiles the lines of the
+innermost one; the source shown is the one read when it was decorated.
 
 Differences from memory_profiler: the tables are printed at exit (or on
 show()), one per function with every call's lines summed, not after each
