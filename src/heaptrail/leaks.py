@@ -34,7 +34,10 @@ How it works (the engines are C: ``_core/leaks.c``, ``heap.c``, ``graph.c``, ``t
    measured step: in at least ``runs - 1`` of the ``runs`` steps (every step when ``runs <=
    2``), and more at the end than at the start; or when, over the counts that included the
    untracked objects, the count or bytes of all its objects went up from each of those
-   counts to the next (all but one of them when there are more than three);
+   counts to the next (all but one of them when there are more than three); or, for a
+   leak that appears every k-th iteration, when its gc-tracked count never went down and
+   rose at least three times, in both halves of the steps (then as many new objects as
+   rises are enough to report its kind);
 5. the NEW objects are those of the end snapshot that the start did not hold (same address,
    same type: Snapshot.diff's rule), grouped by owner kind (``Session``, ``dict of Session``);
    objects held only by running frames (the loop's own locals) are left out. A kind is
@@ -106,7 +109,9 @@ class LeakReport:
     most bytes per iteration first, with fields: kind, type, count_per_iteration,
     bytes_per_iteration, new_count, new_bytes, retained (bytes held by the holder), holder
     (text), holder_path, sites (allocation sites: dicts with count, bytes, innermost, stack),
-    samples (dicts with address, repr, path, path_steps), steps (count growth per step)."""
+    samples (dicts with address, repr, path, path_steps), growth (the change of its type's
+    gc-tracked count at each measured step: [1, 0, 0, 1, ...] for a leak every third one).
+    The report's own ``steps`` is the number of measured steps."""
 
     def __init__(self, kinds, runs, warmup, steps, tracing, dot_paths):
         self.kinds = kinds
@@ -222,6 +227,22 @@ def _growing(counts, nbytes, ucounts=None, ubytes=None):
             _grew([nbytes[k] + ubytes[k] for k in walked]))
 
 
+def _periodic(series):
+    """The rises of a count that grew every k-th step (a leak that appears every k-th
+    iteration): it never went down, rose at least 3 times, and rose in both halves of the
+    steps (a cache that fills and stops rises in the first half only); else 0."""
+    steps = len(series) - 1
+    if steps < 4 or any(b < a for a, b in zip(series, series[1:])):
+        return 0
+    ups = [k for k, (a, b) in enumerate(zip(series, series[1:])) if b > a]
+    if len(ups) >= 3 and ups[0] < steps // 2 <= ups[-1]:
+        return len(ups)
+    return 0
+
+
+_running = None  # the _Session measuring now: one at a time
+
+
 class _Session:
     """One measurement: start, step() after each iteration, finish() -> LeakReport."""
 
@@ -240,10 +261,22 @@ class _Session:
         self.own_tracer = False
         self.tracing = False
         self.done = False
+        self.func = None  # check()'s function
 
     def start(self):
-        if self.warmup == 0:
-            self._begin()
+        global _running
+        if _running is not None:
+            # a check inside another would count the inner one's report, lists and strings
+            # as the outer one's leaks, and stop the tracer the outer one started
+            raise HeaptrailError("a leak check is already running: check() and watch() do "
+                                 "not nest, nor run in two threads at once")
+        _running = self
+        try:
+            if self.warmup == 0:
+                self._begin()
+        except BaseException:
+            self.abort()
+            raise
 
     def _begin(self):
         # the tracer starts with the measured phase: what the warm-up allocates and keeps is
@@ -292,7 +325,13 @@ class _Session:
             return k >= self.plan or k == (self.plan + 1) // 2
         return k & (k - 1) == 0
 
+    def _stop_running(self):
+        global _running
+        if _running is self:
+            _running = None
+
     def abort(self):
+        self._stop_running()
         self.done = True
         if self.counter is not None:
             self.counter.release()
@@ -320,6 +359,7 @@ class _Session:
             end = _snapshot(self)
             return _build(self, end, measured)
         finally:
+            self._stop_running()
             if self.counter is not None:
                 self.counter.release()
             if self.own_tracer:
@@ -334,23 +374,33 @@ def _snapshot(session):
 
 
 def _build(session, end, measured):
-    growing = {name for name, counts, nbytes, ucounts, ubytes in session.counter.rows()
-               if _growing(counts, nbytes, ucounts, ubytes)}
+    # type name -> the fewest new objects its kind needs to be reported: a leak makes new
+    # objects in nearly every iteration (a kind with fewer, a dict materialized once, a
+    # lazily built cache, is none, even when its type grows), a periodic one at each rise
+    growing, series = {}, {}
+    for name, counts, nbytes, ucounts, ubytes in session.counter.rows():
+        series[name] = counts
+        need = [max(1, measured - 1)] if _growing(counts, nbytes, ucounts, ubytes) else []
+        rises = _periodic(counts)
+        if rises:
+            need.append(rises)
+        if need:
+            growing[name] = min(need)
     rows = _core._leaks_new(end._h, session.counter, max(MAX_SITE_OBJECTS, MAX_DOM_OBJECTS))
     kinds, dot_paths = [], []
     chosen = []
     for kind, count, nbytes, indexes in rows:
         tname = end._h.record(indexes[0])[1] if indexes else kind
-        # a leak makes new objects in nearly every iteration: a kind with fewer (a dict
-        # materialized once, a lazily built cache) is not one, even when its type grows
-        if tname in growing and count >= max(1, measured - 1):
+        if tname in growing and count >= growing[tname]:
             chosen.append((kind, tname, count, nbytes, indexes))
     # one pass over the live objects finds every kind's samples
     live = _core._leaks_objects([end._h.record(i)[0] for row in chosen
                                  for i in row[4][:MAX_SITE_OBJECTS]]) if chosen else {}
     for kind, tname, count, nbytes, indexes in chosen:
-        kinds.append(_kind(session, end, live, kind, tname, count, nbytes, indexes, measured,
-                           dot_paths))
+        k = _kind(session, end, live, kind, tname, count, nbytes, indexes, measured, dot_paths)
+        counts = series.get(tname, ())
+        k.growth = [b - a for a, b in zip(counts, counts[1:])]
+        kinds.append(k)
     kinds.sort(key=lambda k: (-k.bytes_per_iteration, -k.count_per_iteration, k.kind))
     return LeakReport(kinds, session.nsteps - session.warmup, session.warmup, measured,
                       session.tracing, dot_paths)
@@ -358,7 +408,7 @@ def _build(session, end, measured):
 
 def _kind(session, snap, live, kind, tname, count, nbytes, indexes, measured, dot_paths):
     addrs = [snap._h.record(i)[0] for i in indexes[:MAX_SITE_OBJECTS]]
-    sites = _sites(live, addrs) if session.tracing else []
+    sites = _sites(live, addrs, session.func) if session.tracing else []
     samples = []
     # samples with a retention path first: an object that is a root itself (held by C code)
     # tells less about who keeps the growth alive
@@ -389,8 +439,31 @@ def _kind(session, snap, live, kind, tname, count, nbytes, indexes, measured, do
                     samples=samples)
 
 
-def _sites(live, addrs):
-    """Allocation sites of the live new objects, grouped by full stack, most objects first."""
+def _call(func, args, kwargs):
+    return func(*args, **kwargs)  # check()'s call: _sites knows this line
+
+
+_CALL_SITE = (_call.__code__.co_filename, _call.__code__.co_firstlineno + 1)
+
+
+def _innermost(frames, func):
+    """(filename, lineno, note) of the line that allocated, from a stack (oldest first).
+    A stack that ends in heaptrail's own code did not see the allocating frame: at check()'s
+    call of func, the object was made as func's frame started (a closure's cells, before its
+    first line runs): func's def line; elsewhere in heaptrail, the block was one heaptrail
+    allocated and freed, reused from a free list (the site is unknown). Naming the last
+    user frame of such a stack named the caller of check() or watch()."""
+    if not _is_own(frames[-1][0]):
+        return frames[-1][0], frames[-1][1], ""
+    code = getattr(func, "__code__", None)
+    if frames[-1] == _CALL_SITE and code is not None:
+        return code.co_filename, code.co_firstlineno, " (as the function starts)"
+    return None, None, ""
+
+
+def _sites(live, addrs, func=None):
+    """Allocation sites of the live new objects, grouped by full stack, most objects first;
+    the objects whose site is unknown (see _innermost) grouped last as one."""
     groups = {}
     for a in addrs:
         obj = live.get(a)
@@ -398,17 +471,20 @@ def _sites(live, addrs):
         if tb is None:
             continue
         frames = [(f.filename, f.lineno) for f in tb]  # oldest first
-        user = [f for f in frames if not _is_own(f[0])] or frames
-        key = tuple(frames)
+        fn, ln, note = _innermost(frames, func)
+        key = tuple(frames) if fn is not None else None
         g = groups.get(key)
-        if g is None:
-            fn, ln = user[-1]
-            g = groups[key] = {"count": 0, "bytes": 0, "innermost": f"{fn}:{ln}",
+        if g is None and fn is None:
+            g = groups[key] = {"count": 0, "bytes": 0, "filename": None, "lineno": None,
+                               "innermost": "unknown (a memory block reused from a free list)",
+                               "line": "", "stack": []}
+        elif g is None:
+            g = groups[key] = {"count": 0, "bytes": 0, "innermost": f"{fn}:{ln}{note}",
                                "filename": fn, "lineno": ln,
                                "line": _line(fn, ln), "stack": [f"{f}:{n}" for f, n in frames]}
         g["count"] += 1
         g["bytes"] += sys.getsizeof(obj)
-    out = sorted(groups.values(), key=lambda g: (-g["count"], g["innermost"]))
+    out = sorted(groups.values(), key=lambda g: (g["filename"] is None, -g["count"], g["innermost"]))
     for g in out:
         if g["line"]:
             g["innermost"] += "  " + g["line"]
@@ -462,10 +538,11 @@ def check(func, runs=10, warmup=2, args=(), kwargs=None):
         raise HeaptrailError(f"runs must be an int >= 1, not {runs!r}")
     kwargs = kwargs or {}
     s = _Session(warmup, plan=runs)
+    s.func = func
     s.start()
     try:
         for _ in range(warmup + runs):
-            func(*args, **kwargs)
+            _call(func, args, kwargs)
             s.step()
     except BaseException:
         s.abort()
@@ -478,6 +555,8 @@ class Watch:
     the report is ``w.report`` once the block ends."""
 
     def __init__(self, warmup=2, runs=None):
+        if runs is not None and (isinstance(runs, bool) or not isinstance(runs, int) or runs < 1):
+            raise HeaptrailError(f"runs must be None or an int >= 1, not {runs!r}")
         self._s = _Session(warmup, runs=runs)
         self.report = None
 

@@ -17,7 +17,11 @@ traced memory really did, not an RSS sample), Allocated the bytes it
 allocated whatever was freed later, Peak the highest traced memory reached
 while it ran, Mem usage the traced memory after it (RSS with rss=True / --rss).
 Whatever inner functions, comprehensions and library calls do is charged to
-the decorated function's line that called them.
+the decorated function's line that called them; a recursive function's line
+is charged by its outermost running instance only (the bytes of the levels
+below it once, not once per level). @profile over a function that wraps
+another (functools.wraps, lru_cache: __wrapped__) profiles the lines of the
+innermost one; the source shown is the one read when it was decorated.
 
 Differences from memory_profiler: the tables are printed at exit (or on
 show()), one per function with every call's lines summed, not after each
@@ -74,8 +78,12 @@ def _register(func, stream, precision):
     code = func.__code__
     _core._lines_register(code)
     if code not in _profiled:
+        # the source as it is now, when the code is: a file edited or deleted after the
+        # import would show other lines than those that ran (the loader's source too: zips)
+        source = _source_lines(code.co_filename, code.co_firstlineno,
+                               getattr(func, "__globals__", None))
         _profiled[code] = {"function": func.__qualname__, "filename": code.co_filename,
-                           "stream": stream, "precision": precision}
+                           "stream": stream, "precision": precision, "source": source}
     if not _atexit_registered:
         atexit.register(_show_at_exit)
         _atexit_registered = True
@@ -99,25 +107,22 @@ def _leave(prev, leave=_core._lines_leave, gettrace=sys.gettrace):
         sys.settrace(prev)
 
 
-def _wrap(func):
+def _wrap(func, inner=None):
+    """The wrapper that runs `func` profiled, of `func`'s kind (generator, coroutine ...).
+    When `func` is a plain decorator's wrapper around a generator or coroutine function
+    (`inner`, its __wrapped__) and returns that generator or coroutine, the body runs when it
+    is iterated or awaited: the result is wrapped to be profiled then. Anything else it
+    returns (contextmanager's helper object ...) is returned as it is."""
     enter, leave = _enter, _leave
     if inspect.isgeneratorfunction(func):
         @functools.wraps(func)
         def gen_wrapper(*args, **kwargs):
-            prev = enter()
-            try:
-                return (yield from func(*args, **kwargs))
-            finally:
-                leave(prev)
+            return (yield from _profiled_gen(func(*args, **kwargs)))
         return gen_wrapper
     if inspect.iscoroutinefunction(func):
         @functools.wraps(func)
         async def coro_wrapper(*args, **kwargs):
-            prev = enter()
-            try:
-                return await func(*args, **kwargs)
-            finally:
-                leave(prev)
+            return await _profiled_coro(func(*args, **kwargs))
         return coro_wrapper
     if inspect.isasyncgenfunction(func):
         @functools.wraps(func)
@@ -130,6 +135,21 @@ def _wrap(func):
                 leave(prev)
         return agen_wrapper
 
+    if inner is not None and (inspect.iscoroutinefunction(inner) or inspect.isgeneratorfunction(inner)):
+        @functools.wraps(func)
+        def deferred_wrapper(*args, **kwargs):
+            prev = enter()
+            try:
+                result = func(*args, **kwargs)
+            finally:
+                leave(prev)
+            if inspect.iscoroutine(result) and inspect.iscoroutinefunction(inner):
+                return _profiled_coro(result)
+            if inspect.isgenerator(result) and inspect.isgeneratorfunction(inner):
+                return _profiled_gen(result)
+            return result
+        return deferred_wrapper
+
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         prev = enter()
@@ -138,6 +158,38 @@ def _wrap(func):
         finally:
             leave(prev)
     return wrapper
+
+
+def _profiled_gen(gen):
+    prev = _enter()
+    try:
+        return (yield from gen)
+    finally:
+        _leave(prev)
+
+
+async def _profiled_coro(coro):
+    prev = _enter()
+    try:
+        return await coro
+    finally:
+        _leave(prev)
+
+
+def _profiled_function(func):
+    """The function whose lines are profiled: the innermost one `func` wraps (__wrapped__, as
+    functools.wraps, lru_cache and profile itself set it), else `func`. Profiling a
+    wrapper's code would charge every function that wrapper decorates (profile's own
+    wrapper: every profiled function) to one table of the decorator's lines."""
+    try:
+        inner = inspect.unwrap(func)
+    except ValueError:  # a __wrapped__ cycle
+        inner = func
+    if hasattr(inner, "__code__"):
+        return inner
+    if hasattr(func, "__code__"):
+        return func
+    raise TypeError("profile needs a function, not %s" % type(func).__name__)
 
 
 _BACKENDS = ("psutil", "psutil_pss", "psutil_uss", "posix", "tracemalloc")
@@ -166,15 +218,15 @@ def profile(func=None, stream=None, precision=1, backend=None, rss=None):
         return functools.partial(profile, stream=stream, precision=precision)
     if isinstance(func, (staticmethod, classmethod)):
         return type(func)(profile(func.__func__, stream=stream, precision=precision))
-    if not hasattr(func, "__code__"):
-        raise TypeError("profile needs a function, not %s" % type(func).__name__)
-    _register(func, stream, precision)
-    return _wrap(func)
+    inner = _profiled_function(func)
+    _register(inner, stream, precision)
+    return _wrap(func, inner if inner is not func else None)
 
 
-def _source_lines(filename, first):
-    """The function's source lines from `first` (1-based) to its end."""
-    lines = linecache.getlines(filename)
+def _source_lines(filename, first, module_globals=None):
+    """The function's source lines from `first` (1-based) to its end; [] when there is no
+    source (exec'd or compiled code, a file gone)."""
+    lines = linecache.getlines(filename, module_globals)
     if not lines or first > len(lines):
         return []
     try:
@@ -186,14 +238,17 @@ def _source_lines(filename, first):
 
 def results():
     """Every profiled function's rows, as data (bytes, not MiB): a list of
-    dicts {function, filename, first_line, rows: [{line, mem_usage,
-    increment, occurrences, allocated, peak, contents}]}; lines that never
-    ran have None in their numbers."""
+    dicts {function, filename, first_line, has_source, rows: [{line,
+    mem_usage, increment, occurrences, allocated, peak, contents}]}; lines
+    that never ran have None in their numbers; contents are the source as
+    it was when the function was decorated ("" without source)."""
     out = []
     for code, first, rows in _core._lines_results():
         info = _profiled.get(code, {"function": code.co_name, "filename": code.co_filename})
         by_line = {r[0]: r for r in rows}
-        source = _source_lines(code.co_filename, first)
+        source = info.get("source")
+        if not source:  # none at decoration (IPython adds cells to linecache later)
+            source = _source_lines(code.co_filename, first)
         last = max([first + len(source) - 1] + list(by_line))
         table = []
         for line in range(first, last + 1):
@@ -207,7 +262,7 @@ def results():
                 table.append({"line": line, "mem_usage": r[5], "increment": r[2], "occurrences": r[1],
                               "allocated": r[3], "peak": r[4], "contents": text})
         out.append({"function": info["function"], "filename": info["filename"],
-                    "first_line": first, "rows": table})
+                    "first_line": first, "has_source": bool(source), "rows": table})
     return out
 
 
@@ -226,6 +281,9 @@ def format_function(fres, precision=1):
             cells = (_mib(r["mem_usage"], precision), _mib(r["increment"], precision), r["occurrences"],
                      _mib(r["allocated"], precision), _mib(r["peak"], precision))
         out.append(_TEMPLATE.format(r["line"], *cells, r["contents"]))
+    if not fres.get("has_source", True):
+        out.append("(no source for %s: the code was exec'd or compiled from a string, or its "
+                   "file is gone; Line Contents are empty)" % fres["function"])
     return "\n".join(out) + "\n\n\n"
 
 
@@ -243,17 +301,34 @@ def format_results(res=None, precision=None):
     return "".join(parts)
 
 
-def show(stream=None, precision=None):
+# (filename, first line) -> the rows a table showed last: the tables printed at exit leave
+# out those that show() already printed and that did not change since
+_last_shown = {}
+
+
+def show(stream=None, precision=None, _at_exit=False):
     """Prints each profiled function's table (to its own stream, given to
     profile(), else `stream`, else stdout). Functions that never ran are
-    left out."""
+    left out. At exit, tables that show() printed and that did not change
+    are left out too, and a stream the program closed skips its own tables
+    only (it stopped every table after it)."""
     by_key = {(c.co_filename, c.co_firstlineno): i for c, i in _profiled.items()}
     for fres in results():
         if not any(r["occurrences"] for r in fres["rows"]):
             continue
+        key = (fres["filename"], fres["first_line"])
+        if _at_exit and _last_shown.get(key) == fres["rows"]:
+            continue
+        _last_shown[key] = fres["rows"]
         info = by_key.get((fres["filename"], fres["first_line"]), {})
         out = stream or info.get("stream") or sys.stdout
-        out.write(format_function(fres, precision if precision is not None else info.get("precision", 1)))
+        text = format_function(fres, precision if precision is not None else info.get("precision", 1))
+        try:
+            out.write(text)
+        except (ValueError, OSError):  # closed
+            if not _at_exit:
+                raise
+            continue
         try:
             out.flush()
         except (AttributeError, ValueError, OSError):
@@ -278,7 +353,7 @@ def _show_at_exit():
         return
     _shown_at_exit = True
     try:
-        show()
+        show(_at_exit=True)
     except (ValueError, OSError):  # stdout closed at exit: nothing to print to
         pass
 

@@ -294,11 +294,33 @@ ht_leaks_sort_unique(ht_live_rec *r)
  * the same moment measured again). walk: the untracked objects are counted
  * too. With record=True it also remembers every object it counts (address
  * and type), replacing what an earlier record=True remembered. */
+static int ht_leaks_hold(ht_leaks_counter *c, PyObject *o);
+
+/* sample's arguments, without the tuple METH_VARARGS would make: that tuple,
+ * freed to the tuple free list, was the block the next iteration's first
+ * 2-tuple took, which then had heaptrail's step() as its allocation site. */
+static int
+ht_leaks_sample_args(PyObject *const *args, Py_ssize_t nargs, int *out[3])
+{
+    if (nargs > 3) {
+        PyErr_Format(PyExc_TypeError, "sample() takes at most 3 arguments (%zd given)", nargs);
+        return -1;
+    }
+    for (Py_ssize_t k = 0; k < nargs; k++) {
+        int v = PyObject_IsTrue(args[k]);
+        if (v < 0)
+            return -1;
+        *out[k] = v;
+    }
+    return 0;
+}
+
 static PyObject *
-ht_leaks_sample(ht_leaks_counter *c, PyObject *args)
+ht_leaks_sample(ht_leaks_counter *c, PyObject *const *args, Py_ssize_t nargs)
 {
     int record = 0, walk = 1, replace = 0;
-    if (!PyArg_ParseTuple(args, "|ppp", &record, &walk, &replace))
+    int *flags[3] = {&record, &walk, &replace};
+    if (ht_leaks_sample_args(args, nargs, flags) < 0)
         return NULL;
     if (record && !walk)
         return ht_error("sample: a recorded sample walks the untracked objects too");
@@ -329,6 +351,11 @@ ht_leaks_sample(ht_leaks_counter *c, PyObject *args)
     if (rc == 0 && ht_leaks_store_column(c) < 0)
         rc = -1;
     Py_DECREF(list);
+    /* the list object just went to the list free list (LIFO): take it back
+     * and hold it, or the program's next list would reuse it and be shown
+     * as allocated by heaptrail's step() */
+    if (rc == 0 && ht_leaks_hold(c, PyList_New(0)) < 0)
+        rc = -1;
     if (rc == 0 && record) {
         if (ht_leaks_sort_unique(&rec) < 0) {
             rc = -1;
@@ -494,7 +521,7 @@ ht_leaks_counter_dealloc(ht_leaks_counter *c)
 }
 
 static PyMethodDef ht_leaks_counter_methods[] = {
-    {"sample", (PyCFunction)ht_leaks_sample, METH_VARARGS,
+    {"sample", (PyCFunction)(void (*)(void))ht_leaks_sample, METH_FASTCALL,
      "sample(record=False, walk=True) -> number of samples: counts the live objects by type "
      "(walk: also the untracked objects they refer to); record=True also remembers them "
      "(address, type) for _leaks_new"},

@@ -83,6 +83,8 @@ typedef struct ln_entry {
     int64_t gmem0;         /* traced memory at the line's start */
     int64_t child_peak;    /* highest cur of profiled callees during the line */
     int64_t life_peak;     /* highest cur over the frame's life (folded up on return) */
+    int32_t same;          /* index of the nearest outer entry of the same function
+                              (recursion), -1 when none */
 } ln_entry;
 
 typedef struct ln_thread {
@@ -99,10 +101,25 @@ ln_max(int64_t a, int64_t b)
     return a > b ? a : b;
 }
 
-/* The line running in e ended, traced memory being `now`: charge the
- * counters' deltas to it. */
+/* Whether an outer frame of e's function (recursion) is running e's line
+ * now: its own charge, when it ends, holds all e's line did. Walks the
+ * chain of e's function's frames only: O(1) without recursion. */
+static int
+ln_outer_on_line(const ln_thread *t, const ln_entry *e)
+{
+    for (int32_t k = e->same; k >= 0; k = t->stk[k].same)
+        if (t->stk[k].line == e->line)
+            return 1;
+    return 0;
+}
+
+/* The line running in e (an entry of t's stack) ended, traced memory being
+ * `now`: charge the counters' deltas to it. A recursive call's line whose
+ * outer instance still runs is charged by that instance alone: charging
+ * both counted the same bytes once per level (rec(3)'s `rec(n-1)` line
+ * showed 3+2+1 MiB allocated for 3 MiB). */
 static void
-ln_end(ln_entry *e, int64_t now)
+ln_end(const ln_thread *t, ln_entry *e, int64_t now)
 {
     if (e->line < 0)
         return;
@@ -112,8 +129,10 @@ ln_end(ln_entry *e, int64_t now)
     ln_row *r = ln_row_of(e->func, e->line);
     if (r == NULL)
         return;
-    r->inc += me->cur - e->cur0;
-    r->alloc += me->alloc - e->alloc0;
+    if (!ln_outer_on_line(t, e)) {
+        r->inc += me->cur - e->cur0;
+        r->alloc += me->alloc - e->alloc0;
+    }
     int64_t pk = e->gmem0 + (p - e->cur0);
     if (!r->has || pk > r->peak)
         r->peak = pk;
@@ -163,6 +182,12 @@ ln_push(ln_thread *t, PyFrameObject *frame, uint32_t f)
     e->func = f;
     e->line = -1;
     e->life_peak = me->cur;
+    e->same = -1;
+    for (uint32_t k = t->depth - 1; k-- > 0;)
+        if (t->stk[k].func == f) {
+            e->same = (int32_t)k;
+            break;
+        }
     int line = PyFrame_GetLineNumber(frame);
     /* a fresh call stands on its first line (memory_profiler shows the
      * decorator's line with one occurrence); a resumed generator or
@@ -174,7 +199,7 @@ static void
 ln_pop(ln_thread *t)
 {
     ln_entry *e = &t->stk[--t->depth];
-    ln_end(e, (int64_t)ht_tracer_current());
+    ln_end(t, e, (int64_t)ht_tracer_current());
     if (t->depth != 0) {
         ln_entry *up = &t->stk[t->depth - 1];
         up->child_peak = ln_max(up->child_peak, e->life_peak);
@@ -200,7 +225,7 @@ ln_trace(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
         if (t->depth != 0 && t->stk[t->depth - 1].frame == frame) {
             ln_entry *e = &t->stk[t->depth - 1];
             int64_t now = (int64_t)ht_tracer_current();
-            ln_end(e, now);
+            ln_end(t, e, now);
             ln_begin(e, PyFrame_GetLineNumber(frame), 1, now);
         }
         break;
