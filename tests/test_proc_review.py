@@ -1,0 +1,173 @@
+"""Review of the process view and the deep sizes: heaptrail's figures checked
+against ground truth computed here by other means (sys.getsizeof, a
+gc.get_referents walk written below, /proc read by hand)."""
+import collections
+import gc
+import os
+import random
+import sys
+import threading
+
+import pytest
+
+import heaptrail
+from heaptrail import process
+
+getsizeof = sys.getsizeof
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs Linux /proc")
+
+
+# ---- a deep size computed independently -----------------------------------------------------
+
+import types  # noqa: E402
+
+_SHARED_EXACT = (types.FunctionType, types.CodeType, types.MethodDescriptorType,
+                 types.ClassMethodDescriptorType, types.WrapperDescriptorType,
+                 types.GetSetDescriptorType, types.MemberDescriptorType)
+
+
+def _shared(o):
+    """heaptrail.size's documented shared objects: modules, classes, functions, code, builtin
+    functions and methods, and the descriptors that live in classes."""
+    return (isinstance(o, (type, types.ModuleType, types.BuiltinFunctionType))
+            or type(o) in _SHARED_EXACT)
+
+
+def brute_deepsize(*roots):
+    """(bytes, objects): every distinct object reachable through gc.get_referents (plus a
+    dict's str keys), each at sys.getsizeof, shared objects neither counted nor entered
+    unless a root, a memoryview not entered."""
+    root_ids = {id(r) for r in roots}
+    seen, total, stack = set(), 0, list(roots)
+    while stack:
+        o = stack.pop()
+        if id(o) in seen or (_shared(o) and id(o) not in root_ids):
+            continue
+        seen.add(id(o))
+        total += getsizeof(o)
+        if type(o) is memoryview:
+            continue
+        stack.extend(gc.get_referents(o))
+        if isinstance(o, dict):
+            stack.extend(k for k in o if type(k) is str)
+    return total, len(seen)
+
+
+def fresh(text):
+    """A str made at run time, held by nobody else (reference count 1 once stored)."""
+    return "".join(list(text))
+
+
+class Box:
+    pass
+
+
+class Pair:
+    __slots__ = ("a", "b")
+
+
+def random_structure(rng, depth):
+    """A random tree of containers over fresh leaves, some of them shared between branches."""
+    pool = []
+
+    def leaf():
+        c = rng.random()
+        if c < 0.35:
+            return fresh(rng.choice(["", "a", "abc", "é" * 3, "\u1234x", "\U0001F600"]) * rng.randint(1, 4))
+        if c < 0.55:
+            return rng.randint(-10 ** 30, 10 ** 30)
+        if c < 0.7 and pool:
+            return rng.choice(pool)
+        if c < 0.85:
+            return float(rng.random())
+        return bytes(rng.randint(0, 40))
+
+    def node(d):
+        if d <= 0 or rng.random() < 0.2:
+            return leaf()
+        kids = [node(d - 1) for _ in range(rng.randint(0, 5))]
+        k = rng.randrange(9)
+        if k == 0:
+            o = kids
+        elif k == 1:
+            o = tuple(kids)
+        elif k == 2:   # keys of mixed types: the dict's traversal shows its str keys too
+            o = {rng.choice([fresh("k%d" % i), i, (fresh("t"), i)]): x for i, x in enumerate(kids)}
+        elif k == 3:   # str keys only: the traversal leaves the keys out
+            o = {fresh("key%d" % i): x for i, x in enumerate(kids)}
+        elif k == 4:
+            o = Box()
+            for i, x in enumerate(kids):
+                setattr(o, "a%d" % i, x)
+            if rng.random() < 0.5:
+                vars(o)
+        elif k == 5:
+            o = Pair()
+            o.a = kids
+        elif k == 6:
+            o = collections.deque(kids)
+        elif k == 7:
+            o = {x for x in kids if isinstance(x, (str, int, float, bytes))}
+        else:
+            o = collections.OrderedDict((fresh("o%d" % i), x) for i, x in enumerate(kids))
+        pool.append(o)
+        return o
+
+    return node(depth)
+
+
+# ---- deep sizes ----------------------------------------------------------------------------
+
+def test_a_str_key_held_only_by_a_dict_with_mixed_keys_is_counted_once():
+    d = {fresh("a key of forty characters, built at run"): None, 2: None}
+    key = next(iter(d))
+    assert sys.getrefcount(key) == 3   # the dict, `key`, getrefcount's argument
+    del key
+    expect = getsizeof(d) + sum(getsizeof(k) for k in d) + getsizeof(None)
+    assert heaptrail.deepsize(d) == expect
+    assert heaptrail.deepsize_detail(d).total == expect
+
+
+def test_deepsize_equals_a_gc_get_referents_walk_on_random_structures():
+    rng = random.Random(20261125)
+    for _ in range(150):
+        root = random_structure(rng, 5)
+        total, count = brute_deepsize(root)
+        assert heaptrail.deepsize(root) == total
+        det = heaptrail.deepsize_detail(root, top=2)
+        assert (det.total, det.count) == (total, count)
+
+
+class Huge:
+    __slots__ = ("n",)   # no __dict__ for deepsize_detail's path names to make
+
+    def __init__(self, n):
+        self.n = n
+
+    def __sizeof__(self):
+        return self.n
+
+
+def test_sizeof_past_ssize_max_is_what_getsizeof_says():
+    # sys.getsizeof adds the gc header to a __sizeof__ of sys.maxsize, past PY_SSIZE_T_MAX
+    for n in (sys.maxsize, sys.maxsize - 8, 0):
+        h = Huge(n)
+        assert heaptrail.sizeof(h) == getsizeof(h) == n + getsizeof(Huge(0))
+    h = Huge(sys.maxsize)
+    assert heaptrail.deepsize([h]) == getsizeof([h]) + getsizeof(h) + getsizeof(sys.maxsize)
+    assert heaptrail.deepsize_detail([h]).total == heaptrail.deepsize([h])
+    from heaptrail.pympler import asizeof
+    assert asizeof.flatsize(h) == getsizeof(h)
+
+
+def test_deep_total_past_64_bits_is_an_overflow_error():
+    both = [Huge(sys.maxsize), Huge(sys.maxsize)]
+    with pytest.raises(OverflowError, match="2\\*\\*64"):
+        heaptrail.deepsize(both)
+    with pytest.raises(OverflowError, match="2\\*\\*64"):
+        heaptrail.deepsize_detail(both)
+    for o in (sys.maxsize + 1, 2 ** 64):   # __sizeof__ itself past Py_ssize_t: as getsizeof
+        with pytest.raises(OverflowError):
+            getsizeof(Huge(o))
+        with pytest.raises(OverflowError):
+            heaptrail.sizeof(Huge(o))
