@@ -171,3 +171,45 @@ def test_deep_total_past_64_bits_is_an_overflow_error():
             getsizeof(Huge(o))
         with pytest.raises(OverflowError):
             heaptrail.sizeof(Huge(o))
+
+
+# ---- the process view: which pid is a process ------------------------------------------------
+
+@linux_only
+def test_a_thread_id_is_not_taken_for_a_process(cli):
+    # /proc/TID answers for every thread, with the thread's name and its process's memory
+    started, stop, tid = threading.Event(), threading.Event(), []
+
+    def worker():
+        tid.append(threading.get_native_id())
+        started.set()
+        stop.wait()
+
+    t = threading.Thread(target=worker)
+    t.start()
+    try:
+        started.wait()
+        assert tid[0] != os.getpid() and os.path.exists(f"/proc/{tid[0]}/status")
+        message = f"^pid {tid[0]} is a thread of process {os.getpid()}, not a process$"
+        with pytest.raises(heaptrail.HeaptrailError, match=message):
+            process.memory(tid[0])
+        with pytest.raises(heaptrail.HeaptrailError, match=message):
+            process.maps(tid[0])
+        code, out, err = cli("mem", str(tid[0]))
+        assert (code, out) == (1, "")
+        assert err == f"heaptrail: error: pid {tid[0]} is a thread of process {os.getpid()}, not a process\n"
+    finally:
+        stop.set()
+        t.join()
+    assert process.memory(os.getpid()).threads >= 1   # the main thread's id is the process's
+
+
+@pytest.mark.parametrize("pid", [2 ** 31, 2 ** 70, 10 ** 20])
+def test_a_pid_past_the_int_range_is_named_as_such(pid, cli):
+    # it is a positive integer: the message must not say it is not one
+    with pytest.raises(heaptrail.HeaptrailError, match=f"^pid must be at most 2147483647, not {pid}$"):
+        process.memory(pid)
+    with pytest.raises(heaptrail.HeaptrailError, match=f"^pid must be at most 2147483647, not {pid}$"):
+        process.maps(pid)
+    code, out, err = cli("mem", str(pid))
+    assert code == 1 and err == f"heaptrail: error: pid must be at most 2147483647, not {pid}\n"
