@@ -213,3 +213,95 @@ def test_a_pid_past_the_int_range_is_named_as_such(pid, cli):
         process.maps(pid)
     code, out, err = cli("mem", str(pid))
     assert code == 1 and err == f"heaptrail: error: pid must be at most 2147483647, not {pid}\n"
+
+
+# ---- heaptrail mem ---------------------------------------------------------------------------
+
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import textwrap  # noqa: E402
+
+from conftest import run_cli  # noqa: E402
+
+
+class Sleeper:
+    """A Python child that runs `setup`, says 'ready', then waits for its stdin to close."""
+
+    def __init__(self, setup=""):
+        code = textwrap.dedent(setup) + "\nimport sys\nprint('ready', flush=True)\nsys.stdin.read()\n"
+        self.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline().strip() == "ready"
+        self.pid = self.proc.pid
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
+        self.proc.stdout.close()
+
+
+@pytest.fixture
+def sleeper():
+    made = []
+
+    def make(setup=""):
+        made.append(Sleeper(setup))
+        return made[-1]
+
+    yield make
+    for s in made:
+        s.close()
+
+
+def maps_paths(pid):
+    """The path column of /proc/PID/maps, as bytes."""
+    with open(f"/proc/{pid}/maps", "rb") as f:
+        return [line.rstrip(b"\n").split(None, 5)[5] if len(line.split(None, 5)) > 5 else b""
+                for line in f]
+
+
+@linux_only
+def test_mem_shows_a_name_and_a_path_that_are_not_utf8(sleeper, tmp_path):
+    # the kernel gives both as bytes; a strict UTF-8 stdout cannot print the surrogates
+    # Python decodes them to, nor do strict JSON readers accept lone surrogates
+    path = os.path.join(os.fsencode(tmp_path), b"caf\xe9.bin")
+    c = sleeper(f"""
+        import ctypes, mmap, os
+        ctypes.CDLL(None).prctl(15, b"caf\\xe9 \\xff", 0, 0, 0)   # PR_SET_NAME
+        with open({path!r}, "wb") as f:
+            f.write(b"x" * 8192)
+        keep = mmap.mmap(os.open({path!r}, os.O_RDWR), 8192)
+        keep[0] = 1
+    """)
+    with open(f"/proc/{c.pid}/comm", "rb") as f:
+        assert f.read() == b"caf\xe9 \xff\n"
+    assert path in maps_paths(c.pid)
+    # the Python API keeps the bytes (surrogateescape): os.fsencode gives them back
+    assert os.fsencode(process.memory(c.pid).name) == b"caf\xe9 \xff"
+    assert path in [os.fsencode(r.path) for r in process.maps(c.pid)]
+    shown = os.fsdecode(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    env = {"PYTHONIOENCODING": "utf-8"}   # strict, as on a UTF-8 terminal
+    text = run_cli("mem", str(c.pid), "--top", "0", env=env)
+    assert (text.returncode, text.stderr) == (0, "")
+    assert f"process {c.pid} (caf\\xe9 \\xff)" in text.stdout and shown in text.stdout
+    js = run_cli("mem", str(c.pid), "--top", "0", "--json", env=env)
+    assert (js.returncode, js.stderr) == (0, "")
+    assert "\\ud" not in js.stdout   # no lone surrogate escapes
+    rep = json.loads(js.stdout)
+    assert rep["name"] == "caf\\xe9 \\xff"
+    assert shown in [r["path"] for r in rep["top_mappings"]]
+
+
+@linux_only
+def test_mem_top_zero_lists_every_mapping_as_other_top_options(sleeper, cli):
+    c = sleeper()
+    code, out, err = cli("mem", str(c.pid), "--json", "--top", "0")
+    assert code == 0 and err == ""
+    rep = json.loads(out)
+    assert len(rep["top_mappings"]) == len(maps_paths(c.pid)) == sum(k["count"] for k in rep["kinds"])
+    rss = [r["rss"] for r in rep["top_mappings"]]
+    assert rss == sorted(rss, reverse=True)
+    code, out, err = cli("mem", str(c.pid), "--top", "0")
+    assert code == 0 and f"top {len(rep['top_mappings'])} mappings by RSS" in out
+    code, out, err = cli("mem", "--help")
+    assert "0: all" in out
