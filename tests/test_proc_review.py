@@ -305,3 +305,108 @@ def test_mem_top_zero_lists_every_mapping_as_other_top_options(sleeper, cli):
     assert code == 0 and f"top {len(rep['top_mappings'])} mappings by RSS" in out
     code, out, err = cli("mem", "--help")
     assert "0: all" in out
+
+
+# ---- already right: checked here so that it stays so ------------------------------------------
+
+class Touchy:
+    """Refuses to be compared or hashed: sizing must do neither."""
+
+    def __eq__(self, other):
+        raise AssertionError("__eq__ called")
+
+    def __hash__(self):
+        raise AssertionError("__hash__ called")
+
+    def __repr__(self):
+        raise AssertionError("__repr__ called")
+
+
+def test_sizing_never_compares_hashes_nor_changes_reference_counts():
+    from heaptrail.pympler import asizeof
+    a, b = Touchy(), Touchy()
+    frozen = frozenset([1.5])   # a Touchy cannot be a set member or key without its __hash__
+    root = {"a": a, 7: [a, b, (b,)], "f": frozen, "s": {fresh("x"), fresh("y")}}
+    members = [root, a, b, frozen, root[7]]
+    before = [sys.getrefcount(o) for o in members]
+    for _ in range(3):
+        heaptrail.deepsize(root, exclude=[b])
+        heaptrail.deepsize(root, a, b, shared=True)
+        heaptrail.deepsize_detail(root, top=10, exclude=(frozen,))
+        asizeof.asizeof(root)
+        asizeof.asizesof(root, a, b, a)
+        asizeof.refs(root)
+        heaptrail.sizeof(a)
+    assert [sys.getrefcount(o) for o in members] == before
+    assert heaptrail.deepsize(root, exclude=[a, b]) == brute_deepsize(root)[0] - 2 * getsizeof(a)
+
+
+@linux_only
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="needs root, to drop to another user in a forked child")
+def test_another_users_process_seen_from_an_unprivileged_fork(sleeper):
+    # test_process.py's check of a process we may not read skips under root (root may read
+    # every smaps): here a fork of this process drops to nobody and looks at a root child
+    c = sleeper()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:   # the child: no pytest, no exception may leave it
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setresgid(65534, 65534, 65534)
+            os.setresuid(65534, 65534, 65534)
+            m = process.memory(c.pid)
+            try:
+                process.maps(c.pid)
+                maps = "read"
+            except heaptrail.HeaptrailError as e:
+                maps = str(e)
+            out = json.dumps({"rss": m.rss, "pss": m.pss, "uss": m.uss, "threads": m.threads,
+                              "maps": maps})
+        except BaseException as e:   # noqa: BLE001 - reported to the parent
+            out = json.dumps({"error": repr(e)})
+        os.write(w, out.encode())
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        got = json.loads(f.read())
+    os.waitpid(pid, 0)
+    assert "error" not in got, got
+    with open(f"/proc/{c.pid}/statm") as f:
+        rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    assert (got["pss"], got["uss"], got["threads"]) == (None, None, 1)
+    assert abs(got["rss"] - rss) <= 4 * os.sysconf("SC_PAGE_SIZE")
+    assert got["maps"] == f"permission denied reading /proc/{c.pid}/smaps (a process of another user?)"
+
+
+def _debugmallocstats_text():
+    import tempfile
+    with tempfile.TemporaryFile() as f:
+        saved = os.dup(2)
+        try:
+            os.dup2(f.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        f.seek(0)
+        return f.read().decode()
+
+
+@linux_only
+def test_pymalloc_classes_and_arena_figures_as_debugmallocstats_prints_them():
+    p = process.pymalloc()
+    if not p.in_use:
+        pytest.skip(f"pymalloc is not the object allocator here ({p.allocator})")
+    text = _debugmallocstats_text()
+    import re
+    rows = {int(m[1]): int(m[2]) for m in re.finditer(r"^\s+(\d+)\s+(\d+)\s+\d+\s+\d+\s+\d+\s*$", text, re.M)}
+    sizes = {c.index: c.block_size for c in p.classes}
+    assert rows and all(sizes[i] == size for i, size in rows.items())
+    arena = re.search(r"^(\d+) arenas \* (\d+) bytes/arena", text, re.M)
+    pools = re.search(r"^\d+ unused pools \* (\d+) bytes", text, re.M)
+    assert (p.arena_size, p.pool_size) == (int(arena[2]), int(pools[1]))
+    assert p.arenas_highwater >= p.arenas >= 1 and p.arenas_total >= p.arenas
+    assert p.bytes_used == sum(c.blocks_used * c.block_size for c in p.classes)
+    assert p.bytes_free == sum(c.blocks_free * c.block_size for c in p.classes)
