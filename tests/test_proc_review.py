@@ -410,3 +410,35 @@ def test_pymalloc_classes_and_arena_figures_as_debugmallocstats_prints_them():
     assert p.arenas_highwater >= p.arenas >= 1 and p.arenas_total >= p.arenas
     assert p.bytes_used == sum(c.blocks_used * c.block_size for c in p.classes)
     assert p.bytes_free == sum(c.blocks_free * c.block_size for c in p.classes)
+
+
+@linux_only
+def test_a_process_that_exits_while_being_read_gives_figures_or_no_process():
+    # each read either finds the process (alive, or a zombie with no address space) or says
+    # it is gone: never another error, never a half-parsed record
+    seen = collections.Counter()
+    for _ in range(2):
+        p = subprocess.Popen([sys.executable, "-c", "import mmap, time\n"
+                              "keep = [mmap.mmap(-1, 4096) for _ in range(3000)]\ntime.sleep(0.05)\n"])
+        try:
+            for i in range(100_000):
+                done = p.poll() is not None   # reaps it: the next reads must say it is gone
+                for read in (process.memory, process.maps):
+                    try:
+                        got = read(p.pid)
+                    except heaptrail.HeaptrailError as e:
+                        assert str(e) == f"no process with pid {p.pid}"
+                        seen["gone"] += 1
+                        continue
+                    if read is process.memory:
+                        assert got.pid == p.pid and got.threads >= 1 and got.rss >= 0
+                        assert (got.pss is None) == (got.uss is None)
+                    else:
+                        assert all(r.end > r.start and r.rss <= r.size for r in got)
+                    seen["read"] += 1
+                if done:
+                    break
+        finally:
+            p.kill()
+            p.wait()
+    assert seen["read"] > 0 and seen["gone"] > 0
