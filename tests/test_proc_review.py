@@ -442,3 +442,57 @@ def test_a_process_that_exits_while_being_read_gives_figures_or_no_process():
             p.kill()
             p.wait()
     assert seen["read"] > 0 and seen["gone"] > 0
+
+
+def _flat_cases():
+    """Objects whose flat size test_size.py's known_objects leaves out: containers after they
+    grew and shrank, split dicts, non-compact str (a subclass), frames, generators ..."""
+    def gen():
+        yield 1
+
+    async def coro():
+        pass
+
+    grown = set(range(1000))
+    for i in range(990):
+        grown.discard(i)
+    deleted = {i: i for i in range(1000)}
+    for i in range(990):
+        del deleted[i]
+    popped = list(range(1000))
+    del popped[10:]
+    shrunk = bytearray(10_000)
+    del shrunk[100:]
+    a, b = Box(), Box()
+    a.x = b.x = 1
+    b.y = 2   # b's dict no longer shares a's keys
+    g = gen()
+    next(g)
+    c = coro()
+    c.close()
+    try:
+        raise ValueError("x")
+    except ValueError as e:
+        exc = e
+    cases = {
+        "set after growth and discards": grown, "dict after deletions": deleted,
+        "list after del": popped, "bytearray after del": shrunk,
+        "split dict": vars(a), "split dict grown": vars(b), "ordered dict": collections.OrderedDict.fromkeys(range(100)),
+        "defaultdict": collections.defaultdict(list, {1: [2]}), "counter": collections.Counter("abcab"),
+        "deque of 1000": collections.deque(range(1000)), "frozenset": frozenset(range(100)),
+        "range past ssize": range(10 ** 30), "slice": slice(1, [2], "3"), "huge int": 10 ** 10000,
+        "negative huge int": -(10 ** 300), "int subclass": type("I", (int,), {})(10 ** 100),
+        "str subclass ucs2": type("S", (str,), {})("\u1234" * 10), "latin1": fresh("é" * 100),
+        "ucs2": fresh("\u1234" * 100), "ucs4": fresh("\U0001F600" * 100), "frame": sys._getframe(),
+        "generator": g, "closed coroutine": c, "exception": exc, "traceback": exc.__traceback__,
+        "cell": types.CellType([1]), "bound method": Box().__init__, "mappingproxy": Box.__dict__,
+        "memoryview of bytearray": memoryview(bytearray(100)), "module": types, "code": gen.__code__,
+        "slots instance": Pair(), "namespace": types.SimpleNamespace(a=1), "method-wrapper": (1).__add__,
+        "structseq": sys.version_info, "union type": int | str, "generic alias": list[int],
+    }
+    return list(cases.items())
+
+
+@pytest.mark.parametrize("name, obj", _flat_cases(), ids=[n for n, _ in _flat_cases()])
+def test_sizeof_equals_getsizeof(name, obj):
+    assert heaptrail.sizeof(obj) == getsizeof(obj)
