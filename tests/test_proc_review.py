@@ -496,3 +496,40 @@ def _flat_cases():
 @pytest.mark.parametrize("name, obj", _flat_cases(), ids=[n for n, _ in _flat_cases()])
 def test_sizeof_equals_getsizeof(name, obj):
     assert heaptrail.sizeof(obj) == getsizeof(obj)
+
+
+@linux_only
+@pytest.mark.noasan   # RSS figures
+def test_rss_read_in_a_forked_child_is_the_childs():
+    # the line profiler keeps /proc/self/statm open (ht_proc_self_rss's cache); a descriptor
+    # inherited across fork reads the parent's statm, /proc/self having been resolved at open
+    from conftest import run_python
+    proc = run_python("""
+        import json, os
+        from heaptrail import lines
+        keep = []
+
+        @lines.profile(rss=True)
+        def grow(n):
+            b = bytearray(n)
+            b[::4096] = b"\\x01" * len(range(0, n, 4096))
+            keep.append(b)
+
+        grow(4096)   # the parent opens its descriptor
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            lines.reset()
+            grow(64 << 20)
+            usage = max(x["mem_usage"] for x in lines.results()[0]["rows"] if x["mem_usage"])
+            with open("/proc/self/statm") as f:
+                rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            os.write(w, json.dumps([usage, rss]).encode())
+            os._exit(0)
+        os.close(w)
+        print(os.read(r, 1000).decode())
+        os.waitpid(pid, 0)
+        lines.reset()
+    """)
+    usage, rss = json.loads(proc.stdout.splitlines()[0])
+    assert rss - 8 * (1 << 20) <= usage <= rss, (usage, rss)   # the child's 64 MiB are in it

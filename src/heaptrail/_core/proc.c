@@ -26,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
@@ -585,19 +586,64 @@ ht_proc_read_status(long pid, ht_proc_mem *m)
     return e;
 }
 
+/* The cached statm descriptors, by number: the process that opened each and
+ * the file it is. A descriptor kept across fork still reads the parent's
+ * figures (/proc/self was resolved at open), so a child opens its own; the
+ * inherited copy is closed only while it is still that file (the program
+ * may have closed it and opened something else under its number). A
+ * descriptor past the table is not kept. */
+#define HT_PROC_RSS_FDS 1024
+static struct {
+    pid_t pid;
+    dev_t dev;
+    ino_t ino;
+} ht_proc_rss_fds[HT_PROC_RSS_FDS];
+
+/* The cached descriptor *cache if this process opened it, else -1 (the
+ * inherited one closed when it is still ours to close). */
+static int
+ht_proc_rss_cached(int *cache, pid_t me)
+{
+    int fd = *cache;
+    if (fd < 0 || fd >= HT_PROC_RSS_FDS || ht_proc_rss_fds[fd].pid == me)
+        return fd;
+    struct stat st;
+    if (fstat(fd, &st) == 0 && st.st_dev == ht_proc_rss_fds[fd].dev &&
+        st.st_ino == ht_proc_rss_fds[fd].ino)
+        close(fd);
+    *cache = -1;
+    return -1;
+}
+
+/* Opens /proc/self/statm, recording it when it is to be kept in *cache. */
+static int
+ht_proc_rss_open(int *cache, pid_t me)
+{
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (cache == NULL || fd < 0)
+        return fd;
+    if (fd < HT_PROC_RSS_FDS && fstat(fd, &st) == 0) {
+        ht_proc_rss_fds[fd].pid = me;
+        ht_proc_rss_fds[fd].dev = st.st_dev;
+        ht_proc_rss_fds[fd].ino = st.st_ino;
+        *cache = fd;
+    }
+    return fd;
+}
+
 uint64_t
 ht_proc_self_rss(int *cache)
 {
-    int fd = cache != NULL ? *cache : -1;
+    pid_t me = getpid();
+    int fd = cache != NULL ? ht_proc_rss_cached(cache, me) : -1;
     if (fd < 0)
-        fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-    if (cache != NULL)
-        *cache = fd;
+        fd = ht_proc_rss_open(cache, me);
     if (fd < 0)
         return 0;
     char buf[128];
     ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
-    if (cache == NULL)
+    if (cache == NULL || *cache != fd)
         close(fd);
     if (n <= 0)
         return 0;
