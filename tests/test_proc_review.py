@@ -533,3 +533,27 @@ def test_rss_read_in_a_forked_child_is_the_childs():
     """)
     usage, rss = json.loads(proc.stdout.splitlines()[0])
     assert rss - 8 * (1 << 20) <= usage <= rss, (usage, rss)   # the child's 64 MiB are in it
+
+
+class Payload:
+    def __init__(self, v):
+        self.payload = v           # 7-character names: 56-byte str, a multiple of 8
+        self.another = [v, 1.5]
+
+
+def test_asizeof_agrees_with_pympler_on_dicts_shared_members_and_cycles():
+    pym = pytest.importorskip("pympler.asizeof", reason="pympler is not installed")
+    from heaptrail.pympler import asizeof
+    s1, s2 = fresh("abcdefg"), fresh("hijklmn")   # 56 bytes: pympler's 8-byte alignment adds 0
+    p = Payload(s1)
+    vars(p)   # a dict object, as pympler counts one
+    cyc = [s1]
+    cyc.append(cyc)
+    cases = [{s1: 1.5, s2: [2.5]}, {s1: {s2: (1.5, 2.5)}}, frozenset([(s1, 1.5), (s2, 2.5)]),
+             [[s1], [s1], (s1, s1)], cyc, [b"x" * 7, b"y" * 15], [p, p.__dict__]]
+    for obj in cases:
+        assert all(getsizeof(o) % 8 == 0 for o in [obj] + gc.get_referents(obj) if not _shared(o))
+        assert asizeof.asizeof(obj) == pym.asizeof(obj), obj
+    a, b = [s1, 1.5], [s1, s2]
+    assert asizeof.asizesof(a, b) == pym.asizesof(a, b)
+    assert asizeof.asizesof(b, a, b) == pym.asizesof(b, a, b)
