@@ -126,6 +126,14 @@ def test_a_str_key_held_only_by_a_dict_with_mixed_keys_is_counted_once():
     expect = getsizeof(d) + sum(getsizeof(k) for k in d) + getsizeof(None)
     assert heaptrail.deepsize(d) == expect
     assert heaptrail.deepsize_detail(d).total == expect
+    del d[2]   # the table keeps showing its keys with no other key left
+    assert heaptrail.deepsize(d) == heaptrail.deepsize_detail(d).total == expect - getsizeof(2)
+    class Sub(dict):
+        __slots__ = ()
+    for d in (Sub({fresh("sub's key"): None, 3: None}), collections.OrderedDict({fresh("od"): None, 3: None}),
+              collections.defaultdict(None, {fresh("dd"): None, 3: None}), {fresh("str only"): fresh("v")}):
+        expect = brute_deepsize(d)[0]
+        assert heaptrail.deepsize(d) == heaptrail.deepsize_detail(d).total == expect, type(d)
 
 
 def test_deepsize_equals_a_gc_get_referents_walk_on_random_structures():

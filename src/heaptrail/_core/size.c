@@ -404,7 +404,8 @@ typedef struct ht_walk {
     PyObject **batch;
     int nbatch;
     int depth;              /* plain walk: expansions nested in a traversal */
-    int in_dict;            /* the running traversal is a dict's (see ht_walk__see) */
+    int in_dict;            /* the running traversal is a dict subclass's (ht_walk__see) */
+    Py_ssize_t nvisit;      /* children the running traversal has shown */
 } ht_walk;
 
 static int
@@ -610,10 +611,10 @@ ht_walk__see(ht_walk *w, PyObject *op)
      * needs no entry in the seen table. (Roots and excluded objects are
      * held by our argument tuples, so never have one reference. detail
      * mode keeps every entry: the labels find records through it.) A
-     * dict is the exception: its exact str keys are visited a second time
-     * by ht_walk__dict_keys, after a traversal that may have shown them
-     * (a table with keys of other types too shows them all), so inside a
-     * dict's traversal they are marked whatever their count. */
+     * dict subclass is the exception: ht_walk__dict_keys visits its exact
+     * str keys a second time, after a traversal that may have shown them
+     * (see ht_walk__keys_shown), so inside its traversal they are marked
+     * whatever their count. */
     if (w->detail || Py_REFCNT(op) != 1 || (w->in_dict && PyUnicode_CheckExact(op))) {
         int added = ht_walk__mark(w, op);
         if (added <= 0)
@@ -649,6 +650,7 @@ static int
 ht_walk__visit(PyObject *op, void *arg)
 {
     ht_walk *w = arg;
+    w->nvisit++;
     w->batch[w->nbatch++] = op;
     if (w->nbatch == HT_W_BATCH)
         return ht_walk__flush(w);
@@ -745,6 +747,19 @@ ht_walk__dict_keys(ht_walk *w, PyObject *op)
     return ht_walk__flush(w);
 }
 
+/* True when the traversal of dict op that just ran showed its keys, str
+ * ones too: a table that holds keys other than exact str shows a key and a
+ * value per item, one of exact str keys (or split) its values alone. Only an
+ * exact dict can tell by the count; a subclass's traversal shows more
+ * (its class, its __dict__ ...), and its exact str keys are marked instead
+ * (ht_walk__see), so that the second visit finds them. */
+static int
+ht_walk__keys_shown(const ht_walk *w, PyObject *op)
+{
+    Py_ssize_t n = PyDict_GET_SIZE(op);
+    return PyDict_CheckExact(op) && n > 0 && w->nvisit == 2 * n;
+}
+
 /* Traverses op's referents (op is a strong reference held by the caller). */
 static int
 ht_walk__expand_in(ht_walk *w, PyObject *op, uint32_t rec)
@@ -762,7 +777,7 @@ ht_walk__expand_in(ht_walk *w, PyObject *op, uint32_t rec)
     }
     if (w->detail)
         return ht_walk__label_children(w, rec, op);
-    if (PyDict_Check(op))
+    if (PyDict_Check(op) && !ht_walk__keys_shown(w, op))
         return ht_walk__dict_keys(w, op);
     return 0;
 }
@@ -775,15 +790,18 @@ ht_walk__expand(ht_walk *w, PyObject *op, uint32_t rec)
     PyObject *local[HT_W_BATCH];
     PyObject **saved = w->batch;
     int saved_n = w->nbatch, saved_in_dict = w->in_dict;
+    Py_ssize_t saved_nvisit = w->nvisit;
     w->batch = local;
     w->nbatch = 0;
-    w->in_dict = PyDict_Check(op);
+    w->nvisit = 0;
+    w->in_dict = PyDict_Check(op) && !PyDict_CheckExact(op);
     int rc = ht_walk__expand_in(w, op, rec);
     if (rc == 0 && w->nbatch > 0)
         rc = ht_walk__flush(w);
     w->batch = saved;
     w->nbatch = saved_n;
     w->in_dict = saved_in_dict;
+    w->nvisit = saved_nvisit;
     return rc;
 }
 
