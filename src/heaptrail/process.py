@@ -35,7 +35,8 @@ KINDS = ("heap", "stack", "anon", "file", "shm", "vdso", "vvar", "vsyscall", "ot
 
 
 def memory(pid=None):
-    """Memory of process `pid` (default: this one) as a Memory record.
+    """Memory of process `pid` (default: this one) as a Memory record. A thread id
+    (which Linux also answers for under /proc) is refused with the process it belongs to.
 
     rss/vms/shared from statm, swap/peak_rss/data/stack/threads from status,
     pss and uss (private clean + dirty) from smaps_rollup. A figure the kernel

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
@@ -163,8 +164,12 @@ ht_proc_pid_arg(PyObject *arg, long *pid)
     long v = PyLong_AsLongAndOverflow(arg, &overflow);
     if (v == -1 && PyErr_Occurred())
         return -1;
-    if (overflow || v <= 0 || v > 0x7fffffffL) {
+    if (overflow < 0 || (!overflow && v <= 0)) {
         ht_error("pid must be a positive integer, not %R", arg);
+        return -1;
+    }
+    if (overflow || v > 0x7fffffffL) {   /* Linux pids stay below 2**22 */
+        ht_error("pid must be at most 2147483647, not %R", arg);
         return -1;
     }
     *pid = v;
@@ -541,12 +546,18 @@ enum {
 };
 typedef struct ht_proc_mem {
     int64_t v[HT_MEM_COUNT];
+    long tgid;       /* status Tgid: the process a thread id belongs to; 0 unknown */
     char name[64];   /* status Name: at most 15 bytes (TASK_COMM_LEN), escaped */
 } ht_proc_mem;
 
+/* Reads status into m (every figure unknown first). 0 or an errno value. */
 static int
 ht_proc_read_status(long pid, ht_proc_mem *m)
 {
+    for (int i = 0; i < HT_MEM_COUNT; i++)
+        m->v[i] = -1;
+    m->tgid = 0;
+    m->name[0] = '\0';
     char path[64];
     snprintf(path, sizeof(path), "/proc/%ld/status", pid);
     ht_proc_lines lr;
@@ -563,7 +574,8 @@ ht_proc_read_status(long pid, ht_proc_mem *m)
         const char *key = ht_proc_kv(line, &v);
         if (key == NULL)
             continue;
-        if (strcmp(key, "VmSwap") == 0) m->v[HT_MEM_SWAP] = (int64_t)v;
+        if (strcmp(key, "Tgid") == 0) m->tgid = (long)v;
+        else if (strcmp(key, "VmSwap") == 0) m->v[HT_MEM_SWAP] = (int64_t)v;
         else if (strcmp(key, "VmHWM") == 0) m->v[HT_MEM_PEAK_RSS] = (int64_t)v;
         else if (strcmp(key, "VmData") == 0) m->v[HT_MEM_DATA] = (int64_t)v;
         else if (strcmp(key, "VmStk") == 0) m->v[HT_MEM_STACK] = (int64_t)v;
@@ -574,19 +586,64 @@ ht_proc_read_status(long pid, ht_proc_mem *m)
     return e;
 }
 
+/* The cached statm descriptors, by number: the process that opened each and
+ * the file it is. A descriptor kept across fork still reads the parent's
+ * figures (/proc/self was resolved at open), so a child opens its own; the
+ * inherited copy is closed only while it is still that file (the program
+ * may have closed it and opened something else under its number). A
+ * descriptor past the table is not kept. */
+#define HT_PROC_RSS_FDS 1024
+static struct {
+    pid_t pid;
+    dev_t dev;
+    ino_t ino;
+} ht_proc_rss_fds[HT_PROC_RSS_FDS];
+
+/* The cached descriptor *cache if this process opened it, else -1 (the
+ * inherited one closed when it is still ours to close). */
+static int
+ht_proc_rss_cached(int *cache, pid_t me)
+{
+    int fd = *cache;
+    if (fd < 0 || fd >= HT_PROC_RSS_FDS || ht_proc_rss_fds[fd].pid == me)
+        return fd;
+    struct stat st;
+    if (fstat(fd, &st) == 0 && st.st_dev == ht_proc_rss_fds[fd].dev &&
+        st.st_ino == ht_proc_rss_fds[fd].ino)
+        close(fd);
+    *cache = -1;
+    return -1;
+}
+
+/* Opens /proc/self/statm, recording it when it is to be kept in *cache. */
+static int
+ht_proc_rss_open(int *cache, pid_t me)
+{
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (cache == NULL || fd < 0)
+        return fd;
+    if (fd < HT_PROC_RSS_FDS && fstat(fd, &st) == 0) {
+        ht_proc_rss_fds[fd].pid = me;
+        ht_proc_rss_fds[fd].dev = st.st_dev;
+        ht_proc_rss_fds[fd].ino = st.st_ino;
+        *cache = fd;
+    }
+    return fd;
+}
+
 uint64_t
 ht_proc_self_rss(int *cache)
 {
-    int fd = cache != NULL ? *cache : -1;
+    pid_t me = getpid();
+    int fd = cache != NULL ? ht_proc_rss_cached(cache, me) : -1;
     if (fd < 0)
-        fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-    if (cache != NULL)
-        *cache = fd;
+        fd = ht_proc_rss_open(cache, me);
     if (fd < 0)
         return 0;
     char buf[128];
     ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
-    if (cache == NULL)
+    if (cache == NULL || *cache != fd)
         close(fd);
     if (n <= 0)
         return 0;
@@ -671,18 +728,26 @@ ht_proc_rollup_from_smaps(long pid, ht_proc_mem *m)
     return e;
 }
 
+/* True when pid names a thread other than its process's main thread: Linux
+ * answers /proc/TID/... for every thread id, hidden from the listing of /proc
+ * but there, with the thread's name and its process's memory. */
+static int
+ht_proc_is_thread(long pid, const ht_proc_mem *m)
+{
+    return m->tgid > 0 && m->tgid != pid;
+}
+
 /* Reads every figure of Memory. Runs without the GIL. Returns 0, or an errno
  * value with *failed naming the file that failed. */
 static int
 ht_proc_read_memory(long pid, ht_proc_mem *m, const char **failed)
 {
-    for (int i = 0; i < HT_MEM_COUNT; i++)
-        m->v[i] = -1;
-    m->name[0] = '\0';
     int e;
     *failed = "status";
     if ((e = ht_proc_read_status(pid, m)) != 0)
         return e;
+    if (ht_proc_is_thread(pid, m))
+        return 0;
     *failed = "statm";
     if ((e = ht_proc_read_statm(pid, m)) != 0)
         return e;
@@ -715,6 +780,13 @@ ht_proc_fail(long pid, const char *file, int e)
     return ht_error_os(path);
 }
 
+/* A thread id given as a pid. Returns NULL. */
+static PyObject *
+ht_proc_thread_error(long pid, const ht_proc_mem *m)
+{
+    return ht_error("pid %ld is a thread of process %ld, not a process", pid, m->tgid);
+}
+
 static PyObject *
 ht_proc_memory(PyObject *self, PyObject *args)
 {
@@ -730,6 +802,8 @@ ht_proc_memory(PyObject *self, PyObject *args)
     Py_END_ALLOW_THREADS
     if (e)
         return ht_proc_fail(pid, failed, e);
+    if (ht_proc_is_thread(pid, &m))
+        return ht_proc_thread_error(pid, &m);
     PyObject *rec = PyStructSequence_New(ht_proc_MemoryType);
     if (rec == NULL)
         return NULL;
@@ -793,13 +867,23 @@ ht_proc_maps(PyObject *self, PyObject *args)
     ht_proc_maplist ml;
     memset(&ml, 0, sizeof(ml));
     ht_buf_init(&ml.paths);
-    int e;
+    ht_proc_mem m;
+    int e, thread = 0;
+    const char *failed = "status";
     Py_BEGIN_ALLOW_THREADS
-    e = ht_proc_read_smaps(pid, &ml);
+    e = ht_proc_read_status(pid, &m);   /* is pid a process? */
+    if (e == 0 && !(thread = ht_proc_is_thread(pid, &m))) {
+        failed = "smaps";
+        e = ht_proc_read_smaps(pid, &ml);
+    }
     Py_END_ALLOW_THREADS
     PyObject *list = NULL;
     if (e) {
-        ht_proc_fail(pid, "smaps", e);
+        ht_proc_fail(pid, failed, e);
+        goto cleanup;
+    }
+    if (thread) {
+        ht_proc_thread_error(pid, &m);
         goto cleanup;
     }
     list = PyList_New((Py_ssize_t)ml.n);

@@ -248,10 +248,10 @@ ht_size__int(PyObject *op)
 #endif
 }
 
-/* The flat size of op under rule r, or -1 with an exception set. Runs Python
- * code only for HT_SZ_PYCALL. */
-Py_ssize_t
-ht_size_flat_with(PyObject *op, const ht_size_rule *r)
+/* What op's __sizeof__ says under rule r (>= 0), or -1 with an exception
+ * set. Runs Python code only for HT_SZ_PYCALL. */
+static Py_ssize_t
+ht_size__own(PyObject *op, const ht_size_rule *r)
 {
     Py_ssize_t n = -1;
     switch (r->kind) {
@@ -270,37 +270,80 @@ ht_size_flat_with(PyObject *op, const ht_size_rule *r)
         n = r->tp->tp_basicsize + ((PyListObject *)op)->allocated * HT_SIZE_PTR;
         break;
     case HT_SZ_PYCALL:
-        n = ht_size__from_result(ht_size__call_sizeof(op));
-        if (n < 0)
-            return -1;
-        break;
+        return ht_size__from_result(ht_size__call_sizeof(op));
     default:
         break;
     }
-    if (n < 0) { /* CFUNC, and STR/INT cases their fast path leaves out */
+    if (n < 0) /* CFUNC, and STR/INT cases their fast path leaves out */
         n = ht_size__from_result(r->fn(op, NULL));
-        if (n < 0)
-            return -1;
-    }
-    if (r->pre_static0 && !PyType_HasFeature((PyTypeObject *)op, Py_TPFLAGS_HEAPTYPE))
-        return n;
-    return n + r->pre;
+    return n;
 }
 
+/* op's size as sys.getsizeof gives it: __sizeof__ plus the pre-header. A
+ * __sizeof__ may say anything up to PY_SSIZE_T_MAX, and sys.getsizeof adds
+ * the header to that as a size_t (a figure past PY_SSIZE_T_MAX): so the sum
+ * is made unsigned, where it cannot overflow. 0, or -1 with an exception. */
+static int
+ht_size__flat_u64(PyObject *op, const ht_size_rule *r, uint64_t *size)
+{
+    Py_ssize_t n = ht_size__own(op, r);
+    if (n < 0)
+        return -1;
+    *size = (uint64_t)n;
+    if (!r->pre_static0 || PyType_HasFeature((PyTypeObject *)op, Py_TPFLAGS_HEAPTYPE))
+        *size += (uint64_t)r->pre;
+    return 0;
+}
+
+/* n as a Py_ssize_t, or -1 with OverflowError (a __sizeof__ so large that
+ * adding the header passed PY_SSIZE_T_MAX). */
+static Py_ssize_t
+ht_size__ssize(PyObject *op, uint64_t n)
+{
+    if (n > (uint64_t)PY_SSIZE_T_MAX) {
+        PyErr_Format(PyExc_OverflowError, "size of %.100s object (%llu bytes) does not fit a "
+                     "Py_ssize_t", Py_TYPE(op)->tp_name, (unsigned long long)n);
+        return -1;
+    }
+    return (Py_ssize_t)n;
+}
+
+/* The flat size of op under rule r, or -1 with an exception set. Runs Python
+ * code only for HT_SZ_PYCALL. */
 Py_ssize_t
-ht_size_flat(PyObject *op)
+ht_size_flat_with(PyObject *op, const ht_size_rule *r)
+{
+    uint64_t n;
+    if (ht_size__flat_u64(op, r, &n) < 0)
+        return -1;
+    return ht_size__ssize(op, n);
+}
+
+/* op's flat size (unsigned, see ht_size__flat_u64). 0, or -1 with an
+ * exception set. */
+static int
+ht_size__flat_any(PyObject *op, uint64_t *size)
 {
     const ht_size_rule *c = ht_size__cached(Py_TYPE(op));
     if (c != NULL && c->kind != HT_SZ_PYCALL)
-        return ht_size_flat_with(op, c);
+        return ht_size__flat_u64(op, c, size);
     /* a copy: Python code run by __sizeof__ may move the cache */
     ht_size_rule r;
     if (ht_size_rule_of(Py_TYPE(op), &r) < 0)
         return -1;
     Py_INCREF(op);
-    Py_ssize_t n = ht_size_flat_with(op, &r);
+    int rc = ht_size__flat_u64(op, &r, size);
     Py_DECREF(op);
-    return n;
+    return rc;
+}
+
+Py_ssize_t
+ht_size_flat(PyObject *op)
+{
+    uint64_t n;
+    if (ht_size__flat_any(op, &n) < 0)
+        return -1;
+    return ht_size__ssize(op, n);
 }
 
 /* ================================================================ the walk
@@ -341,7 +384,7 @@ typedef struct ht_walk {
     uintptr_t *stack;       /* tagged strong references */
     uint32_t *srec;         /* detail: own record, or parent record when pending */
     size_t sp, scap;
-    Py_ssize_t total;
+    uint64_t total;         /* sum of flat sizes (each may pass PY_SSIZE_T_MAX) */
     size_t count;
     /* detail only */
     uint32_t cur;           /* record being traversed */
@@ -363,6 +406,8 @@ typedef struct ht_walk {
     PyObject **batch;
     int nbatch;
     int depth;              /* plain walk: expansions nested in a traversal */
+    int in_dict;            /* the running traversal is a dict subclass's (ht_walk__see) */
+    Py_ssize_t nvisit;      /* children the running traversal has shown */
 } ht_walk;
 
 static int
@@ -416,7 +461,7 @@ ht_walk__push(ht_walk *w, PyObject *op, uintptr_t tags, uint32_t rec)
 /* detail: adds op's record and its type's line. Returns the record index or
  * HT_W_NOREC with w->failed set. */
 static uint32_t
-ht_walk__record(ht_walk *w, PyObject *op, Py_ssize_t size, uint32_t parent, uint64_t label)
+ht_walk__record(ht_walk *w, PyObject *op, uint64_t size, uint32_t parent, uint64_t label)
 {
     size_t i = w->rn;
     if (i >= HT_W_NOREC) {
@@ -459,13 +504,13 @@ ht_walk__record(ht_walk *w, PyObject *op, Py_ssize_t size, uint32_t parent, uint
         w->tn++;
     }
     w->t_count[*t] += 1;
-    w->t_bytes[*t] += (uint64_t)size;
+    w->t_bytes[*t] += size;
     uint64_t *s = ht_table_find(&w->seen, (uint64_t)(uintptr_t)op);
     if (s != NULL)
         *s = i + 1;
     Py_INCREF(op);
     w->r_obj[i] = op;
-    w->r_size[i] = (uint64_t)size;
+    w->r_size[i] = size;
     w->r_parent[i] = parent;
     w->r_label[i] = label;
     w->rn++;
@@ -480,6 +525,26 @@ ht_walk__traversable(PyObject *op, const ht_size_rule *r)
 
 static int ht_walk__expand(ht_walk *w, PyObject *op, uint32_t rec);
 
+/* Sizes op by rule r into *n and adds it to the walk's total. 0, or -1 with
+ * an exception set (a failing __sizeof__; a total past 2**64, which only
+ * __sizeof__ methods that give absurd figures can reach). */
+static int
+ht_walk__count(ht_walk *w, PyObject *op, const ht_size_rule *r, uint64_t *n)
+{
+    if (ht_size__flat_u64(op, r, n) < 0) {
+        w->failed = 1;
+        return -1;
+    }
+    if (*n > UINT64_MAX - w->total) {
+        PyErr_SetString(PyExc_OverflowError, "deepsize: the total size passes 2**64 bytes");
+        w->failed = 1;
+        return -1;
+    }
+    w->total += *n;
+    w->count++;
+    return 0;
+}
+
 /* Counts op (newly seen, reached from w->cur) under a cached pure-C rule;
  * pushes it when it has referents. 0 or -1. */
 static inline int
@@ -487,13 +552,9 @@ ht_walk__take(ht_walk *w, PyObject *op, const ht_size_rule *r)
 {
     if (r->shared && !w->shared)
         return 0;
-    Py_ssize_t n = ht_size_flat_with(op, r);
-    if (n < 0) {
-        w->failed = 1;
+    uint64_t n;
+    if (ht_walk__count(w, op, r, &n) < 0)
         return -1;
-    }
-    w->total += n;
-    w->count++;
     uint32_t rec = 0;
     if (w->detail) {
         rec = ht_walk__record(w, op, n, w->cur, w->child_label);
@@ -551,8 +612,12 @@ ht_walk__see(ht_walk *w, PyObject *op)
      * from the object being traversed now, which is traversed once: it
      * needs no entry in the seen table. (Roots and excluded objects are
      * held by our argument tuples, so never have one reference. detail
-     * mode keeps every entry: the labels find records through it.) */
-    if (w->detail || Py_REFCNT(op) != 1) {
+     * mode keeps every entry: the labels find records through it.) A
+     * dict subclass is the exception: ht_walk__dict_keys visits its exact
+     * str keys a second time, after a traversal that may have shown them
+     * (see ht_walk__keys_shown), so inside its traversal they are marked
+     * whatever their count. */
+    if (w->detail || Py_REFCNT(op) != 1 || (w->in_dict && PyUnicode_CheckExact(op))) {
         int added = ht_walk__mark(w, op);
         if (added <= 0)
             return added < 0 ? ht_walk__oom(w) : 0;
@@ -587,6 +652,7 @@ static int
 ht_walk__visit(PyObject *op, void *arg)
 {
     ht_walk *w = arg;
+    w->nvisit++;
     w->batch[w->nbatch++] = op;
     if (w->nbatch == HT_W_BATCH)
         return ht_walk__flush(w);
@@ -654,11 +720,9 @@ ht_walk__settle(ht_walk *w, PyObject *op, uintptr_t tags, uint32_t *rec)
         return -1;
     if (r.shared && !w->shared && !(tags & HT_W_ROOT))
         return 0;
-    Py_ssize_t n = ht_size_flat_with(op, &r);
-    if (n < 0)
+    uint64_t n;
+    if (ht_walk__count(w, op, &r, &n) < 0)
         return -1;
-    w->total += n;
-    w->count++;
     if (w->detail) {
         uint32_t parent = *rec;
         uint64_t label = HT_LBL(HT_LBL_ROOT, 0);
@@ -685,6 +749,19 @@ ht_walk__dict_keys(ht_walk *w, PyObject *op)
     return ht_walk__flush(w);
 }
 
+/* True when the traversal of dict op that just ran showed its keys, str
+ * ones too: a table that holds keys other than exact str shows a key and a
+ * value per item, one of exact str keys (or split) its values alone. Only an
+ * exact dict can tell by the count; a subclass's traversal shows more
+ * (its class, its __dict__ ...), and its exact str keys are marked instead
+ * (ht_walk__see), so that the second visit finds them. */
+static int
+ht_walk__keys_shown(const ht_walk *w, PyObject *op)
+{
+    Py_ssize_t n = PyDict_GET_SIZE(op);
+    return PyDict_CheckExact(op) && n > 0 && w->nvisit == 2 * n;
+}
+
 /* Traverses op's referents (op is a strong reference held by the caller). */
 static int
 ht_walk__expand_in(ht_walk *w, PyObject *op, uint32_t rec)
@@ -702,7 +779,7 @@ ht_walk__expand_in(ht_walk *w, PyObject *op, uint32_t rec)
     }
     if (w->detail)
         return ht_walk__label_children(w, rec, op);
-    if (PyDict_Check(op))
+    if (PyDict_Check(op) && !ht_walk__keys_shown(w, op))
         return ht_walk__dict_keys(w, op);
     return 0;
 }
@@ -714,14 +791,19 @@ ht_walk__expand(ht_walk *w, PyObject *op, uint32_t rec)
 {
     PyObject *local[HT_W_BATCH];
     PyObject **saved = w->batch;
-    int saved_n = w->nbatch;
+    int saved_n = w->nbatch, saved_in_dict = w->in_dict;
+    Py_ssize_t saved_nvisit = w->nvisit;
     w->batch = local;
     w->nbatch = 0;
+    w->nvisit = 0;
+    w->in_dict = PyDict_Check(op) && !PyDict_CheckExact(op);
     int rc = ht_walk__expand_in(w, op, rec);
     if (rc == 0 && w->nbatch > 0)
         rc = ht_walk__flush(w);
     w->batch = saved;
     w->nbatch = saved_n;
+    w->in_dict = saved_in_dict;
+    w->nvisit = saved_nvisit;
     return rc;
 }
 
@@ -817,8 +899,10 @@ ht_walk__start(ht_walk *w, PyObject *roots, PyObject *exclude)
 static PyObject *
 ht_size_py_flat(PyObject *self, PyObject *obj)
 {
-    Py_ssize_t n = ht_size_flat(obj);
-    return n < 0 ? NULL : PyLong_FromSsize_t(n);
+    uint64_t n; /* as sys.getsizeof: may pass PY_SSIZE_T_MAX */
+    if (ht_size__flat_any(obj, &n) < 0)
+        return NULL;
+    return PyLong_FromUnsignedLongLong((unsigned long long)n);
 }
 
 /* _core.size_deep(roots: tuple, exclude: tuple, shared: bool) -> (bytes, objects) */
@@ -836,7 +920,7 @@ ht_size_py_deep(PyObject *self, PyObject *args)
     PyObject *res = NULL;
     if (ht_walk__start(&w, roots, exclude) < 0 || ht_walk__run(&w) < 0)
         goto cleanup;
-    res = Py_BuildValue("nn", w.total, (Py_ssize_t)w.count);
+    res = Py_BuildValue("Kn", (unsigned long long)w.total, (Py_ssize_t)w.count);
 cleanup:
     ht_walk__free(&w);
     return res;
@@ -1013,7 +1097,7 @@ ht_size_py_detail(PyObject *self, PyObject *args)
     }
     if (tops == NULL)
         goto cleanup;
-    res = Py_BuildValue("(nnOO)", w.total, (Py_ssize_t)w.count, types, tops);
+    res = Py_BuildValue("(KnOO)", (unsigned long long)w.total, (Py_ssize_t)w.count, types, tops);
 cleanup:
     free(order);
     Py_XDECREF(roots);

@@ -28,7 +28,8 @@
  * traversed: its buffer belongs to another object. A dict's str keys, which
  * its tp_traverse leaves out, are visited explicitly. An object with a
  * reference count of 1 is reached only through its one referrer, so the plain
- * walk gives it no entry in the seen table.
+ * walk gives it no entry in the seen table (but for a dict's exact str keys,
+ * which the walk visits twice when the dict's traversal shows them too).
  */
 #ifndef HT_SIZE_H
 #define HT_SIZE_H
@@ -36,7 +37,9 @@
 #include "common.h"
 
 /* Returns the flat size of op in bytes, or -1 with an exception set (only
- * possible for types whose own __sizeof__ fails or returns a bad value).
+ * possible for types whose own __sizeof__ fails or returns a bad value, or
+ * one so large that the header added to it passes PY_SSIZE_T_MAX:
+ * OverflowError; heaptrail.sizeof gives that figure, as sys.getsizeof does).
  * Never calls Python code for builtin types; calls __sizeof__ only for types
  * that override it in Python (or whose metaclass customizes attribute
  * lookup). Must be called with the GIL held. */

@@ -7,6 +7,7 @@ can only be read from inside a process.
 import heapq
 import json
 import os
+import sys
 
 from heaptrail import HeaptrailError, process
 from heaptrail._format import human_bytes, table
@@ -38,6 +39,14 @@ def _kinds(rows):
     return sorted(groups.values(), key=lambda g: (-g["rss"], g["kind"]))
 
 
+def _shown(text):
+    """A name or path as the command prints it: the kernel gives bytes, which Python decodes
+    with surrogateescape; bytes that do not decode are shown as \\xNN, in the text and the
+    JSON alike (a strict UTF-8 stdout cannot print a lone surrogate, nor may strict JSON
+    readers accept one)."""
+    return os.fsencode(text).decode(sys.getfilesystemencoding(), "backslashreplace")
+
+
 def _opt_bytes(n):
     return "-" if n is None else human_bytes(n)
 
@@ -53,7 +62,7 @@ class MemCommand:
                             help="this process, with pymalloc, glibc malloc and gc summaries")
         parser.add_argument("--json", action="store_true", help="print one JSON object")
         parser.add_argument("--top", type=count, default=10, metavar="N",
-                            help="show the N largest mappings by RSS (default 10)")
+                            help="show the N largest mappings by RSS (0: all; default 10)")
 
     def run(self, args):
         if args.self_ and args.pid is not None and args.pid != os.getpid():
@@ -67,15 +76,16 @@ class MemCommand:
             if mem.pss is not None:
                 raise
             rows = None   # the kernel refuses smaps as it refused smaps_rollup
+        top = args.top or len(rows or ())   # 0: all, as in every --top that takes a count
         report = {
             "pid": pid,
-            "name": mem.name,
+            "name": _shown(mem.name),
             "self": own,
             "memory": {f: getattr(mem, f) for f in _MEMORY_FIELDS},
             "kinds": _kinds(rows) if rows is not None else None,
             "top_mappings": [
-                {f: getattr(r, f) for f in _MAP_FIELDS}
-                for r in heapq.nlargest(args.top, rows or (), key=lambda r: r.rss)
+                dict({f: getattr(r, f) for f in _MAP_FIELDS}, path=_shown(r.path))
+                for r in heapq.nlargest(top, rows or (), key=lambda r: r.rss)
             ],
         }
         if args.self_:
