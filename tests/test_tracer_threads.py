@@ -11,10 +11,11 @@ from heaptrail import _core, tracer
 KEEP = {}
 
 
-def _worker(k, seconds, stop_at):
+def _worker(k, stop_at, barrier):
+    barrier.wait()   # stop_at[0] is set by then
     rng = k * 7919
     live = []
-    while time.monotonic() < stop_at:
+    while time.monotonic() < stop_at[0]:
         rng = (rng * 1103515245 + 12345) & 0x7FFFFFFF
         n = 16 + rng % 4000
         live.append(bytes(n))
@@ -32,11 +33,17 @@ def test_eight_threads_accounting(sample):
     old = _core._tracer_defer_min(0 if logged else 2**32 - 1)
     tracer.start(sample=None if logged else sample)
     try:
-        stop_at = time.monotonic() + 1.5
-        threads = [threading.Thread(target=_worker, args=(k, 1.5, stop_at), name="worker-%d" % k)
-                   for k in range(8)]
+        # every worker is alive before any can end: on a loaded machine starting them took
+        # longer than their run, and an ended worker's thread ident went to a later one (two
+        # rows with one ident: the kept-block check read the other thread's row)
+        barrier = threading.Barrier(9)
+        stop_at = [0.0]
+        threads = [threading.Thread(target=_worker, args=(k, stop_at, barrier),
+                                    name="worker-%d" % k) for k in range(8)]
         for t in threads:
             t.start()
+        stop_at[0] = time.monotonic() + 1.5
+        barrier.wait()
         for t in threads:
             t.join()
         snap = tracer.take_snapshot()
