@@ -10,8 +10,6 @@ import textwrap
 
 import pytest
 
-SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
-
 OLD = b"yesterday" * 20_000   # 180,000 bytes: above the limit, so the old file fits no new one
 
 # each writes `target` (a file already there) with more than LIMIT bytes; the name's extension
@@ -71,7 +69,7 @@ def _write(tmp_path, target, code, limit):
     def small_files():   # Python ignores SIGXFSZ: a write past the limit fails with EFBIG
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    env = dict(os.environ, PYTHONPATH=SRC, PYTHONDONTWRITEBYTECODE="1")
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")   # the heaptrail the tests import
     return subprocess.run([sys.executable, str(prog), str(target)],
                           capture_output=True, text=True, env=env, timeout=120,
                           preexec_fn=small_files if limit else None)
