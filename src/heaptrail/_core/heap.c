@@ -2692,7 +2692,12 @@ ht_hw_record(ht_hw *w, uint32_t i)
     PyObject *op = ht_hw_obj(w, i);
     w->cur = i;
     w->cur_counted = 0;
-    h->type[i] = ht_hw_add(w, (PyObject *)Py_TYPE(op));
+    /* two statements: ht_hw_add may append the type and move every column
+     * (a realloc under ASan, or past a reservation), and `h->type[i] =
+     * ht_hw_add(...)` may load h->type before the call (ASan caught the
+     * write into the freed column) */
+    uint32_t t = ht_hw_add(w, (PyObject *)Py_TYPE(op));
+    h->type[i] = t;
     PyTypeObject *tp = Py_TYPE(op);
     const ht_hw_tinfo *ti = ht_hw_tinfo_of(w, tp);
     unsigned tf = ti->tf;
