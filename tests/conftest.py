@@ -64,3 +64,18 @@ def tracing():
         yield tracer
     finally:
         tracer.stop()
+
+
+@pytest.fixture
+def lines_isolated():
+    """The line profiler's results cleared before and after the test, its tables kept off
+    pytest's stdout at exit, and the tracer stopped after it unless it was already running."""
+    from heaptrail import lines, tracer
+
+    was = tracer.is_tracing()
+    lines._shown_at_exit = True  # pytest's own exit: no tables on its stdout
+    lines.reset()
+    yield
+    lines.reset()
+    if not was:
+        tracer.stop()

@@ -19,14 +19,8 @@ HEADER = ("Line #    Mem usage    Increment  Occurrences    Allocated         Pe
 
 
 @pytest.fixture(autouse=True)
-def _isolated():
-    was = tracer.is_tracing()
-    lines._shown_at_exit = True  # pytest's own exit: no tables on its stdout
-    lines.reset()
+def _isolated(lines_isolated):
     yield
-    lines.reset()
-    if not was:
-        tracer.stop()
 
 
 def _rows(func):

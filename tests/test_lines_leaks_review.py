@@ -17,17 +17,6 @@ from conftest import run_python
 MiB = 2**20
 
 
-@pytest.fixture
-def lines_isolated():
-    was = tracer.is_tracing()
-    lines._shown_at_exit = True  # pytest's own exit: no tables on its stdout
-    lines.reset()
-    yield
-    lines.reset()
-    if not was:
-        tracer.stop()
-
-
 def _table(code):
     for fres in lines.results():
         if fres["filename"] == code.co_filename and fres["first_line"] == code.co_firstlineno:
