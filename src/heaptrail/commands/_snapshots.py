@@ -1,10 +1,9 @@
 """Helpers shared by the snapshot commands: open a snapshot file with a clear error, parse an
-address, print JSON, write an output file; argument types (positive, count) for every command."""
+address, print JSON; argument types (positive, count) for every command."""
 import json
 import os
 import sys
 
-from heaptrail._format import replacing, write_file as write_output  # noqa: F401 (for the commands)
 from heaptrail.cli import CommandError
 from heaptrail.heap import SNAPSHOT_MAGIC, load
 

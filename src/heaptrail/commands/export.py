@@ -9,7 +9,8 @@ import json
 
 from heaptrail import capture
 from heaptrail.cli import CommandError
-from heaptrail.commands._snapshots import refuse_overwriting, write_output
+from heaptrail._format import write_file
+from heaptrail.commands._snapshots import refuse_overwriting
 
 FORMATS = ("pprof", "speedscope", "json", "csv")
 
@@ -46,7 +47,7 @@ class ExportCommand:
                     w.writerow([r["bytes"], r["count"], r["function"], r["file"], r["line"],
                                 ";".join(f"{s['function']}@{s['file']}:{s['line']}" for s in r["stack"])])
                 data = f.getvalue()
-        write_output(args.output, data)
+        write_file(args.output, data)
         print(f"wrote {args.output} ({args.format}, {args.report})")
         return 0
 

@@ -8,7 +8,8 @@ import re
 from importlib import resources
 
 from heaptrail import capture
-from heaptrail.commands._snapshots import refuse_overwriting, write_output
+from heaptrail._format import write_file
+from heaptrail.commands._snapshots import refuse_overwriting
 from heaptrail.commands.plot import memory_svg
 
 
@@ -25,7 +26,7 @@ class FlamegraphCommand:
         cap = capture.load_for_command(args.file)
         out = args.output or f"{os.path.splitext(args.file)[0]}-flamegraph-{args.report}.html"
         refuse_overwriting(out, args.file)
-        write_output(out, flamegraph_html(cap, args.report))
+        write_file(out, flamegraph_html(cap, args.report))
         print(f"wrote {out}")
         return 0
 

@@ -5,9 +5,9 @@ import html
 import os
 
 from heaptrail import capture
-from heaptrail._format import human_bytes
+from heaptrail._format import human_bytes, write_file
 from heaptrail.cli import CommandError
-from heaptrail.commands._snapshots import refuse_overwriting, write_output
+from heaptrail.commands._snapshots import refuse_overwriting
 
 _SERIES = (("rss", "RSS", "#1f77b4"), ("traced", "traced (heaptrail)", "#d62728"))
 
@@ -48,7 +48,7 @@ def _write_chart(path, ext, title, svg):
     text = svg if ext == ".svg" else (
         f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{html.escape(capture.printable(title))}</title>"
         f"</head><body>\n{svg}\n</body></html>\n")
-    write_output(path, text)
+    write_file(path, text)
 
 
 def _y_grid(out, left, w, y, y_top):
